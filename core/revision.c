@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Immutable refcounted translation results. See revision.h. */
+#include "revision.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+#include "util.h"
+#include "xlate.h"
+
+struct Revision {
+    int refs;
+    uint64_t seq;
+    uint64_t created_ms;
+    int fallback;
+    json_t *config;
+    json_t *failures;
+    char *json;
+    size_t json_len;
+    char hash[65];
+};
+
+static uint64_t next_seq = 1;
+
+Revision *revision_new_consume(json_t *config, json_t *failures, int fallback)
+{
+    Revision *r = calloc(1, sizeof(*r));
+    if (!r || !config)
+        goto fail;
+    r->refs = 1;
+    r->config = config;
+    r->failures = failures ? failures : json_array();
+    r->fallback = fallback;
+    r->json = xlate_canonical_json(config, &r->json_len);
+    if (!r->json || !r->failures) {
+        config = NULL;
+        failures = NULL;
+        goto fail;
+    }
+    util_sha256_hex(r->json, r->json_len, r->hash);
+    r->seq = next_seq++;
+    r->created_ms = util_now_ms();
+    return r;
+fail:
+    if (r) {
+        json_decref(r->config);
+        json_decref(r->failures);
+        free(r->json);
+        free(r);
+    }
+    json_decref(config);
+    json_decref(failures);
+    return NULL;
+}
+
+Revision *revision_ref(Revision *r)
+{
+    if (r)
+        r->refs++;
+    return r;
+}
+
+Revision *revision_unref(Revision *r)
+{
+    if (!r)
+        return NULL;
+    assert(r->refs > 0);
+    if (--r->refs > 0)
+        return NULL;
+    json_decref(r->config);
+    json_decref(r->failures);
+    free(r->json);
+    free(r);
+    return NULL;
+}
+
+uint64_t revision_seq(const Revision *r)
+{
+    return r->seq;
+}
+
+const char *revision_hash(const Revision *r)
+{
+    return r->hash;
+}
+
+const char *revision_json(const Revision *r, size_t *ret_len)
+{
+    if (ret_len)
+        *ret_len = r->json_len;
+    return r->json;
+}
+
+json_t *revision_config(const Revision *r)
+{
+    return r->config;
+}
+
+json_t *revision_failures(const Revision *r)
+{
+    return r->failures;
+}
+
+int revision_is_fallback(const Revision *r)
+{
+    return r->fallback;
+}
+
+uint64_t revision_created_ms(const Revision *r)
+{
+    return r->created_ms;
+}

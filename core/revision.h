@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * Revision: one immutable, refcounted result of translation, handed to every sink. Sinks keep
+ * a reference for as long as they need it; nobody mutates it after revision_new_consume().
+ */
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Revision Revision;
+
+/*
+ * revision_new_consume() - build a revision from @config and @failures (both stolen; @failures
+ * may be NULL). Computes the canonical JSON and its SHA-256. @fallback marks a configuration
+ * that leaves out objects a gateway rejected. Returns NULL on allocation failure.
+ */
+Revision *revision_new_consume(json_t *config, json_t *failures, int fallback);
+Revision *revision_ref(Revision *r);
+Revision *revision_unref(Revision *r); /* NULL-safe, returns NULL */
+
+uint64_t revision_seq(const Revision *r);           /* 1, 2, ... in creation order */
+const char *revision_hash(const Revision *r);       /* 64 hex chars */
+const char *revision_json(const Revision *r, size_t *ret_len); /* canonical bytes */
+json_t *revision_config(const Revision *r);         /* borrowed, do not modify */
+json_t *revision_failures(const Revision *r);       /* borrowed array, never NULL */
+int revision_is_fallback(const Revision *r);
+uint64_t revision_created_ms(const Revision *r);    /* util_now_ms() at creation */

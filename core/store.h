@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * Object store: the controller's view of Kubernetes objects, keyed by kind/namespace/name.
+ * Objects are jansson objects trimmed to what translation needs (managedFields and
+ * last-applied annotations dropped). Loop thread only. Readers borrow; store_put takes a reference.
+ */
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Store Store;
+
+int store_new(Store **ret);
+Store *store_free(Store *s); /* NULL-safe, returns NULL */
+
+/*
+ * store_put() - insert or replace @obj (borrowed; the store keeps its own trimmed copy).
+ * Return: 1 if the store changed, 0 if an equal object was already there, negative errno
+ * (-EINVAL when kind/metadata.name is missing).
+ */
+int store_put(Store *s, json_t *obj);
+/* store_delete() - 1 if removed, 0 if absent. @ns may be NULL or "" for cluster-scoped kinds. */
+int store_delete(Store *s, const char *kind, const char *ns, const char *name);
+
+/* store_get() - borrowed object or NULL. */
+json_t *store_get(const Store *s, const char *kind, const char *ns, const char *name);
+
+/*
+ * store_list() - every object of @kind sorted by namespace then name (borrowed; valid until the
+ * next change of the store). *ret_n is the count; returns NULL when there are none.
+ */
+json_t *const *store_list(Store *s, const char *kind, size_t *ret_n);
+
+/* store_count() - number of objects of @kind, or of every kind when @kind is NULL. */
+size_t store_count(const Store *s, const char *kind);
+
+/* store_kinds() - borrowed array of the kind names present, sorted. */
+json_t *store_kinds(Store *s);
+
+/* store_generation() - increases on every change; lets callers skip work when nothing changed. */
+uint64_t store_generation(const Store *s);
+
+/* store_clone() - a new store sharing the (immutable) objects; for fallback translation. */
+int store_clone(const Store *s, Store **ret);
+
+/* store_trim() - a trimmed deep copy of @obj as the store keeps it (new reference). */
+json_t *store_trim(json_t *obj);
+
+/* Accessors for common fields of an object (borrowed strings, "" when absent). */
+const char *obj_kind(const json_t *o);
+const char *obj_ns(const json_t *o);
+const char *obj_name(const json_t *o);
+const char *obj_uid(const json_t *o);
+const char *obj_api_version(const json_t *o);
+/* obj_annotation() / obj_label() - value or NULL. */
+const char *obj_annotation(const json_t *o, const char *key);
+const char *obj_label(const json_t *o, const char *key);
+/* obj_get_path() - walk "a.b.c" through nested objects; borrowed or NULL. */
+json_t *obj_get_path(const json_t *o, const char *dotted);
+const char *obj_get_str(const json_t *o, const char *dotted);

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* Small helpers shared by every module: a growable buffer, hashing, UUIDv5, base64. */
+#include <stddef.h>
+#include <stdint.h>
+
+/* Buf - growable byte buffer, always NUL-terminated. Embed it; BUF_INIT or zero it. */
+typedef struct Buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} Buf;
+#define BUF_INIT {NULL, 0, 0}
+
+int buf_reserve(Buf *b, size_t extra);
+int buf_append(Buf *b, const void *p, size_t n);
+int buf_puts(Buf *b, const char *s);
+int buf_putc(Buf *b, char c);
+int buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_reset(Buf *b);
+void buf_deinit(Buf *b);
+/* buf_take() - hand the bytes to the caller (free() them); the buffer is left empty. */
+char *buf_take(Buf *b);
+
+/* util_sha256_hex() - lower-case hex SHA-256 of @p into @out (65 bytes). */
+void util_sha256_hex(const void *p, size_t n, char out[65]);
+void util_sha256(const void *p, size_t n, unsigned char out[32]);
+
+/* util_uuid5() - RFC 4122 name-based UUID (SHA-1) of @name in namespace @ns (36-char text form). */
+int util_uuid5(const char *ns, const char *name, char out[37]);
+
+/*
+ * util_base64_decode() - decode standard base64, ignoring whitespace (as Kubernetes' decoder does
+ * for multi-line Secret data). Returns a malloc'd buffer (NUL-terminated) or NULL on bad input.
+ */
+unsigned char *util_base64_decode(const char *in, size_t inlen, size_t *ret_len);
+char *util_base64_encode(const unsigned char *in, size_t inlen);
+
+/* util_strdup_printf() - malloc'd formatted string, NULL on failure. */
+char *util_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* util_now_ms() - monotonic milliseconds. */
+uint64_t util_now_ms(void);
+
+/* util_read_file() - read a whole regular file (at most @max bytes); malloc'd, NUL-terminated. */
+int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/* util_write_file_atomic() - write to a temp file beside @path, fsync, rename over @path. */
+int util_write_file_atomic(const char *path, const void *p, size_t n, int mode);

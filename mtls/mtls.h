@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * mtls: TLS material for outbound connections (Konnect always, Kong's Admin API often).
+ * Loads a client certificate chain, its key and a CA bundle from PEM given as a value, a file
+ * or an environment variable, validates them, hands them to libcurl in memory, and watches the
+ * files so that rotated material is swapped in atomically (new connections use it; a bad new
+ * file keeps the old material). Loop thread only.
+ */
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <uv.h>
+
+typedef struct Mtls Mtls;
+
+typedef struct MtlsConfig {
+    const char *flag_prefix; /* for messages, e.g. "konnect-tls-client" or "kong-admin-tls-client" */
+    const char *cert;        /* PEM value (--X-cert) */
+    const char *cert_file;   /* path (--X-cert-file) */
+    const char *key;
+    const char *key_file;
+    const char *ca;          /* PEM bundle for verifying the server; NULL: system roots */
+    const char *ca_file;
+    const char *ca_flag;     /* for messages, e.g. "kong-admin-ca-cert" */
+    bool skip_verify;        /* never on by default; logged loudly */
+    const char *server_name; /* override of the TLS server name to verify, or NULL */
+    unsigned check_interval_ms; /* periodic re-check of files (Kubernetes symlink swaps); 0: 10 s */
+} MtlsConfig;
+
+/*
+ * mtls_new() - load and validate the material of @cfg (strings are copied). A client cert
+ * without its key (or the other way round), unreadable files, a key that does not match, an
+ * expired certificate or unparsable PEM is an error: *ret_err (malloc'd) says which flag and why.
+ * When files are given, they are watched on @loop (fs events + periodic check).
+ */
+int mtls_new(uv_loop_t *loop, const MtlsConfig *cfg, Mtls **ret, char **ret_err);
+
+/*
+ * mtls_apply() - set @easy's TLS options from the current material: client cert and key as
+ * blobs (CURLOPT_SSLCERT_BLOB/SSLKEY_BLOB), CA as CURLOPT_CAINFO_BLOB, TLS 1.2 minimum,
+ * peer and host verification on unless skip_verify. Returns 0 or a negative errno.
+ */
+int mtls_apply(Mtls *m, CURL *easy);
+
+/* mtls_has_client_cert() - whether a client certificate is configured. */
+bool mtls_has_client_cert(const Mtls *m);
+/* mtls_cert_expiry() - notAfter of the client certificate (Unix seconds), 0 if none. */
+long long mtls_cert_expiry(const Mtls *m);
+/* mtls_generation() - increases each time new material is swapped in. */
+unsigned mtls_generation(const Mtls *m);
+
+/* mtls_close() - stop watching; @done runs once every handle is closed, then @m is freed. */
+void mtls_close(Mtls *m, void (*done)(void *ud), void *ud);
