@@ -27,12 +27,18 @@ typedef void (*HttpDoneFn)(void *ud, CURL *easy, const HttpResult *res);
 int http_new(uv_loop_t *loop, Http **ret);
 
 /*
+ * http_easy_new() - an easy handle for @url with tether's defaults: total timeout @timeout_ms
+ * (30 s when 0), connect timeout, no signals, User-Agent tether/<version>, http(s) only.
+ */
+CURL *http_easy_new(const char *url, long timeout_ms);
+
+/*
  * http_start() - run @easy (configured by the caller: URL, method, headers, TLS) on the loop.
  * Takes ownership of @easy: it is cleaned up after @done returns. The caller must not set
  * CURLOPT_WRITEFUNCTION/WRITEDATA/PRIVATE/ERRORBUFFER. A response body beyond @max_body bytes
  * aborts the transfer (res->truncated). @done is called exactly once when 0 is returned, always
- * from the loop, never from inside http_start(). A default timeout of 30 s applies unless the
- * caller set CURLOPT_TIMEOUT_MS.
+ * from the loop, never from inside http_start(). Make @easy with http_easy_new() so that it has
+ * a timeout.
  * Return: 0 or a negative errno (then @done is never called and @easy is cleaned up).
  */
 int http_start(Http *h, CURL *easy, size_t max_body, HttpDoneFn done, void *ud);

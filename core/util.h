@@ -4,6 +4,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#endif
+
 /* Buf - growable byte buffer, always NUL-terminated. Embed it; BUF_INIT or zero it. */
 typedef struct Buf {
     char *data;
