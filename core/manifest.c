@@ -1,0 +1,647 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Manifest loading with libyaml into jansson values. Scalars are typed as Kubernetes' YAML
+ * decoder types them (null, booleans, integers, floats, else strings; quoted scalars are always
+ * strings). Untrusted input: nesting depth, node count and alias expansion are capped, and
+ * every problem is reported with the file and line.
+ */
+#include "manifest.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "util.h"
+
+enum {
+    MAX_NODES = 4 * 1024 * 1024, /* values in one file, aliases expanded */
+    MAX_ANCHORS = 4096,
+};
+
+typedef struct Parser {
+    yaml_parser_t yp;
+    yaml_event_t ev;
+    int have_ev;
+    size_t nodes;
+    json_t *anchors; /* name -> value, per document */
+    char err[256];
+    int err_line;
+} Parser;
+
+static int fail(Parser *p, int line, const char *fmt, const char *arg)
+{
+    if (!p->err[0]) {
+        snprintf(p->err, sizeof(p->err), fmt, arg ? arg : "");
+        p->err_line = line;
+    }
+    return -EINVAL;
+}
+
+static int next(Parser *p)
+{
+    if (p->have_ev)
+        yaml_event_delete(&p->ev);
+    p->have_ev = 0;
+    if (!yaml_parser_parse(&p->yp, &p->ev)) {
+        const char *prob = p->yp.problem ? p->yp.problem : "syntax error";
+        int line = (int)p->yp.problem_mark.line + 1;
+        if (p->yp.context) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "%s %s", prob, p->yp.context);
+            return fail(p, line, "%s", msg);
+        }
+        return fail(p, line, "%s", prob);
+    }
+    p->have_ev = 1;
+    return 0;
+}
+
+static int is_digits(const char *s, int (*ok)(int))
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (*s != '_' && !ok((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+static int isdig(int c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int ishex(int c)
+{
+    return isdig(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int isoct(int c)
+{
+    return c >= '0' && c <= '7';
+}
+
+/* Plain scalar typing of YAML 1.1 as Kubernetes' decoder (go-yaml) resolves it. */
+static json_t *plain_scalar(const char *s, size_t len)
+{
+    if (len == 0 || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+        !strcmp(s, "NULL"))
+        return json_null();
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+        return json_true();
+    if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+        return json_false();
+    const char *d = s;
+    int neg = 0;
+    if (*d == '-' || *d == '+') {
+        neg = *d == '-';
+        d++;
+    }
+    if (len < 32 && strchr(s, '_') == NULL) {
+        char *end;
+        errno = 0;
+        if ((d[0] == '0' && (d[1] == 'x' || d[1] == 'X')) && is_digits(d + 2, ishex)) {
+            long long v = strtoll(d + 2, &end, 16);
+            if (!errno && !*end)
+                return json_integer(neg ? -v : v);
+        } else if ((d[0] == '0' && d[1] == 'o') && is_digits(d + 2, isoct)) {
+            long long v = strtoll(d + 2, &end, 8);
+            if (!errno && !*end)
+                return json_integer(neg ? -v : v);
+        } else if (is_digits(d, isdig)) {
+            long long v = strtoll(s, &end, 10);
+            if (!errno && !*end)
+                return json_integer(v);
+            double f = strtod(s, &end);
+            if (!*end)
+                return json_real(f);
+        } else {
+            /* Floats: digits with a dot or exponent (not "1.2.3", not a version-like word). */
+            int digits = 0, ok = 1, dot = 0, exp = 0;
+            for (const char *c = d; *c; c++) {
+                if (isdig(*c))
+                    digits++;
+                else if (*c == '.' && !dot && !exp)
+                    dot = 1;
+                else if ((*c == 'e' || *c == 'E') && digits && !exp) {
+                    exp = 1;
+                    if (c[1] == '+' || c[1] == '-')
+                        c++;
+                } else {
+                    ok = 0;
+                    break;
+                }
+            }
+            if (ok && digits && (dot || exp)) {
+                double f = strtod(s, &end);
+                if (!*end && isfinite(f))
+                    return json_real(f);
+            }
+            if (!strcmp(d, ".inf") || !strcmp(d, ".Inf") || !strcmp(d, ".INF") ||
+                !strcmp(s, ".nan") || !strcmp(s, ".NaN") || !strcmp(s, ".NAN"))
+                return json_stringn(s, len); /* JSON has no infinities; keep the text */
+        }
+    }
+    return json_stringn(s, len);
+}
+
+static int parse_node(Parser *p, int depth, json_t **ret);
+
+static size_t count_values(json_t *v, size_t budget)
+{
+    size_t n = 1;
+    const char *k;
+    json_t *x;
+    size_t i;
+
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, x)
+        {
+            if (n > budget)
+                break;
+            n += count_values(x, budget - n);
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x)
+        {
+            if (n > budget)
+                break;
+            n += count_values(x, budget - n);
+        }
+    }
+    return n;
+}
+
+/* An alias becomes a copy; its size counts against the cap, so "billion laughs" inputs fail. */
+static json_t *alias_copy(Parser *p, json_t *v)
+{
+    size_t budget = p->nodes < MAX_NODES ? MAX_NODES - p->nodes : 0;
+    size_t n = count_values(v, budget);
+    p->nodes += n;
+    if (p->nodes > MAX_NODES)
+        return NULL;
+    return json_deep_copy(v);
+}
+
+static int parse_mapping(Parser *p, int depth, json_t **ret)
+{
+    json_t *obj = json_object();
+    json_t *merges = NULL;
+    int r;
+
+    if (!obj)
+        return -ENOMEM;
+    for (;;) {
+        if ((r = next(p)) < 0)
+            goto out;
+        if (p->ev.type == YAML_MAPPING_END_EVENT)
+            break;
+        int line = (int)p->ev.start_mark.line + 1;
+        json_t *key = NULL;
+        if ((r = parse_node(p, depth + 1, &key)) < 0)
+            goto out;
+        char kbuf[64];
+        const char *ks;
+        int is_merge = 0;
+        if (json_is_string(key)) {
+            ks = json_string_value(key);
+            is_merge = !strcmp(ks, "<<");
+        } else if (json_is_integer(key)) {
+            snprintf(kbuf, sizeof(kbuf), "%lld", (long long)json_integer_value(key));
+            ks = kbuf;
+        } else if (json_is_true(key) || json_is_false(key)) {
+            ks = json_is_true(key) ? "true" : "false";
+        } else if (json_is_null(key)) {
+            ks = "null";
+        } else {
+            json_decref(key);
+            r = fail(p, line, "mapping keys must be scalars%s", NULL);
+            goto out;
+        }
+        char *kcopy = strdup(ks);
+        json_decref(key);
+        if (!kcopy) {
+            r = -ENOMEM;
+            goto out;
+        }
+        if ((r = next(p)) < 0) {
+            free(kcopy);
+            goto out;
+        }
+        json_t *val = NULL;
+        if ((r = parse_node(p, depth + 1, &val)) < 0) {
+            free(kcopy);
+            goto out;
+        }
+        if (is_merge) {
+            if (!merges)
+                merges = json_array();
+            json_array_append_new(merges, val);
+        } else if (json_object_get(obj, kcopy)) {
+            json_decref(val);
+            r = fail(p, line, "mapping key \"%s\" already defined", kcopy);
+            free(kcopy);
+            goto out;
+        } else {
+            json_object_set_new(obj, kcopy, val);
+        }
+        free(kcopy);
+    }
+    /* Merge keys: explicit keys win over merged ones. */
+    if (merges) {
+        size_t i;
+        json_t *m;
+        json_array_foreach(merges, i, m)
+        {
+            json_t *list = json_is_array(m) ? m : NULL;
+            size_t n = list ? json_array_size(list) : 1;
+            for (size_t j = 0; j < n; j++) {
+                json_t *src = list ? json_array_get(list, j) : m;
+                if (!json_is_object(src)) {
+                    r = fail(p, (int)p->ev.start_mark.line + 1, "merge value is not a mapping%s",
+                             NULL);
+                    goto out;
+                }
+                json_object_update_missing(obj, src);
+            }
+        }
+    }
+    *ret = obj;
+    obj = NULL;
+    r = 0;
+out:
+    json_decref(merges);
+    json_decref(obj);
+    return r;
+}
+
+static int parse_sequence(Parser *p, int depth, json_t **ret)
+{
+    json_t *arr = json_array();
+    int r;
+
+    if (!arr)
+        return -ENOMEM;
+    for (;;) {
+        if ((r = next(p)) < 0)
+            break;
+        if (p->ev.type == YAML_SEQUENCE_END_EVENT) {
+            *ret = arr;
+            return 0;
+        }
+        json_t *v = NULL;
+        if ((r = parse_node(p, depth + 1, &v)) < 0)
+            break;
+        json_array_append_new(arr, v);
+    }
+    json_decref(arr);
+    return r;
+}
+
+static int remember_anchor(Parser *p, const yaml_char_t *anchor, json_t *v)
+{
+    if (!anchor)
+        return 0;
+    if (json_object_size(p->anchors) >= MAX_ANCHORS)
+        return fail(p, (int)p->ev.start_mark.line + 1, "too many anchors%s", NULL);
+    json_object_set(p->anchors, (const char *)anchor, v);
+    return 0;
+}
+
+/* parse_node() - the current event starts a node; on return the node's last event is current. */
+static int parse_node(Parser *p, int depth, json_t **ret)
+{
+    int line = (int)p->ev.start_mark.line + 1;
+    int r;
+
+    if (depth > MANIFEST_MAX_DEPTH)
+        return fail(p, line, "nesting deeper than the limit%s", NULL);
+    if (++p->nodes > MAX_NODES)
+        return fail(p, line, "document has too many values%s", NULL);
+    switch (p->ev.type) {
+    case YAML_SCALAR_EVENT: {
+        const char *s = (const char *)p->ev.data.scalar.value;
+        size_t len = p->ev.data.scalar.length;
+        json_t *v;
+        int plain = p->ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        const char *tag = (const char *)p->ev.data.scalar.tag;
+        if (tag && !strcmp(tag, "tag:yaml.org,2002:str"))
+            plain = 0;
+        if (memchr(s, 0, len))
+            return fail(p, line, "NUL byte in a scalar%s", NULL);
+        v = plain ? plain_scalar(s, len) : json_stringn(s, len);
+        if (!v)
+            return fail(p, line, "scalar is not valid UTF-8%s", NULL);
+        if ((r = remember_anchor(p, p->ev.data.scalar.anchor, v)) < 0) {
+            json_decref(v);
+            return r;
+        }
+        *ret = v;
+        return 0;
+    }
+    case YAML_ALIAS_EVENT: {
+        json_t *v = json_object_get(p->anchors, (const char *)p->ev.data.alias.anchor);
+        if (!v)
+            return fail(p, line, "unknown alias \"%s\"", (const char *)p->ev.data.alias.anchor);
+        json_t *c = alias_copy(p, v);
+        if (!c)
+            return fail(p, line, "aliases expand to too many values%s", NULL);
+        *ret = c;
+        return 0;
+    }
+    case YAML_MAPPING_START_EVENT: {
+        char *anchor = p->ev.data.mapping_start.anchor
+                           ? strdup((const char *)p->ev.data.mapping_start.anchor)
+                           : NULL;
+        r = parse_mapping(p, depth, ret);
+        if (r == 0 && anchor)
+            r = remember_anchor(p, (yaml_char_t *)anchor, *ret);
+        free(anchor);
+        return r;
+    }
+    case YAML_SEQUENCE_START_EVENT: {
+        char *anchor = p->ev.data.sequence_start.anchor
+                           ? strdup((const char *)p->ev.data.sequence_start.anchor)
+                           : NULL;
+        r = parse_sequence(p, depth, ret);
+        if (r == 0 && anchor)
+            r = remember_anchor(p, (yaml_char_t *)anchor, *ret);
+        free(anchor);
+        return r;
+    }
+    default:
+        return fail(p, line, "unexpected YAML event%s", NULL);
+    }
+}
+
+/*
+ * Walk the documents of one buffer. @doc_fn gets each document's value and start line; a
+ * syntax error stops the buffer (libyaml cannot resynchronise), reported via @err_fn.
+ */
+typedef int (*DocFn)(void *ud, json_t *doc, int line);
+
+static int each_document(const char *data, size_t len, DocFn doc_fn, void *ud, char *err,
+                         size_t errlen, int *err_line)
+{
+    Parser p = {0};
+    int r = 0;
+
+    if (!yaml_parser_initialize(&p.yp))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&p.yp, (const unsigned char *)data, len);
+    yaml_parser_set_encoding(&p.yp, YAML_UTF8_ENCODING);
+    p.anchors = json_object();
+    for (;;) {
+        if ((r = next(&p)) < 0)
+            break;
+        if (p.ev.type == YAML_STREAM_END_EVENT)
+            break;
+        if (p.ev.type != YAML_DOCUMENT_START_EVENT)
+            continue;
+        int line = (int)p.ev.start_mark.line + 1;
+        if ((r = next(&p)) < 0)
+            break;
+        if (p.ev.type == YAML_DOCUMENT_END_EVENT) {
+            continue;
+        }
+        /* The document's content starts here; report that line, not the "---". */
+        line = (int)p.ev.start_mark.line + 1;
+        json_t *doc = NULL;
+        if ((r = parse_node(&p, 0, &doc)) < 0)
+            break;
+        if ((r = next(&p)) < 0) { /* DOCUMENT_END */
+            json_decref(doc);
+            break;
+        }
+        json_object_clear(p.anchors);
+        r = doc_fn(ud, doc, line);
+        json_decref(doc);
+        if (r)
+            break;
+    }
+    if (r < 0 && p.err[0]) {
+        if (err)
+            snprintf(err, errlen, "%s", p.err);
+        if (err_line)
+            *err_line = p.err_line;
+    }
+    if (p.have_ev)
+        yaml_event_delete(&p.ev);
+    yaml_parser_delete(&p.yp);
+    json_decref(p.anchors);
+    return r;
+}
+
+static int collect_doc(void *ud, json_t *doc, int line)
+{
+    (void)line;
+    return json_array_append(ud, doc) < 0 ? -ENOMEM : 0;
+}
+
+json_t *manifest_yaml_to_json(const char *data, size_t len, char *err, size_t errlen)
+{
+    json_t *arr = json_array();
+    char e[256] = "";
+    int line = 0;
+
+    if (!arr)
+        return NULL;
+    int r = each_document(data, len, collect_doc, arr, e, sizeof(e), &line);
+    if (r < 0) {
+        if (err)
+            snprintf(err, errlen, "line %d: %s", line, e[0] ? e : strerror(-r));
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+typedef struct LoadCtx {
+    const char *name;
+    ManifestObjFn obj_fn;
+    ManifestErrFn err_fn;
+    void *ud;
+} LoadCtx;
+
+static void report(LoadCtx *c, int line, const char *fmt, const char *arg)
+{
+    char msg[512];
+    snprintf(msg, sizeof(msg), fmt, arg ? arg : "");
+    if (c->err_fn)
+        c->err_fn(c->ud, c->name, line, msg);
+}
+
+static int deliver(LoadCtx *c, json_t *doc, int line, int depth)
+{
+    if (json_is_null(doc))
+        return 0; /* empty document */
+    if (!json_is_object(doc)) {
+        report(c, line, "document is not a mapping (a Kubernetes object)%s", NULL);
+        return 0;
+    }
+    json_t *kind = json_object_get(doc, "kind");
+    if (!json_is_string(kind) || !json_string_length(kind)) {
+        report(c, line, "object has no kind%s", NULL);
+        return 0;
+    }
+    const char *k = json_string_value(kind);
+    size_t kl = strlen(k);
+    if (kl > 4 && !strcmp(k + kl - 4, "List") && json_is_array(json_object_get(doc, "items"))) {
+        if (depth > 2) {
+            report(c, line, "lists nested too deep%s", NULL);
+            return 0;
+        }
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(doc, "items"), i, it)
+        {
+            int r = deliver(c, it, line, depth + 1);
+            if (r)
+                return r;
+        }
+        return 0;
+    }
+    json_t *md = json_object_get(doc, "metadata");
+    if (!json_is_object(md) || !json_is_string(json_object_get(md, "name")) ||
+        !json_string_length(json_object_get(md, "name"))) {
+        report(c, line, "%s has no metadata.name", k);
+        return 0;
+    }
+    return c->obj_fn ? c->obj_fn(c->ud, doc, c->name, line) : 0;
+}
+
+static int deliver_doc(void *ud, json_t *doc, int line)
+{
+    return deliver(ud, doc, line, 0);
+}
+
+int manifest_load_buffer(const char *data, size_t len, const char *name, ManifestObjFn obj_fn,
+                         ManifestErrFn err_fn, void *ud)
+{
+    LoadCtx c = {name, obj_fn, err_fn, ud};
+    char e[256] = "";
+    int line = 0;
+
+    if (len > MANIFEST_MAX_FILE) {
+        report(&c, 0, "file is larger than the limit%s", NULL);
+        return 0;
+    }
+    int r = each_document(data, len, deliver_doc, &c, e, sizeof(e), &line);
+    if (r < 0 && e[0]) {
+        report(&c, line, "%s", e);
+        return 0; /* reported; the caller goes on with the next file */
+    }
+    return r;
+}
+
+static int has_manifest_suffix(const char *n)
+{
+    size_t l = strlen(n);
+    return (l > 5 && !strcmp(n + l - 5, ".yaml")) || (l > 4 && !strcmp(n + l - 4, ".yml")) ||
+           (l > 5 && !strcmp(n + l - 5, ".json"));
+}
+
+static int load_file(const char *path, ManifestObjFn obj_fn, ManifestErrFn err_fn, void *ud)
+{
+    char *data = NULL;
+    size_t len = 0;
+    int r;
+
+    if (!strcmp(path, "-")) {
+        Buf b = BUF_INIT;
+        char chunk[65536];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
+            if (b.len + n > MANIFEST_MAX_FILE) {
+                buf_deinit(&b);
+                if (err_fn)
+                    err_fn(ud, "-", 0, "standard input is larger than the limit");
+                return -EFBIG;
+            }
+            if (buf_append(&b, chunk, n) < 0) {
+                buf_deinit(&b);
+                return -ENOMEM;
+            }
+        }
+        len = b.len;
+        data = buf_take(&b);
+        r = manifest_load_buffer(data, len, "-", obj_fn, err_fn, ud);
+        free(data);
+        return r;
+    }
+    r = util_read_file(path, MANIFEST_MAX_FILE, &data, &len);
+    if (r < 0) {
+        if (err_fn) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "cannot read: %s",
+                     r == -EFBIG ? "file is larger than the limit" : strerror(-r));
+            err_fn(ud, path, 0, msg);
+        }
+        return r;
+    }
+    r = manifest_load_buffer(data, len, path, obj_fn, err_fn, ud);
+    free(data);
+    return r;
+}
+
+static int load_dir(const char *path, int depth, ManifestObjFn obj_fn, ManifestErrFn err_fn,
+                    void *ud)
+{
+    struct dirent **ents = NULL;
+    int n = scandir(path, &ents, NULL, alphasort);
+    int r = 0;
+
+    if (n < 0) {
+        r = -errno;
+        if (err_fn) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "cannot read folder: %s", strerror(-r));
+            err_fn(ud, path, 0, msg);
+        }
+        return r;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *name = ents[i]->d_name;
+        if (r == 0 && name[0] != '.') {
+            char *child = util_strdup_printf("%s/%s", path, name);
+            struct stat st;
+            if (child && stat(child, &st) == 0) {
+                if (S_ISDIR(st.st_mode) && depth < 8)
+                    r = load_dir(child, depth + 1, obj_fn, err_fn, ud);
+                else if (S_ISREG(st.st_mode) && has_manifest_suffix(name))
+                    r = load_file(child, obj_fn, err_fn, ud);
+                /* A child that cannot be read was reported; go on with the rest. */
+                if (r < 0 && r != -ENOMEM)
+                    r = 0;
+            }
+            free(child);
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    return r;
+}
+
+int manifest_load_path(const char *path, ManifestObjFn obj_fn, ManifestErrFn err_fn, void *ud)
+{
+    struct stat st;
+
+    if (strcmp(path, "-") != 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return load_dir(path, 0, obj_fn, err_fn, ud);
+    if (strcmp(path, "-") != 0 && stat(path, &st) < 0) {
+        int r = -errno;
+        if (err_fn) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "cannot read: %s", strerror(errno));
+            err_fn(ud, path, 0, msg);
+        }
+        return r;
+    }
+    return load_file(path, obj_fn, err_fn, ud);
+}

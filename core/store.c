@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Object store: per kind, a hash map "namespace/name" -> trimmed object, plus a lazily built
+ * sorted view for deterministic iteration. Objects are never mutated once stored, so clones
+ * share them by reference.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+typedef struct KindEntry {
+    char *kind;
+    json_t *map;      /* "ns/name" -> object */
+    json_t **sorted;  /* borrowed pointers into map, valid while !dirty */
+    size_t nsorted;
+    int dirty;
+} KindEntry;
+
+struct Store {
+    KindEntry *kinds;
+    size_t nkinds;
+    size_t cap;
+    uint64_t generation;
+    json_t *kind_names;
+};
+
+int store_new(Store **ret)
+{
+    Store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    *ret = s;
+    return 0;
+}
+
+Store *store_free(Store *s)
+{
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < s->nkinds; i++) {
+        free(s->kinds[i].kind);
+        json_decref(s->kinds[i].map);
+        free(s->kinds[i].sorted);
+    }
+    free(s->kinds);
+    json_decref(s->kind_names);
+    free(s);
+    return NULL;
+}
+
+static KindEntry *find_kind(const Store *s, const char *kind)
+{
+    for (size_t i = 0; i < s->nkinds; i++)
+        if (!strcmp(s->kinds[i].kind, kind))
+            return &s->kinds[i];
+    return NULL;
+}
+
+static KindEntry *add_kind(Store *s, const char *kind)
+{
+    KindEntry *e = find_kind(s, kind);
+    if (e)
+        return e;
+    if (s->nkinds == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        KindEntry *k = realloc(s->kinds, cap * sizeof(*k));
+        if (!k)
+            return NULL;
+        s->kinds = k;
+        s->cap = cap;
+    }
+    e = &s->kinds[s->nkinds];
+    memset(e, 0, sizeof(*e));
+    e->kind = strdup(kind);
+    e->map = json_object();
+    if (!e->kind || !e->map) {
+        free(e->kind);
+        json_decref(e->map);
+        return NULL;
+    }
+    s->nkinds++;
+    json_decref(s->kind_names);
+    s->kind_names = NULL;
+    return e;
+}
+
+static const char *str_or_empty(const json_t *v)
+{
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+const char *obj_kind(const json_t *o)
+{
+    return str_or_empty(json_object_get(o, "kind"));
+}
+
+const char *obj_api_version(const json_t *o)
+{
+    return str_or_empty(json_object_get(o, "apiVersion"));
+}
+
+static const json_t *meta(const json_t *o)
+{
+    return json_object_get(o, "metadata");
+}
+
+const char *obj_ns(const json_t *o)
+{
+    return str_or_empty(json_object_get(meta(o), "namespace"));
+}
+
+const char *obj_name(const json_t *o)
+{
+    return str_or_empty(json_object_get(meta(o), "name"));
+}
+
+const char *obj_uid(const json_t *o)
+{
+    return str_or_empty(json_object_get(meta(o), "uid"));
+}
+
+const char *obj_annotation(const json_t *o, const char *key)
+{
+    json_t *v = json_object_get(json_object_get(meta(o), "annotations"), key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+const char *obj_label(const json_t *o, const char *key)
+{
+    json_t *v = json_object_get(json_object_get(meta(o), "labels"), key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+json_t *obj_get_path(const json_t *o, const char *dotted)
+{
+    char part[256];
+    const char *p = dotted;
+    json_t *cur = (json_t *)o;
+
+    while (cur && *p) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof(part))
+            return NULL;
+        memcpy(part, p, n);
+        part[n] = 0;
+        cur = json_object_get(cur, part);
+        p += n + (dot ? 1 : 0);
+    }
+    return cur;
+}
+
+const char *obj_get_str(const json_t *o, const char *dotted)
+{
+    json_t *v = obj_get_path(o, dotted);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Annotation and label values are strings in Kubernetes; coerce scalars a YAML file typed. */
+static void stringify_values(json_t *map)
+{
+    const char *k;
+    json_t *v;
+    void *tmp;
+
+    if (!json_is_object(map))
+        return;
+    json_object_foreach_safe(map, tmp, k, v)
+    {
+        char buf[64];
+        if (json_is_string(v))
+            continue;
+        if (json_is_integer(v))
+            snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+        else if (json_is_real(v))
+            snprintf(buf, sizeof(buf), "%g", json_real_value(v));
+        else if (json_is_true(v))
+            snprintf(buf, sizeof(buf), "true");
+        else if (json_is_false(v))
+            snprintf(buf, sizeof(buf), "false");
+        else if (json_is_null(v))
+            buf[0] = 0;
+        else {
+            json_object_del(map, k);
+            continue;
+        }
+        json_object_set_new(map, k, json_string(buf));
+    }
+}
+
+json_t *store_trim(json_t *obj)
+{
+    json_t *c = json_deep_copy(obj);
+    if (!c)
+        return NULL;
+    json_t *md = json_object_get(c, "metadata");
+    if (json_is_object(md)) {
+        json_object_del(md, "managedFields");
+        json_object_del(md, "generateName");
+        json_object_del(md, "selfLink");
+        json_t *ann = json_object_get(md, "annotations");
+        if (json_is_object(ann))
+            json_object_del(ann, "kubectl.kubernetes.io/last-applied-configuration");
+        stringify_values(ann);
+        stringify_values(json_object_get(md, "labels"));
+    }
+    /* Only a Service's status is read (the publish service's load balancer addresses). */
+    if (strcmp(obj_kind(c), "Service") != 0)
+        json_object_del(c, "status");
+    const char *kind = obj_kind(c);
+    if (!strcmp(kind, "Secret") || !strcmp(kind, "ConfigMap")) {
+        stringify_values(json_object_get(c, "data"));
+        stringify_values(json_object_get(c, "stringData"));
+    }
+    return c;
+}
+
+static int make_key(const char *ns, const char *name, char *buf, size_t n)
+{
+    int l = snprintf(buf, n, "%s/%s", ns ? ns : "", name);
+    return l < 0 || (size_t)l >= n ? -ENAMETOOLONG : 0;
+}
+
+int store_put(Store *s, json_t *obj)
+{
+    char key[512];
+    const char *kind = obj_kind(obj);
+    const char *name = obj_name(obj);
+
+    if (!*kind || !*name)
+        return -EINVAL;
+    if (make_key(obj_ns(obj), name, key, sizeof(key)) < 0)
+        return -EINVAL;
+    KindEntry *e = add_kind(s, kind);
+    if (!e)
+        return -ENOMEM;
+    json_t *t = store_trim(obj);
+    if (!t)
+        return -ENOMEM;
+    json_t *old = json_object_get(e->map, key);
+    if (old && json_equal(old, t)) {
+        json_decref(t);
+        return 0;
+    }
+    if (json_object_set_new(e->map, key, t) < 0)
+        return -ENOMEM;
+    e->dirty = 1;
+    s->generation++;
+    return 1;
+}
+
+int store_delete(Store *s, const char *kind, const char *ns, const char *name)
+{
+    char key[512];
+    KindEntry *e = find_kind(s, kind);
+
+    if (!e || make_key(ns, name, key, sizeof(key)) < 0)
+        return 0;
+    if (json_object_del(e->map, key) < 0)
+        return 0;
+    e->dirty = 1;
+    s->generation++;
+    return 1;
+}
+
+json_t *store_get(const Store *s, const char *kind, const char *ns, const char *name)
+{
+    char key[512];
+    KindEntry *e = find_kind(s, kind);
+
+    if (!e || make_key(ns, name, key, sizeof(key)) < 0)
+        return NULL;
+    return json_object_get(e->map, key);
+}
+
+static int cmp_obj(const void *a, const void *b)
+{
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    int c = strcmp(obj_ns(x), obj_ns(y));
+    return c ? c : strcmp(obj_name(x), obj_name(y));
+}
+
+json_t *const *store_list(Store *s, const char *kind, size_t *ret_n)
+{
+    KindEntry *e = find_kind(s, kind);
+
+    *ret_n = 0;
+    if (!e || json_object_size(e->map) == 0)
+        return NULL;
+    if (e->dirty || !e->sorted) {
+        size_t n = json_object_size(e->map);
+        json_t **arr = realloc(e->sorted, n * sizeof(*arr));
+        if (!arr)
+            return NULL;
+        e->sorted = arr;
+        size_t i = 0;
+        const char *k;
+        json_t *v;
+        json_object_foreach(e->map, k, v) arr[i++] = v;
+        qsort(arr, n, sizeof(*arr), cmp_obj);
+        e->nsorted = n;
+        e->dirty = 0;
+    }
+    *ret_n = e->nsorted;
+    return e->sorted;
+}
+
+size_t store_count(const Store *s, const char *kind)
+{
+    if (kind) {
+        KindEntry *e = find_kind(s, kind);
+        return e ? json_object_size(e->map) : 0;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < s->nkinds; i++)
+        n += json_object_size(s->kinds[i].map);
+    return n;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+json_t *store_kinds(Store *s)
+{
+    if (s->kind_names)
+        return s->kind_names;
+    const char **names = calloc(s->nkinds ? s->nkinds : 1, sizeof(*names));
+    if (!names)
+        return NULL;
+    for (size_t i = 0; i < s->nkinds; i++)
+        names[i] = s->kinds[i].kind;
+    qsort(names, s->nkinds, sizeof(*names), cmp_str);
+    s->kind_names = json_array();
+    for (size_t i = 0; i < s->nkinds && s->kind_names; i++)
+        json_array_append_new(s->kind_names, json_string(names[i]));
+    free(names);
+    return s->kind_names;
+}
+
+uint64_t store_generation(const Store *s)
+{
+    return s->generation;
+}
+
+int store_clone(const Store *s, Store **ret)
+{
+    Store *c;
+    int r = store_new(&c);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < s->nkinds; i++) {
+        KindEntry *e = add_kind(c, s->kinds[i].kind);
+        if (!e || json_object_update(e->map, s->kinds[i].map) < 0) {
+            store_free(c);
+            return -ENOMEM;
+        }
+        e->dirty = 1;
+    }
+    c->generation = s->generation;
+    *ret = c;
+    return 0;
+}
