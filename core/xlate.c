@@ -1,0 +1,703 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Translator entry point: options and feature gates, failure collection, tags, class filtering,
+ * the pipeline of KIC's BuildKongConfig, and the final assembly in decK's order (deckgen's sort
+ * orders and defaults, the DB-less stub upstream for an empty configuration).
+ */
+#include "xlate_int.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "util.h"
+
+void xlate_options_default(XlateOptions *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->ingress_class = "kong";
+    o->fill_ids = true;
+    o->custom_entity = true;
+    o->kong_version = "3.9.1";
+    o->cluster_domain = "";
+}
+
+static const struct {
+    const char *name;
+    size_t off;
+} gates[] = {
+    {"FillIDs", offsetof(XlateOptions, fill_ids)},
+    {"KongCustomEntity", offsetof(XlateOptions, custom_entity)},
+    {"KongServiceFacade", offsetof(XlateOptions, service_facade)},
+    {"RewriteURIs", offsetof(XlateOptions, rewrite_uris)},
+};
+
+/* Gates KIC knows that do not change translation; accepted so existing flags keep working. */
+static const char *const other_gates[] = {
+    "GatewayAlpha", "FallbackConfiguration", "SanitizeKonnectConfigDumps", "KongLicense", NULL,
+};
+
+int xlate_feature_gates(XlateOptions *o, const char *spec, char *err, size_t errlen)
+{
+    json_t *items = xsplit(spec, ',');
+    size_t i;
+    json_t *it;
+    int r = 0;
+
+    json_array_foreach(items, i, it)
+    {
+        const char *kv = json_string_value(it);
+        const char *eq = strchr(kv, '=');
+        if (!eq) {
+            snprintf(err, errlen, "feature gate \"%s\" is not Name=true|false", kv);
+            r = -EINVAL;
+            break;
+        }
+        char name[64];
+        size_t nl = (size_t)(eq - kv);
+        if (nl >= sizeof(name))
+            nl = sizeof(name) - 1;
+        memcpy(name, kv, nl);
+        name[nl] = 0;
+        bool val;
+        if (!xparse_bool(eq + 1, &val)) {
+            snprintf(err, errlen, "feature gate %s: \"%s\" is not a boolean", name, eq + 1);
+            r = -EINVAL;
+            break;
+        }
+        int found = 0;
+        for (size_t g = 0; g < sizeof(gates) / sizeof(gates[0]); g++)
+            if (!strcmp(gates[g].name, name)) {
+                *(bool *)((char *)o + gates[g].off) = val;
+                found = 1;
+            }
+        for (size_t g = 0; other_gates[g]; g++)
+            if (!strcmp(other_gates[g], name))
+                found = 1;
+        if (!found) {
+            snprintf(err, errlen, "unknown feature gate \"%s\"", name);
+            r = -EINVAL;
+            break;
+        }
+    }
+    json_decref(items);
+    if (!r && o->custom_entity && !o->fill_ids)
+        o->custom_entity = false; /* KongCustomEntity requires FillIDs, as in KIC */
+    return r;
+}
+
+/* ---- small helpers ---- */
+
+json_t *xsplit(const char *s, char sep)
+{
+    json_t *arr = json_array();
+    if (!s || !arr)
+        return arr;
+    const char *p = s;
+    for (;;) {
+        const char *e = strchr(p, sep);
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        const char *a = p, *b = p + n;
+        while (a < b && isspace((unsigned char)*a))
+            a++;
+        while (b > a && isspace((unsigned char)b[-1]))
+            b--;
+        if (b > a)
+            json_array_append_new(arr, json_stringn(a, (size_t)(b - a)));
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return arr;
+}
+
+bool xparse_bool(const char *s, bool *ret)
+{
+    static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True", NULL};
+    static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False", NULL};
+    if (!s)
+        return false;
+    for (int i = 0; t[i]; i++)
+        if (!strcmp(s, t[i])) {
+            *ret = true;
+            return true;
+        }
+    for (int i = 0; f[i]; i++)
+        if (!strcmp(s, f[i])) {
+            *ret = false;
+            return true;
+        }
+    return false;
+}
+
+bool xparse_int(const char *s, long long *ret)
+{
+    char *end;
+    if (!s || !*s)
+        return false;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *ret = v;
+    return true;
+}
+
+long long xcreation(const json_t *obj)
+{
+    const char *ts = obj_get_str(obj, "metadata.creationTimestamp");
+    struct tm tm;
+    if (!ts)
+        return 0;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return 0;
+    return (long long)timegm(&tm);
+}
+
+void xgroup_version(const json_t *obj, char *group, size_t gl, char *version, size_t vl)
+{
+    const char *av = obj_api_version(obj);
+    const char *slash = strchr(av, '/');
+    if (slash) {
+        snprintf(group, gl, "%.*s", (int)(slash - av), av);
+        snprintf(version, vl, "%s", slash + 1);
+    } else {
+        snprintf(group, gl, "%s", "");
+        snprintf(version, vl, "%s", av);
+    }
+}
+
+static json_t *obj_ref(const json_t *o)
+{
+    char g[128], v[64];
+    xgroup_version(o, g, sizeof(g), v, sizeof(v));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kind", obj_kind(o), "namespace", obj_ns(o),
+                     "name", obj_name(o), "uid", obj_uid(o), "group", g, "version", v);
+}
+
+void xfail_objs(Xlate *x, json_t *objs, const char *msg)
+{
+    json_t *refs = json_array();
+    size_t i;
+    json_t *o;
+    json_array_foreach(objs, i, o) json_array_append_new(refs, obj_ref(o));
+    json_array_append_new(x->failures, json_pack("{s:s, s:o}", "message", msg, "objects", refs));
+}
+
+void xfail(Xlate *x, json_t *o1, json_t *o2, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *objs = json_array();
+    if (o1)
+        json_array_append(objs, o1);
+    if (o2 && o2 != o1)
+        json_array_append(objs, o2);
+    xfail_objs(x, objs, msg);
+    json_decref(objs);
+}
+
+static void tag_add(json_t *tags, const char *prefix, const char *val)
+{
+    if (!val || !*val)
+        return;
+    char *t = util_strdup_printf("%s%s", prefix, val);
+    if (t)
+        json_array_append_new(tags, json_string(t));
+    free(t);
+}
+
+json_t *xtags_extra(const json_t *obj, const char *extra)
+{
+    json_t *tags = json_array();
+    char g[128], v[64];
+
+    xgroup_version(obj, g, sizeof(g), v, sizeof(v));
+    tag_add(tags, "k8s-name:", obj_name(obj));
+    tag_add(tags, "k8s-namespace:", obj_ns(obj));
+    tag_add(tags, "k8s-kind:", obj_kind(obj));
+    tag_add(tags, "k8s-uid:", obj_uid(obj));
+    tag_add(tags, "k8s-group:", g);
+    tag_add(tags, "k8s-version:", v);
+    if (extra)
+        json_array_append_new(tags, json_string(extra));
+    json_t *user = xsplit(obj_annotation(obj, ANN "tags"), ',');
+    size_t i;
+    json_t *t;
+    json_array_foreach(user, i, t)
+    {
+        int dup = 0;
+        size_t j;
+        json_t *u;
+        json_array_foreach(tags, j, u) if (json_equal(u, t)) dup = 1;
+        if (!dup)
+            json_array_append(tags, t);
+    }
+    json_decref(user);
+    return tags;
+}
+
+json_t *xtags(const json_t *obj)
+{
+    return xtags_extra(obj, NULL);
+}
+
+/* ---- class filtering ---- */
+
+bool xclass_ingress(Xlate *x, const json_t *ing)
+{
+    const char *cls = x->o->ingress_class;
+    const char *ann = obj_annotation(ing, "kubernetes.io/ingress.class");
+    if (ann && *ann)
+        return !strcmp(ann, cls);
+    const char *icn = obj_get_str(ing, "spec.ingressClassName");
+    if (icn)
+        return !strcmp(icn, cls);
+    return x->class_default;
+}
+
+bool xclass_exact_or_empty(Xlate *x, const json_t *obj)
+{
+    const char *ann = obj_annotation(obj, "kubernetes.io/ingress.class");
+    if (ann && !strcmp(ann, x->o->ingress_class))
+        return true;
+    return (!ann || !*ann) && x->class_default;
+}
+
+static void load_class(Xlate *x)
+{
+    json_t *ic = store_get(x->st, "IngressClass", "", x->o->ingress_class);
+    const char *def = ic ? obj_annotation(ic, "ingressclass.kubernetes.io/is-default-class") : NULL;
+    x->class_default = def && !strcmp(def, "true");
+    if (!ic)
+        return;
+    json_t *params = obj_get_path(ic, "spec.parameters");
+    if (!json_is_object(params))
+        return;
+    const char *apig = obj_get_str(params, "apiGroup");
+    const char *kind = obj_get_str(params, "kind");
+    const char *scope = obj_get_str(params, "scope");
+    const char *ns = obj_get_str(params, "namespace");
+    const char *name = obj_get_str(params, "name");
+    if (!apig || strcmp(apig, "configuration.konghq.com") || !kind ||
+        strcmp(kind, "IngressClassParameters") || !scope || strcmp(scope, "Namespace") || !ns ||
+        !name)
+        return;
+    json_t *icp = store_get(x->st, "IngressClassParameters", ns, name);
+    if (icp)
+        x->icp_spec = json_object_get(icp, "spec");
+}
+
+/* ---- services registry ---- */
+
+XService *xsvc_new(const char *name, const char *ns, json_t *parent)
+{
+    XService *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->name = strdup(name);
+    s->ns = strdup(ns ? ns : "");
+    s->parent = parent;
+    s->k8s = json_object();
+    if (!s->name || !s->ns || !s->k8s)
+        return xsvc_free(s), NULL;
+    return s;
+}
+
+void xsvc_free(XService *s)
+{
+    if (!s)
+        return;
+    free(s->name);
+    free(s->ns);
+    json_decref(s->s);
+    for (size_t i = 0; i < s->nbackends; i++) {
+        free(s->backends[i].ns);
+        free(s->backends[i].name);
+    }
+    free(s->backends);
+    for (size_t i = 0; i < s->nroutes; i++) {
+        json_decref(s->routes[i].r);
+        json_decref(s->routes[i].plugins);
+    }
+    free(s->routes);
+    json_decref(s->k8s);
+    json_decref(s->plugins);
+    free(s);
+}
+
+XService *xsvc_get(Xlate *x, const char *name)
+{
+    json_t *i = json_object_get(x->svc_index, name);
+    return i ? x->svcs[json_integer_value(i)] : NULL;
+}
+
+int xsvc_put(Xlate *x, XService *s)
+{
+    json_t *i = json_object_get(x->svc_index, s->name);
+    if (i) {
+        size_t idx = (size_t)json_integer_value(i);
+        if (x->svcs[idx] != s)
+            xsvc_free(x->svcs[idx]);
+        x->svcs[idx] = s;
+        return 0;
+    }
+    if (x->nsvcs == x->capsvcs) {
+        size_t cap = x->capsvcs ? x->capsvcs * 2 : 64;
+        XService **n = realloc(x->svcs, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        x->svcs = n;
+        x->capsvcs = cap;
+    }
+    x->svcs[x->nsvcs] = s;
+    json_object_set_new(x->svc_index, s->name, json_integer((json_int_t)x->nsvcs));
+    x->nsvcs++;
+    return 0;
+}
+
+int xsvc_add_route(XService *s, json_t *r, json_t *parent, bool expr)
+{
+    if (s->nroutes == s->caproutes) {
+        size_t cap = s->caproutes ? s->caproutes * 2 : 4;
+        XRoute *n = realloc(s->routes, cap * sizeof(*n));
+        if (!n) {
+            json_decref(r);
+            return -ENOMEM;
+        }
+        s->routes = n;
+        s->caproutes = cap;
+    }
+    s->routes[s->nroutes++] = (XRoute){.r = r, .parent = parent, .expr = expr};
+    return 0;
+}
+
+int xsvc_add_backend(XService *s, const char *ns, const char *name, bool facade, const PortDef *p)
+{
+    Backend *n = realloc(s->backends, (s->nbackends + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    s->backends = n;
+    Backend *b = &n[s->nbackends++];
+    memset(b, 0, sizeof(*b));
+    b->ns = strdup(ns);
+    b->name = strdup(name);
+    b->is_facade = facade;
+    if (p)
+        b->port = *p;
+    else
+        b->port.mode = PORT_IMPLICIT;
+    return b->ns && b->name ? 0 : -ENOMEM;
+}
+
+void xport_canonical(const PortDef *p, char *buf, size_t n)
+{
+    switch (p->mode) {
+    case PORT_NUMBER:
+        snprintf(buf, n, "%ld", p->number);
+        break;
+    case PORT_NAME:
+        snprintf(buf, n, "%s", p->name);
+        break;
+    default:
+        snprintf(buf, n, "implicitPort");
+    }
+}
+
+json_t *xservice_defaults(const char *name, const char *host, bool with_path)
+{
+    json_t *s = json_pack("{s:s, s:s, s:i, s:s, s:i, s:i, s:i, s:i}", "name", name, "host", host,
+                          "port", 80, "protocol", "http", "connect_timeout", 60000,
+                          "read_timeout", 60000, "write_timeout", 60000, "retries", 5);
+    if (s && with_path)
+        json_object_set_new(s, "path", json_string("/"));
+    return s;
+}
+
+json_t *xsecret_data(const json_t *secret, const char *key)
+{
+    json_t *sd = json_object_get(json_object_get(secret, "stringData"), key);
+    if (json_is_string(sd))
+        return json_incref(sd);
+    json_t *d = json_object_get(json_object_get(secret, "data"), key);
+    if (!json_is_string(d))
+        return NULL;
+    size_t n;
+    unsigned char *raw = util_base64_decode(json_string_value(d), json_string_length(d), &n);
+    if (!raw)
+        return NULL;
+    json_t *s = json_stringn((const char *)raw, n);
+    free(raw);
+    return s;
+}
+
+/* ---- assembly ---- */
+
+static const char *sget(const json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+static int cmp_name_desc(const void *a, const void *b)
+{
+    return strcmp(sget(*(json_t *const *)b, "name"), sget(*(json_t *const *)a, "name"));
+}
+
+/* Stable sort of a JSON array with a comparator over elements (mergesort keeps equal order). */
+static void sort_array(json_t *arr, int (*cmp)(const void *, const void *))
+{
+    size_t n = json_array_size(arr);
+    if (n < 2)
+        return;
+    json_t **v = malloc(n * sizeof(*v));
+    json_t **tmp = malloc(n * sizeof(*tmp));
+    if (!v || !tmp) {
+        free(v);
+        free(tmp);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(arr, i));
+    /* bottom-up merge sort: stable, as Go's sort.SliceStable */
+    for (size_t w = 1; w < n; w *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * w) {
+            size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                tmp[k++] = cmp(&v[j], &v[i]) < 0 ? v[j++] : v[i++];
+            while (i < mid)
+                tmp[k++] = v[i++];
+            while (j < hi)
+                tmp[k++] = v[j++];
+        }
+        json_t **t = v;
+        v = tmp;
+        tmp = t;
+    }
+    json_array_clear(arr);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, v[i]);
+    free(v);
+    free(tmp);
+}
+
+static int cmp_target_desc(const void *a, const void *b)
+{
+    return strcmp(sget(*(json_t *const *)b, "target"), sget(*(json_t *const *)a, "target"));
+}
+
+static int cmp_cert_desc(const void *a, const void *b)
+{
+    return strcmp(sget(*(json_t *const *)b, "cert"), sget(*(json_t *const *)a, "cert"));
+}
+
+static int cmp_prefix_desc(const void *a, const void *b)
+{
+    return strcmp(sget(*(json_t *const *)b, "prefix"), sget(*(json_t *const *)a, "prefix"));
+}
+
+static char *plugin_string(const json_t *p)
+{
+    return util_strdup_printf("%s%s%s%s%s", sget(p, "name"), sget(p, "consumer"),
+                              sget(p, "consumer_group"), sget(p, "route"), sget(p, "service"));
+}
+
+static int cmp_plugin_desc(const void *a, const void *b)
+{
+    char *x = plugin_string(*(json_t *const *)a), *y = plugin_string(*(json_t *const *)b);
+    int c = strcmp(y ? y : "", x ? x : "");
+    free(x);
+    free(y);
+    return c;
+}
+
+static void route_defaults(json_t *r, bool expr)
+{
+    if (!json_object_get(r, "https_redirect_status_code"))
+        json_object_set_new(r, "https_redirect_status_code", json_integer(426));
+    if (!expr && !json_object_get(r, "path_handling"))
+        json_object_set_new(r, "path_handling", json_string("v0"));
+}
+
+static json_t *assemble(Xlate *x)
+{
+    json_t *cfg = json_object();
+    json_t *services = json_array();
+
+    json_object_set_new(cfg, "_format_version", json_string("3.0"));
+    for (size_t i = 0; i < x->nsvcs; i++) {
+        XService *s = x->svcs[i];
+        if (s->skip || !s->s)
+            continue;
+        json_t *svc = json_deep_copy(s->s);
+        json_t *routes = json_array();
+        for (size_t j = 0; j < s->nroutes; j++) {
+            json_t *r = json_deep_copy(s->routes[j].r);
+            route_defaults(r, s->routes[j].expr);
+            if (s->routes[j].plugins && json_array_size(s->routes[j].plugins)) {
+                json_t *pl = json_deep_copy(s->routes[j].plugins);
+                sort_array(pl, cmp_name_desc);
+                json_object_set_new(r, "plugins", pl);
+            }
+            json_array_append_new(routes, r);
+        }
+        sort_array(routes, cmp_name_desc);
+        if (json_array_size(routes))
+            json_object_set_new(svc, "routes", routes);
+        else
+            json_decref(routes);
+        if (s->plugins && json_array_size(s->plugins)) {
+            json_t *pl = json_deep_copy(s->plugins);
+            sort_array(pl, cmp_name_desc);
+            json_object_set_new(svc, "plugins", pl);
+        }
+        json_array_append_new(services, svc);
+    }
+    sort_array(services, cmp_name_desc);
+
+    size_t i;
+    json_t *u;
+    json_array_foreach(x->upstreams, i, u)
+    {
+        if (!json_object_get(u, "algorithm"))
+            json_object_set_new(u, "algorithm", json_string("round-robin"));
+        json_t *t = json_object_get(u, "targets");
+        if (t) {
+            if (json_array_size(t))
+                sort_array(t, cmp_target_desc);
+            else
+                json_object_del(u, "targets");
+        }
+    }
+    sort_array(x->upstreams, cmp_name_desc);
+    sort_array(x->certificates, cmp_cert_desc);
+    sort_array(x->ca_certificates, cmp_cert_desc);
+    sort_array(x->consumer_groups, cmp_name_desc);
+    sort_array(x->plugins, cmp_plugin_desc);
+    sort_array(x->vaults, cmp_prefix_desc);
+
+    struct {
+        const char *key;
+        json_t *arr;
+    } out[] = {
+        {"services", services},
+        {"upstreams", x->upstreams},
+        {"certificates", x->certificates},
+        {"ca_certificates", x->ca_certificates},
+        {"consumers", x->consumers},
+        {"consumer_groups", x->consumer_groups},
+        {"consumer_group_consumers", x->cgc},
+        {"plugins", x->plugins},
+        {"vaults", x->vaults},
+    };
+    int empty = 1;
+    for (size_t k = 0; k < sizeof(out) / sizeof(out[0]); k++) {
+        if (json_array_size(out[k].arr)) {
+            json_object_set(cfg, out[k].key, out[k].arr);
+            empty = 0;
+        }
+    }
+    const char *type;
+    json_t *arr;
+    json_object_foreach(x->custom, type, arr)
+    {
+        if (json_array_size(arr)) {
+            json_object_set(cfg, type, arr);
+            empty = 0;
+        }
+    }
+    json_decref(services);
+    /* DB-less Kong rejects an empty configuration: KIC appends a stub upstream. */
+    if (empty)
+        json_object_set_new(cfg, "upstreams", json_pack("[{s:s}]", "name", "kong"));
+    return cfg;
+}
+
+int xlate_run(Store *store, const XlateOptions *o, json_t **ret_config, json_t **ret_failures)
+{
+    Xlate x;
+    XlateOptions def;
+
+    if (!o) {
+        xlate_options_default(&def);
+        o = &def;
+    }
+    memset(&x, 0, sizeof(x));
+    x.st = store;
+    x.o = o;
+    x.failures = json_array();
+    x.svc_index = json_object();
+    x.sni_secrets = json_object();
+    x.sni_order = json_array();
+    x.sni_claimed = json_object();
+    x.upstreams = json_array();
+    x.certificates = json_array();
+    x.ca_certificates = json_array();
+    x.consumers = json_array();
+    x.consumer_objs = json_array();
+    x.consumer_groups = json_array();
+    x.cg_objs = json_array();
+    x.cgc = json_array();
+    x.plugins = json_array();
+    x.vaults = json_array();
+    x.custom = json_object();
+
+    load_class(&x);
+    xlate_ingresses(&x);
+    xlate_l4(&x);
+    xlate_populate_services(&x);
+    xlate_upstreams(&x);
+    xlate_overrides(&x);
+    xlate_consumers(&x);
+    xlate_vaults(&x);
+    xlate_consumer_groups(&x);
+    xlate_plugins(&x);
+    xlate_certificates(&x);
+    xlate_ca_certificates(&x);
+    if (o->fill_ids)
+        xlate_fill_ids(&x);
+    if (o->custom_entity)
+        xlate_custom_entities(&x);
+
+    json_t *cfg = assemble(&x);
+
+    for (size_t i = 0; i < x.nsvcs; i++)
+        xsvc_free(x.svcs[i]);
+    free(x.svcs);
+    json_decref(x.svc_index);
+    json_decref(x.sni_secrets);
+    json_decref(x.sni_order);
+    json_decref(x.sni_claimed);
+    json_decref(x.upstreams);
+    json_decref(x.certificates);
+    json_decref(x.ca_certificates);
+    json_decref(x.consumers);
+    json_decref(x.consumer_objs);
+    json_decref(x.consumer_groups);
+    json_decref(x.cg_objs);
+    json_decref(x.cgc);
+    json_decref(x.plugins);
+    json_decref(x.vaults);
+    json_decref(x.custom);
+    if (!cfg) {
+        json_decref(x.failures);
+        return -ENOMEM;
+    }
+    *ret_config = cfg;
+    if (ret_failures)
+        *ret_failures = x.failures;
+    else
+        json_decref(x.failures);
+    return 0;
+}

@@ -1,0 +1,663 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Backends: resolving Kubernetes Services (and KongServiceFacades) behind Kong services, their
+ * tags, client and CA certificates, upstreams and targets from EndpointSlices, and the
+ * upstream overrides (KongIngress upstream section, host-header, KongUpstreamPolicy).
+ */
+#include "xlate_int.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static const char *svc_key(const json_t *svc, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%s", obj_ns(svc), obj_name(svc));
+    return buf;
+}
+
+/* The Kubernetes Service behind backend @b (following a facade), or NULL with a failure. */
+static json_t *resolve_backend(Xlate *x, XService *s, Backend *b, PortDef *ret_port)
+{
+    const char *svcname = b->name;
+    *ret_port = b->port;
+    if (b->is_facade) {
+        json_t *f = store_get(x->st, "KongServiceFacade", b->ns, b->name);
+        if (!f) {
+            xfail(x, s->parent, NULL, "failed to resolve KongServiceFacade %s/%s: not found", b->ns,
+                  b->name);
+            return NULL;
+        }
+        s->facade = f;
+        svcname = obj_get_str(f, "spec.backendRef.name");
+        json_t *port = obj_get_path(f, "spec.backendRef.port");
+        if (!svcname) {
+            xfail(x, f, NULL, "KongServiceFacade has no spec.backendRef.name");
+            return NULL;
+        }
+        if (json_is_integer(port)) {
+            ret_port->mode = PORT_NUMBER;
+            ret_port->number = (long)json_integer_value(port);
+        }
+    }
+    json_t *svc = store_get(x->st, "Service", b->ns, svcname);
+    if (!svc)
+        xfail(x, s->parent, NULL,
+              "failed to resolve Kubernetes Service for backend: failed to fetch Service %s/%s: "
+              "Service %s/%s not found",
+              b->ns, svcname, b->ns, svcname);
+    return svc;
+}
+
+/* Every konghq.com/ annotation any Service of a multi-Service backend carries must agree. */
+static bool consistent_annotations(Xlate *x, XService *s)
+{
+    if (json_object_size(s->k8s) < 2)
+        return true;
+    bool ok = true;
+    const char *k1;
+    json_t *svc1;
+    json_object_foreach(s->k8s, k1, svc1)
+    {
+        json_t *anns = obj_get_path(svc1, "metadata.annotations");
+        const char *ak;
+        json_t *av;
+        json_object_foreach(anns, ak, av)
+        {
+            if (strncmp(ak, ANN, strlen(ANN)))
+                continue;
+            const char *k2;
+            json_t *svc2;
+            json_object_foreach(s->k8s, k2, svc2)
+            {
+                const char *v2 = obj_annotation(svc2, ak);
+                if (!v2 || !json_is_string(av) || strcmp(v2, json_string_value(av))) {
+                    xfail(x, svc2, NULL,
+                          "Service has inconsistent %s annotation and is used in multi-Service "
+                          "backend %s. All Services in a multi-Service backend must have matching "
+                          "konghq.com annotations",
+                          ak, s->name);
+                    ok = false;
+                }
+            }
+        }
+    }
+    return ok;
+}
+
+static json_t *placeholder_tags(void)
+{
+    return json_pack("[s,s,s,s,s,s]", "k8s-name:UNKNOWN", "k8s-namespace:UNKNOWN",
+                     "k8s-kind:Service", "k8s-uid:00000000-0000-0000-0000-000000000000",
+                     "k8s-group:core", "k8s-version:v1");
+}
+
+static json_t *service_tags(XService *s)
+{
+    if (s->nbackends > 1 && s->parent)
+        return xtags(s->parent);
+    if (s->facade)
+        return xtags(s->facade);
+    const char *k;
+    json_t *v;
+    json_object_foreach(s->k8s, k, v) return xtags(v);
+    return placeholder_tags();
+}
+
+static bool protocol_allows_client_cert(const char *p)
+{
+    static const char *const bad[] = {"http", "grpc", "tcp", "tls_passthrough", "udp", "ws", NULL};
+    for (int i = 0; bad[i]; i++)
+        if (!strcmp(p, bad[i]))
+            return false;
+    return true;
+}
+
+static bool tls_protocol(const char *p)
+{
+    return !strcmp(p, "https") || !strcmp(p, "grpcs") || !strcmp(p, "tls") || !strcmp(p, "wss");
+}
+
+/* Annotations of a Service as seen through a facade: the facade's own override the Service's. */
+static const char *svc_ann(XService *s, json_t *svc, const char *key)
+{
+    if (s->facade) {
+        const char *v = obj_annotation(s->facade, key);
+        if (v)
+            return v;
+    }
+    return obj_annotation(svc, key);
+}
+
+static void client_cert(Xlate *x, XService *s, json_t *svc)
+{
+    const char *name = svc_ann(s, svc, ANN "client-cert");
+    if (!name || !*name)
+        return;
+    json_t *secret = store_get(x->st, "Secret", obj_ns(svc), name);
+    if (!secret) {
+        xfail(x, svc, NULL, "Failed to fetch the secret (%s/%s) for the client certificate",
+              obj_ns(svc), name);
+        return;
+    }
+    const char *proto = svc_ann(s, svc, ANN "protocol");
+    if (!proto || !*proto)
+        proto = json_string_value(json_object_get(s->s, "protocol"));
+    if (!protocol_allows_client_cert(proto)) {
+        xfail(x, svc, NULL, "Client certificate requested for incompatible service protocol '%s'",
+              proto);
+        return;
+    }
+    json_object_set_new(s->s, "client_certificate", json_string(obj_uid(secret)));
+    /* The Secret becomes a certificate with no SNIs. */
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%s", obj_ns(svc), name);
+    json_t *entry = json_object_get(x->sni_secrets, key);
+    if (!entry) {
+        entry = json_pack("{s:[], s:[]}", "hosts", "parents");
+        json_object_set_new(x->sni_secrets, key, entry);
+        json_array_append_new(x->sni_order, json_string(key));
+    }
+    json_array_append(json_object_get(entry, "parents"), svc);
+}
+
+static void ca_certs(Xlate *x, XService *s, json_t *svc)
+{
+    const char *secrets = svc_ann(s, svc, ANN "ca-certificates-secrets");
+    const char *cms = svc_ann(s, svc, ANN "ca-certificates-configmaps");
+    if ((!secrets || !*secrets) && (!cms || !*cms))
+        return;
+    const char *proto = svc_ann(s, svc, ANN "protocol");
+    const char *verify = svc_ann(s, svc, ANN "tls-verify");
+    bool v = false;
+    if (!proto || !tls_protocol(proto) || !verify || !xparse_bool(verify, &v) || !v) {
+        xfail(x, svc, NULL,
+              "CA certificates requested for a service without TLS verification: set "
+              "konghq.com/tls-verify to true and konghq.com/protocol to a TLS protocol");
+        return;
+    }
+    json_t *ids = json_object_get(s->s, "ca_certificates");
+    if (!ids) {
+        ids = json_array();
+        json_object_set_new(s->s, "ca_certificates", ids);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        const char *kind = pass ? "ConfigMap" : "Secret";
+        json_t *names = xsplit(pass ? cms : secrets, ',');
+        size_t i;
+        json_t *n;
+        json_array_foreach(names, i, n)
+        {
+            json_t *obj = store_get(x->st, kind, obj_ns(svc), json_string_value(n));
+            if (!obj) {
+                xfail(x, svc, NULL, "failed to get %s %s/%s for CA certificates", kind, obj_ns(svc),
+                      json_string_value(n));
+                continue;
+            }
+            json_t *id = pass ? json_incref(json_object_get(json_object_get(obj, "data"), "id"))
+                              : xsecret_data(obj, "id");
+            if (!json_is_string(id)) {
+                xfail(x, svc, obj, "%s %s/%s has no 'id' for a CA certificate", kind, obj_ns(svc),
+                      json_string_value(n));
+                json_decref(id);
+                continue;
+            }
+            json_array_append_new(ids, id);
+        }
+        json_decref(names);
+    }
+}
+
+void xlate_populate_services(Xlate *x)
+{
+    for (size_t i = 0; i < x->nsvcs; i++) {
+        XService *s = x->svcs[i];
+        if (s->no_upstream)
+            continue;
+        for (size_t b = 0; b < s->nbackends; b++) {
+            PortDef p;
+            json_t *svc = resolve_backend(x, s, &s->backends[b], &p);
+            if (svc) {
+                char key[512];
+                json_object_set(s->k8s, svc_key(svc, key, sizeof(key)), svc);
+            }
+        }
+        if (!consistent_annotations(x, s)) {
+            s->skip = true;
+            continue;
+        }
+        json_object_set_new(s->s, "tags", service_tags(s));
+        const char *k;
+        json_t *svc;
+        json_object_foreach(s->k8s, k, svc)
+        {
+            client_cert(x, s, svc);
+            ca_certs(x, s, svc);
+        }
+    }
+}
+
+/* KIC's findPort: by number, by name (or string targetPort), or the only port. */
+static json_t *find_port(json_t *svc, const PortDef *want, json_t **synth)
+{
+    json_t *ports = obj_get_path(svc, "spec.ports");
+    const char *type = obj_get_str(svc, "spec.type");
+    bool external = type && !strcmp(type, "ExternalName");
+    size_t i;
+    json_t *p;
+    *synth = NULL;
+    switch (want->mode) {
+    case PORT_NUMBER:
+        json_array_foreach(ports, i, p)
+        {
+            json_t *n = json_object_get(p, "port");
+            if (json_is_integer(n) && json_integer_value(n) == want->number)
+                return p;
+        }
+        if (external) {
+            *synth = json_pack("{s:s, s:I, s:I}", "protocol", "TCP", "port",
+                               (json_int_t)want->number, "targetPort", (json_int_t)want->number);
+            return *synth;
+        }
+        return NULL;
+    case PORT_NAME:
+        if (external)
+            return NULL;
+        json_array_foreach(ports, i, p)
+        {
+            const char *n = obj_get_str(p, "name");
+            if (n && !strcmp(n, want->name))
+                return p;
+        }
+        json_array_foreach(ports, i, p)
+        {
+            const char *t = obj_get_str(p, "targetPort");
+            if (t && !strcmp(t, want->name))
+                return p;
+        }
+        return NULL;
+    default:
+        return json_array_size(ports) == 1 ? json_array_get(ports, 0) : NULL;
+    }
+}
+
+static const char *str_or(const json_t *o, const char *k, const char *def)
+{
+    const char *v = obj_get_str(o, k);
+    return v ? v : def;
+}
+
+static void add_target(json_t *targets, const char *t, bool has_weight, long weight)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(targets, i, e)
+    {
+        if (!strcmp(json_string_value(json_object_get(e, "target")), t)) {
+            /* Same target from two backends: weights add up (unset counts as 100). */
+            json_t *w = json_object_get(e, "weight");
+            long sum = (w ? (long)json_integer_value(w) : 100) + (has_weight ? weight : 100);
+            if (w || has_weight)
+                json_object_set_new(e, "weight", json_integer(sum));
+            return;
+        }
+    }
+    json_t *n = json_pack("{s:s}", "target", t);
+    if (has_weight)
+        json_object_set_new(n, "weight", json_integer(weight));
+    json_array_append_new(targets, n);
+}
+
+/* Endpoints of @svc for @port: service-upstream, ExternalName, or EndpointSlices. */
+static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
+{
+    json_t *out = json_array();
+    char buf[600];
+    json_int_t pnum = json_integer_value(json_object_get(port, "port"));
+    bool upstream_ann = false;
+    const char *su = obj_annotation(svc, "ingress.kubernetes.io/service-upstream");
+    if (su && !strcmp(su, "true"))
+        upstream_ann = true;
+    if (x->icp_spec && json_is_true(json_object_get(x->icp_spec, "serviceUpstream")))
+        upstream_ann = true;
+    if (upstream_ann) {
+        const char *cd = x->o->cluster_domain;
+        snprintf(buf, sizeof(buf), "%s.%s.svc%s%s:%lld", obj_name(svc), obj_ns(svc),
+                 cd && *cd ? "." : "", cd ? cd : "", (long long)pnum);
+        json_array_append_new(out, json_pack("{s:s, s:b}", "t", buf, "drain", 0));
+        return out;
+    }
+    const char *type = obj_get_str(svc, "spec.type");
+    if (type && !strcmp(type, "ExternalName")) {
+        json_t *tp = json_object_get(port, "targetPort");
+        const char *ext = obj_get_str(svc, "spec.externalName");
+        if (!ext)
+            return out;
+        if (json_is_integer(tp))
+            snprintf(buf, sizeof(buf), "%s:%lld", ext, (long long)json_integer_value(tp));
+        else if (json_is_string(tp))
+            snprintf(buf, sizeof(buf), "%s:%s", ext, json_string_value(tp));
+        else
+            snprintf(buf, sizeof(buf), "%s:%lld", ext, (long long)pnum);
+        json_array_append_new(out, json_pack("{s:s, s:b}", "t", buf, "drain", 0));
+        return out;
+    }
+    /* Protocols the Service speaks; TCP always. */
+    json_t *protos = json_pack("{s:b}", "TCP", 1);
+    size_t i;
+    json_t *sp;
+    json_array_foreach(obj_get_path(svc, "spec.ports"), i, sp)
+        json_object_set_new(protos, str_or(sp, "protocol", ""), json_true());
+    const char *pname = str_or(port, "name", "");
+    size_t n;
+    json_t *const *slices = store_list(x->st, "EndpointSlice", &n);
+    for (size_t s = 0; s < n; s++) {
+        json_t *es = slices[s];
+        const char *owner = obj_label(es, "kubernetes.io/service-name");
+        if (!owner || strcmp(owner, obj_name(svc)) || strcmp(obj_ns(es), obj_ns(svc)))
+            continue;
+        bool v6 = !strcmp(str_or(es, "addressType", ""), "IPv6");
+        size_t pi;
+        json_t *ep_port;
+        json_array_foreach(json_object_get(es, "ports"), pi, ep_port)
+        {
+            json_t *num = json_object_get(ep_port, "port");
+            if (!json_is_integer(num) || json_integer_value(num) < 0)
+                continue;
+            if (!json_object_get(protos, str_or(ep_port, "protocol", "TCP")))
+                continue;
+            if (strcmp(str_or(ep_port, "name", ""), pname))
+                continue;
+            size_t ei;
+            json_t *ep;
+            json_array_foreach(json_object_get(es, "endpoints"), ei, ep)
+            {
+                json_t *ready = obj_get_path(ep, "conditions.ready");
+                json_t *term = obj_get_path(ep, "conditions.terminating");
+                bool is_ready = !ready || json_is_null(ready) || json_is_true(ready);
+                bool drain = false;
+                if (!is_ready) {
+                    if (!(x->o->enable_drain_support && json_is_true(term)))
+                        continue;
+                    drain = true;
+                }
+                const char *addr = json_string_value(json_array_get(json_object_get(ep, "addresses"), 0));
+                if (!addr)
+                    continue;
+                if (v6 || strchr(addr, ':'))
+                    snprintf(buf, sizeof(buf), "[%s]:%lld", addr, (long long)json_integer_value(num));
+                else
+                    snprintf(buf, sizeof(buf), "%s:%lld", addr, (long long)json_integer_value(num));
+                int dup = 0;
+                size_t k;
+                json_t *have;
+                json_array_foreach(out, k, have)
+                {
+                    if (!strcmp(json_string_value(json_object_get(have, "t")), buf))
+                        dup = 1;
+                }
+                if (!dup)
+                    json_array_append_new(out, json_pack("{s:s, s:b}", "t", buf, "drain", drain));
+            }
+        }
+    }
+    json_decref(protos);
+    return out;
+}
+
+/* ---- upstream overrides ---- */
+
+static void camel_to_snake(const char *in, char *out, size_t n)
+{
+    size_t o = 0;
+    for (; *in && o + 2 < n; in++) {
+        if (isupper((unsigned char)*in)) {
+            out[o++] = '_';
+            out[o++] = (char)tolower((unsigned char)*in);
+        } else {
+            out[o++] = *in;
+        }
+    }
+    out[o] = 0;
+}
+
+/* Healthchecks of a KongUpstreamPolicy in Kong's field names (header names left alone). */
+static json_t *snake_copy(json_t *v, bool keep_keys)
+{
+    if (json_is_object(v)) {
+        json_t *o = json_object();
+        const char *k;
+        json_t *c;
+        json_object_foreach(v, k, c)
+        {
+            char sk[128];
+            if (keep_keys)
+                snprintf(sk, sizeof(sk), "%s", k);
+            else
+                camel_to_snake(k, sk, sizeof(sk));
+            if (!strcmp(sk, "threshold") && json_is_integer(c))
+                json_object_set_new(o, sk, json_real((double)json_integer_value(c)));
+            else
+                json_object_set_new(o, sk, snake_copy(c, !strcmp(k, "headers")));
+        }
+        return o;
+    }
+    return json_deep_copy(v);
+}
+
+static void apply_hash(json_t *up, json_t *h, const char *base, const char *prefix)
+{
+    static const struct {
+        const char *field, *value, *suffix;
+    } m[] = {
+        {"input", NULL, NULL},           {"header", "header", "header"},
+        {"cookie", "cookie", NULL},      {"queryArg", "query_arg", "query_arg"},
+        {"uriCapture", "uri_capture", "uri_capture"},
+    };
+    if (!json_is_object(h))
+        return;
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        json_t *v = json_object_get(h, m[i].field);
+        if (!json_is_string(v))
+            continue;
+        json_object_set_new(up, base, json_string(m[i].value ? m[i].value : json_string_value(v)));
+        if (m[i].suffix) {
+            char k[64];
+            snprintf(k, sizeof(k), "%s_%s", prefix, m[i].suffix);
+            json_object_set(up, k, v);
+        }
+        if (!strcmp(m[i].field, "cookie")) {
+            json_object_set(up, "hash_on_cookie", v);
+            json_t *cp = json_object_get(h, "cookiePath");
+            if (json_is_string(cp))
+                json_object_set(up, "hash_on_cookie_path", cp);
+        }
+    }
+}
+
+static int version_at_least(const char *v, int maj, int min)
+{
+    int a = 0, b = 0;
+    if (!v || sscanf(v, "%d.%d", &a, &b) < 1)
+        return 0;
+    return a > maj || (a == maj && b >= min);
+}
+
+static void apply_policy(Xlate *x, XService *s, json_t *up)
+{
+    const char *name = NULL;
+    bool mixed = false, first = true;
+    const char *k;
+    json_t *svc;
+    json_t *holders = json_array();
+    json_object_foreach(s->k8s, k, svc)
+    {
+        const char *p = svc_ann(s, svc, ANN "upstream-policy");
+        if (first)
+            name = p;
+        else if ((p == NULL) != (name == NULL) || (p && strcmp(p, name)))
+            mixed = true;
+        first = false;
+        json_array_append(holders, svc);
+    }
+    if (s->facade && json_object_size(s->k8s) == 0) {
+        name = obj_annotation(s->facade, ANN "upstream-policy");
+    }
+    if (mixed) {
+        xfail_objs(x, holders, "inconsistent KongUpstreamPolicy configuration for services: all "
+                               "Services of a backend must use the same konghq.com/upstream-policy");
+        json_decref(holders);
+        return;
+    }
+    if (!name || !*name) {
+        json_decref(holders);
+        return;
+    }
+    const char *ns = s->facade ? obj_ns(s->facade) : s->ns;
+    json_t *pol = store_get(x->st, "KongUpstreamPolicy", ns, name);
+    if (!pol) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "failed to get KongUpstreamPolicy %s/%s: not found", ns, name);
+        xfail_objs(x, holders, msg);
+        json_decref(holders);
+        return;
+    }
+    json_decref(holders);
+    json_t *spec = json_object_get(pol, "spec");
+    json_t *sticky = json_object_get(spec, "stickySessions");
+    if (sticky && !version_at_least(x->o->kong_version, 3, 11)) {
+        xfail(x, pol, NULL, "KongUpstreamPolicy stickySessions requires Kong 3.11 or later (have %s)",
+              x->o->kong_version);
+        return;
+    }
+    json_t *v;
+    if ((v = json_object_get(spec, "algorithm")) && json_is_string(v))
+        json_object_set(up, "algorithm", v);
+    if ((v = json_object_get(spec, "slots")) && json_is_integer(v))
+        json_object_set(up, "slots", v);
+    apply_hash(up, json_object_get(spec, "hashOn"), "hash_on", "hash_on");
+    apply_hash(up, json_object_get(spec, "hashOnFallback"), "hash_fallback", "hash_fallback");
+    if ((v = json_object_get(spec, "healthchecks")) && json_is_object(v))
+        json_object_set_new(up, "healthchecks", snake_copy(v, false));
+    if (json_is_object(sticky)) {
+        if ((v = json_object_get(sticky, "cookie")))
+            json_object_set(up, "sticky_sessions_cookie", v);
+        if ((v = json_object_get(sticky, "cookiePath")))
+            json_object_set(up, "sticky_sessions_cookie_path", v);
+    }
+}
+
+static void apply_kongingress(Xlate *x, XService *s, json_t *up)
+{
+    static const char *const fields[] = {
+        "host_header",     "algorithm",         "slots",           "healthchecks",
+        "hash_on",         "hash_fallback",     "hash_on_header",  "hash_fallback_header",
+        "hash_on_cookie",  "hash_on_cookie_path", "hash_on_query_arg", "hash_fallback_query_arg",
+        "hash_on_uri_capture", "hash_fallback_uri_capture", NULL,
+    };
+    const char *k;
+    json_t *svc;
+    json_object_foreach(s->k8s, k, svc)
+    {
+        const char *name = obj_annotation(svc, ANN "override");
+        if (!name || !*name)
+            continue;
+        json_t *ki = store_get(x->st, "KongIngress", obj_ns(svc), name);
+        if (!ki) {
+            xfail(x, svc, NULL, "failed to fetch KongIngress %s/%s: not found", obj_ns(svc), name);
+            return;
+        }
+        json_t *u = json_object_get(ki, "upstream");
+        for (int i = 0; fields[i] && json_is_object(u); i++) {
+            json_t *v = json_object_get(u, fields[i]);
+            if (v && !json_is_null(v))
+                json_object_set_new(up, fields[i], json_deep_copy(v));
+        }
+        return; /* the first annotated Service of the group wins */
+    }
+}
+
+void xlate_upstreams(Xlate *x)
+{
+    json_t *seen = json_object();
+    for (size_t i = 0; i < x->nsvcs; i++) {
+        XService *s = x->svcs[i];
+        if (s->no_upstream)
+            continue;
+        const char *host = json_string_value(json_object_get(s->s, "host"));
+        if (!host || json_object_get(seen, host))
+            continue;
+        json_object_set_new(seen, host, json_true());
+        json_t *targets = json_array();
+        for (size_t b = 0; b < s->nbackends; b++) {
+            Backend *be = &s->backends[b];
+            PortDef pd = be->port;
+            char key[512];
+            const char *svcname = be->name;
+            if (be->is_facade && s->facade) {
+                svcname = obj_get_str(s->facade, "spec.backendRef.name");
+                json_t *port = obj_get_path(s->facade, "spec.backendRef.port");
+                if (json_is_integer(port)) {
+                    pd.mode = PORT_NUMBER;
+                    pd.number = (long)json_integer_value(port);
+                }
+            }
+            snprintf(key, sizeof(key), "%s/%s", be->ns, svcname ? svcname : "");
+            json_t *svc = json_object_get(s->k8s, key);
+            if (!svc) {
+                xfail(x, s->parent, NULL, "can't add target for backend %s: no kubernetes service found",
+                      be->name);
+                continue;
+            }
+            json_t *synth = NULL;
+            json_t *port = find_port(svc, &pd, &synth);
+            if (!port) {
+                char pc[80];
+                xport_canonical(&pd, pc, sizeof(pc));
+                xfail(x, svc, s->parent,
+                      "can't find port for backend kubernetes service %s/%s: no suitable port "
+                      "found for port %s",
+                      obj_ns(svc), obj_name(svc), pc);
+                continue;
+            }
+            json_t *eps = endpoints(x, svc, port);
+            size_t n = json_array_size(eps);
+            long w = be->weight;
+            if (be->has_weight && n)
+                w = be->weight / (long)n;
+            size_t k;
+            json_t *e;
+            json_array_foreach(eps, k, e)
+            {
+                /* A draining endpoint gets weight 0: no new connections, existing ones finish. */
+                if (json_is_true(json_object_get(e, "drain")))
+                    add_target(targets, json_string_value(json_object_get(e, "t")), true, 0);
+                else
+                    add_target(targets, json_string_value(json_object_get(e, "t")), be->has_weight, w);
+            }
+            json_decref(eps);
+            json_object_set(s->s, "port", json_object_get(port, "port"));
+            json_decref(synth);
+        }
+        json_t *tags = json_object_get(s->s, "tags");
+        json_t *up = json_pack("{s:s, s:O, s:o}", "name", host, "tags", tags ? tags : json_array(),
+                               "targets", targets);
+        if (!tags)
+            json_object_set_new(up, "tags", service_tags(s));
+        apply_kongingress(x, s, up);
+        const char *k;
+        json_t *svc;
+        json_object_foreach(s->k8s, k, svc)
+        {
+            const char *hh = svc_ann(s, svc, ANN "host-header");
+            if (hh && *hh)
+                json_object_set_new(up, "host_header", json_string(hh));
+        }
+        apply_policy(x, s, up);
+        json_array_append_new(x->upstreams, up);
+    }
+    json_decref(seen);
+}

@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TLS certificates with SNIs (Ingress and TCPIngress spec.tls, service client certificates)
+ * and CA certificates (Secrets and ConfigMaps labelled konghq.com/ca-cert: "true").
+ */
+#include "xlate_int.h"
+
+#include <ctype.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+static json_t *trimmed(json_t *s)
+{
+    if (!s)
+        return NULL;
+    const char *a = json_string_value(s);
+    size_t n = json_string_length(s);
+    while (n && isspace((unsigned char)*a))
+        a++, n--;
+    while (n && isspace((unsigned char)a[n - 1]))
+        n--;
+    json_t *t = json_stringn(a, n);
+    json_decref(s);
+    return t;
+}
+
+static bool valid_pair(const char *cert, const char *key)
+{
+    BIO *cb = BIO_new_mem_buf(cert, -1), *kb = BIO_new_mem_buf(key, -1);
+    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    bool ok = x && k && X509_check_private_key(x, k) == 1;
+    X509_free(x);
+    EVP_PKEY_free(k);
+    BIO_free(cb);
+    BIO_free(kb);
+    ERR_clear_error();
+    return ok;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void xlate_certificates(Xlate *x)
+{
+    json_t *by_pair = json_object(); /* cert+key -> certificate entity */
+    json_t *sni_owner = json_object();
+    json_t *pair_age = json_object(); /* cert+key -> {"ts", "uid"} of the oldest Secret */
+    json_t *uid_pair = json_object(); /* Secret UID -> cert+key */
+    size_t i;
+    json_t *key;
+
+    json_array_foreach(x->sni_order, i, key)
+    {
+        const char *k = json_string_value(key);
+        json_t *entry = json_object_get(x->sni_secrets, k);
+        json_t *parents = json_object_get(entry, "parents");
+        const char *slash = strchr(k, '/');
+        char ns[256];
+        snprintf(ns, sizeof(ns), "%.*s", (int)(slash - k), k);
+        json_t *secret = store_get(x->st, "Secret", ns, slash + 1);
+        if (!secret) {
+            char msg[600];
+            snprintf(msg, sizeof(msg), "Failed to fetch the secret (%s)", k);
+            xfail_objs(x, parents, msg);
+            continue;
+        }
+        json_t *crt = trimmed(xsecret_data(secret, "tls.crt"));
+        json_t *pk = trimmed(xsecret_data(secret, "tls.key"));
+        if (!crt || !pk || !valid_pair(json_string_value(crt), json_string_value(pk))) {
+            json_t *objs = json_deep_copy(parents);
+            json_array_append(objs, secret);
+            xfail_objs(x, objs, "failed to construct certificate from secret: tls.crt and tls.key "
+                                "must be a valid PEM certificate and its private key");
+            json_decref(objs);
+            json_decref(crt);
+            json_decref(pk);
+            continue;
+        }
+        char *pair = util_strdup_printf("%s\n%s", json_string_value(crt), json_string_value(pk));
+        json_object_set_new(uid_pair, obj_uid(secret), json_string(pair));
+        json_t *cert = json_object_get(by_pair, pair);
+        long long ts = xcreation(secret);
+        if (!cert) {
+            cert = json_pack("{s:s, s:O, s:O, s:o, s:[]}", "id", obj_uid(secret), "cert", crt, "key",
+                             pk, "tags", xtags(secret), "snis");
+            json_object_set_new(by_pair, pair, cert);
+            json_array_append(x->certificates, cert);
+            json_object_set_new(pair_age, pair, json_pack("{s:I, s:s}", "ts", (json_int_t)ts, "uid",
+                                                          obj_uid(secret)));
+        } else {
+            /* The same certificate in several Secrets: the oldest Secret's UID names it. */
+            json_t *age = json_object_get(pair_age, pair);
+            long long ots = json_integer_value(json_object_get(age, "ts"));
+            const char *ouid = json_string_value(json_object_get(age, "uid"));
+            if (ts < ots || (ts == ots && strcmp(obj_uid(secret), ouid) < 0)) {
+                json_object_set_new(cert, "id", json_string(obj_uid(secret)));
+                json_object_set_new(cert, "tags", xtags(secret));
+                json_object_set_new(pair_age, pair, json_pack("{s:I, s:s}", "ts", (json_int_t)ts,
+                                                              "uid", obj_uid(secret)));
+            }
+        }
+        size_t j;
+        json_t *h;
+        json_array_foreach(json_object_get(entry, "hosts"), j, h)
+        {
+            const char *owner = json_string_value(json_object_get(sni_owner, json_string_value(h)));
+            if (owner)
+                continue; /* an SNI stays on the first certificate that claimed it */
+            json_object_set_new(sni_owner, json_string_value(h), json_string(pair));
+            json_array_append(json_object_get(cert, "snis"), h);
+        }
+        free(pair);
+        json_decref(crt);
+        json_decref(pk);
+    }
+
+    json_t *cert;
+    json_array_foreach(x->certificates, i, cert)
+    {
+        json_t *hosts = json_object_get(cert, "snis");
+        size_t n = json_array_size(hosts);
+        if (!n) {
+            json_object_del(cert, "snis");
+            continue;
+        }
+        const char **v = calloc(n, sizeof(*v));
+        for (size_t j = 0; j < n; j++)
+            v[j] = json_string_value(json_array_get(hosts, j));
+        qsort(v, n, sizeof(*v), cmp_str);
+        json_t *snis = json_array();
+        const char *id = json_string_value(json_object_get(cert, "id"));
+        for (size_t j = 0; j < n; j++)
+            json_array_append_new(snis, json_pack("{s:s, s:{s:s}}", "name", v[j], "certificate",
+                                                  "id", id));
+        free(v);
+        json_object_set_new(cert, "snis", snis);
+    }
+    /* Services point at the merged certificate's id. */
+    for (size_t s = 0; s < x->nsvcs; s++) {
+        json_t *cc = json_object_get(x->svcs[s]->s, "client_certificate");
+        json_t *pair = cc ? json_object_get(uid_pair, json_string_value(cc)) : NULL;
+        json_t *c = pair ? json_object_get(by_pair, json_string_value(pair)) : NULL;
+        if (c)
+            json_object_set(x->svcs[s]->s, "client_certificate", json_object_get(c, "id"));
+    }
+    json_decref(by_pair);
+    json_decref(sni_owner);
+    json_decref(pair_age);
+    json_decref(uid_pair);
+}
+
+/* One PEM CERTIFICATE block that is a CA and not expired; the clean PEM or NULL with @why. */
+static char *ca_pem(const char *pem, const char **why)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *c = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    char *out = NULL;
+    if (!c) {
+        *why = "invalid PEM certificate";
+        goto done;
+    }
+    X509 *extra = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    if (extra) {
+        X509_free(extra);
+        *why = "more than one PEM certificate";
+        goto done;
+    }
+    if (X509_check_ca(c) < 1) {
+        *why = "certificate is not a CA";
+        goto done;
+    }
+    if (X509_cmp_current_time(X509_get0_notAfter(c)) < 0) {
+        *why = "certificate expired";
+        goto done;
+    }
+    BIO *o = BIO_new(BIO_s_mem());
+    if (o && PEM_write_bio_X509(o, c)) {
+        char *p;
+        long n = BIO_get_mem_data(o, &p);
+        while (n > 0 && isspace((unsigned char)p[n - 1]))
+            n--;
+        out = strndup(p, (size_t)n);
+    }
+    BIO_free(o);
+done:
+    X509_free(c);
+    BIO_free(b);
+    ERR_clear_error();
+    return out;
+}
+
+void xlate_ca_certificates(Xlate *x)
+{
+    json_t *seen = json_object(); /* id -> object that owns it */
+    json_t *cands = json_array();
+    for (int pass = 0; pass < 2; pass++) {
+        size_t n;
+        json_t *const *all = store_list(x->st, pass ? "ConfigMap" : "Secret", &n);
+        for (size_t i = 0; i < n; i++) {
+            const char *l = obj_label(all[i], "konghq.com/ca-cert");
+            if (l && !strcmp(l, "true"))
+                json_array_append(cands, all[i]);
+        }
+    }
+    /* Oldest first, then namespace, then name: duplicates lose to the oldest. */
+    size_t nc = json_array_size(cands);
+    for (size_t i = 1; i < nc; i++)
+        for (size_t j = i; j > 0; j--) {
+            json_t *a = json_array_get(cands, j - 1), *b = json_array_get(cands, j);
+            long long ta = xcreation(a), tb = xcreation(b);
+            int c = ta < tb ? -1 : ta > tb ? 1 : strcmp(obj_ns(a), obj_ns(b));
+            if (!c)
+                c = strcmp(obj_name(a), obj_name(b));
+            if (c <= 0)
+                break;
+            json_incref(a);
+            json_incref(b);
+            json_array_set_new(cands, j - 1, b);
+            json_array_set_new(cands, j, a);
+        }
+    size_t i;
+    json_t *o;
+    json_array_foreach(cands, i, o)
+    {
+        bool secret = !strcmp(obj_kind(o), "Secret");
+        json_t *id = secret ? xsecret_data(o, "id")
+                            : json_incref(json_object_get(json_object_get(o, "data"), "id"));
+        json_t *cert = secret ? xsecret_data(o, "cert")
+                              : json_incref(json_object_get(json_object_get(o, "data"), "cert"));
+        if (!cert)
+            cert = secret ? xsecret_data(o, "ca.crt")
+                          : json_incref(json_object_get(json_object_get(o, "data"), "ca.crt"));
+        if (!json_is_string(id) || !json_is_string(cert)) {
+            xfail(x, o, NULL, "invalid CA certificate %s/%s: missing 'id' or 'cert'", obj_ns(o),
+                  obj_name(o));
+        } else if (json_object_get(seen, json_string_value(id))) {
+            json_t *winner = json_object_get(seen, json_string_value(id));
+            xfail(x, o, NULL, "CA certificate %s/%s has the id %s of %s %s/%s, which is older",
+                  obj_ns(o), obj_name(o), json_string_value(id), obj_kind(winner),
+                  obj_ns(winner), obj_name(winner));
+        } else {
+            const char *why = NULL;
+            char *pem = ca_pem(json_string_value(cert), &why);
+            if (!pem) {
+                xfail(x, o, NULL, "invalid CA certificate %s/%s: %s", obj_ns(o), obj_name(o), why);
+            } else {
+                json_object_set(seen, json_string_value(id), o);
+                json_array_append_new(x->ca_certificates,
+                                      json_pack("{s:O, s:s, s:o}", "id", id, "cert", pem, "tags",
+                                                xtags(o)));
+                free(pem);
+            }
+        }
+        json_decref(id);
+        json_decref(cert);
+    }
+    json_decref(cands);
+    json_decref(seen);
+}

@@ -1,0 +1,738 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Ingress (networking.k8s.io/v1) to Kong services and routes: KIC's ingress subtranslator.
+ * Paths that share Ingress, host, backend and port become one route; routes of the same
+ * Service+port share one Kong service. Both router flavors; the default backend; TLS claims.
+ */
+#include "xlate_int.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define FACADE_GROUP "incubator.ingress-controller.konghq.com"
+
+/* One (ingress, host, backend, port) group of paths: becomes one route. */
+typedef struct Meta {
+    json_t *ing;
+    const char *host;
+    char backend[256]; /* Service or facade name */
+    bool facade;
+    PortDef port;
+    json_t *paths; /* array of {"path","pathType"} */
+    char route_name[1024];
+    char svc_name[512];
+} Meta;
+
+static void flatten_slashes(const char *in, char *out, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; in[i] && o + 1 < n; i++) {
+        if (in[i] == '/' && o > 0 && out[o - 1] == '/')
+            continue;
+        out[o++] = in[i];
+    }
+    out[o] = 0;
+}
+
+static bool valid_plain_path(const char *p)
+{
+    for (; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr(".-_~/%", *p))
+            return false;
+    return true;
+}
+
+/* KIC's MaybePrependRegexPrefix for traditional routes. */
+static char *maybe_regex_prefix(const char *path, const char *prefix, bool legacy)
+{
+    size_t pl = strlen(prefix);
+    if (pl && !strncmp(path, prefix, pl))
+        return util_strdup_printf("~%s", path + pl);
+    if (legacy && !valid_plain_path(path))
+        return util_strdup_printf("~%s", path);
+    return strdup(path);
+}
+
+static void trim_slashes(const char *in, bool left_only, char *out, size_t n)
+{
+    while (*in == '/')
+        in++;
+    snprintf(out, n, "%s", in);
+    if (!left_only) {
+        size_t l = strlen(out);
+        while (l && out[l - 1] == '/')
+            out[--l] = 0;
+    }
+}
+
+static void add_trad_paths(json_t *paths, const char *path, const char *type, const char *prefix,
+                           bool legacy)
+{
+    char base[1024], *p;
+    json_t *plain = json_array(), *regex = json_array();
+
+    if (!strcmp(type, "Prefix")) {
+        trim_slashes(path, false, base, sizeof(base));
+        if (!*base) {
+            json_array_append_new(plain, json_string("/"));
+        } else {
+            p = util_strdup_printf("/%s/", base);
+            json_array_append_new(plain, json_string(p));
+            free(p);
+            p = util_strdup_printf("~/%s$", base);
+            json_array_append_new(regex, json_string(p));
+            free(p);
+        }
+    } else if (!strcmp(type, "Exact")) {
+        trim_slashes(path, true, base, sizeof(base));
+        p = util_strdup_printf("~/%s$", base);
+        json_array_append_new(regex, json_string(p));
+        free(p);
+    } else {
+        json_array_append_new(plain, json_string(*path ? path : "/"));
+    }
+    json_array_extend(plain, regex);
+    size_t i;
+    json_t *v;
+    json_array_foreach(plain, i, v)
+    {
+        p = maybe_regex_prefix(json_string_value(v), prefix, legacy);
+        json_array_append_new(paths, json_string(p));
+        free(p);
+    }
+    json_decref(plain);
+    json_decref(regex);
+}
+
+static char *pred(const char *field, const char *op, const char *value)
+{
+    char *q = xexpr_quote(value);
+    char *s = util_strdup_printf("%s %s %s", field, op, q);
+    free(q);
+    return s;
+}
+
+static void append_take(json_t *arr, char *s)
+{
+    if (s && *s)
+        json_array_append_new(arr, json_string(s));
+    free(s);
+}
+
+/* One path's matcher; *len and *regex feed the priority. */
+static char *path_matcher(const char *path, const char *type, const char *prefix, long *len,
+                          bool *regex)
+{
+    char base[1024], *a, *b;
+    if (!strcmp(type, "Prefix")) {
+        trim_slashes(path, false, base, sizeof(base));
+        *regex = true;
+        if (!*base) {
+            *len = 1;
+            return pred("http.path", "^=", "/");
+        }
+        *len = 2 + (long)strlen(base);
+        char *exact = util_strdup_printf("/%s", base), *pre = util_strdup_printf("/%s/", base);
+        a = pred("http.path", "==", exact);
+        b = pred("http.path", "^=", pre);
+        char *s = util_strdup_printf("(%s) || (%s)", a, b);
+        free(exact);
+        free(pre);
+        free(a);
+        free(b);
+        return s;
+    }
+    if (!strcmp(type, "Exact")) {
+        trim_slashes(path, true, base, sizeof(base));
+        *regex = true;
+        *len = 1 + (long)strlen(base);
+        char *rel = util_strdup_printf("/%s", base);
+        a = pred("http.path", "==", rel);
+        free(rel);
+        return a;
+    }
+    if (!*path) {
+        *len = 1;
+        return pred("http.path", "^=", "/");
+    }
+    size_t pl = strlen(prefix);
+    if (pl && !strncmp(path, prefix, pl)) {
+        const char *re = path + pl;
+        *regex = true;
+        *len = (long)strlen(re);
+        char *r = re[0] == '^' ? strdup(re) : util_strdup_printf("^%s", *re ? re : "/");
+        a = pred("http.path", "~", r);
+        free(r);
+        return a;
+    }
+    *len = (long)strlen(path);
+    return pred("http.path", "^=", path);
+}
+
+static const char *regex_prefix(const json_t *ing)
+{
+    const char *p = obj_annotation(ing, ANN "regex-prefix");
+    return p && *p ? p : "/~";
+}
+
+static bool valid_host(const char *h, bool allow_wild)
+{
+    if (!*h)
+        return false;
+    if (allow_wild && (!strncmp(h, "*.", 2) || (strlen(h) > 2 && !strcmp(h + strlen(h) - 2, ".*"))))
+        h += 2;
+    for (; *h; h++)
+        if (!isalnum((unsigned char)*h) && *h != '-' && *h != '.')
+            return false;
+    return true;
+}
+
+static char *host_pred(const char *h)
+{
+    if (!strncmp(h, "*.", 2))
+        return pred("http.host", "=^", h + 1);
+    return pred("http.host", "==", h);
+}
+
+/* Header keys in the annotations "konghq.com/headers.<name>", sorted by name. */
+static json_t *header_annotations(const json_t *ing)
+{
+    json_t *out = json_object();
+    json_t *anns = obj_get_path(ing, "metadata.annotations");
+    const char *k;
+    json_t *v;
+    const char *sep = obj_annotation(ing, ANN "headers-separator");
+    json_object_foreach(anns, k, v)
+    {
+        if (strncmp(k, ANN "headers.", strlen(ANN "headers.")) || !json_is_string(v))
+            continue;
+        const char *name = k + strlen(ANN "headers.");
+        if (!*name)
+            continue;
+        json_t *vals = xsplit(json_string_value(v), sep && *sep ? sep[0] : ',');
+        if (json_array_size(vals))
+            json_object_set_new(out, name, vals);
+        else
+            json_decref(vals);
+    }
+    return out;
+}
+
+static json_t *upper_methods(const json_t *ing)
+{
+    json_t *m = xsplit(obj_annotation(ing, ANN "methods"), ',');
+    size_t i;
+    json_t *v;
+    json_array_foreach(m, i, v)
+    {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%s", json_string_value(v));
+        for (char *c = buf; *c; c++) {
+            *c = (char)toupper((unsigned char)*c);
+            if (*c < 'A' || *c > 'Z') {
+                json_decref(m);
+                return json_array();
+            }
+        }
+        json_array_set_new(m, i, json_string(buf));
+    }
+    return m;
+}
+
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static json_t *expr_route(Meta *m)
+{
+    json_t *ing = m->ing;
+    json_t *and = json_array();
+    json_t *hosts = json_array();
+    int fields = 0;
+    bool plain_hosts = true;
+
+    if (*m->host)
+        json_array_append_new(hosts, json_string(m->host));
+    json_t *aliases = xsplit(obj_annotation(ing, ANN "host-aliases"), ',');
+    size_t i;
+    json_t *v;
+    json_array_foreach(aliases, i, v)
+    {
+        if (valid_host(json_string_value(v), true))
+            json_array_append(hosts, v);
+    }
+    json_decref(aliases);
+    if (json_array_size(hosts)) {
+        json_t *ors = json_array();
+        json_array_foreach(hosts, i, v)
+        {
+            const char *h = json_string_value(v);
+            if (strchr(h, '*'))
+                plain_hosts = false;
+            append_take(ors, host_pred(h));
+        }
+        append_take(and, xexpr_join(ors, "||"));
+        json_decref(ors);
+        fields++;
+    } else {
+        plain_hosts = false;
+    }
+
+    long maxlen = 0;
+    bool regex = false;
+    json_t *pors = json_array();
+    json_array_foreach(m->paths, i, v)
+    {
+        long len = 0;
+        bool re = false;
+        append_take(pors, path_matcher(json_string_value(json_object_get(v, "path")),
+                                       json_string_value(json_object_get(v, "pathType")),
+                                       regex_prefix(ing), &len, &re));
+        if (len > maxlen)
+            maxlen = len;
+        regex = regex || re;
+    }
+    if (json_array_size(pors)) {
+        append_take(and, xexpr_join(pors, "||"));
+        fields++;
+    }
+    json_decref(pors);
+
+    json_t *headers = header_annotations(ing);
+    size_t nh = json_object_size(headers);
+    if (nh) {
+        const char **names = calloc(nh, sizeof(*names));
+        size_t k = 0;
+        const char *name;
+        json_object_foreach(headers, name, v) names[k++] = name;
+        qsort(names, nh, sizeof(*names), cmp_cstr);
+        json_t *hand = json_array();
+        size_t real = 0;
+        for (k = 0; k < nh; k++) {
+            char field[300];
+            if (!strcasecmp(names[k], "host"))
+                continue;
+            snprintf(field, sizeof(field), "http.headers.");
+            size_t fl = strlen(field);
+            for (const char *c = names[k]; *c && fl + 1 < sizeof(field); c++)
+                field[fl++] = *c == '-' ? '_' : (char)tolower((unsigned char)*c);
+            field[fl] = 0;
+            json_t *hors = json_array();
+            size_t j;
+            json_t *hv;
+            json_array_foreach(json_object_get(headers, names[k]), j, hv)
+            {
+                const char *s = json_string_value(hv);
+                if (!strncmp(s, "~*", 2))
+                    append_take(hors, pred(field, "~", s + 2));
+                else
+                    append_take(hors, pred(field, "==", s));
+            }
+            append_take(hand, xexpr_join(hors, "||"));
+            json_decref(hors);
+            real++;
+        }
+        if (real) {
+            append_take(and, xexpr_join(hand, "&&"));
+            fields++;
+        }
+        nh = real;
+        json_decref(hand);
+        free(names);
+    }
+    json_decref(headers);
+
+    json_t *methods = upper_methods(ing);
+    if (json_array_size(methods)) {
+        json_t *mors = json_array();
+        json_array_foreach(methods, i, v) append_take(mors, pred("http.method", "==", json_string_value(v)));
+        append_take(and, xexpr_join(mors, "||"));
+        json_decref(mors);
+        fields++;
+    }
+    json_decref(methods);
+
+    json_t *snis = xsplit(obj_annotation(ing, ANN "snis"), ',');
+    if (json_array_size(snis)) {
+        json_t *sors = json_array();
+        json_array_foreach(snis, i, v) append_take(sors, pred("tls.sni", "==", json_string_value(v)));
+        append_take(and, xexpr_join(sors, "||"));
+        json_decref(sors);
+        fields++;
+    }
+    json_decref(snis);
+    json_decref(hosts);
+
+    char *expr = xexpr_join(and, "&&");
+    json_decref(and);
+    if (maxlen > 65535)
+        maxlen = 65535;
+    if (nh > 255)
+        nh = 255;
+    unsigned long long prio = (3ULL << 44) | ((unsigned long long)fields << 41) |
+                              ((unsigned long long)nh << 33) |
+                              ((unsigned long long)(plain_hosts ? 1 : 0) << 32) |
+                              ((unsigned long long)(regex ? 1 : 0) << 16) |
+                              (unsigned long long)maxlen;
+    json_t *r = json_pack("{s:s, s:b, s:b, s:b, s:b, s:o, s:s, s:I}", "name", m->route_name,
+                          "strip_path", 0, "preserve_host", 1, "request_buffering", 1,
+                          "response_buffering", 1, "tags", xtags(ing), "expression", expr,
+                          "priority", (json_int_t)prio);
+    free(expr);
+    return r;
+}
+
+static json_t *trad_route(Meta *m, bool legacy)
+{
+    json_t *paths = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(m->paths, i, v)
+        add_trad_paths(paths, json_string_value(json_object_get(v, "path")),
+                       json_string_value(json_object_get(v, "pathType")), regex_prefix(m->ing),
+                       legacy);
+    json_t *r = json_pack("{s:s, s:b, s:b, s:b, s:b, s:i, s:o, s:o}", "name", m->route_name,
+                          "strip_path", 0, "preserve_host", 1, "request_buffering", 1,
+                          "response_buffering", 1, "regex_priority", 0, "tags", xtags(m->ing),
+                          "paths", paths);
+    if (*m->host)
+        json_object_set_new(r, "hosts", json_pack("[s]", m->host));
+    return r;
+}
+
+/* Resolve a backend: a Service with a port, or a KongServiceFacade resource. */
+static int parse_backend(Xlate *x, json_t *ing, json_t *backend, Meta *m, const char *what)
+{
+    json_t *svc = json_object_get(backend, "service");
+    json_t *res = json_object_get(backend, "resource");
+    if (json_is_object(svc)) {
+        const char *name = obj_get_str(svc, "name");
+        if (!name || !*name) {
+            xfail(x, ing, NULL, "%s: backend service has no name", what);
+            return -1;
+        }
+        snprintf(m->backend, sizeof(m->backend), "%s", name);
+        json_t *port = json_object_get(svc, "port");
+        json_t *num = json_object_get(port, "number");
+        const char *pname = obj_get_str(port, "name");
+        if (json_is_integer(num) && json_integer_value(num) != 0) {
+            m->port.mode = PORT_NUMBER;
+            m->port.number = (long)json_integer_value(num);
+        } else if (pname && *pname) {
+            m->port.mode = PORT_NAME;
+            snprintf(m->port.name, sizeof(m->port.name), "%s", pname);
+        } else {
+            m->port.mode = PORT_IMPLICIT;
+        }
+        return 0;
+    }
+    if (json_is_object(res)) {
+        const char *g = obj_get_str(res, "apiGroup"), *k = obj_get_str(res, "kind");
+        const char *n = obj_get_str(res, "name");
+        if (!g || !k || strcmp(g, FACADE_GROUP) || strcmp(k, "KongServiceFacade")) {
+            xfail(x, ing, NULL, "%s: unknown resource type %s/%s", what, g ? g : "",
+                  k ? k : "");
+            return -1;
+        }
+        if (!x->o->service_facade) {
+            xfail(x, ing, NULL, "%s: KongServiceFacade is not enabled (feature gate KongServiceFacade)",
+                  what);
+            return -1;
+        }
+        if (!n || !store_get(x->st, "KongServiceFacade", obj_ns(ing), n)) {
+            xfail(x, ing, NULL, "%s: KongServiceFacade %s/%s does not exist", what, obj_ns(ing),
+                  n ? n : "");
+            return -1;
+        }
+        snprintf(m->backend, sizeof(m->backend), "%s", n);
+        m->facade = true;
+        m->port.mode = PORT_IMPLICIT;
+        return 0;
+    }
+    xfail(x, ing, NULL, "%s: backend has neither service nor resource", what);
+    return -1;
+}
+
+static void names_for(Meta *m, const char *ns, const char *ingname)
+{
+    char port[80], host[300];
+    xport_canonical(&m->port, port, sizeof(port));
+    snprintf(host, sizeof(host), "%s", m->host);
+    for (char *c = host; *c; c++)
+        if (*c == '*')
+            *c = '_';
+    if (m->facade) {
+        snprintf(m->svc_name, sizeof(m->svc_name), "%s.%s.svc.facade", ns, m->backend);
+        snprintf(m->route_name, sizeof(m->route_name), "%s.%s.%s.%s.svc.facade", ns, ingname,
+                 host, m->backend);
+    } else {
+        snprintf(m->svc_name, sizeof(m->svc_name), "%s.%s.%s", ns, m->backend, port);
+        snprintf(m->route_name, sizeof(m->route_name), "%s.%s.%s.%s.%s", ns, ingname, m->backend,
+                 host, port);
+    }
+}
+
+static XService *service_for(Xlate *x, Meta *m, bool default_backend)
+{
+    XService *s = xsvc_get(x, m->svc_name);
+    if (s)
+        return s;
+    const char *ns = obj_ns(m->ing);
+    s = xsvc_new(m->svc_name, ns, m->ing);
+    if (!s)
+        return NULL;
+    char port[80], host[800];
+    xport_canonical(&m->port, port, sizeof(port));
+    if (m->facade)
+        snprintf(host, sizeof(host), "%s", m->svc_name);
+    else
+        snprintf(host, sizeof(host), "%s.%s.%s.svc", m->backend, ns, port);
+    s->s = xservice_defaults(m->svc_name, host, !default_backend);
+    xsvc_add_backend(s, ns, m->backend, m->facade, &m->port);
+    if (xsvc_put(x, s) < 0) {
+        xsvc_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* "$1" -> "$(uri_captures[1])", "\$" -> "$", as KIC's konghq.com/rewrite. */
+static char *rewrite_expr(const char *in)
+{
+    Buf b = BUF_INIT;
+    for (const char *p = in; *p; p++) {
+        if (p[0] == '\\' && p[1] == '$') {
+            buf_putc(&b, '$');
+            p++;
+        } else if (*p == '$') {
+            const char *d = p + 1;
+            while (isdigit((unsigned char)*d))
+                d++;
+            if (d == p + 1) {
+                buf_deinit(&b);
+                return NULL;
+            }
+            buf_printf(&b, "$(uri_captures[%.*s])", (int)(d - p - 1), p + 1);
+            p = d - 1;
+        } else {
+            buf_putc(&b, *p);
+        }
+    }
+    return buf_take(&b);
+}
+
+static void apply_rewrite(Xlate *x, XService *s)
+{
+    const char *rw = obj_annotation(s->parent, ANN "rewrite");
+    if (!rw)
+        return;
+    if (!x->o->rewrite_uris) {
+        xfail(x, s->parent, NULL, "konghq.com/rewrite annotation not supported when rewrite uris disabled");
+        s->skip = s->no_upstream = true;
+        return;
+    }
+    char *expr = rewrite_expr(*rw ? rw : "/");
+    if (!expr) {
+        xfail(x, s->parent, NULL, "konghq.com/rewrite annotation has an invalid value: %s", rw);
+        s->skip = s->no_upstream = true;
+        return;
+    }
+    for (size_t i = 0; i < s->nroutes; i++) {
+        if (!s->routes[i].plugins)
+            s->routes[i].plugins = json_array();
+        json_array_append_new(s->routes[i].plugins,
+                              json_pack("{s:s, s:{s:{s:s}}}", "name", "request-transformer",
+                                        "config", "replace", "uri", expr));
+    }
+    free(expr);
+}
+
+static int cmp_creation(const void *a, const void *b)
+{
+    long long x = xcreation(*(json_t *const *)a), y = xcreation(*(json_t *const *)b);
+    return x < y ? -1 : x > y;
+}
+
+/* Stable sort by creation time (insertion sort keeps the store's ns/name order on ties). */
+static void sort_by_creation(json_t **v, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        json_t *cur = v[i];
+        size_t j = i;
+        while (j > 0 && cmp_creation(&v[j - 1], &cur) > 0) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = cur;
+    }
+}
+
+void xlate_add_tls(Xlate *x, const json_t *obj, const json_t *tls)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(tls, i, t)
+    {
+        const char *secret = obj_get_str(t, "secretName");
+        json_t *hosts = json_object_get(t, "hosts");
+        if (!secret || !*secret || !json_array_size(hosts))
+            continue;
+        char key[512];
+        snprintf(key, sizeof(key), "%s/%s", obj_ns(obj), secret);
+        json_t *entry = json_object_get(x->sni_secrets, key);
+        if (!entry) {
+            entry = json_pack("{s:[], s:[]}", "hosts", "parents");
+            json_object_set_new(x->sni_secrets, key, entry);
+            json_array_append_new(x->sni_order, json_string(key));
+        }
+        json_t *parents = json_object_get(entry, "parents");
+        int have = 0;
+        size_t j;
+        json_t *p;
+        json_array_foreach(parents, j, p) if (p == obj) have = 1;
+        if (!have)
+            json_array_append(parents, (json_t *)obj);
+        json_t *h;
+        json_array_foreach(hosts, j, h)
+        {
+            if (!json_is_string(h) || json_object_get(x->sni_claimed, json_string_value(h)))
+                continue; /* the first claim of a host wins, later ones are ignored */
+            json_object_set_new(x->sni_claimed, json_string_value(h), json_string(key));
+            json_array_append(json_object_get(entry, "hosts"), h);
+        }
+    }
+}
+
+int xlate_ingresses(Xlate *x)
+{
+    size_t n;
+    json_t *const *all = store_list(x->st, "Ingress", &n);
+    json_t **ings = calloc(n ? n : 1, sizeof(*ings));
+    size_t ni = 0;
+    if (!ings)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (xclass_ingress(x, all[i]))
+            ings[ni++] = all[i];
+    sort_by_creation(ings, ni);
+
+    bool legacy = false;
+    if (x->icp_spec) {
+        json_t *l = json_object_get(x->icp_spec, "enableLegacyRegexDetection");
+        legacy = json_is_true(l);
+    }
+
+    json_t *metas = json_object(); /* route name -> index into mv */
+    Meta *mv = NULL;
+    size_t nm = 0, cm = 0;
+    json_t *default_ing = NULL;
+
+    for (size_t i = 0; i < ni; i++) {
+        json_t *ing = ings[i];
+        if (!default_ing && json_is_object(obj_get_path(ing, "spec.defaultBackend")))
+            default_ing = ing;
+        xlate_add_tls(x, ing, obj_get_path(ing, "spec.tls"));
+        size_t ri;
+        json_t *rule;
+        json_array_foreach(obj_get_path(ing, "spec.rules"), ri, rule)
+        {
+            json_t *paths = obj_get_path(rule, "http.paths");
+            if (!json_array_size(paths))
+                continue;
+            const char *host = obj_get_str(rule, "host");
+            size_t pi;
+            json_t *path;
+            json_array_foreach(paths, pi, path)
+            {
+                Meta m;
+                char what[64];
+                memset(&m, 0, sizeof(m));
+                m.ing = ing;
+                m.host = host ? host : "";
+                snprintf(what, sizeof(what), "rule %zu path %zu", ri, pi);
+                if (parse_backend(x, ing, json_object_get(path, "backend"), &m, what) < 0)
+                    continue;
+                names_for(&m, obj_ns(ing), obj_name(ing));
+                char flat[1024];
+                const char *p = obj_get_str(path, "path");
+                flatten_slashes(p ? p : "", flat, sizeof(flat));
+                if (!*flat)
+                    snprintf(flat, sizeof(flat), "/");
+                const char *pt = obj_get_str(path, "pathType");
+                if (!pt || (strcmp(pt, "Exact") && strcmp(pt, "Prefix")))
+                    pt = "ImplementationSpecific";
+                json_t *pj = json_pack("{s:s, s:s}", "path", flat, "pathType", pt);
+                json_t *idx = json_object_get(metas, m.route_name);
+                if (idx) {
+                    json_array_append_new(mv[json_integer_value(idx)].paths, pj);
+                    continue;
+                }
+                if (nm == cm) {
+                    cm = cm ? cm * 2 : 16;
+                    Meta *nmv = realloc(mv, cm * sizeof(*nmv));
+                    if (!nmv) {
+                        json_decref(pj);
+                        break;
+                    }
+                    mv = nmv;
+                }
+                m.paths = json_array();
+                json_array_append_new(m.paths, pj);
+                mv[nm] = m;
+                json_object_set_new(metas, m.route_name, json_integer((json_int_t)nm));
+                nm++;
+            }
+        }
+    }
+
+    for (size_t i = 0; i < nm; i++) {
+        XService *s = service_for(x, &mv[i], false);
+        if (!s)
+            continue;
+        json_t *r = x->o->expressions ? expr_route(&mv[i]) : trad_route(&mv[i], legacy);
+        xsvc_add_route(s, r, mv[i].ing, x->o->expressions);
+    }
+    for (size_t i = 0; i < x->nsvcs; i++)
+        apply_rewrite(x, x->svcs[i]);
+
+    /* The oldest Ingress with a default backend provides the catch-all route. */
+    if (default_ing) {
+        json_t *db = obj_get_path(default_ing, "spec.defaultBackend");
+        Meta m;
+        memset(&m, 0, sizeof(m));
+        m.ing = default_ing;
+        m.host = "";
+        if (parse_backend(x, default_ing, db, &m, "default backend") == 0) {
+            names_for(&m, obj_ns(default_ing), obj_name(default_ing));
+            XService *s = service_for(x, &m, true);
+            char rname[600];
+            snprintf(rname, sizeof(rname), "%s.%s", obj_ns(default_ing), obj_name(default_ing));
+            json_t *r = json_pack("{s:s, s:b, s:b, s:b, s:b, s:o}", "name", rname, "strip_path", 0,
+                                  "preserve_host", 1, "request_buffering", 1,
+                                  "response_buffering", 1, "tags", xtags(default_ing));
+            if (x->o->expressions) {
+                json_object_set_new(r, "expression", json_string("http.path ^= \"/\""));
+                json_object_set_new(r, "priority", json_integer(0));
+            } else {
+                json_object_set_new(r, "paths", json_pack("[s]", "/"));
+                json_object_set_new(r, "regex_priority", json_integer(0));
+            }
+            if (s)
+                xsvc_add_route(s, r, default_ing, x->o->expressions);
+            else
+                json_decref(r);
+        }
+    }
+
+    for (size_t i = 0; i < nm; i++)
+        json_decref(mv[i].paths);
+    free(mv);
+    json_decref(metas);
+    free(ings);
+    return 0;
+}

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * Translator internals shared by the core/xlate_*.c files. Kong entities are built as jansson
+ * objects in decK's file format; the C structs around them carry what translation needs on the
+ * way (backends, parents, flags). One Xlate lives for one xlate_run() call.
+ */
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "store.h"
+#include "xlate.h"
+
+#define ANN "konghq.com/"
+
+enum { PORT_NUMBER, PORT_NAME, PORT_IMPLICIT };
+
+typedef struct PortDef {
+    int mode;
+    long number;
+    char name[64];
+} PortDef;
+
+typedef struct Backend {
+    char *ns;
+    char *name;     /* Kubernetes Service, or KongServiceFacade when is_facade */
+    bool is_facade;
+    PortDef port;
+    bool has_weight;
+    long weight;
+} Backend;
+
+typedef struct XRoute {
+    json_t *r;       /* Kong route fields (owned) */
+    json_t *parent;  /* Ingress, TCPIngress, ... (borrowed from the store) */
+    json_t *plugins; /* nested plugins the translator generated, or NULL */
+    bool expr;
+    bool l4;
+} XRoute;
+
+typedef struct XService {
+    char *name;
+    char *ns;
+    json_t *s;       /* Kong service fields (owned): name, host, port, protocol, ... */
+    json_t *parent;  /* object that produced the service (borrowed) */
+    Backend *backends;
+    size_t nbackends;
+    XRoute *routes;
+    size_t nroutes, caproutes;
+    json_t *k8s;     /* "ns/name" -> Service object (borrowed refs, json_object_set) */
+    json_t *facade;  /* KongServiceFacade of a facade backend (borrowed) or NULL */
+    json_t *plugins; /* nested plugins, or NULL */
+    bool skip;        /* left out of services (its upstream is still built) */
+    bool no_upstream; /* dropped entirely (e.g. konghq.com/rewrite without the gate) */
+    int source;      /* order of the rule source (Ingress 0, TCPIngress 1, UDPIngress 2) */
+} XService;
+
+typedef struct Xlate {
+    Store *st;
+    const XlateOptions *o;
+    json_t *failures;
+    bool class_default;  /* the IngressClass named like our class is the cluster default */
+    json_t *icp_spec;    /* IngressClassParameters spec or NULL */
+
+    XService **svcs;
+    size_t nsvcs, capsvcs;
+    json_t *svc_index;   /* Kong service name -> index in svcs */
+
+    json_t *sni_secrets; /* "ns/secret" -> {"hosts": [...], "parents": [objects]} in claim order */
+    json_t *sni_order;   /* array of "ns/secret" keys in first-claim order */
+    json_t *sni_claimed; /* host -> "ns/secret" */
+
+    json_t *upstreams;
+    json_t *certificates;
+    json_t *ca_certificates;
+    json_t *consumers;        /* array of consumer entities */
+    json_t *consumer_objs;    /* parallel array: the KongConsumer objects */
+    json_t *consumer_groups;
+    json_t *cg_objs;          /* parallel array: the KongConsumerGroup objects */
+    json_t *cgc;              /* consumer_group_consumers */
+    json_t *plugins;          /* top-level plugins */
+    json_t *vaults;
+    json_t *custom;           /* type -> array */
+} Xlate;
+
+/* Failures: @o1, @o2 may be NULL; the message is copied. */
+void xfail(Xlate *x, json_t *o1, json_t *o2, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void xfail_objs(Xlate *x, json_t *objs, const char *msg);
+
+/* Tags of an object in KIC's order, plus the konghq.com/tags values. New reference. */
+json_t *xtags(const json_t *obj);
+json_t *xtags_extra(const json_t *obj, const char *extra);
+/* group and version of an object's apiVersion into caller buffers. */
+void xgroup_version(const json_t *obj, char *group, size_t gl, char *version, size_t vl);
+
+/* Class filtering (store-level rules of KIC, section 3.13). */
+bool xclass_ingress(Xlate *x, const json_t *ing);
+bool xclass_exact_or_empty(Xlate *x, const json_t *obj);
+
+/* Annotation helpers: trimmed comma list as a JSON array of strings (new ref). */
+json_t *xsplit(const char *s, char sep);
+bool xparse_bool(const char *s, bool *ret);     /* Go strconv.ParseBool */
+bool xparse_int(const char *s, long long *ret); /* whole string an integer */
+long long xcreation(const json_t *obj);         /* creationTimestamp as seconds, 0 if absent */
+
+/* Services. */
+XService *xsvc_get(Xlate *x, const char *name);
+/* xsvc_put() - insert or replace (later sources replace earlier ones, as KIC's maps.Copy). */
+int xsvc_put(Xlate *x, XService *s);
+XService *xsvc_new(const char *name, const char *ns, json_t *parent);
+void xsvc_free(XService *s);
+int xsvc_add_route(XService *s, json_t *r, json_t *parent, bool expr);
+int xsvc_add_backend(XService *s, const char *ns, const char *name, bool facade, const PortDef *p);
+void xport_canonical(const PortDef *p, char *buf, size_t n);
+json_t *xservice_defaults(const char *name, const char *host, bool with_path);
+
+/* Pipeline steps, in the order xlate_run() calls them. */
+int xlate_ingresses(Xlate *x);
+int xlate_l4(Xlate *x);
+void xlate_populate_services(Xlate *x);
+void xlate_upstreams(Xlate *x);
+void xlate_overrides(Xlate *x);
+void xlate_consumers(Xlate *x);
+void xlate_vaults(Xlate *x);
+void xlate_consumer_groups(Xlate *x);
+void xlate_plugins(Xlate *x);
+void xlate_certificates(Xlate *x);
+void xlate_ca_certificates(Xlate *x);
+void xlate_fill_ids(Xlate *x);
+void xlate_custom_entities(Xlate *x);
+
+/* SNI claims from Ingress / TCPIngress TLS sections. */
+void xlate_add_tls(Xlate *x, const json_t *obj, const json_t *tls);
+
+/* Expression router helpers (core/xlate_expr.c). */
+char *xexpr_quote(const char *s);  /* "..." with escapes, malloc'd */
+/* Join sub-expressions: one stays bare, several are each parenthesised and joined by @op. */
+char *xexpr_join(json_t *parts, const char *op);
+
+/* Secrets. */
+json_t *xsecret_data(const json_t *secret, const char *key); /* decoded string (new ref) or NULL */

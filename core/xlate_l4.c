@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TCPIngress and UDPIngress (configuration.konghq.com/v1beta1) to stream services and routes.
+ * A service name that an earlier source (Ingress) produced is replaced, as KIC's merge does.
+ */
+#include "xlate_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static int cmp_creation(json_t *a, json_t *b)
+{
+    long long x = xcreation(a), y = xcreation(b);
+    return x < y ? -1 : x > y;
+}
+
+static json_t **sorted(Xlate *x, const char *kind, size_t *ret_n)
+{
+    size_t n, k = 0;
+    json_t *const *all = store_list(x->st, kind, &n);
+    json_t **v = calloc(n ? n : 1, sizeof(*v));
+    if (!v) {
+        *ret_n = 0;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (xclass_exact_or_empty(x, all[i]))
+            v[k++] = all[i];
+    for (size_t i = 1; i < k; i++)
+        for (size_t j = i; j > 0 && cmp_creation(v[j - 1], v[j]) > 0; j--) {
+            json_t *t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    *ret_n = k;
+    return v;
+}
+
+static void l4_expression(json_t *r)
+{
+    json_t *and = json_array();
+    json_t *snis = json_object_get(r, "snis");
+    size_t i;
+    json_t *v;
+    if (json_array_size(snis)) {
+        json_t *ors = json_array();
+        json_array_foreach(snis, i, v)
+        {
+            char *q = xexpr_quote(json_string_value(v));
+            char *p = util_strdup_printf("tls.sni == %s", q);
+            json_array_append_new(ors, json_string(p));
+            free(q);
+            free(p);
+        }
+        char *j = xexpr_join(ors, "||");
+        json_array_append_new(and, json_string(j));
+        free(j);
+        json_decref(ors);
+    }
+    json_t *dests = json_object_get(r, "destinations");
+    if (json_array_size(dests)) {
+        json_t *ors = json_array();
+        json_array_foreach(dests, i, v)
+        {
+            char *p = util_strdup_printf("net.dst.port == %lld",
+                                         (long long)json_integer_value(json_object_get(v, "port")));
+            json_array_append_new(ors, json_string(p));
+            free(p);
+        }
+        char *j = xexpr_join(ors, "||");
+        json_array_append_new(and, json_string(j));
+        free(j);
+        json_decref(ors);
+    }
+    char *e = xexpr_join(and, "&&");
+    json_object_set_new(r, "expression", json_string(e));
+    json_object_set_new(r, "priority", json_integer(1));
+    json_object_del(r, "snis");
+    json_object_del(r, "destinations");
+    free(e);
+    json_decref(and);
+}
+
+static void translate_kind(Xlate *x, const char *kind, bool udp, int source)
+{
+    size_t n;
+    json_t **objs = sorted(x, kind, &n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *obj = objs[i];
+        if (!udp)
+            xlate_add_tls(x, obj, obj_get_path(obj, "spec.tls"));
+        size_t ri;
+        json_t *rule;
+        json_array_foreach(obj_get_path(obj, "spec.rules"), ri, rule)
+        {
+            const char *svc = obj_get_str(rule, "backend.serviceName");
+            json_t *sp = obj_get_path(rule, "backend.servicePort");
+            json_t *port = json_object_get(rule, "port");
+            if (!svc || !*svc || !json_is_integer(sp) || !json_is_integer(port)) {
+                xfail(x, obj, NULL, "rule %zu: needs port, backend.serviceName and backend.servicePort",
+                      ri);
+                continue;
+            }
+            long spn = (long)json_integer_value(sp);
+            char name[600], host[600], rname[600];
+            snprintf(name, sizeof(name), "%s.%s.%ld%s", obj_ns(obj), svc, spn, udp ? ".udp" : "");
+            snprintf(host, sizeof(host), "%s.%s.%ld.svc", svc, obj_ns(obj), spn);
+            snprintf(rname, sizeof(rname), "%s.%s.%zu%s", obj_ns(obj), obj_name(obj), ri,
+                     udp ? ".udp" : "");
+            XService *s = xsvc_get(x, name);
+            if (!s || s->source != source) {
+                s = xsvc_new(name, obj_ns(obj), obj);
+                if (!s)
+                    continue;
+                s->source = source;
+                if (udp)
+                    s->s = json_pack("{s:s, s:s, s:I, s:s}", "name", name, "host", host, "port",
+                                     (json_int_t)spn, "protocol", "udp");
+                else {
+                    s->s = xservice_defaults(name, host, false);
+                    json_object_set_new(s->s, "protocol", json_string("tcp"));
+                }
+                PortDef pd = {.mode = PORT_NUMBER, .number = spn};
+                xsvc_add_backend(s, obj_ns(obj), svc, false, &pd);
+                xsvc_put(x, s);
+            }
+            json_t *r = json_pack("{s:s, s:o, s:[{s:O}], s:o}", "name", rname, "protocols",
+                                  udp ? json_pack("[s]", "udp") : json_pack("[s,s]", "tcp", "tls"),
+                                  "destinations", "port", port, "tags", xtags(obj));
+            const char *h = obj_get_str(rule, "host");
+            if (!udp && h && *h)
+                json_object_set_new(r, "snis", json_pack("[s]", h));
+            if (x->o->expressions)
+                l4_expression(r);
+            xsvc_add_route(s, r, obj, x->o->expressions);
+            s->routes[s->nroutes - 1].l4 = true;
+        }
+    }
+    free(objs);
+}
+
+int xlate_l4(Xlate *x)
+{
+    translate_kind(x, "TCPIngress", false, 1);
+    translate_kind(x, "UDPIngress", true, 2);
+    return 0;
+}

@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * KongVault, deterministic IDs (go-kong's FillID scheme: UUIDv5 in per-type namespaces under
+ * fd02801f-0957-4a15-a55a-c8d9606f30b5), and KongCustomEntity.
+ */
+#include "xlate_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define ID_BASE "fd02801f-0957-4a15-a55a-c8d9606f30b5"
+
+void xlate_vaults(Xlate *x)
+{
+    size_t n;
+    json_t *const *all = store_list(x->st, "KongVault", &n);
+    json_t *by_prefix = json_object();
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = all[i];
+        if (!xclass_exact_or_empty(x, v))
+            continue;
+        const char *prefix = obj_get_str(v, "spec.prefix"), *backend = obj_get_str(v, "spec.backend");
+        if (!prefix || !backend) {
+            xfail(x, v, NULL, "KongVault needs spec.backend and spec.prefix");
+            continue;
+        }
+        json_t *other = json_object_get(by_prefix, prefix);
+        if (other) {
+            long long a = xcreation(v), b = xcreation(other);
+            bool newer = a > b || (a == b && strcmp(obj_name(v), obj_name(other)) > 0);
+            json_t *loser = newer ? v : other;
+            xfail(x, loser, NULL, "spec.prefix \"%s\" is duplicate", prefix);
+            if (newer)
+                continue;
+        }
+        json_object_set(by_prefix, prefix, v);
+    }
+    const char *prefix;
+    json_t *v;
+    json_object_foreach(by_prefix, prefix, v)
+    {
+        json_t *e = json_pack("{s:s, s:s, s:o}", "name", obj_get_str(v, "spec.backend"), "prefix",
+                              prefix, "tags", xtags(v));
+        json_t *c = obj_get_path(v, "spec.config");
+        if (json_is_object(c))
+            json_object_set(e, "config", c);
+        const char *d = obj_get_str(v, "spec.description");
+        if (d)
+            json_object_set_new(e, "description", json_string(d));
+        json_array_append_new(x->vaults, e);
+    }
+    json_decref(by_prefix);
+}
+
+static void fill(json_t *e, const char *type, const char *key)
+{
+    char ns[37], id[37];
+    if (!key || !*key || json_object_get(e, "id"))
+        return;
+    util_uuid5(ID_BASE, type, ns);
+    util_uuid5(ns, key, id);
+    json_object_set_new(e, "id", json_string(id));
+}
+
+static const char *s_of(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+void xlate_fill_ids(Xlate *x)
+{
+    for (size_t i = 0; i < x->nsvcs; i++) {
+        XService *s = x->svcs[i];
+        fill(s->s, "services", s->name);
+        for (size_t r = 0; r < s->nroutes; r++)
+            fill(s->routes[r].r, "routes", s_of(s->routes[r].r, "name"));
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(x->consumers, i, e) fill(e, "consumers", s_of(e, "username"));
+    json_array_foreach(x->consumer_groups, i, e) fill(e, "consumergroups", s_of(e, "name"));
+    json_array_foreach(x->vaults, i, e) fill(e, "vaults", s_of(e, "prefix"));
+    json_array_foreach(x->plugins, i, e)
+    {
+        Buf k = BUF_INIT;
+        buf_puts(&k, s_of(e, "name") ? s_of(e, "name") : "");
+        static const char *const refs[][2] = {{"service", ":service/"},
+                                               {"route", ":route/"},
+                                               {"consumer", ":consumer/"},
+                                               {"consumer_group", ":consumer_group/"}};
+        for (size_t r = 0; r < 4; r++)
+            if (s_of(e, refs[r][0]))
+                buf_printf(&k, "%s%s", refs[r][1], s_of(e, refs[r][0]));
+        fill(e, "plugins", k.data);
+        buf_deinit(&k);
+    }
+}
+
+/* Foreign fields of custom entity types known offline (Kong's schemas for them). */
+static const struct {
+    const char *type;
+    const char *foreign;
+} known_foreign[] = {
+    {"degraphql_routes", "service"},
+};
+
+static const char *const builtin_types[] = {"services",  "routes",          "upstreams", "targets",
+                                            "consumers", "consumer_groups", "plugins",   NULL};
+
+static bool plugin_of(const json_t *p, const json_t *kp)
+{
+    char want[3][300];
+    snprintf(want[0], sizeof(want[0]), "k8s-name:%s", obj_name(kp));
+    snprintf(want[1], sizeof(want[1]), "k8s-kind:%s", obj_kind(kp));
+    snprintf(want[2], sizeof(want[2]), "k8s-namespace:%s", obj_ns(kp));
+    int found = 0;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(p, "tags"), i, t)
+    {
+        for (int k = 0; k < 3; k++)
+            if (!strcmp(json_string_value(t), want[k]))
+                found |= 1 << k;
+    }
+    return found == 7 || (found == 3 && !*obj_ns(kp));
+}
+
+static const char *service_id_for(Xlate *x, const json_t *p)
+{
+    const char *svc = s_of((json_t *)p, "service");
+    const char *route = s_of((json_t *)p, "route");
+    for (size_t i = 0; i < x->nsvcs; i++) {
+        XService *s = x->svcs[i];
+        if (s->skip)
+            continue;
+        if (svc && !strcmp(s->name, svc))
+            return s_of(s->s, "id");
+        for (size_t r = 0; route && r < s->nroutes; r++)
+            if (!strcmp(s_of(s->routes[r].r, "name"), route))
+                return s_of(s->s, "id");
+    }
+    return NULL;
+}
+
+void xlate_custom_entities(Xlate *x)
+{
+    size_t n;
+    json_t *const *all = store_list(x->st, "KongCustomEntity", &n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *ce = all[i];
+        const char *ctrl = obj_get_str(ce, "spec.controllerName");
+        if (!ctrl || strcmp(ctrl, x->o->ingress_class))
+            continue;
+        const char *type = obj_get_str(ce, "spec.type");
+        json_t *fields = obj_get_path(ce, "spec.fields");
+        if (!type || !*type) {
+            xfail(x, ce, NULL, "KongCustomEntity has no spec.type");
+            continue;
+        }
+        bool builtin = false;
+        for (int b = 0; builtin_types[b]; b++)
+            if (!strcmp(type, builtin_types[b]))
+                builtin = true;
+        if (builtin) {
+            xfail(x, ce, NULL, "cannot use one of the built-in Kong types \"%s\" in KongCustomEntity",
+                  type);
+            continue;
+        }
+        json_t *arr = json_object_get(x->custom, type);
+        if (!arr) {
+            arr = json_array();
+            json_object_set_new(x->custom, type, arr);
+        }
+        const char *foreign = NULL;
+        for (size_t k = 0; k < sizeof(known_foreign) / sizeof(known_foreign[0]); k++)
+            if (!strcmp(known_foreign[k].type, type))
+                foreign = known_foreign[k].foreign;
+        json_t *parent_ref = obj_get_path(ce, "spec.parentRef");
+        if (!foreign || !json_is_object(parent_ref)) {
+            json_array_append_new(arr, json_is_object(fields) ? json_deep_copy(fields) : json_object());
+            continue;
+        }
+        const char *pkind = obj_get_str(parent_ref, "kind"), *pname = obj_get_str(parent_ref, "name");
+        const char *pns = obj_get_str(parent_ref, "namespace");
+        json_t *kp = NULL;
+        if (pkind && pname && !strcmp(pkind, "KongPlugin"))
+            kp = store_get(x->st, "KongPlugin", pns ? pns : obj_ns(ce), pname);
+        else if (pkind && pname && !strcmp(pkind, "KongClusterPlugin"))
+            kp = store_get(x->st, "KongClusterPlugin", "", pname);
+        if (!kp) {
+            xfail(x, ce, NULL, "failed to find the parent %s %s of the KongCustomEntity",
+                  pkind ? pkind : "plugin", pname ? pname : "");
+            continue;
+        }
+        /* One entity per distinct foreign id the parent plugin is attached to, in id order. */
+        json_t *ids = json_object();
+        size_t k;
+        json_t *p;
+        json_array_foreach(x->plugins, k, p)
+        {
+            if (!plugin_of(p, kp))
+                continue;
+            const char *id = service_id_for(x, p);
+            if (id)
+                json_object_set_new(ids, id, json_true());
+        }
+        const char *id;
+        json_t *dummy;
+        json_t *sorted_ids = json_array();
+        json_object_foreach(ids, id, dummy) json_array_append_new(sorted_ids, json_string(id));
+        size_t m = json_array_size(sorted_ids);
+        for (size_t a = 1; a < m; a++)
+            for (size_t b = a; b > 0 && strcmp(json_string_value(json_array_get(sorted_ids, b - 1)),
+                                               json_string_value(json_array_get(sorted_ids, b))) > 0;
+                 b--) {
+                json_t *t1 = json_incref(json_array_get(sorted_ids, b - 1));
+                json_t *t2 = json_incref(json_array_get(sorted_ids, b));
+                json_array_set_new(sorted_ids, b - 1, t2);
+                json_array_set_new(sorted_ids, b, t1);
+            }
+        json_t *sid;
+        json_array_foreach(sorted_ids, k, sid)
+        {
+            json_t *e = json_is_object(fields) ? json_deep_copy(fields) : json_object();
+            json_object_set_new(e, foreign, json_pack("{s:O}", "id", sid));
+            json_array_append_new(arr, e);
+        }
+        json_decref(sorted_ids);
+        json_decref(ids);
+    }
+}

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Serialisation of a configuration: canonical JSON (the bytes that are hashed and pushed) and
+ * YAML for people and for Kong's declarative_config files (keys sorted, multi-line strings such
+ * as PEM as literal blocks).
+ */
+#include "xlate_int.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+char *xlate_canonical_json(const json_t *config, size_t *ret_len)
+{
+    char *s = json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    if (s && ret_len)
+        *ret_len = strlen(s);
+    return s;
+}
+
+static bool needs_quotes(const char *s)
+{
+    static const char *const words[] = {"true", "false", "yes", "no", "on", "off", "null", "~",
+                                        "y", "n", NULL};
+    if (!*s)
+        return true;
+    for (int i = 0; words[i]; i++)
+        if (!strcasecmp(s, words[i]))
+            return true;
+    if (strchr("-?:,[]{}#&*!|>'\"%@`", s[0]) || isspace((unsigned char)s[0]) ||
+        isspace((unsigned char)s[strlen(s) - 1]))
+        return true;
+    if (strstr(s, ": ") || strstr(s, " #") || s[strlen(s) - 1] == ':')
+        return true;
+    /* Anything a YAML parser could take for a number. */
+    const char *p = s;
+    if (*p == '+' || *p == '-' || *p == '.')
+        p++;
+    if (isdigit((unsigned char)*p) || !strcmp(s, ".inf") || !strcmp(s, ".nan"))
+        return true;
+    for (p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return true;
+    return false;
+}
+
+static void indent(Buf *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        buf_putc(b, ' ');
+}
+
+static bool literal_ok(const char *s)
+{
+    if (!strchr(s, '\n'))
+        return false;
+    for (const char *p = s; *p; p++) {
+        if (*p == '\t' || ((unsigned char)*p < 0x20 && *p != '\n'))
+            return false;
+        if (*p == ' ' && (p[1] == '\n' || !p[1]))
+            return false;
+    }
+    return s[0] != ' ' && s[0] != '\n';
+}
+
+static void emit_string(Buf *b, const char *s, int ind)
+{
+    if (literal_ok(s)) {
+        size_t l = strlen(s), trailing = 0;
+        while (trailing < l && s[l - 1 - trailing] == '\n')
+            trailing++;
+        buf_puts(b, trailing == 0 ? "|-" : trailing == 1 ? "|" : "|+");
+        const char *p = s;
+        while (*p) {
+            const char *e = strchr(p, '\n');
+            size_t n = e ? (size_t)(e - p) : strlen(p);
+            buf_putc(b, '\n');
+            if (n)
+                indent(b, ind);
+            buf_append(b, p, n);
+            if (!e)
+                break;
+            p = e + 1;
+            if (!*p)
+                break;
+        }
+        return;
+    }
+    if (!needs_quotes(s)) {
+        buf_puts(b, s);
+        return;
+    }
+    json_t *j = json_string(s);
+    char *q = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    buf_puts(b, q ? q : "\"\"");
+    free(q);
+    json_decref(j);
+}
+
+static void emit(Buf *b, json_t *v, int ind, bool inline_start);
+
+static void emit_scalar(Buf *b, json_t *v, int ind)
+{
+    char num[64];
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        emit_string(b, json_string_value(v), ind);
+        break;
+    case JSON_INTEGER:
+        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+        buf_puts(b, num);
+        break;
+    case JSON_REAL:
+        snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+        buf_puts(b, num);
+        break;
+    case JSON_TRUE:
+        buf_puts(b, "true");
+        break;
+    case JSON_FALSE:
+        buf_puts(b, "false");
+        break;
+    default:
+        buf_puts(b, "null");
+    }
+}
+
+static int cmp_keys(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool is_collection(json_t *v)
+{
+    return (json_is_object(v) && json_object_size(v)) || (json_is_array(v) && json_array_size(v));
+}
+
+/* @inline_start: the first line continues after "- " so it needs no indentation. */
+static void emit(Buf *b, json_t *v, int ind, bool inline_start)
+{
+    if (json_is_object(v) && json_object_size(v)) {
+        size_t n = json_object_size(v), i = 0;
+        const char **keys = calloc(n, sizeof(*keys));
+        const char *k;
+        json_t *c;
+        json_object_foreach(v, k, c) keys[i++] = k;
+        qsort(keys, n, sizeof(*keys), cmp_keys);
+        for (i = 0; i < n; i++) {
+            if (i || !inline_start)
+                indent(b, ind);
+            emit_string(b, keys[i], ind);
+            buf_putc(b, ':');
+            c = json_object_get(v, keys[i]);
+            if (is_collection(c)) {
+                buf_putc(b, '\n');
+                emit(b, c, json_is_array(c) ? ind : ind + 2, false);
+            } else {
+                buf_putc(b, ' ');
+                if (json_is_object(c))
+                    buf_puts(b, "{}");
+                else if (json_is_array(c))
+                    buf_puts(b, "[]");
+                else
+                    emit_scalar(b, c, ind + 2);
+                buf_putc(b, '\n');
+            }
+        }
+        free(keys);
+        return;
+    }
+    if (json_is_array(v) && json_array_size(v)) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(v, i, c)
+        {
+            if (i || !inline_start)
+                indent(b, ind);
+            buf_puts(b, "- ");
+            if (is_collection(c))
+                emit(b, c, ind + 2, true);
+            else {
+                if (json_is_object(c))
+                    buf_puts(b, "{}");
+                else if (json_is_array(c))
+                    buf_puts(b, "[]");
+                else
+                    emit_scalar(b, c, ind + 2);
+                buf_putc(b, '\n');
+            }
+        }
+        return;
+    }
+    if (!inline_start)
+        indent(b, ind);
+    emit_scalar(b, v, ind);
+    buf_putc(b, '\n');
+}
+
+char *xlate_to_yaml(const json_t *config)
+{
+    Buf b = BUF_INIT;
+    emit(&b, (json_t *)config, 0, false);
+    return buf_take(&b);
+}

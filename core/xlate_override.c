@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Annotation overrides: Service annotations on Kong services (kongstate/service.go) and route
+ * annotations of each route's parent object on every route (kongstate/route.go). Invalid route
+ * annotation values are ignored, as KIC does; an invalid protocol is a failure.
+ */
+#include "xlate_int.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static bool in_list(const char *s, const char *const *list)
+{
+    for (int i = 0; list[i]; i++)
+        if (!strcmp(s, list[i]))
+            return true;
+    return false;
+}
+
+static const char *const service_protocols[] = {"http", "https", "grpc", "grpcs", "tcp", "tls",
+                                                "tls_passthrough", "udp", "ws", "wss", NULL};
+
+static void set_int_ann(json_t *o, const char *field, const char *v)
+{
+    long long n;
+    if (v && xparse_int(v, &n))
+        json_object_set_new(o, field, json_integer(n));
+}
+
+static void override_service(Xlate *x, XService *s, json_t *svc, json_t *src)
+{
+    json_t *k = s->s;
+    const char *v;
+    if ((v = obj_annotation(src, ANN "protocol")) && *v) {
+        if (in_list(v, service_protocols)) {
+            json_object_set_new(k, "protocol", json_string(v));
+            if (!strcmp(v, "grpc") || !strcmp(v, "grpcs"))
+                json_object_del(k, "path");
+        } else {
+            xfail(x, svc, src != svc ? src : NULL, "konghq.com/protocol annotation has invalid value: %s", v);
+        }
+    }
+    if ((v = obj_annotation(src, ANN "path")) && v[0] == '/')
+        json_object_set_new(k, "path", json_string(v));
+    set_int_ann(k, "connect_timeout", obj_annotation(src, ANN "connect-timeout"));
+    set_int_ann(k, "read_timeout", obj_annotation(src, ANN "read-timeout"));
+    set_int_ann(k, "write_timeout", obj_annotation(src, ANN "write-timeout"));
+    set_int_ann(k, "retries", obj_annotation(src, ANN "retries"));
+    bool b;
+    if (xparse_bool(obj_annotation(src, ANN "tls-verify"), &b))
+        json_object_set_new(k, "tls_verify", json_boolean(b));
+    set_int_ann(k, "tls_verify_depth", obj_annotation(src, ANN "tls-verify-depth"));
+}
+
+static const char *const route_protocols[] = {"",   "http",  "https", "grpc",           "grpcs",
+                                              "ws", "wss",   "tls",   "tls_passthrough", "tcp",
+                                              "udp", NULL};
+
+static bool valid_hostname(const char *h, bool wild)
+{
+    size_t l = strlen(h);
+    const char *end = h + l;
+    if (!l || l > 253)
+        return false;
+    if (wild && !strncmp(h, "*.", 2))
+        h += 2;
+    else if (wild && l > 2 && !strcmp(end - 2, ".*"))
+        end -= 2;
+    if (h >= end || *h == '.' || *h == '-')
+        return false;
+    for (const char *c = h; c < end; c++)
+        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '.')
+            return false;
+    return true;
+}
+
+static bool has_protocol(json_t *protos, const char *p)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(protos, i, v) if (!strcmp(json_string_value(v), p)) return true;
+    return false;
+}
+
+static void override_route(XRoute *xr)
+{
+    json_t *r = xr->r, *obj = xr->parent;
+    const char *v;
+    bool b;
+    long long n;
+
+    if ((v = obj_annotation(obj, ANN "strip-path"))) {
+        if (!strcasecmp(v, "true"))
+            json_object_set_new(r, "strip_path", json_true());
+        else if (!strcasecmp(v, "false"))
+            json_object_set_new(r, "strip_path", json_false());
+    }
+    if ((v = obj_annotation(obj, "ingress.kubernetes.io/force-ssl-redirect")) && !strcmp(v, "true")) {
+        json_object_set_new(r, "https_redirect_status_code", json_integer(302));
+        json_t *p = json_object_get(r, "protocols");
+        bool grpc = has_protocol(p, "grpc") || has_protocol(p, "grpcs");
+        bool http = has_protocol(p, "http") || has_protocol(p, "https");
+        if (grpc && http)
+            json_object_set_new(r, "protocols", json_pack("[s,s]", "grpcs", "https"));
+        else if (grpc)
+            json_object_set_new(r, "protocols", json_pack("[s]", "grpcs"));
+        else
+            json_object_set_new(r, "protocols", json_pack("[s]", "https"));
+    }
+    if ((v = obj_annotation(obj, ANN "https-redirect-status-code")) && xparse_int(v, &n) &&
+        (n == 301 || n == 302 || n == 307 || n == 308 || n == 426))
+        json_object_set_new(r, "https_redirect_status_code", json_integer(n));
+    if ((v = obj_annotation(obj, ANN "preserve-host"))) {
+        if (!strcasecmp(v, "true"))
+            json_object_set_new(r, "preserve_host", json_true());
+        else if (!strcasecmp(v, "false"))
+            json_object_set_new(r, "preserve_host", json_false());
+    }
+    if (xparse_bool(obj_annotation(obj, ANN "request-buffering"), &b))
+        json_object_set_new(r, "request_buffering", json_boolean(b));
+    if (xparse_bool(obj_annotation(obj, ANN "response-buffering"), &b))
+        json_object_set_new(r, "response_buffering", json_boolean(b));
+    if ((v = obj_annotation(obj, ANN "protocols"))) {
+        json_t *p = json_array();
+        bool ok = true;
+        const char *s = v;
+        for (;;) { /* entries are not trimmed, as KIC: " https" is invalid */
+            const char *e = strchr(s, ',');
+            size_t l = e ? (size_t)(e - s) : strlen(s);
+            char one[64];
+            snprintf(one, sizeof(one), "%.*s", (int)(l < 63 ? l : 63), s);
+            if (!in_list(one, route_protocols))
+                ok = false;
+            json_array_append_new(p, json_string(one));
+            if (!e)
+                break;
+            s = e + 1;
+        }
+        if (ok)
+            json_object_set_new(r, "protocols", p);
+        else
+            json_decref(p);
+    }
+    if (xr->expr) {
+        return; /* the rest is folded into the expression, and no protocol normalisation */
+    }
+    if ((v = obj_annotation(obj, ANN "regex-priority")) && xparse_int(v, &n))
+        json_object_set_new(r, "regex_priority", json_integer(n));
+    if ((v = obj_annotation(obj, ANN "methods"))) {
+        json_t *m = xsplit(v, ',');
+        bool ok = json_array_size(m) > 0;
+        size_t i;
+        json_t *e;
+        json_array_foreach(m, i, e)
+        {
+            char up[64];
+            snprintf(up, sizeof(up), "%s", json_string_value(e));
+            for (char *c = up; *c; c++) {
+                *c = (char)toupper((unsigned char)*c);
+                if (*c < 'A' || *c > 'Z')
+                    ok = false;
+            }
+            json_array_set_new(m, i, json_string(up));
+        }
+        if (ok)
+            json_object_set_new(r, "methods", m);
+        else
+            json_decref(m);
+    }
+    if ((v = obj_annotation(obj, ANN "snis"))) {
+        json_t *sn = xsplit(v, ',');
+        bool ok = true;
+        size_t i;
+        json_t *e;
+        json_array_foreach(sn, i, e) if (!valid_hostname(json_string_value(e), false)) ok = false;
+        if (ok && json_array_size(sn))
+            json_object_set_new(r, "snis", sn);
+        else if (ok)
+            json_object_del(r, "snis"), json_decref(sn);
+        else
+            json_decref(sn);
+    }
+    if ((v = obj_annotation(obj, ANN "host-aliases"))) {
+        json_t *al = xsplit(v, ',');
+        json_t *hosts = json_object_get(r, "hosts");
+        size_t i;
+        json_t *e;
+        json_array_foreach(al, i, e)
+        {
+            if (!valid_hostname(json_string_value(e), true))
+                continue;
+            if (!hosts) {
+                hosts = json_array();
+                json_object_set_new(r, "hosts", hosts);
+            }
+            if (!has_protocol(hosts, json_string_value(e)))
+                json_array_append(hosts, e);
+        }
+        json_decref(al);
+    }
+    json_t *anns = obj_get_path(obj, "metadata.annotations");
+    const char *sep = obj_annotation(obj, ANN "headers-separator");
+    const char *k;
+    json_t *av;
+    json_object_foreach(anns, k, av)
+    {
+        if (strncmp(k, ANN "headers.", strlen(ANN "headers.")) || !json_is_string(av))
+            continue;
+        const char *name = k + strlen(ANN "headers.");
+        if (!*name)
+            continue;
+        json_t *vals = xsplit(json_string_value(av), sep && *sep ? sep[0] : ',');
+        json_t *h = json_object_get(r, "headers");
+        if (!h) {
+            h = json_object();
+            json_object_set_new(r, "headers", h);
+        }
+        json_object_set_new(h, name, vals);
+    }
+    if ((v = obj_annotation(obj, ANN "path-handling")) && v[0] == 'v' && isdigit((unsigned char)v[1]) &&
+        !v[2])
+        json_object_set_new(r, "path_handling", json_string(v));
+
+    /* normalizeProtocols: grpc and http together (or invalid ones) fall back to http, https. */
+    json_t *p = json_object_get(r, "protocols");
+    if (p) {
+        bool grpc = false, http = false, bad = false;
+        size_t i;
+        json_t *e;
+        json_array_foreach(p, i, e)
+        {
+            const char *s = json_string_value(e);
+            if (!strcmp(s, "grpc") || !strcmp(s, "grpcs"))
+                grpc = true;
+            else if (!strcmp(s, "http") || !strcmp(s, "https"))
+                http = true;
+            else if (!in_list(s, route_protocols))
+                bad = true;
+        }
+        if ((grpc && http) || bad)
+            json_object_set_new(r, "protocols", json_pack("[s,s]", "http", "https"));
+        else if (grpc)
+            json_object_del(r, "strip_path");
+    }
+}
+
+void xlate_overrides(Xlate *x)
+{
+    for (size_t i = 0; i < x->nsvcs; i++) {
+        XService *s = x->svcs[i];
+        if (s->skip)
+            continue;
+        /* k8s is a JSON object: iterate in ns/name order for determinism. */
+        size_t n = json_object_size(s->k8s);
+        const char **keys = calloc(n ? n : 1, sizeof(*keys));
+        size_t k = 0;
+        const char *key;
+        json_t *svc;
+        json_object_foreach(s->k8s, key, svc) keys[k++] = key;
+        for (size_t a = 1; a < n; a++)
+            for (size_t b = a; b > 0 && strcmp(keys[b - 1], keys[b]) > 0; b--) {
+                const char *t = keys[b];
+                keys[b] = keys[b - 1];
+                keys[b - 1] = t;
+            }
+        for (k = 0; k < n; k++) {
+            svc = json_object_get(s->k8s, keys[k]);
+            override_service(x, s, svc, svc);
+            if (s->facade)
+                override_service(x, s, s->facade, s->facade);
+        }
+        free(keys);
+        for (size_t r = 0; r < s->nroutes; r++)
+            override_route(&s->routes[r]);
+    }
+}

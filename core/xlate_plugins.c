@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * KongPlugin and KongClusterPlugin: konghq.com/plugins references from Services, facades,
+ * route parents, consumers and consumer groups; KIC's combination rule; config, configFrom and
+ * configPatches from Secrets; cross-namespace references through ReferenceGrants; global plugins.
+ */
+#include "xlate_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manifest.h"
+#include "util.h"
+
+/* pluginKey "ns:name" -> {"services":[],"routes":[],"consumers":[],"groups":[],"refs":[objs]} */
+typedef struct Rels {
+    json_t *map;
+    json_t *order; /* keys in first-reference order, for deterministic output */
+} Rels;
+
+static void add_unique(json_t *arr, json_t *v)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e) if (json_equal(e, v)) return;
+    json_array_append(arr, v);
+}
+
+static void add_ref_obj(json_t *arr, json_t *obj)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e) if (e == obj) return;
+    json_array_append(arr, obj);
+}
+
+/* A ReferenceGrant in @ns lets @from (its namespace, group, kind) use KongPlugin @name. */
+static bool granted(Xlate *x, const char *ns, const json_t *from, const char *name)
+{
+    char g[128], v[64];
+    xgroup_version(from, g, sizeof(g), v, sizeof(v));
+    size_t n;
+    json_t *const *grants = store_list(x->st, "ReferenceGrant", &n);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(obj_ns(grants[i]), ns))
+            continue;
+        bool from_ok = false, to_ok = false;
+        size_t k;
+        json_t *f;
+        json_array_foreach(obj_get_path(grants[i], "spec.from"), k, f)
+        {
+            const char *fg = obj_get_str(f, "group"), *fk = obj_get_str(f, "kind");
+            const char *fn = obj_get_str(f, "namespace");
+            if (fg && fk && fn && !strcmp(fg, g) && !strcmp(fk, obj_kind(from)) &&
+                !strcmp(fn, obj_ns(from)))
+                from_ok = true;
+        }
+        json_t *t;
+        json_array_foreach(obj_get_path(grants[i], "spec.to"), k, t)
+        {
+            const char *tg = obj_get_str(t, "group"), *tk = obj_get_str(t, "kind");
+            const char *tn = obj_get_str(t, "name");
+            if (tg && tk && !strcmp(tg, "configuration.konghq.com") && !strcmp(tk, "KongPlugin") &&
+                (!tn || !*tn || !strcmp(tn, name)))
+                to_ok = true;
+        }
+        if (from_ok && to_ok)
+            return true;
+    }
+    return false;
+}
+
+/* Add relation @what=@ref for every plugin named in @obj's konghq.com/plugins annotation. */
+static void relate(Xlate *x, Rels *rels, json_t *obj, const char *what, const char *ref)
+{
+    json_t *names = xsplit(obj_annotation(obj, ANN "plugins"), ',');
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n)
+    {
+        const char *s = json_string_value(n);
+        const char *colon = strchr(s, ':');
+        char ns[256], name[256], key[600];
+        if (colon) {
+            snprintf(ns, sizeof(ns), "%.*s", (int)(colon - s), s);
+            snprintf(name, sizeof(name), "%s", colon + 1);
+            if (strcmp(ns, obj_ns(obj)) && !granted(x, ns, obj, name)) {
+                xfail(x, obj, NULL,
+                      "no grant found to referenced \"%s\" plugin in the requested remote "
+                      "KongPlugin bind",
+                      s);
+                continue;
+            }
+        } else {
+            snprintf(ns, sizeof(ns), "%s", obj_ns(obj));
+            snprintf(name, sizeof(name), "%s", s);
+        }
+        snprintf(key, sizeof(key), "%s:%s", ns, name);
+        json_t *r = json_object_get(rels->map, key);
+        if (!r) {
+            r = json_pack("{s:[], s:[], s:[], s:[], s:[]}", "services", "routes", "consumers",
+                          "groups", "refs");
+            json_object_set_new(rels->map, key, r);
+            json_array_append_new(rels->order, json_string(key));
+        }
+        json_t *v = json_string(ref);
+        add_unique(json_object_get(r, what), v);
+        json_decref(v);
+        add_ref_obj(json_object_get(r, "refs"), obj);
+    }
+    json_decref(names);
+}
+
+static json_t *parse_value(const char *s, size_t len, bool json_only)
+{
+    json_error_t e;
+    json_t *v = json_loadb(s, len, JSON_DECODE_ANY, &e);
+    if (v || json_only)
+        return v;
+    json_t *docs = manifest_yaml_to_json(s, len, NULL, 0);
+    if (!docs || json_array_size(docs) != 1) {
+        json_decref(docs);
+        return NULL;
+    }
+    v = json_incref(json_array_get(docs, 0));
+    json_decref(docs);
+    return v;
+}
+
+/* RFC 6901 pointer "add" that creates missing parents; the root replaces the whole value. */
+static json_t *pointer_add(json_t *doc, const char *path, json_t *value)
+{
+    if (!*path || !strcmp(path, "/")) {
+        json_decref(doc);
+        return json_incref(value);
+    }
+    json_t *cur = doc;
+    const char *p = path + (path[0] == '/');
+    char tok[256];
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p), o = 0;
+        for (size_t i = 0; i < n && o + 1 < sizeof(tok); i++) {
+            if (p[i] == '~' && i + 1 < n && (p[i + 1] == '0' || p[i + 1] == '1')) {
+                tok[o++] = p[i + 1] == '0' ? '~' : '/';
+                i++;
+            } else {
+                tok[o++] = p[i];
+            }
+        }
+        tok[o] = 0;
+        if (!slash) {
+            if (json_is_array(cur)) {
+                if (!strcmp(tok, "-"))
+                    json_array_append(cur, value);
+                else
+                    json_array_insert(cur, (size_t)strtoul(tok, NULL, 10), value);
+            } else if (json_is_object(cur)) {
+                json_object_set(cur, tok, value);
+            }
+            return doc;
+        }
+        json_t *next = json_is_object(cur) ? json_object_get(cur, tok)
+                       : json_is_array(cur) ? json_array_get(cur, (size_t)strtoul(tok, NULL, 10))
+                                            : NULL;
+        if (!next && json_is_object(cur)) {
+            next = json_object();
+            json_object_set_new(cur, tok, next);
+        }
+        if (!next)
+            return doc;
+        cur = next;
+        p = slash + 1;
+    }
+}
+
+static json_t *secret_value(Xlate *x, json_t *plugin, const char *ns, json_t *ref, const char *what,
+                            bool json_only)
+{
+    const char *name = obj_get_str(ref, "name"), *key = obj_get_str(ref, "key");
+    if (!name || !key) {
+        xfail(x, plugin, NULL, "%s: secretKeyRef needs name and key", what);
+        return NULL;
+    }
+    json_t *secret = store_get(x->st, "Secret", ns, name);
+    if (!secret) {
+        xfail(x, plugin, NULL, "%s: failed to fetch secret %s/%s: not found", what, ns, name);
+        return NULL;
+    }
+    json_t *raw = xsecret_data(secret, key);
+    if (!raw) {
+        xfail(x, plugin, secret, "%s: secret %s/%s has no key %s", what, ns, name, key);
+        return NULL;
+    }
+    json_t *v = parse_value(json_string_value(raw), json_string_length(raw), json_only);
+    json_decref(raw);
+    if (!v)
+        xfail(x, plugin, secret, "%s: secret %s/%s key %s is not valid %s", what, ns, name, key,
+              json_only ? "JSON" : "JSON or YAML");
+    return v;
+}
+
+/* Kong plugin fields of a KongPlugin/KongClusterPlugin, or NULL with a failure. */
+static json_t *plugin_entity(Xlate *x, json_t *kp)
+{
+    bool cluster = !strcmp(obj_kind(kp), "KongClusterPlugin");
+    const char *pname = obj_get_str(kp, "plugin");
+    if (!pname || !*pname) {
+        xfail(x, kp, NULL, "plugin has no 'plugin' name");
+        return NULL;
+    }
+    json_t *p = json_pack("{s:s, s:o}", "name", pname, "tags", xtags(kp));
+    json_t *config = json_object_get(kp, "config");
+    json_t *from = json_object_get(kp, "configFrom");
+    if (config && from) {
+        xfail(x, kp, NULL, "could not parse KongPlugin %s/%s: plugin has both Config and ConfigFrom set",
+              obj_ns(kp), obj_name(kp));
+        json_decref(p);
+        return NULL;
+    }
+    json_t *cfg = NULL;
+    if (config && !json_is_null(config)) {
+        cfg = json_deep_copy(config);
+    } else if (from) {
+        json_t *ref = json_object_get(from, "secretKeyRef");
+        const char *ns = cluster ? obj_get_str(ref, "namespace") : obj_ns(kp);
+        cfg = secret_value(x, kp, ns ? ns : "", ref, "configFrom", false);
+        if (!cfg) {
+            json_decref(p);
+            return NULL;
+        }
+    }
+    size_t i;
+    json_t *patch;
+    json_array_foreach(json_object_get(kp, "configPatches"), i, patch)
+    {
+        const char *path = obj_get_str(patch, "path");
+        json_t *ref = obj_get_path(patch, "valueFrom.secretKeyRef");
+        const char *ns = cluster ? obj_get_str(ref, "namespace") : obj_ns(kp);
+        json_t *v = path ? secret_value(x, kp, ns ? ns : "", ref, "configPatches", true) : NULL;
+        if (!v) {
+            if (!path)
+                xfail(x, kp, NULL, "configPatches entry %zu has no path", i);
+            json_decref(cfg);
+            json_decref(p);
+            return NULL;
+        }
+        if (!cfg)
+            cfg = json_object();
+        cfg = pointer_add(cfg, path, v);
+        json_decref(v);
+    }
+    if (cfg)
+        json_object_set_new(p, "config", cfg);
+    json_t *v;
+    if ((v = json_object_get(kp, "protocols")) && json_is_array(v))
+        json_object_set(p, "protocols", v);
+    if ((v = json_object_get(kp, "run_on")) && json_is_string(v))
+        json_object_set(p, "run_on", v);
+    if ((v = json_object_get(kp, "ordering")) && json_is_object(v))
+        json_object_set(p, "ordering", v);
+    if ((v = json_object_get(kp, "instance_name")) && json_is_string(v) && json_string_length(v))
+        json_object_set(p, "instance_name", v);
+    if (json_is_true(json_object_get(kp, "disabled")))
+        json_object_set_new(p, "enabled", json_false());
+    return p;
+}
+
+static void add_plugin(Xlate *x, json_t *base, const char *svc, const char *route,
+                       const char *consumer, const char *group, json_t *used_names)
+{
+    json_t *p = json_deep_copy(base);
+    if (svc)
+        json_object_set_new(p, "service", json_string(svc));
+    if (route)
+        json_object_set_new(p, "route", json_string(route));
+    if (consumer)
+        json_object_set_new(p, "consumer", json_string(consumer));
+    if (group)
+        json_object_set_new(p, "consumer_group", json_string(group));
+    json_t *in = json_object_get(p, "instance_name");
+    if (in) {
+        /* KIC suffixes the instance name with a short hash of what the plugin is attached to. */
+        Buf h = BUF_INIT;
+        if (svc)
+            buf_printf(&h, "_service-%s", svc);
+        if (route)
+            buf_printf(&h, "_route-%s", route);
+        if (consumer)
+            buf_printf(&h, "_consumer-%s", consumer);
+        if (group)
+            buf_printf(&h, "_group-%s", group);
+        char hex[65];
+        util_sha256_hex(h.data ? h.data : "", h.len, hex);
+        buf_deinit(&h);
+        char *name = util_strdup_printf("%s-%.9s", json_string_value(in), hex);
+        if (json_object_get(used_names, name)) {
+            free(name);
+            name = util_strdup_printf("%s-%s", json_string_value(in), hex);
+        }
+        json_object_set_new(used_names, name, json_true());
+        json_object_set_new(p, "instance_name", json_string(name));
+        free(name);
+    }
+    json_array_append_new(x->plugins, p);
+}
+
+static const char *consumer_ref(json_t *c)
+{
+    const char *u = json_string_value(json_object_get(c, "username"));
+    return u ? u : json_string_value(json_object_get(c, "custom_id"));
+}
+
+void xlate_plugins(Xlate *x)
+{
+    Rels rels = {json_object(), json_array()};
+    for (size_t i = 0; i < x->nsvcs; i++) {
+        XService *s = x->svcs[i];
+        if (s->skip)
+            continue;
+        const char *k;
+        json_t *svc;
+        json_object_foreach(s->k8s, k, svc) relate(x, &rels, svc, "services", s->name);
+        if (s->facade)
+            relate(x, &rels, s->facade, "services", s->name);
+        for (size_t r = 0; r < s->nroutes; r++)
+            relate(x, &rels, s->routes[r].parent, "routes",
+                   json_string_value(json_object_get(s->routes[r].r, "name")));
+    }
+    size_t i;
+    json_t *c;
+    json_array_foreach(x->consumers, i, c)
+    {
+        const char *ref = consumer_ref(c);
+        if (ref)
+            relate(x, &rels, json_array_get(x->consumer_objs, i), "consumers", ref);
+    }
+    json_array_foreach(x->consumer_groups, i, c)
+        relate(x, &rels, json_array_get(x->cg_objs, i), "groups",
+               json_string_value(json_object_get(c, "name")));
+
+    json_t *used = json_object();
+    json_t *key;
+    json_array_foreach(rels.order, i, key)
+    {
+        const char *ks = json_string_value(key);
+        const char *colon = strchr(ks, ':');
+        char ns[256];
+        snprintf(ns, sizeof(ns), "%.*s", (int)(colon - ks), ks);
+        const char *name = colon + 1;
+        json_t *r = json_object_get(rels.map, ks);
+        json_t *kp = store_get(x->st, "KongPlugin", ns, name);
+        if (!kp)
+            kp = store_get(x->st, "KongClusterPlugin", "", name);
+        if (!kp) {
+            char msg[600];
+            snprintf(msg, sizeof(msg), "referenced KongPlugin or KongClusterPlugin \"%s\" does not exist",
+                     name);
+            xfail_objs(x, json_object_get(r, "refs"), msg);
+            continue;
+        }
+        json_t *base = plugin_entity(x, kp);
+        if (!base)
+            continue;
+        json_t *svcs = json_object_get(r, "services"), *routes = json_object_get(r, "routes");
+        json_t *cons = json_object_get(r, "consumers"), *groups = json_object_get(r, "groups");
+        json_t *who = json_array_size(cons) ? cons : json_array_size(groups) ? groups : NULL;
+        bool is_group = !json_array_size(cons) && json_array_size(groups);
+        size_t a, b;
+        json_t *va, *vb;
+        if (who) {
+            if (json_array_size(svcs) + json_array_size(routes) == 0) {
+                json_array_foreach(who, b, vb)
+                    add_plugin(x, base, NULL, NULL, is_group ? NULL : json_string_value(vb),
+                               is_group ? json_string_value(vb) : NULL, used);
+            }
+            json_array_foreach(svcs, a, va) json_array_foreach(who, b, vb)
+                add_plugin(x, base, json_string_value(va), NULL,
+                           is_group ? NULL : json_string_value(vb),
+                           is_group ? json_string_value(vb) : NULL, used);
+            json_array_foreach(routes, a, va) json_array_foreach(who, b, vb)
+                add_plugin(x, base, NULL, json_string_value(va),
+                           is_group ? NULL : json_string_value(vb),
+                           is_group ? json_string_value(vb) : NULL, used);
+        } else {
+            json_array_foreach(svcs, a, va)
+                add_plugin(x, base, json_string_value(va), NULL, NULL, NULL, used);
+            json_array_foreach(routes, a, va)
+                add_plugin(x, base, NULL, json_string_value(va), NULL, NULL, used);
+        }
+        json_decref(base);
+    }
+    json_decref(used);
+    json_decref(rels.map);
+    json_decref(rels.order);
+
+    /* Global KongClusterPlugins: a plugin name used twice drops all of them. */
+    size_t n;
+    json_t *const *kcps = store_list(x->st, "KongClusterPlugin", &n);
+    json_t *globals = json_object(), *dup = json_object();
+    for (size_t k = 0; k < n; k++) {
+        const char *g = obj_label(kcps[k], "global");
+        if (!g || strcmp(g, "true") || !xclass_exact_or_empty(x, kcps[k]))
+            continue;
+        const char *pname = obj_get_str(kcps[k], "plugin");
+        if (!pname)
+            continue;
+        if (json_object_get(globals, pname))
+            json_object_set_new(dup, pname, json_true());
+        else
+            json_object_set(globals, pname, kcps[k]);
+    }
+    for (size_t k = 0; k < n; k++) {
+        const char *g = obj_label(kcps[k], "global");
+        const char *pname = obj_get_str(kcps[k], "plugin");
+        if (!g || strcmp(g, "true") || !pname || json_object_get(globals, pname) != kcps[k])
+            continue;
+        if (json_object_get(dup, pname)) {
+            /* KIC drops every global plugin of that name; say so instead of only logging it. */
+            json_t *same = json_array();
+            for (size_t j = 0; j < n; j++) {
+                const char *gj = obj_label(kcps[j], "global");
+                const char *pj = obj_get_str(kcps[j], "plugin");
+                if (gj && !strcmp(gj, "true") && pj && !strcmp(pj, pname) &&
+                    xclass_exact_or_empty(x, kcps[j]))
+                    json_array_append(same, kcps[j]);
+            }
+            char msg[300];
+            snprintf(msg, sizeof(msg), "global plugin %s is configured by several KongClusterPlugins; none is applied",
+                     pname);
+            xfail_objs(x, same, msg);
+            json_decref(same);
+            continue;
+        }
+        json_t *p = plugin_entity(x, kcps[k]);
+        if (p)
+            json_array_append_new(x->plugins, p);
+    }
+    json_decref(globals);
+    json_decref(dup);
+}
