@@ -492,7 +492,7 @@ static int deliver(LoadCtx *c, json_t *doc, int line, int depth)
     }
     const char *k = json_string_value(kind);
     size_t kl = strlen(k);
-    if (kl > 4 && !strcmp(k + kl - 4, "List") && json_is_array(json_object_get(doc, "items"))) {
+    if (kl >= 4 && !strcmp(k + kl - 4, "List") && json_is_array(json_object_get(doc, "items"))) {
         if (depth > 2) {
             report(c, line, "lists nested too deep%s", NULL);
             return 0;

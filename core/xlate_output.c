@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
@@ -36,12 +37,12 @@ static bool needs_quotes(const char *s)
     if (strstr(s, ": ") || strstr(s, " #") || s[strlen(s) - 1] == ':')
         return true;
     /* Anything a YAML parser could take for a number. */
-    const char *p = s;
-    if (*p == '+' || *p == '-' || *p == '.')
-        p++;
-    if (isdigit((unsigned char)*p) || !strcmp(s, ".inf") || !strcmp(s, ".nan"))
+    char *end;
+    (void)strtod(s, &end);
+    if (!*end || !strncasecmp(s, "0x", 2) || !strncasecmp(s, "0o", 2) || !strcasecmp(s, ".inf") ||
+        !strcasecmp(s, ".nan") || !strcasecmp(s, "-.inf"))
         return true;
-    for (p = s; *p; p++)
+    for (const char *p = s; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             return true;
     return false;

@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""Run KIC's golden corpus (../shared/conformance/run-golden) against the built tether, skipping
+what tests/conformance/skip.txt lists as out of scope. Exits 77 (skipped) when the corpus is not
+beside the checkout."""
+import os, subprocess, sys
+
+src = os.environ["TETHER_SRC"]
+shared = os.environ.get("TETHER_SHARED") or os.path.join(src, "..", "shared")
+runner = os.path.join(shared, "conformance", "run-golden")
+if not os.path.exists(runner):
+    print("no conformance corpus at %s; skipping" % runner)
+    sys.exit(77)
+skip = os.path.join(src, "tests", "conformance", "skip.txt")
+p = subprocess.run([sys.executable, runner, "--tether", os.environ["TETHER"], "-v", "--skip-file", skip])
+sys.exit(p.returncode)
