@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Translation benchmark: N sets of {Ingress, Service, EndpointSlice with 3 endpoints, KongPlugin
+ * attached to the Ingress} as one multi-document YAML manifest. For each N it prints the manifest
+ * load time (YAML parse + store), translate+serialize+hash time, and the peak RSS of a fresh
+ * process doing both. Usage: bench-translate [N...] (default 1000 10000 50000).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "manifest.h"
+#include "store.h"
+#include "util.h"
+#include "xlate.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static char *generate(int n, size_t *len)
+{
+    Buf b = BUF_INIT;
+    for (int i = 0; i < n; i++) {
+        int ns = i % 50;
+        buf_printf(&b,
+                   "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app-%d\n"
+                   "  namespace: ns-%d\n  annotations:\n    konghq.com/plugins: limit-%d\n"
+                   "    konghq.com/strip-path: \"true\"\nspec:\n  ingressClassName: kong\n  rules:\n"
+                   "  - host: app-%d.example.com\n    http:\n      paths:\n      - path: /api\n"
+                   "        pathType: Prefix\n        backend:\n          service:\n"
+                   "            name: app-%d\n            port:\n              number: 80\n---\n",
+                   i, ns, i, i, i);
+        buf_printf(&b,
+                   "apiVersion: v1\nkind: Service\nmetadata:\n  name: app-%d\n  namespace: ns-%d\n"
+                   "spec:\n  ports:\n  - name: http\n    port: 80\n    protocol: TCP\n"
+                   "    targetPort: 8080\n---\n",
+                   i, ns);
+        buf_printf(&b,
+                   "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n"
+                   "  name: app-%d-x\n  namespace: ns-%d\n  labels:\n"
+                   "    kubernetes.io/service-name: app-%d\naddressType: IPv4\nendpoints:\n"
+                   "- addresses: [10.%d.%d.1]\n  conditions: {ready: true}\n"
+                   "- addresses: [10.%d.%d.2]\n  conditions: {ready: true}\n"
+                   "- addresses: [10.%d.%d.3]\n  conditions: {ready: true}\n"
+                   "ports:\n- name: http\n  port: 8080\n  protocol: TCP\n---\n",
+                   i, ns, i, i / 256 % 256, i % 256, i / 256 % 256, i % 256, i / 256 % 256,
+                   i % 256);
+        buf_printf(&b,
+                   "apiVersion: configuration.konghq.com/v1\nkind: KongPlugin\nmetadata:\n"
+                   "  name: limit-%d\n  namespace: ns-%d\nplugin: rate-limiting\nconfig:\n"
+                   "  minute: %d\n  policy: local\n---\n",
+                   i, ns, 10 + i % 100);
+    }
+    *len = b.len;
+    return buf_take(&b);
+}
+
+static int on_obj(void *ud, json_t *obj, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return store_put(ud, obj) < 0;
+}
+
+static void run(int n)
+{
+    size_t len;
+    char *text = generate(n, &len);
+    Store *s;
+    store_new(&s);
+    double t0 = now_ms();
+    manifest_load_buffer(text, len, "bench", on_obj, NULL, s);
+    double t1 = now_ms();
+    free(text);
+    json_t *cfg, *failures;
+    double t2 = now_ms();
+    xlate_run(s, NULL, &cfg, &failures);
+    size_t jl;
+    char *json = xlate_canonical_json(cfg, &jl);
+    char hash[65];
+    util_sha256_hex(json, jl, hash);
+    double t3 = now_ms();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%8d %10zu %12.1f %16.1f %12.1f %10zu %6zu\n", n, store_count(s, NULL), t1 - t0, t3 - t2,
+           ru.ru_maxrss / 1024.0, jl / 1024, json_array_size(failures));
+    fflush(stdout);
+    free(json);
+    json_decref(cfg);
+    json_decref(failures);
+    store_free(s);
+}
+
+int main(int argc, char **argv)
+{
+    int defaults[] = {1000, 10000, 50000};
+    int count = argc > 1 ? argc - 1 : 3;
+    printf("%8s %10s %12s %16s %12s %10s %6s\n", "N", "objects", "load_ms", "translate_ms",
+           "peak_rss_mb", "config_kb", "fails");
+    fflush(stdout);
+    for (int i = 0; i < count; i++) {
+        int n = argc > 1 ? atoi(argv[i + 1]) : defaults[i];
+        pid_t pid = fork(); /* a fresh process per N, so peak RSS is that N's */
+        if (pid == 0) {
+            run(n);
+            _exit(0);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+    }
+    return 0;
+}
