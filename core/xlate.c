@@ -690,6 +690,7 @@ int xlate_run(Store *store, const XlateOptions *o, json_t **ret_config, json_t *
     json_decref(x.plugins);
     json_decref(x.vaults);
     json_decref(x.custom);
+    json_decref(x.slices_by_svc);
     if (!cfg) {
         json_decref(x.failures);
         return -ENOMEM;

@@ -352,13 +352,28 @@ static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
     json_array_foreach(obj_get_path(svc, "spec.ports"), i, sp)
         json_object_set_new(protos, str_or(sp, "protocol", ""), json_true());
     const char *pname = str_or(port, "name", "");
-    size_t n;
-    json_t *const *slices = store_list(x->st, "EndpointSlice", &n);
-    for (size_t s = 0; s < n; s++) {
-        json_t *es = slices[s];
-        const char *owner = obj_label(es, "kubernetes.io/service-name");
-        if (!owner || strcmp(owner, obj_name(svc)) || strcmp(obj_ns(es), obj_ns(svc)))
-            continue;
+    if (!x->slices_by_svc) {
+        /* Index EndpointSlices by owning Service once: a scan per Service is quadratic. */
+        x->slices_by_svc = json_object();
+        size_t n;
+        json_t *const *all = store_list(x->st, "EndpointSlice", &n);
+        for (size_t s = 0; s < n; s++) {
+            const char *owner = obj_label(all[s], "kubernetes.io/service-name");
+            if (!owner)
+                continue;
+            snprintf(buf, sizeof(buf), "%s/%s", obj_ns(all[s]), owner);
+            json_t *l = json_object_get(x->slices_by_svc, buf);
+            if (!l) {
+                l = json_array();
+                json_object_set_new(x->slices_by_svc, buf, l);
+            }
+            json_array_append(l, all[s]);
+        }
+    }
+    snprintf(buf, sizeof(buf), "%s/%s", obj_ns(svc), obj_name(svc));
+    json_t *mine = json_object_get(x->slices_by_svc, buf);
+    for (size_t s = 0; s < json_array_size(mine); s++) {
+        json_t *es = json_array_get(mine, s);
         bool v6 = !strcmp(str_or(es, "addressType", ""), "IPv6");
         size_t pi;
         json_t *ep_port;

@@ -82,6 +82,7 @@ typedef struct Xlate {
     json_t *plugins;          /* top-level plugins */
     json_t *vaults;
     json_t *custom;           /* type -> array */
+    json_t *slices_by_svc;    /* "ns/service" -> [EndpointSlice], built once per run */
 } Xlate;
 
 /* Failures: @o1, @o2 may be NULL; the message is copied. */
