@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "util.h"
+
 typedef struct Mtls Mtls;
 
 typedef struct MtlsConfig {
@@ -48,6 +50,19 @@ bool mtls_has_client_cert(const Mtls *m);
 long long mtls_cert_expiry(const Mtls *m);
 /* mtls_generation() - increases each time new material is swapped in. */
 unsigned mtls_generation(const Mtls *m);
+
+/* mtls_cert_sha256() - SHA-256 fingerprint of the current client certificate (borrowed, valid until
+ * the next swap), NULL if none. For logs and diagnostics: it identifies the certificate that
+ * Konnect or Kong sees without revealing anything secret. */
+const char *mtls_cert_sha256(const Mtls *m);
+
+/*
+ * mtls_metrics() - append Prometheus text for @n objects to @out: HELP/TYPE once, then per object
+ * tether_tls_client_cert_expiry_seconds{flag="<prefix>-cert"} (only with a client certificate),
+ * tether_tls_material_reloads_total and tether_tls_material_reload_failures_total
+ * {flag="<prefix>"}. Returns 0 or -ENOMEM.
+ */
+int mtls_metrics(Mtls *const *list, size_t n, Buf *out);
 
 /* mtls_close() - stop watching; @done runs once every handle is closed, then @m is freed. */
 void mtls_close(Mtls *m, void (*done)(void *ud), void *ud);
