@@ -41,6 +41,9 @@ int mtls_new(uv_loop_t *loop, const MtlsConfig *cfg, Mtls **ret, char **ret_err)
  * mtls_apply() - set @easy's TLS options from the current material: client cert and key as
  * blobs (CURLOPT_SSLCERT_BLOB/SSLKEY_BLOB), CA as CURLOPT_CAINFO_BLOB, TLS 1.2 minimum,
  * peer and host verification on unless skip_verify. Returns 0 or a negative errno.
+ * libcurl copies the blobs, so a later swap never disturbs a configured transfer (it finishes
+ * with the material it started with). With server_name set, @easy keeps a pointer into @m:
+ * finish its transfers before mtls_close().
  */
 int mtls_apply(Mtls *m, CURL *easy);
 
@@ -64,5 +67,8 @@ const char *mtls_cert_sha256(const Mtls *m);
  */
 int mtls_metrics(Mtls *const *list, size_t n, Buf *out);
 
-/* mtls_close() - stop watching; @done runs once every handle is closed, then @m is freed. */
+/*
+ * mtls_close() - stop watching and free @m once every handle is closed; then @done (may be NULL)
+ * runs. Without a loop (mtls_new(NULL, ...)) this happens before mtls_close() returns.
+ */
 void mtls_close(Mtls *m, void (*done)(void *ud), void *ud);

@@ -199,7 +199,7 @@ static void test_client_cert_is_not_server(void **state)
     pair_free(&ca);
 }
 
-static void test_rsa_4096_and_key_types(void **state)
+static void test_key_types_and_defaults(void **state)
 {
     (void)state;
     CertsKeyType t;
@@ -214,13 +214,14 @@ static void test_rsa_4096_and_key_types(void **state)
     assert_int_equal(u, CERTS_USAGE_SERVER);
     assert_int_equal(certs_parse_usage("admin", &u), -EINVAL);
 
-    CertsSpec spec = {.key_type = CERTS_KEY_RSA_4096};
+    /* RSA-4096 generation itself is covered by tests/certs/cli.py (slow under valgrind). */
+    CertsSpec spec = {0};
     Pair p = gen(&spec);
     X509 *x = first_cert(p.cert);
     CertsInfo info;
     assert_int_equal(certs_info_init(&info, x), 0);
-    assert_int_equal(info.key_bits, 4096);
     assert_string_equal(info.subject, "CN=tether");
+    assert_int_equal(info.n_sans, 0);
     certs_info_deinit(&info);
     X509_free(x);
     pair_free(&p);
@@ -488,7 +489,7 @@ int main(void)
         cmocka_unit_test(test_self_signed_ecdsa),
         cmocka_unit_test(test_ca_signed_rsa_with_sans),
         cmocka_unit_test(test_client_cert_is_not_server),
-        cmocka_unit_test(test_rsa_4096_and_key_types),
+        cmocka_unit_test(test_key_types_and_defaults),
         cmocka_unit_test(test_expired_generation),
         cmocka_unit_test(test_generate_errors),
         cmocka_unit_test(test_chain_and_der),
