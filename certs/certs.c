@@ -68,8 +68,8 @@ void *certs_secret_alloc(size_t n)
         return NULL;
     size_t total = (n + SECRET_HDR + (size_t)page - 1) / (size_t)page * (size_t)page;
     /* A private mapping of its own so that MADV_DONTDUMP covers exactly these pages. */
-    unsigned char *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                               -1, 0);
+    unsigned char *base =
+        mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED)
         return NULL;
     (void)madvise(base, total, MADV_DONTDUMP);
@@ -250,7 +250,7 @@ static bool is_cert_block(const char *name)
            !strcmp(name, "TRUSTED CERTIFICATE");
 }
 
-int certs_load_chain(const void *data, size_t len, STACK_OF(X509) **ret, char **ret_err)
+int certs_load_chain(const void *data, size_t len, STACK_OF(X509) * *ret, char **ret_err)
 {
     if (!data || len == 0)
         return fail(ret_err, -EINVAL, "empty input, expected a PEM certificate");
@@ -300,7 +300,7 @@ int certs_load_chain(const void *data, size_t len, STACK_OF(X509) **ret, char **
         if (is_cert_block(name)) {
             const unsigned char *p = der;
             X509 *x = !strcmp(name, "TRUSTED CERTIFICATE") ? d2i_X509_AUX(NULL, &p, dlen)
-                                                          : d2i_X509(NULL, &p, dlen);
+                                                           : d2i_X509(NULL, &p, dlen);
             if (!x || p != der + dlen) {
                 X509_free(x);
                 char what[96];
@@ -609,8 +609,8 @@ int certs_generate(const CertsSpec *spec, char **ret_cert_pem, char **ret_key_pe
         goto out;
     }
     X509_NAME *name = X509_get_subject_name(x);
-    if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
-                                    -1, 0)) {
+    if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
+                                    0)) {
         r = fail_ssl(ret_err, -EINVAL, "invalid --cn");
         goto out;
     }
@@ -625,7 +625,8 @@ int certs_generate(const CertsSpec *spec, char **ret_cert_pem, char **ret_key_pe
     X509V3_set_ctx_nodb(&ctx);
     bool self_ca = !ca || spec->usage == CERTS_USAGE_CA;
     bool rsa = spec->key_type != CERTS_KEY_ECDSA_P256;
-    if (add_ext(x, &ctx, NID_basic_constraints, self_ca ? "critical,CA:TRUE" : "critical,CA:FALSE") < 0 ||
+    if (add_ext(x, &ctx, NID_basic_constraints,
+                self_ca ? "critical,CA:TRUE" : "critical,CA:FALSE") < 0 ||
         add_ext(x, &ctx, NID_subject_key_identifier, "hash") < 0 ||
         add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") < 0) {
         r = fail_ssl(ret_err, -ENOMEM, "cannot add extensions");
@@ -635,10 +636,10 @@ int certs_generate(const CertsSpec *spec, char **ret_cert_pem, char **ret_key_pe
         r = add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature");
     } else {
         /* A self-signed leaf is its own root (Konnect pins it), like `openssl req -x509`. */
-        const char *ku = ca ? (rsa ? "critical,digitalSignature,keyEncipherment"
-                                   : "critical,digitalSignature")
-                            : (rsa ? "critical,digitalSignature,keyEncipherment,keyCertSign"
-                                   : "critical,digitalSignature,keyCertSign");
+        const char *ku =
+            ca ? (rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature")
+               : (rsa ? "critical,digitalSignature,keyEncipherment,keyCertSign"
+                      : "critical,digitalSignature,keyCertSign");
         r = add_ext(x, &ctx, NID_key_usage, ku);
         if (r == 0)
             r = add_ext(x, &ctx, NID_ext_key_usage,

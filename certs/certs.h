@@ -35,9 +35,9 @@ int certs_parse_key_type(const char *s, CertsKeyType *ret);
 int certs_parse_usage(const char *s, CertsUsage *ret);
 
 typedef struct CertsSpec {
-    const char *cn;          /* subject CN; NULL: "tether" */
-    int days;                /* validity from not_before; 0: 365 */
-    long long not_before;    /* Unix seconds; 0: now minus 5 minutes (clock skew) */
+    const char *cn;       /* subject CN; NULL: "tether" */
+    int days;             /* validity from not_before; 0: 365 */
+    long long not_before; /* Unix seconds; 0: now minus 5 minutes (clock skew) */
     CertsKeyType key_type;
     CertsUsage usage;
     const char *const *sans; /* DNS names, or IP addresses (v4/v6) which become IP SANs */
@@ -45,9 +45,9 @@ typedef struct CertsSpec {
     /* Issuer as PEM (borrowed); both NULL: self-signed. A self-signed client certificate has
      * CA:TRUE, as `openssl req -x509` makes it, so that it can be pinned as its own root. */
     const char *ca_cert_pem;
-    size_t ca_cert_len;      /* 0: strlen */
+    size_t ca_cert_len; /* 0: strlen */
     const char *ca_key_pem;
-    size_t ca_key_len;       /* 0: strlen */
+    size_t ca_key_len; /* 0: strlen */
 } CertsSpec;
 
 /*
@@ -71,7 +71,7 @@ int certs_write_pair(const char *cert_path, const char *cert_pem, const char *ke
  * truncated or corrupt block, or no certificate at all is an error (-EINVAL, *ret_err says why).
  * *ret is owned by the caller (sk_X509_pop_free(s, X509_free)).
  */
-int certs_load_chain(const void *data, size_t len, STACK_OF(X509) **ret, char **ret_err);
+int certs_load_chain(const void *data, size_t len, STACK_OF(X509) * *ret, char **ret_err);
 
 /*
  * certs_load_key() - parse the first private key of @data (PEM: PKCS#8, RSA or EC; or DER).
@@ -90,15 +90,15 @@ long long certs_not_before(const X509 *cert);
 typedef struct CertsInfo {
     char *subject; /* RFC 2253 */
     char *issuer;
-    char **sans;   /* "DNS:name", "IP:addr", "URI:...", "email:..." */
+    char **sans; /* "DNS:name", "IP:addr", "URI:...", "email:..." */
     size_t n_sans;
-    char *serial;  /* hex */
+    char *serial; /* hex */
     long long not_before;
     long long not_after;
-    char key_type[16];  /* "RSA", "EC", "ED25519", ... */
-    char curve[32];     /* EC curve, or "" */
+    char key_type[16]; /* "RSA", "EC", "ED25519", ... */
+    char curve[32];    /* EC curve, or "" */
     int key_bits;
-    char sha256[96];    /* colon-separated upper-case hex, as `openssl x509 -fingerprint` */
+    char sha256[96]; /* colon-separated upper-case hex, as `openssl x509 -fingerprint` */
     bool is_ca;
     bool self_signed;
 } CertsInfo;

@@ -95,15 +95,16 @@ static bool dns_label_ok(const char *s, size_t max, bool dots)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-                  (dots && c == '.');
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || (dots && c == '.');
         if (!ok)
             return false;
     }
     return s[0] != '-' && s[0] != '.' && s[n - 1] != '-' && s[n - 1] != '.';
 }
 
-static int usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static int usage_error(const char *usage, const char *fmt, ...)
 {
     va_list ap;
@@ -218,8 +219,8 @@ static int cmd_generate(int argc, char **argv)
         }
         if ((v = flag_value(argc, argv, &i, "--usage", &missing)) != NULL) {
             if (certs_parse_usage(v, &spec.usage) < 0)
-                return usage_error(usage_generate,
-                                   "--usage \"%s\": expected client, server or ca", v);
+                return usage_error(usage_generate, "--usage \"%s\": expected client, server or ca",
+                                   v);
             continue;
         }
         if ((v = flag_value(argc, argv, &i, "--san", &missing)) != NULL) {
@@ -255,8 +256,7 @@ static int cmd_generate(int argc, char **argv)
             return 1;
         }
         if (key_path && file_exists(key_path)) {
-            fprintf(stderr, "tether certs: --key %s exists; use --force to replace it\n",
-                    key_path);
+            fprintf(stderr, "tether certs: --key %s exists; use --force to replace it\n", key_path);
             return 1;
         }
     }
@@ -336,7 +336,7 @@ static json_t *info_json(const CertsInfo *in, long long now)
                      "subject", in->subject, "issuer", in->issuer, "serial", in->serial, "sans",
                      sans ? sans : json_array(), "not_before", nb, "not_after", na,
                      "expires_in_seconds", (json_int_t)(in->not_after - now), "expired",
-                     in->not_after < now, "not_yet_valid", in->not_before > now, "key_type",
+                     in->not_after<now, "not_yet_valid", in->not_before> now, "key_type",
                      in->key_type, "key_bits", in->key_bits, "curve",
                      in->curve[0] ? in->curve : NULL, "sha256", in->sha256, "is_ca", in->is_ca,
                      "self_signed", in->self_signed);
@@ -456,8 +456,8 @@ static int cmd_inspect(int argc, char **argv)
         }
         putchar('\n');
     } else if (key) {
-        printf("\nKey %s:   %s\n", key_path, matches ? "matches the certificate"
-                                                     : "does NOT match the certificate");
+        printf("\nKey %s:   %s\n", key_path,
+               matches ? "matches the certificate" : "does NOT match the certificate");
     }
     if (key && !matches)
         fprintf(stderr, "tether certs: --key %s does not match %s\n", key_path, file);

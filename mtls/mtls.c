@@ -30,11 +30,11 @@
 #define MAX_DIRS 3
 
 typedef struct Material {
-    char *cert;      /* PEM chain, malloc'd; NULL when no client certificate */
+    char *cert; /* PEM chain, malloc'd; NULL when no client certificate */
     size_t cert_len;
-    char *key;       /* PEM, secret memory */
+    char *key; /* PEM, secret memory */
     size_t key_len;
-    char *ca;        /* PEM bundle, malloc'd; NULL: system roots */
+    char *ca; /* PEM bundle, malloc'd; NULL: system roots */
     size_t ca_len;
     long long not_after;
     char subject[256];
@@ -69,7 +69,7 @@ struct Mtls {
     uint64_t expiry_warned_ms;
     bool expiry_warned;
 
-    bool handles;      /* timers initialised (a loop was given) */
+    bool handles; /* timers initialised (a loop was given) */
     uv_timer_t periodic;
     uv_timer_t debounce;
     WatchDir dirs[MAX_DIRS];
@@ -102,8 +102,8 @@ static char *ca_flag_name(const Mtls *m, bool file)
 }
 
 /* Read a file input, or copy a value input; *ret is NULL when neither is set. */
-static int read_source(const char *flag, const char *file, const char *val, bool secret,
-                       char **ret, size_t *ret_len, char **ret_err)
+static int read_source(const char *flag, const char *file, const char *val, bool secret, char **ret,
+                       size_t *ret_len, char **ret_err)
 {
     *ret = NULL;
     *ret_len = 0;
@@ -112,8 +112,7 @@ static int read_source(const char *flag, const char *file, const char *val, bool
         if (r == -EISDIR)
             *ret_err = util_strdup_printf("%s %s: is a directory, expected a PEM file", flag, file);
         else if (r == -EFBIG)
-            *ret_err = util_strdup_printf("%s %s: larger than %d bytes", flag, file,
-                                          CERTS_MAX_PEM);
+            *ret_err = util_strdup_printf("%s %s: larger than %d bytes", flag, file, CERTS_MAX_PEM);
         else if (r < 0)
             *ret_err = util_strdup_printf("%s %s: %s", flag, file, strerror(-r));
         else if (*ret_len == 0)
@@ -448,8 +447,8 @@ static int start_watch(Mtls *m, const char *file)
     w->started = true; /* initialised: must be closed */
     r = uv_fs_event_start(&w->ev, on_fs_event, dir, 0);
     if (r < 0)
-        log_event(LOG_WARN, MOD, "cannot watch folder; relying on the periodic check",
-                  "{s:s, s:s}", "path", dir, "err", uv_strerror(r));
+        log_event(LOG_WARN, MOD, "cannot watch folder; relying on the periodic check", "{s:s, s:s}",
+                  "path", dir, "err", uv_strerror(r));
     return 0;
 }
 
@@ -467,8 +466,8 @@ int mtls_new(uv_loop_t *loop, const MtlsConfig *cfg, Mtls **ret, char **ret_err)
     m->interval_ms = cfg->check_interval_ms ? cfg->check_interval_ms : DEFAULT_INTERVAL_MS;
     if (dup_opt(cfg->flag_prefix ? cfg->flag_prefix : "tls-client", &m->prefix) < 0 ||
         dup_opt(cfg->ca_flag ? cfg->ca_flag : "ca-cert", &m->ca_flag) < 0 ||
-        dup_opt(cfg->server_name && *cfg->server_name ? cfg->server_name : NULL,
-                &m->server_name) < 0 ||
+        dup_opt(cfg->server_name && *cfg->server_name ? cfg->server_name : NULL, &m->server_name) <
+            0 ||
         dup_opt(cfg->cert_file, &m->cert_file) < 0 || dup_opt(cfg->key_file, &m->key_file) < 0 ||
         dup_opt(cfg->ca_file, &m->ca_file) < 0 || dup_opt(cfg->cert, &m->cert_val) < 0 ||
         dup_opt(cfg->ca, &m->ca_val) < 0)
@@ -488,8 +487,8 @@ int mtls_new(uv_loop_t *loop, const MtlsConfig *cfg, Mtls **ret, char **ret_err)
         goto fail;
     }
     if (cfg->ca && cfg->ca_file) {
-        err = util_strdup_printf("--%s and --%s-file are mutually exclusive", m->ca_flag,
-                                 m->ca_flag);
+        err =
+            util_strdup_printf("--%s and --%s-file are mutually exclusive", m->ca_flag, m->ca_flag);
         goto fail;
     }
     bool files = m->cert_file || m->key_file || m->ca_file;
@@ -532,8 +531,8 @@ int mtls_new(uv_loop_t *loop, const MtlsConfig *cfg, Mtls **ret, char **ret_err)
         if (files) {
             if ((r = start_watch(m, m->cert_file)) < 0 || (r = start_watch(m, m->key_file)) < 0 ||
                 (r = start_watch(m, m->ca_file)) < 0 ||
-                (r = uv_timer_start(&m->periodic, on_periodic, m->interval_ms,
-                                    m->interval_ms)) < 0) {
+                (r = uv_timer_start(&m->periodic, on_periodic, m->interval_ms, m->interval_ms)) <
+                    0) {
                 mtls_close(m, NULL, NULL);
                 m = NULL;
                 goto fail;
@@ -600,8 +599,8 @@ int mtls_apply(Mtls *m, CURL *easy)
     }
 #undef SET
     if (c != CURLE_OK) {
-        log_event(LOG_ERROR, MOD, "cannot set TLS options", "{s:s, s:s}", "flags", m->prefix,
-                  "err", curl_easy_strerror(c));
+        log_event(LOG_ERROR, MOD, "cannot set TLS options", "{s:s, s:s}", "flags", m->prefix, "err",
+                  curl_easy_strerror(c));
         return c == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
     }
     return 0;

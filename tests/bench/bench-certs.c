@@ -68,8 +68,7 @@ int main(void)
         abort();
     char *cf = util_strdup_printf("%s/tls.crt", dir), *kf = util_strdup_printf("%s/tls.key", dir),
          *af = util_strdup_printf("%s/ca.crt", dir);
-    if (certs_write_pair(cf, c, kf, k) < 0 ||
-        util_write_file_atomic(af, ca, strlen(ca), 0644) < 0)
+    if (certs_write_pair(cf, c, kf, k) < 0 || util_write_file_atomic(af, ca, strlen(ca), 0644) < 0)
         abort();
     uv_loop_t loop;
     uv_loop_init(&loop);

@@ -134,8 +134,13 @@ static void test_ca_signed_rsa_with_sans(void **state)
     CertsSpec ca_spec = {.cn = "Test CA", .usage = CERTS_USAGE_CA};
     Pair ca = gen(&ca_spec);
     const char *sans[] = {"kong-admin.kong.svc", "127.0.0.1", "::1"};
-    CertsSpec spec = {.cn = "client", .key_type = CERTS_KEY_RSA_2048, .usage = CERTS_USAGE_SERVER,
-                      .sans = sans, .n_sans = 3, .ca_cert_pem = ca.cert, .ca_key_pem = ca.key};
+    CertsSpec spec = {.cn = "client",
+                      .key_type = CERTS_KEY_RSA_2048,
+                      .usage = CERTS_USAGE_SERVER,
+                      .sans = sans,
+                      .n_sans = 3,
+                      .ca_cert_pem = ca.cert,
+                      .ca_key_pem = ca.key};
     Pair p = gen(&spec);
     X509 *x = first_cert(p.cert), *cax = first_cert(ca.cert);
     EVP_PKEY *k = load_key(p.key), *cak = load_key(ca.key);
@@ -398,8 +403,8 @@ static void test_bad_keys(void **state)
 
     EVP_PKEY *k = load_key(p.key);
     BIO *bio = BIO_new(BIO_s_mem());
-    assert_true(PEM_write_bio_PKCS8PrivateKey(bio, k, EVP_aes_128_cbc(), NULL, 0, NULL,
-                                              (void *)"secret"));
+    assert_true(
+        PEM_write_bio_PKCS8PrivateKey(bio, k, EVP_aes_128_cbc(), NULL, 0, NULL, (void *)"secret"));
     char *enc;
     long elen = BIO_get_mem_data(bio, &enc);
     expect_key_error(enc, (size_t)elen, "encrypted");

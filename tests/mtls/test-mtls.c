@@ -95,8 +95,8 @@ static int group_teardown(void **state)
 {
     (void)state;
     tls_server_stop(F.srv);
-    Pair *all[] = {&F.ca, &F.other_ca, &F.server, &F.client1, &F.client2, &F.client3, &F.expired,
-                   &F.foreign};
+    Pair *all[] = {&F.ca,      &F.other_ca, &F.server,  &F.client1,
+                   &F.client2, &F.client3,  &F.expired, &F.foreign};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         pair_free(all[i]);
     return nftw(F.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -234,8 +234,11 @@ static void close_and_check(uv_loop_t *loop, Mtls *m)
 static void test_values(void **state)
 {
     (void)state;
-    MtlsConfig cfg = {.flag_prefix = "konnect-tls-client", .cert = F.client1.cert,
-                      .key = F.client1.key, .ca = F.ca.cert, .ca_flag = "konnect-ca-cert"};
+    MtlsConfig cfg = {.flag_prefix = "konnect-tls-client",
+                      .cert = F.client1.cert,
+                      .key = F.client1.key,
+                      .ca = F.ca.cert,
+                      .ca_flag = "konnect-ca-cert"};
     Mtls *m = NULL;
     char *err = NULL;
     assert_int_equal(mtls_new(NULL, &cfg, &m, &err), 0);
@@ -357,8 +360,8 @@ static void test_errors(void **state)
     expect_error(&loop, &c8, "--konnect-tls-client-cert-file", "truncated");
     MtlsConfig c9 = {.flag_prefix = p, .cert_file = empty, .key_file = goodkey};
     expect_error(&loop, &c9, "--konnect-tls-client-cert-file", "empty");
-    MtlsConfig c10 = {.flag_prefix = p, .cert = F.client1.cert, .cert_file = good,
-                      .key = F.client1.key};
+    MtlsConfig c10 = {
+        .flag_prefix = p, .cert = F.client1.cert, .cert_file = good, .key = F.client1.key};
     expect_error(&loop, &c10, "mutually exclusive", NULL);
     MtlsConfig c11 = {.ca_flag = "kong-admin-ca-cert", .ca = "-----BEGIN CERTIFICATE-----\nAAAA"};
     expect_error(NULL, &c11, "--kong-admin-ca-cert", "truncated");
@@ -394,10 +397,10 @@ static void test_metrics(void **state)
 {
     (void)state;
     Mtls *list[3];
-    MtlsConfig a = {.flag_prefix = "konnect-tls-client", .cert = F.client1.cert,
-                    .key = F.client1.key};
-    MtlsConfig b = {.flag_prefix = "kong-admin-tls-client", .cert = F.client2.cert,
-                    .key = F.client2.key};
+    MtlsConfig a = {
+        .flag_prefix = "konnect-tls-client", .cert = F.client1.cert, .key = F.client1.key};
+    MtlsConfig b = {
+        .flag_prefix = "kong-admin-tls-client", .cert = F.client2.cert, .key = F.client2.key};
     MtlsConfig c = {.flag_prefix = "kong-admin-tls-client\"x", .ca = F.ca.cert};
     assert_int_equal(mtls_new(NULL, &a, &list[0], NULL), 0);
     /* client-2 expires within 30 days: accepted, with a warning. */
@@ -410,8 +413,10 @@ static void test_metrics(void **state)
     const char *first = strstr(s, help);
     assert_non_null(first);
     assert_null(strstr(first + 1, help));
-    const char *l1 = strstr(s, "\ntether_tls_client_cert_expiry_seconds{flag=\"konnect-tls-client-cert\"} ");
-    const char *l2 = strstr(s, "\ntether_tls_client_cert_expiry_seconds{flag=\"kong-admin-tls-client-cert\"} ");
+    const char *l1 =
+        strstr(s, "\ntether_tls_client_cert_expiry_seconds{flag=\"konnect-tls-client-cert\"} ");
+    const char *l2 =
+        strstr(s, "\ntether_tls_client_cert_expiry_seconds{flag=\"kong-admin-tls-client-cert\"} ");
     assert_non_null(l1);
     assert_non_null(l2);
     long long v1 = strtoll(strchr(l1, '}') + 2, NULL, 10);
@@ -420,7 +425,8 @@ static void test_metrics(void **state)
     assert_true(v2 > 19 * 86400LL && v2 <= 20 * 86400LL);
     /* No client certificate: no expiry line; labels are escaped. */
     assert_null(strstr(s, "expiry_seconds{flag=\"kong-admin-tls-client\\\"x"));
-    assert_non_null(strstr(s, "tether_tls_material_reloads_total{flag=\"kong-admin-tls-client\\\"x\"} 0\n"));
+    assert_non_null(
+        strstr(s, "tether_tls_material_reloads_total{flag=\"kong-admin-tls-client\\\"x\"} 0\n"));
     buf_deinit(&out);
     for (int i = 0; i < 3; i++)
         mtls_close(list[i], NULL, NULL);
@@ -439,8 +445,12 @@ static void test_rotation_files(void **state)
     write_file(crt, F.client1.cert);
     write_file(key, F.client1.key);
     write_file(ca, F.ca.cert);
-    MtlsConfig cfg = {.flag_prefix = "konnect-tls-client", .cert_file = crt, .key_file = key,
-                      .ca_file = ca, .ca_flag = "konnect-ca-cert", .check_interval_ms = 3600000};
+    MtlsConfig cfg = {.flag_prefix = "konnect-tls-client",
+                      .cert_file = crt,
+                      .key_file = key,
+                      .ca_file = ca,
+                      .ca_flag = "konnect-ca-cert",
+                      .check_interval_ms = 3600000};
     Mtls *m = NULL;
     char *err = NULL;
     assert_int_equal(mtls_new(&loop, &cfg, &m, &err), 0);
@@ -519,7 +529,8 @@ static char *make_k8s_version(const char *vol, const char *name, const Pair *p)
 static void k8s_swap(const char *vol, const char *version)
 {
     /* The kubelet's atomic writer: new ..data_tmp symlink, renamed over ..data. */
-    char *tmp = util_strdup_printf("%s/..data_tmp", vol), *data = util_strdup_printf("%s/..data", vol);
+    char *tmp = util_strdup_printf("%s/..data_tmp", vol),
+         *data = util_strdup_printf("%s/..data", vol);
     assert_int_equal(symlink(version, tmp), 0);
     assert_int_equal(rename(tmp, data), 0);
     free(tmp);
@@ -546,8 +557,11 @@ static void test_rotation_k8s_symlink(void **state)
     assert_int_equal(symlink("..data/tls.crt", crt), 0);
     assert_int_equal(symlink("..data/tls.key", key), 0);
 
-    MtlsConfig cfg = {.flag_prefix = "konnect-tls-client", .cert_file = crt, .key_file = key,
-                      .ca = F.ca.cert, .check_interval_ms = 3600000};
+    MtlsConfig cfg = {.flag_prefix = "konnect-tls-client",
+                      .cert_file = crt,
+                      .key_file = key,
+                      .ca = F.ca.cert,
+                      .check_interval_ms = 3600000};
     Mtls *m = NULL;
     assert_int_equal(mtls_new(&loop, &cfg, &m, NULL), 0);
     expect_cn(m, "client-1");

@@ -50,8 +50,7 @@ static void serve_one(TlsServer *s, int cfd)
         char cn[256] = "none";
         X509 *peer = SSL_get1_peer_certificate(ssl);
         if (peer) {
-            X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn,
-                                      sizeof(cn));
+            X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof(cn));
             X509_free(peer);
         }
         char resp[512];
