@@ -16,18 +16,19 @@
 typedef struct Mtls Mtls;
 
 typedef struct MtlsConfig {
-    const char
-        *flag_prefix;      /* for messages, e.g. "konnect-tls-client" or "kong-admin-tls-client" */
+    /* For messages and metrics, e.g. "konnect-tls-client" or "kong-admin-tls-client". */
+    const char *flag_prefix;
     const char *cert;      /* PEM value (--X-cert) */
     const char *cert_file; /* path (--X-cert-file) */
     const char *key;
     const char *key_file;
     const char *ca; /* PEM bundle for verifying the server; NULL: system roots */
     const char *ca_file;
-    const char *ca_flag;        /* for messages, e.g. "kong-admin-ca-cert" */
-    bool skip_verify;           /* never on by default; logged loudly */
-    const char *server_name;    /* override of the TLS server name to verify, or NULL */
-    unsigned check_interval_ms; /* periodic re-check of files (Kubernetes symlink swaps); 0: 10 s */
+    const char *ca_flag;     /* for messages, e.g. "kong-admin-ca-cert" */
+    bool skip_verify;        /* never on by default; logged loudly */
+    const char *server_name; /* override of the TLS server name to verify, or NULL */
+    /* Periodic re-check of files (Kubernetes symlink swaps); 0: 10 s. */
+    unsigned check_interval_ms;
 } MtlsConfig;
 
 /*
