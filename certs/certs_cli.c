@@ -55,8 +55,8 @@ static const char usage_inspect[] =
     "Usage: tether certs inspect FILE [--key FILE] [-o text|json]\n"
     "\n"
     "Prints subject, issuer, SANs, validity, key type and size and the SHA-256 fingerprint of\n"
-    "every certificate in FILE. With --key, also whether that private key matches the first\n"
-    "certificate (exit code 1 if it does not).\n"
+    "every certificate in FILE (PEM or DER; \"-\" reads stdin). With --key, also whether that\n"
+    "private key matches the first certificate (exit code 1 if it does not).\n"
     "\n"
     "  --key FILE             private key to check against the certificate\n"
     "  -o, --output FORMAT    text (default) or json\n";
@@ -116,9 +116,35 @@ static int usage_error(const char *usage, const char *fmt, ...)
     return 2;
 }
 
+/* read_stdin() - all of stdin, at most CERTS_MAX_PEM bytes, for `inspect -`. */
+static int read_stdin(char **ret, size_t *ret_len)
+{
+    Buf b = BUF_INIT;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
+        if (b.len + n > CERTS_MAX_PEM) {
+            buf_deinit(&b);
+            return -EFBIG;
+        }
+        if (buf_append(&b, chunk, n) < 0) {
+            buf_deinit(&b);
+            return -ENOMEM;
+        }
+    }
+    if (ferror(stdin)) {
+        buf_deinit(&b);
+        return -EIO;
+    }
+    *ret_len = b.len;
+    *ret = b.data ? buf_take(&b) : strdup("");
+    return *ret ? 0 : -ENOMEM;
+}
+
 static int read_input(const char *flag, const char *path, bool secret, char **ret, size_t *len)
 {
-    int r = certs_read_file(path, secret, ret, len);
+    int r = !secret && !strcmp(path, "-") ? read_stdin(ret, len)
+                                          : certs_read_file(path, secret, ret, len);
     if (r == -EISDIR)
         fprintf(stderr, "tether certs: %s %s: is a directory, expected a PEM file\n", flag, path);
     else if (r == -EFBIG)
@@ -394,7 +420,7 @@ static int cmd_inspect(int argc, char **argv)
         }
         if (missing)
             return usage_error(usage_inspect, "%s needs a value", argv[i]);
-        if (argv[i][0] == '-' && argv[i][1] != 0)
+        if (argv[i][0] == '-' && argv[i][1] != 0) /* "-" is stdin */
             return usage_error(usage_inspect, "unknown flag \"%s\"", argv[i]);
         if (file)
             return usage_error(usage_inspect, "only one FILE, got also \"%s\"", argv[i]);

@@ -132,6 +132,10 @@ def main():
         r = tether("inspect", p("c.der"))
         check(r.returncode == 0 and "CN=admin-client" in r.stdout, "inspect DER")
 
+        r = subprocess.run([TETHER, "certs", "inspect", "-", "-o", "json"], input=open(p("c.crt")).read(),
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0 and json.loads(r.stdout)["certificates"][0]["subject"] == "CN=admin-client",
+              "inspect - reads stdin")
         r = tether("inspect", p("c.crt"), "--key", p("k.key"), "-o", "json")
         check(r.returncode == 1 and json.loads(r.stdout)["key_matches"] is False
               and "does not match" in r.stderr, "mismatched key exits 1")
