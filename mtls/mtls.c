@@ -36,6 +36,7 @@ typedef struct Material {
     size_t key_len;
     char *ca; /* PEM bundle, malloc'd; NULL: system roots */
     size_t ca_len;
+    long long not_before;
     long long not_after;
     char subject[256];
     char sha256[96];
@@ -68,6 +69,7 @@ struct Mtls {
     char *last_err; /* last rejection logged */
     uint64_t expiry_warned_ms;
     bool expiry_warned;
+    bool early_warned;
 
     bool handles; /* timers initialised (a loop was given) */
     uv_timer_t periodic;
@@ -244,6 +246,7 @@ static int validate(Mtls *m, Material *mat, char **ret_err)
                                           kflag, kwhere, cflag, cwhere);
             goto out;
         }
+        mat->not_before = certs_not_before(leaf);
         mat->not_after = certs_not_after(leaf);
         long long now = (long long)time(NULL);
         if (mat->not_after <= now) {
@@ -283,7 +286,16 @@ static void check_expiry(Mtls *m)
     const Material *mat = m->cur;
     if (!mat || !mat->cert)
         return;
-    long long left = mat->not_after - (long long)time(NULL);
+    long long now_s = (long long)time(NULL);
+    long long left = mat->not_after - now_s;
+    if (mat->not_before > now_s + 60 && !m->early_warned) {
+        /* Servers will refuse it until then; usually a clock skew between machines. */
+        char t[32];
+        certs_format_time(mat->not_before, t);
+        m->early_warned = true;
+        log_event(LOG_WARN, MOD, "client certificate is not valid yet", "{s:s, s:s, s:s}", "flags",
+                  m->prefix, "not_before", t, "subject", mat->subject);
+    }
     if (left > EXPIRY_WARN_S)
         return;
     uint64_t now = util_now_ms();
@@ -349,6 +361,7 @@ static void reload(Mtls *m, const char *why)
     m->generation++;
     m->reloads++;
     m->expiry_warned = false;
+    m->early_warned = false;
     char t[32] = "";
     if (mat->cert)
         certs_format_time(mat->not_after, t);

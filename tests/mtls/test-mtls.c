@@ -257,6 +257,29 @@ static void test_values(void **state)
     assert_int_equal(closed, 1);
 }
 
+/* A client chain (leaf + intermediate) reaches the server, which trusts only the root. */
+static void test_client_chain(void **state)
+{
+    (void)state;
+    Pair inter = gen("Intermediate", CERTS_USAGE_CA, &F.ca, 0, 0);
+    Pair leaf = gen("chained", CERTS_USAGE_CLIENT, &inter, 0, 0);
+    char *chain = util_strdup_printf("%s%s", leaf.cert, inter.cert);
+    MtlsConfig cfg = {.cert = chain, .key = leaf.key, .ca = F.ca.cert};
+    Mtls *m = NULL;
+    assert_int_equal(mtls_new(NULL, &cfg, &m, NULL), 0);
+    expect_cn(m, "chained");
+    mtls_close(m, NULL, NULL);
+    /* Without the intermediate the server cannot build the chain. */
+    MtlsConfig cfg2 = {.cert = leaf.cert, .key = leaf.key, .ca = F.ca.cert};
+    assert_int_equal(mtls_new(NULL, &cfg2, &m, NULL), 0);
+    char got[256];
+    assert_int_not_equal(fetch(m, got, sizeof(got)), CURLE_OK);
+    mtls_close(m, NULL, NULL);
+    free(chain);
+    pair_free(&leaf);
+    pair_free(&inter);
+}
+
 static void test_no_client_cert_is_refused_by_server(void **state)
 {
     (void)state;
@@ -373,6 +396,16 @@ static void test_errors(void **state)
     expect_error(NULL, &c14, "--konnect-tls-client-key", "no PRIVATE KEY");
     MtlsConfig c15 = {.flag_prefix = p, .cert = "", .key = F.client1.key};
     expect_error(NULL, &c15, "--konnect-tls-client-cert", "empty");
+
+    /* Not valid yet (clock skew): accepted with a warning, the server decides. */
+    Pair future = gen("future", CERTS_USAGE_CLIENT, &F.ca, (long long)time(NULL) + 3600, 10);
+    MtlsConfig cf = {.flag_prefix = p, .cert = future.cert, .key = future.key};
+    Mtls *mf = NULL;
+    char *ferr = NULL;
+    assert_int_equal(mtls_new(NULL, &cf, &mf, &ferr), 0);
+    assert_null(ferr);
+    mtls_close(mf, NULL, NULL);
+    pair_free(&future);
 
     /* Error messages never carry key material. */
     Mtls *m = NULL;
@@ -632,6 +665,7 @@ int main(void)
     log_set_level(log_parse_level(getenv("TETHER_TEST_LOG") ? getenv("TETHER_TEST_LOG") : "error"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values),
+        cmocka_unit_test(test_client_chain),
         cmocka_unit_test(test_no_client_cert_is_refused_by_server),
         cmocka_unit_test(test_server_verification),
         cmocka_unit_test(test_errors),
