@@ -146,11 +146,17 @@ static int read_input(const char *flag, const char *path, bool secret, char **re
     int r = !secret && !strcmp(path, "-") ? read_stdin(ret, len)
                                           : certs_read_file(path, secret, ret, len);
     if (r == -EISDIR)
-        fprintf(stderr, "tether certs: %s %s: is a directory, expected a PEM file\n", flag, path);
+        fprintf(stderr, "tether certs: %s%s%s: is a directory, expected a PEM file\n",
+                flag ? flag : "", flag ? " " : "", path);
     else if (r == -EFBIG)
-        fprintf(stderr, "tether certs: %s %s: larger than %d bytes\n", flag, path, CERTS_MAX_PEM);
+        fprintf(stderr, "tether certs: %s%s%s: larger than %d bytes\n", flag ? flag : "",
+                flag ? " " : "", path, CERTS_MAX_PEM);
+    else if (r == -EINVAL)
+        fprintf(stderr, "tether certs: %s%s%s: not a regular file\n", flag ? flag : "",
+                flag ? " " : "", path);
     else if (r < 0)
-        fprintf(stderr, "tether certs: %s %s: %s\n", flag, path, strerror(-r));
+        fprintf(stderr, "tether certs: %s%s%s: %s\n", flag ? flag : "", flag ? " " : "", path,
+                strerror(-r));
     return r;
 }
 
@@ -438,7 +444,7 @@ static int cmd_inspect(int argc, char **argv)
     EVP_PKEY *key = NULL;
     json_t *out = NULL;
     int rc = 1;
-    if (read_input("FILE", file, false, &data, &len) < 0)
+    if (read_input(NULL, file, false, &data, &len) < 0)
         goto done;
     if (certs_load_chain(data, len, &chain, &err) < 0) {
         fprintf(stderr, "tether certs: %s: %s\n", file, err ? err : "invalid");

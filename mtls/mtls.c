@@ -115,6 +115,8 @@ static int read_source(const char *flag, const char *file, const char *val, bool
             *ret_err = util_strdup_printf("%s %s: is a directory, expected a PEM file", flag, file);
         else if (r == -EFBIG)
             *ret_err = util_strdup_printf("%s %s: larger than %d bytes", flag, file, CERTS_MAX_PEM);
+        else if (r == -EINVAL)
+            *ret_err = util_strdup_printf("%s %s: not a regular file", flag, file);
         else if (r < 0)
             *ret_err = util_strdup_printf("%s %s: %s", flag, file, strerror(-r));
         else if (*ret_len == 0)
@@ -399,6 +401,11 @@ static void on_fs_event(uv_fs_event_t *ev, const char *filename, int events, int
 }
 
 /* ---- public ---- */
+
+void mtls_check(Mtls *m)
+{
+    reload(m, "request");
+}
 
 static char *dir_of(const char *path)
 {

@@ -49,6 +49,12 @@ int mtls_new(uv_loop_t *loop, const MtlsConfig *cfg, Mtls **ret, char **ret_err)
  */
 int mtls_apply(Mtls *m, CURL *easy);
 
+/*
+ * mtls_check() - re-read the files now (e.g. on SIGHUP) instead of waiting for an fs event or
+ * the periodic check; the same rules apply: swapped in only if changed and valid.
+ */
+void mtls_check(Mtls *m);
+
 /* mtls_has_client_cert() - whether a client certificate is configured. */
 bool mtls_has_client_cert(const Mtls *m);
 /* mtls_cert_expiry() - notAfter of the client certificate (Unix seconds), 0 if none. */

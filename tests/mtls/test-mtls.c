@@ -410,6 +410,8 @@ static void test_errors(void **state)
     /* Error messages never carry key material. */
     Mtls *m = NULL;
     char *err = NULL;
+    MtlsConfig c17 = {.flag_prefix = p, .cert_file = "/dev/null", .key = F.client1.key};
+    expect_error(&loop, &c17, "--konnect-tls-client-cert-file /dev/null", "not a regular file");
     MtlsConfig c16 = {.flag_prefix = p, .cert = F.client1.cert, .key = F.client2.key};
     assert_true(mtls_new(NULL, &c16, &m, &err) < 0);
     assert_null(strstr(err, "PRIVATE"));
@@ -646,6 +648,8 @@ static void test_rotation_periodic(void **state)
     Mtls *m = NULL;
     assert_int_equal(mtls_new(&loop, &cfg, &m, NULL), 0);
     expect_cn(m, "client-1");
+    mtls_check(m); /* unchanged: no new generation */
+    assert_int_equal(mtls_generation(m), 1);
     write_file(rk, F.client2.key);
     write_file(rc, F.client2.cert);
     run_until(&loop, m, gen_at_least, 2);
