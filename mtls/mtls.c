@@ -326,6 +326,10 @@ static void reload(Mtls *m, const char *why)
     char *err = NULL;
     int r = read_inputs(m, &mat, &err);
     if (r == 0 && m->cur && !memcmp(mat->digest, m->cur->digest, sizeof(mat->digest))) {
+        /* Back to (or still) the material in use: forget earlier rejections. */
+        m->have_bad = false;
+        free(m->last_err);
+        m->last_err = NULL;
         material_free(mat);
         check_expiry(m);
         return;
@@ -539,6 +543,7 @@ int mtls_new(uv_loop_t *loop, const MtlsConfig *cfg, Mtls **ret, char **ret_err)
     if (loop) {
         if ((r = uv_timer_init(loop, &m->periodic)) < 0)
             goto fail;
+        m->periodic.data = m;
         if ((r = uv_timer_init(loop, &m->debounce)) < 0) {
             /* The first timer is live: close it and hand the rest to the close path. */
             mtls_close(m, NULL, NULL);
