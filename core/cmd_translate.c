@@ -47,7 +47,7 @@ typedef struct Ctx {
 static int on_obj(void *ud, json_t *obj, const char *file, int line)
 {
     Ctx *c = ud;
-    int r = store_put(c->store, obj);
+    int r = store_put_new(c->store, json_incref(obj));
     if (r < 0) {
         log_event(LOG_WARN, "translate", "object ignored", "{s:s, s:i, s:s}", "file", file, "line",
                   line, "error", strerror(-r));

@@ -20,7 +20,7 @@
 #include "util.h"
 
 enum {
-    MAX_NODES = 4 * 1024 * 1024, /* values in one file, aliases expanded */
+    MAX_NODES = 4 * 1024 * 1024, /* values in one document, aliases expanded */
     MAX_ANCHORS = 4096,
 };
 
@@ -412,6 +412,7 @@ static int each_document(const char *data, size_t len, DocFn doc_fn, void *ud, c
         }
         /* The document's content starts here; report that line, not the "---". */
         line = (int)p.ev.start_mark.line + 1;
+        p.nodes = 0; /* the value cap is per document */
         json_t *doc = NULL;
         if ((r = parse_node(&p, 0, &doc)) < 0)
             break;

@@ -193,11 +193,8 @@ static void stringify_values(json_t *map)
     }
 }
 
-json_t *store_trim(json_t *obj)
+static json_t *trim_in_place(json_t *c)
 {
-    json_t *c = json_deep_copy(obj);
-    if (!c)
-        return NULL;
     json_t *md = json_object_get(c, "metadata");
     if (json_is_object(md)) {
         json_object_del(md, "managedFields");
@@ -220,28 +217,34 @@ json_t *store_trim(json_t *obj)
     return c;
 }
 
+json_t *store_trim(json_t *obj)
+{
+    json_t *c = json_deep_copy(obj);
+    return c ? trim_in_place(c) : NULL;
+}
+
 static int make_key(const char *ns, const char *name, char *buf, size_t n)
 {
     int l = snprintf(buf, n, "%s/%s", ns ? ns : "", name);
     return l < 0 || (size_t)l >= n ? -ENAMETOOLONG : 0;
 }
 
-int store_put(Store *s, json_t *obj)
+/* put_trimmed() - @t (stolen) is already trimmed. */
+static int put_trimmed(Store *s, json_t *t)
 {
     char key[512];
-    const char *kind = obj_kind(obj);
-    const char *name = obj_name(obj);
+    const char *kind = obj_kind(t);
+    const char *name = obj_name(t);
 
-    if (!*kind || !*name)
+    if (!*kind || !*name || make_key(obj_ns(t), name, key, sizeof(key)) < 0) {
+        json_decref(t);
         return -EINVAL;
-    if (make_key(obj_ns(obj), name, key, sizeof(key)) < 0)
-        return -EINVAL;
+    }
     KindEntry *e = add_kind(s, kind);
-    if (!e)
+    if (!e) {
+        json_decref(t);
         return -ENOMEM;
-    json_t *t = store_trim(obj);
-    if (!t)
-        return -ENOMEM;
+    }
     json_t *old = json_object_get(e->map, key);
     if (old && json_equal(old, t)) {
         json_decref(t);
@@ -252,6 +255,21 @@ int store_put(Store *s, json_t *obj)
     e->dirty = 1;
     s->generation++;
     return 1;
+}
+
+int store_put(Store *s, json_t *obj)
+{
+    if (!*obj_kind(obj) || !*obj_name(obj))
+        return -EINVAL;
+    json_t *t = store_trim(obj);
+    return t ? put_trimmed(s, t) : -ENOMEM;
+}
+
+int store_put_new(Store *s, json_t *obj)
+{
+    if (!obj)
+        return -ENOMEM;
+    return put_trimmed(s, trim_in_place(obj));
 }
 
 int store_delete(Store *s, const char *kind, const char *ns, const char *name)

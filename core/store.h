@@ -20,6 +20,11 @@ Store *store_free(Store *s); /* NULL-safe, returns NULL */
  * (-EINVAL when kind/metadata.name is missing).
  */
 int store_put(Store *s, json_t *obj);
+/*
+ * store_put_new() - the same, but steals @obj and trims it in place instead of copying it: for
+ * loaders that hand over objects they no longer need (no other reference may be held).
+ */
+int store_put_new(Store *s, json_t *obj);
 /* store_delete() - 1 if removed, 0 if absent. @ns may be NULL or "" for cluster-scoped kinds. */
 int store_delete(Store *s, const char *kind, const char *ns, const char *name);
 

@@ -209,12 +209,21 @@ void xfail(Xlate *x, json_t *o1, json_t *o2, const char *fmt, ...)
 
 static void tag_add(json_t *tags, const char *prefix, const char *val)
 {
+    char buf[512];
+    size_t pl = strlen(prefix), vl;
     if (!val || !*val)
         return;
-    char *t = util_strdup_printf("%s%s", prefix, val);
-    if (t)
-        json_array_append_new(tags, json_string(t));
-    free(t);
+    vl = strlen(val);
+    if (pl + vl >= sizeof(buf)) {
+        char *t = util_strdup_printf("%s%s", prefix, val);
+        if (t)
+            json_array_append_new(tags, json_string(t));
+        free(t);
+        return;
+    }
+    memcpy(buf, prefix, pl);
+    memcpy(buf + pl, val, vl + 1);
+    json_array_append_new(tags, json_stringn_nocheck(buf, pl + vl));
 }
 
 json_t *xtags_extra(const json_t *obj, const char *extra)
@@ -507,19 +516,40 @@ static int cmp_prefix_desc(const void *a, const void *b)
     return strcmp(sget(*(json_t *const *)b, "prefix"), sget(*(json_t *const *)a, "prefix"));
 }
 
-static char *plugin_string(const json_t *p)
+typedef struct PluginKey {
+    char *key;
+    json_t *p;
+    size_t idx;
+} PluginKey;
+
+static int cmp_pkey_desc(const void *a, const void *b)
 {
-    return util_strdup_printf("%s%s%s%s%s", sget(p, "name"), sget(p, "consumer"),
-                              sget(p, "consumer_group"), sget(p, "route"), sget(p, "service"));
+    const PluginKey *x = a, *y = b;
+    int c = strcmp(y->key, x->key);
+    return c ? c : (x->idx < y->idx ? -1 : x->idx > y->idx); /* stable, as Go's sort */
 }
 
-static int cmp_plugin_desc(const void *a, const void *b)
+/* decK's PluginString order, descending: name + consumer + consumer_group + route + service. */
+static void sort_plugins(json_t *arr)
 {
-    char *x = plugin_string(*(json_t *const *)a), *y = plugin_string(*(json_t *const *)b);
-    int c = strcmp(y ? y : "", x ? x : "");
-    free(x);
-    free(y);
-    return c;
+    size_t n = json_array_size(arr);
+    PluginKey *k = calloc(n ? n : 1, sizeof(*k));
+    if (!k)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        json_t *p = json_array_get(arr, i);
+        k[i].p = json_incref(p);
+        k[i].idx = i;
+        k[i].key = util_strdup_printf("%s%s%s%s%s", sget(p, "name"), sget(p, "consumer"),
+                                      sget(p, "consumer_group"), sget(p, "route"), sget(p, "service"));
+    }
+    qsort(k, n, sizeof(*k), cmp_pkey_desc);
+    json_array_clear(arr);
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, k[i].p);
+        free(k[i].key);
+    }
+    free(k);
 }
 
 static void route_defaults(json_t *r, bool expr)
@@ -540,15 +570,17 @@ static json_t *assemble(Xlate *x)
         XService *s = x->svcs[i];
         if (s->skip || !s->s)
             continue;
-        json_t *svc = json_deep_copy(s->s);
+        /* The service's objects are not needed after assembly: move them, do not copy. */
+        json_t *svc = s->s;
+        s->s = NULL;
         json_t *routes = json_array();
         for (size_t j = 0; j < s->nroutes; j++) {
-            json_t *r = json_deep_copy(s->routes[j].r);
+            json_t *r = s->routes[j].r;
+            s->routes[j].r = NULL;
             route_defaults(r, s->routes[j].expr);
             if (s->routes[j].plugins && json_array_size(s->routes[j].plugins)) {
-                json_t *pl = json_deep_copy(s->routes[j].plugins);
-                sort_array(pl, cmp_name_desc);
-                json_object_set_new(r, "plugins", pl);
+                sort_array(s->routes[j].plugins, cmp_name_desc);
+                json_object_set(r, "plugins", s->routes[j].plugins);
             }
             json_array_append_new(routes, r);
         }
@@ -558,9 +590,8 @@ static json_t *assemble(Xlate *x)
         else
             json_decref(routes);
         if (s->plugins && json_array_size(s->plugins)) {
-            json_t *pl = json_deep_copy(s->plugins);
-            sort_array(pl, cmp_name_desc);
-            json_object_set_new(svc, "plugins", pl);
+            sort_array(s->plugins, cmp_name_desc);
+            json_object_set(svc, "plugins", s->plugins);
         }
         json_array_append_new(services, svc);
     }
@@ -584,7 +615,7 @@ static json_t *assemble(Xlate *x)
     sort_array(x->certificates, cmp_cert_desc);
     sort_array(x->ca_certificates, cmp_cert_desc);
     sort_array(x->consumer_groups, cmp_name_desc);
-    sort_array(x->plugins, cmp_plugin_desc);
+    sort_plugins(x->plugins);
     sort_array(x->vaults, cmp_prefix_desc);
 
     struct {

@@ -14,12 +14,159 @@
 
 #include "util.h"
 
+static void json_str(Buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    buf_reserve(b, n + 2);
+    buf_putc(b, '"');
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        buf_append(b, s + i - run, run);
+        run = 0;
+        switch (c) {
+        case '"':
+            buf_puts(b, "\\\"");
+            break;
+        case '\\':
+            buf_puts(b, "\\\\");
+            break;
+        case '\n':
+            buf_puts(b, "\\n");
+            break;
+        case '\r':
+            buf_puts(b, "\\r");
+            break;
+        case '\t':
+            buf_puts(b, "\\t");
+            break;
+        case '\b':
+            buf_puts(b, "\\b");
+            break;
+        case '\f':
+            buf_puts(b, "\\f");
+            break;
+        default: {
+            char u[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
+            buf_puts(b, u);
+        }
+        }
+    }
+    buf_append(b, s + n - run, run);
+    buf_putc(b, '"');
+}
+
+typedef struct Key {
+    const char *k;
+    size_t n;
+    json_t *v;
+} Key;
+
+static int cmp_key(const void *a, const void *b)
+{
+    const Key *x = a, *y = b;
+    size_t n = x->n < y->n ? x->n : y->n;
+    int c = memcmp(x->k, y->k, n);
+    return c ? c : (x->n < y->n ? -1 : x->n > y->n);
+}
+
+static void canon(Buf *b, const json_t *v)
+{
+    char num[64];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        size_t n = json_object_size(v), i = 0;
+        Key small[16];
+        Key *keys = n <= 16 ? small : malloc(n * sizeof(*keys));
+        const char *k;
+        json_t *c;
+        if (!keys)
+            return;
+        json_object_foreach((json_t *)v, k, c)
+        {
+            keys[i].k = k;
+            keys[i].n = strlen(k);
+            keys[i].v = c;
+            i++;
+        }
+        if (n > 16) {
+            qsort(keys, n, sizeof(*keys), cmp_key);
+        } else {
+            for (size_t a = 1; a < n; a++) /* small objects: insertion sort, no allocation */
+                for (size_t z = a; z > 0 && cmp_key(&keys[z - 1], &keys[z]) > 0; z--) {
+                    Key t = keys[z];
+                    keys[z] = keys[z - 1];
+                    keys[z - 1] = t;
+                }
+        }
+        buf_putc(b, '{');
+        for (i = 0; i < n; i++) {
+            if (i)
+                buf_putc(b, ',');
+            json_str(b, keys[i].k, keys[i].n);
+            buf_putc(b, ':');
+            canon(b, keys[i].v);
+        }
+        buf_putc(b, '}');
+        if (keys != small)
+            free(keys);
+        break;
+    }
+    case JSON_ARRAY: {
+        buf_putc(b, '[');
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i)
+                buf_putc(b, ',');
+            canon(b, json_array_get(v, i));
+        }
+        buf_putc(b, ']');
+        break;
+    }
+    case JSON_STRING:
+        json_str(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+        buf_puts(b, num);
+        break;
+    case JSON_REAL: {
+        /* Shortest text that reads back to the same double, always with a dot or exponent. */
+        double d = json_real_value(v);
+        for (int prec = 15; prec <= 17; prec++) {
+            snprintf(num, sizeof(num), "%.*g", prec, d);
+            if (strtod(num, NULL) == d)
+                break;
+        }
+        size_t l = strlen(num);
+        if (!strpbrk(num, ".eEn") && l + 3 <= sizeof(num))
+            memcpy(num + l, ".0", 3);
+        buf_puts(b, num);
+        break;
+    }
+    case JSON_TRUE:
+        buf_puts(b, "true");
+        break;
+    case JSON_FALSE:
+        buf_puts(b, "false");
+        break;
+    default:
+        buf_puts(b, "null");
+    }
+}
+
 char *xlate_canonical_json(const json_t *config, size_t *ret_len)
 {
-    char *s = json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-    if (s && ret_len)
-        *ret_len = strlen(s);
-    return s;
+    Buf b = BUF_INIT;
+    if (buf_reserve(&b, 1 << 16) < 0)
+        return NULL;
+    canon(&b, config);
+    if (ret_len)
+        *ret_len = b.len;
+    return buf_take(&b);
 }
 
 static bool needs_quotes(const char *s)

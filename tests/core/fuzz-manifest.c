@@ -16,7 +16,7 @@ static int on_obj(void *ud, json_t *obj, const char *file, int line)
 {
     (void)file;
     (void)line;
-    store_put(ud, obj);
+    store_put_new(ud, json_incref(obj));
     return 0;
 }
 

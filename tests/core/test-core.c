@@ -25,6 +25,24 @@ static void test_uuid5(void **state)
     assert_int_equal(util_uuid5(ns, "bar-namespace.foo-svc.80", id), 0);
     assert_string_equal(id, "edc1d53e-73b4-5932-9455-0e01f0d53e3f");
     assert_int_equal(util_uuid5("not-a-uuid", "x", id), -EINVAL);
+    /* Names around the SHA-1 block boundaries (values from Python's uuid.uuid5). */
+    static const struct {
+        char c;
+        int n;
+        const char *want;
+    } v[] = {{'x', 55, "caf7ffd5-11c4-5d65-9f10-7525d1b84bdb"},
+             {'y', 56, "7635fc13-49b0-5d5b-8603-a6324141db10"},
+             {'z', 64, "3472a55b-8e63-524a-8fe5-dceeefbe15f1"},
+             {'w', 300, "09a95645-b676-52f4-be44-9de96894e90f"}};
+    assert_int_equal(util_uuid5("fd02801f-0957-4a15-a55a-c8d9606f30b5", "routes", ns), 0);
+    assert_string_equal(ns, "78aafefa-16c7-5598-8955-58dc6264b27a");
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char name[301];
+        memset(name, v[i].c, (size_t)v[i].n);
+        name[v[i].n] = 0;
+        assert_int_equal(util_uuid5(ns, name, id), 0);
+        assert_string_equal(id, v[i].want);
+    }
 }
 
 static void test_base64(void **state)
