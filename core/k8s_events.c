@@ -92,8 +92,13 @@ static void evict(K8sEvents *e, uint64_t now_ms)
     }
 }
 
-int k8s__events_decide(K8sEvents *e, const char *key, uint64_t now_ms, const char **ret_name,
-                       json_int_t *ret_count)
+void k8s__events_forget(K8sEvents *e, const char *key)
+{
+    json_object_del(e->cache, key);
+}
+
+int k8s__events_decide(K8sEvents *e, const char *key, uint64_t now_ms, const char *new_name,
+                       const char **ret_name, json_int_t *ret_count)
 {
     json_t *ent = json_object_get(e->cache, key);
     if (ent && now_ms - num(ent, "first_ms") < DEDUP_WINDOW_MS) {
@@ -113,6 +118,12 @@ int k8s__events_decide(K8sEvents *e, const char *key, uint64_t now_ms, const cha
         return K8S_EV_SKIP;
     }
     evict(e, now_ms);
+    ent = json_pack("{s:s, s:i, s:I, s:I}", "name", new_name, "count", 1, "first_ms",
+                            (json_int_t)now_ms, "sent_ms", (json_int_t)now_ms);
+    if (!ent || json_object_set_new(e->cache, key, ent) < 0)
+        return K8S_EV_SKIP;
+    *ret_name = k8s__str(json_object_get(e->cache, key), "name");
+    *ret_count = 1;
     return K8S_EV_CREATE;
 }
 
@@ -157,34 +168,33 @@ void k8s__events_emit(K8sEvents *e, json_t *obj, const char *type, const char *r
     if (!key)
         return;
     uint64_t now = util_now_ms();
+    struct timespec tsn;
+    clock_gettime(CLOCK_REALTIME, &tsn);
+    char evname[320];
+    /* Unique name as client-go makes it: object name and the time in nanoseconds. */
+    snprintf(evname, sizeof(evname), "%.200s.%llx", name,
+             (unsigned long long)tsn.tv_sec * 1000000000ULL + (unsigned long long)tsn.tv_nsec);
     const char *ev_name = NULL;
     json_int_t count = 1;
-    int act = k8s__events_decide(e, key, now, &ev_name, &count);
-    const char *ev_ns = *ns ? ns : "default";
-    char ts[32];
-    k8s__now_rfc3339(ts);
-    int r;
+    int act = k8s__events_decide(e, key, now, evname, &ev_name, &count);
     if (act == K8S_EV_SKIP) {
         free(key);
         return;
-    } else if (act == K8S_EV_PATCH) {
-        char *path = util_strdup_printf("/api/v1/namespaces/%s/events/%s", ev_ns, ev_name);
-        json_t *patch = json_pack("{s:I, s:s}", "count", count, "lastTimestamp", ts);
-        r = path && patch ? k8s__request(k, "PATCH", path, patch, "application/merge-patch+json",
-                                         REQ_TIMEOUT_MS, MAX_BODY, NULL, on_done, key, NULL)
-                          : -ENOMEM;
-        free(path);
-        json_decref(patch);
-        if (r == 0) {
-            e->m_patched++;
-            return;
-        }
+    }
+    const char *ev_ns = *ns ? ns : "default";
+    char ts[32];
+    k8s__now_rfc3339(ts);
+    char *path = NULL;
+    json_t *body = NULL;
+    const char *method, *ctype = NULL;
+    if (act == K8S_EV_PATCH) {
+        method = "PATCH";
+        ctype = "application/merge-patch+json";
+        path = util_strdup_printf("/api/v1/namespaces/%s/events/%s", ev_ns, ev_name);
+        body = json_pack("{s:I, s:s}", "count", count, "lastTimestamp", ts);
     } else {
-        struct timespec tsn;
-        clock_gettime(CLOCK_REALTIME, &tsn);
-        char evname[320];
-        snprintf(evname, sizeof(evname), "%.200s.%llx", name,
-                 (unsigned long long)tsn.tv_sec * 1000000000ULL + (unsigned long long)tsn.tv_nsec);
+        method = "POST";
+        path = util_strdup_printf("/api/v1/namespaces/%s/events", ev_ns);
         json_t *io = json_pack("{s:s, s:s, s:s}", "kind", kind, "name", name, "apiVersion",
                                k8s__str(obj, "apiVersion"));
         if (io && *ns)
@@ -194,42 +204,33 @@ void k8s__events_emit(K8sEvents *e, json_t *obj, const char *type, const char *r
         const char *rv = k8s__str(md, "resourceVersion");
         if (io && *rv)
             json_object_set_new(io, "resourceVersion", json_string(rv));
-        json_t *ev = io ? json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:{s:s}, s:s, "
-                                    "s:s, s:i, s:s, s:s}",
-                                    "apiVersion", "v1", "kind", "Event", "metadata", "name",
-                                    evname, "namespace", ev_ns, "involvedObject", io, "reason",
-                                    reason, "message", msg, "type", type, "source", "component",
-                                    "tether", "firstTimestamp", ts, "lastTimestamp", ts, "count",
-                                    1, "reportingComponent", "tether", "reportingInstance",
-                                    k->identity)
-                        : NULL;
-        char *path = util_strdup_printf("/api/v1/namespaces/%s/events", ev_ns);
-        json_t *ent = json_pack("{s:s, s:i, s:I, s:I}", "name", evname, "count", 1, "first_ms",
-                                (json_int_t)now, "sent_ms", (json_int_t)now);
-        r = -ENOMEM;
-        char *kcopy = strdup(key);
-        if (ev && path && ent && kcopy) {
-            json_object_set(e->cache, key, ent);
-            r = k8s__request(k, "POST", path, ev, NULL, REQ_TIMEOUT_MS, MAX_BODY, NULL, on_done,
-                             kcopy, NULL);
-            if (r == 0)
-                kcopy = NULL;
-            else
-                json_object_del(e->cache, key);
-        }
-        free(kcopy);
-        free(path);
-        json_decref(ev);
-        json_decref(ent);
-        if (r == 0) {
-            e->m_created++;
-            log_event(LOG_DEBUG, "k8s", "event created", "{s:s, s:s, s:s}", "object", name,
-                      "reason", reason, "event", evname);
-        }
-        free(key);
-        return;
+        body = io ? json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:{s:s}, s:s, "
+                              "s:s, s:i, s:s, s:s}",
+                              "apiVersion", "v1", "kind", "Event", "metadata", "name", ev_name,
+                              "namespace", ev_ns, "involvedObject", io, "reason", reason,
+                              "message", msg, "type", type, "source", "component", "tether",
+                              "firstTimestamp", ts, "lastTimestamp", ts, "count", 1,
+                              "reportingComponent", "tether", "reportingInstance", k->identity)
+                  : NULL;
     }
-    e->m_failed++;
+    char *kcopy = strdup(key);
+    int r = path && body && kcopy ? k8s__request(k, method, path, body, ctype, REQ_TIMEOUT_MS,
+                                                 MAX_BODY, NULL, on_done, kcopy, NULL)
+                                  : -ENOMEM;
+    if (r == 0) {
+        if (act == K8S_EV_PATCH)
+            e->m_patched++;
+        else
+            e->m_created++;
+        log_event(LOG_DEBUG, "k8s", "event sent", "{s:s, s:s, s:s, s:I}", "object", name,
+                  "reason", reason, "event", ev_name, "count", count);
+    } else {
+        free(kcopy);
+        e->m_failed++;
+        k8s__events_forget(e, key);
+    }
+    free(path);
+    json_decref(body);
     free(key);
 }
 

@@ -186,11 +186,13 @@ bool k8s__bucket_take(K8sBucket *b, uint64_t now_ms);
 enum { K8S_EV_SKIP = 0, K8S_EV_CREATE, K8S_EV_PATCH };
 /*
  * k8s__events_decide() - what to do with an Event for @key (object+type+reason+message) at
- * @now_ms: create it, patch the count of the one sent before, or skip it. Updates the cache.
- * *ret_name / *ret_count (borrowed) name the Event to patch and its new count.
+ * @now_ms: create it (recorded in the cache as @new_name), patch the count of the one sent
+ * before, or skip it. *ret_name (borrowed) / *ret_count name the Event to write and its count.
  */
-int k8s__events_decide(K8sEvents *e, const char *key, uint64_t now_ms, const char **ret_name,
-                       json_int_t *ret_count);
+int k8s__events_decide(K8sEvents *e, const char *key, uint64_t now_ms, const char *new_name,
+                       const char **ret_name, json_int_t *ret_count);
+/* k8s__events_forget() - drop @key from the cache (its write failed). */
+void k8s__events_forget(K8sEvents *e, const char *key);
 
 /* k8s__service_addresses() - status.loadBalancer.ingress entries for Service @svc (new ref). */
 json_t *k8s__service_addresses(json_t *svc);
