@@ -35,6 +35,8 @@ struct K8sReq {
     K8sChunkFn on_chunk;
     K8sRespFn done;
     void *ud;
+    size_t max_body;
+    bool deferred;
 };
 
 const char *k8s__str(const json_t *o, const char *key)
@@ -398,6 +400,8 @@ static void req_unlink(K8s *k, K8sReq *q)
 }
 
 static void maybe_finish(K8s *k);
+static int start_req(K8s *k, K8sReq *q, K8sReq **ret_req);
+static void on_defer(uv_timer_t *t);
 
 static void on_http_done(void *ud, CURL *easy, const HttpResult *res)
 {
@@ -431,9 +435,14 @@ static void on_http_done(void *ud, CURL *easy, const HttpResult *res)
 static int on_http_chunk(void *ud, CURL *easy, const char *data, size_t len)
 {
     K8sReq *q = ud;
+    K8s *k = q->k;
     long status = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-    return q->on_chunk(q->k, q->ud, status, data, len);
+    /* libcurl refuses new transfers from inside its callbacks: requests made now wait. */
+    k->in_chunk++;
+    int r = q->on_chunk(k, q->ud, status, data, len);
+    k->in_chunk--;
+    return r;
 }
 
 int k8s__request(K8s *k, const char *method, const char *path, json_t *body, const char *ctype,
@@ -518,6 +527,38 @@ int k8s__request(K8s *k, const char *method, const char *path, json_t *body, con
     free(text);
     url = text = NULL;
     q->easy = e;
+    q->max_body = max_body;
+    if (k->in_chunk > 0 && k->defer_open) {
+        q->deferred = true;
+        if (k->deferred_tail)
+            k->deferred_tail->next = q;
+        else
+            k->deferred = q;
+        k->deferred_tail = q;
+        k->nreqs++;
+        uv_timer_start(&k->defer_timer, on_defer, 0, 0);
+        if (ret_req)
+            *ret_req = q;
+        return 0;
+    }
+    return start_req(k, q, ret_req);
+
+fail_hdrs:
+    curl_slist_free_all(h);
+fail:
+    if (e)
+        curl_easy_cleanup(e);
+    free(q);
+    free(url);
+    free(text);
+    return r;
+}
+
+static int start_req(K8s *k, K8sReq *q, K8sReq **ret_req)
+{
+    int r;
+    CURL *e = q->easy;
+    size_t max_body = q->max_body;
     /* Link first: a synchronous failure path below unlinks again. */
     q->next = k->reqs;
     if (k->reqs)
@@ -525,7 +566,7 @@ int k8s__request(K8s *k, const char *method, const char *path, json_t *body, con
     k->reqs = q;
     k->nreqs++;
     k->m_requests++;
-    if (on_chunk)
+    if (q->on_chunk)
         r = http_start_stream(k->http, e, on_http_chunk, on_http_done, q);
     else
         r = http_start(k->http, e, max_body, on_http_done, q);
@@ -539,22 +580,68 @@ int k8s__request(K8s *k, const char *method, const char *path, json_t *body, con
     if (ret_req)
         *ret_req = q;
     return 0;
+}
 
-fail_hdrs:
-    curl_slist_free_all(h);
-fail:
-    if (e)
-        curl_easy_cleanup(e);
+/* Complete a deferred request that never reached Http. */
+static void fail_deferred(K8s *k, K8sReq *q, CURLcode code)
+{
+    K8sResp r = {.code = code, .body = "", .retry_after_s = -1, .error = "request aborted"};
+    k->nreqs--;
+    k->in_cb++;
+    q->done(k, q->ud, &r);
+    k->in_cb--;
+    curl_easy_cleanup(q->easy);
+    curl_slist_free_all(q->hdrs);
     free(q);
-    free(url);
-    free(text);
-    return r;
+    maybe_finish(k);
+}
+
+static void on_defer(uv_timer_t *t)
+{
+    K8s *k = t->data;
+    K8sReq *list = k->deferred;
+    k->deferred = k->deferred_tail = NULL;
+    while (list) {
+        K8sReq *q = list;
+        list = q->next;
+        q->next = NULL;
+        q->deferred = false;
+        k->nreqs--; /* start_req counts it again */
+        k->m_requests--;
+        /* start_req cannot call done on failure: do it here, as promised. */
+        K8sRespFn done = q->done;
+        void *ud = q->ud;
+        if (start_req(k, q, NULL) < 0) {
+            K8sResp r = {.code = CURLE_FAILED_INIT, .body = "", .retry_after_s = -1,
+                         .error = "request could not start"};
+            k->in_cb++;
+            done(k, ud, &r);
+            k->in_cb--;
+            maybe_finish(k);
+        }
+    }
 }
 
 void k8s__cancel(K8s *k, K8sReq *req)
 {
-    if (req)
-        http_cancel(k->http, req->easy);
+    if (!req)
+        return;
+    if (req->deferred) {
+        K8sReq **pp = &k->deferred, *prev = NULL;
+        while (*pp && *pp != req) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        if (*pp) {
+            *pp = req->next;
+            if (k->deferred_tail == req)
+                k->deferred_tail = prev;
+            req->next = NULL;
+            fail_deferred(k, req, CURLE_ABORTED_BY_CALLBACK);
+        }
+        return;
+    }
+    http_cancel(k->http, req->easy);
 }
 
 const char *k8s__resp_err(const K8sResp *r)
@@ -676,6 +763,9 @@ int k8s_start(K8s *k)
     if (k->started)
         return -EALREADY;
     k->started = true;
+    uv_timer_init(k->loop, &k->defer_timer);
+    k->defer_timer.data = k;
+    k->defer_open = true;
     int r = k8s__watch_start(k->watch);
     if (r < 0)
         return r;
@@ -764,6 +854,11 @@ void k8s__close_step(K8s *k)
     maybe_finish(k);
 }
 
+static void on_defer_closed(uv_handle_t *h)
+{
+    k8s__close_step(h->data);
+}
+
 void k8s_close(K8s *k, void (*done)(void *ud), void *ud)
 {
     if (!k) {
@@ -775,7 +870,20 @@ void k8s_close(K8s *k, void (*done)(void *ud), void *ud)
     k->close_done = done;
     k->close_ud = ud;
     /* One step for each part with handles, plus one for this function itself. */
-    k->close_pending = 3;
+    k->close_pending = 3 + (k->defer_open ? 1 : 0);
+    /* Deferred requests never reached Http: complete them here. */
+    while (k->deferred) {
+        K8sReq *q = k->deferred;
+        k->deferred = q->next;
+        if (!k->deferred)
+            k->deferred_tail = NULL;
+        q->next = NULL;
+        fail_deferred(k, q, CURLE_ABORTED_BY_CALLBACK);
+    }
+    if (k->defer_open) {
+        k->defer_open = false;
+        uv_close((uv_handle_t *)&k->defer_timer, on_defer_closed);
+    }
     /* Abort what is in flight (watches, lists, Events); the Lease release is sent after this. */
     size_t n = 0;
     CURL **easies = k->nreqs ? calloc(k->nreqs, sizeof(*easies)) : NULL;

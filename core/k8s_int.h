@@ -113,6 +113,11 @@ struct K8s {
     void *close_ud;
     int close_pending; /* parts still closing */
     int in_cb;         /* inside a request callback: no free */
+    int in_chunk;      /* inside a streamed chunk (a curl callback): requests are deferred */
+    K8sReq *deferred;  /* requests to hand to Http from the loop (FIFO) */
+    K8sReq *deferred_tail;
+    uv_timer_t defer_timer;
+    bool defer_open;
 
     K8sWatch *watch;
     K8sLease *lease;

@@ -275,6 +275,8 @@ static void ref_gained(K8sWatch *w, const char *ref)
                  : -ENOMEM;
     free(path);
     if (r < 0) {
+        log_event(LOG_WARN, "k8s", "cannot fetch a referenced object, relisting", "{s:s, s:s}",
+                  "object", ref, "err", strerror(-r));
         free(fc->ref);
         free(fc);
         /* Relisting re-evaluates every held object against the current references. */

@@ -19,8 +19,19 @@ TOKEN = "test-token-0123456789"
 DEADLINE = float(os.environ.get("K8S_TEST_DEADLINE", "30"))
 
 
+DRIVERS = []
+
+
 def fail(msg):
     print("FAIL: " + msg, flush=True)
+    for d in DRIVERS:
+        print("--- driver %s (alive %s): last lines" % (d.args, d.alive()))
+        for j in d.snapshot()[-8:]:
+            print(json.dumps(j)[:300])
+        print("--- stderr tail")
+        print(d.err_text()[-4000:])
+        if d.alive():
+            d.p.kill()
     sys.exit(1)
 
 
@@ -70,6 +81,8 @@ class Driver:
         check(DRIVER, "K8S_DRIVER not set")
         e = dict(os.environ)
         e.update(env or {})
+        self.args = args
+        DRIVERS.append(self)
         self.stderr = tempfile.TemporaryFile()
         self.p = subprocess.Popen([DRIVER] + args, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=self.stderr, env=e)
