@@ -194,6 +194,12 @@ class Handler(BaseHTTPRequestHandler):
             if parts[:1] == ["_control"]:
                 return self.control(parts[1:], q)
             fake.requests += 1
+            cert = None
+            if hasattr(self.connection, "getpeercert"):
+                cert = self.connection.getpeercert()
+            if cert:
+                cn = [v for rdn in cert.get("subject", ()) for (k, v) in rdn if k == "commonName"]
+                fake.client_certs.append(cn[0] if cn else "")
             if st.tokens is not None:
                 auth = self.headers.get("Authorization", "")
                 if not auth.startswith("Bearer ") or auth[7:] not in st.tokens:
@@ -526,7 +532,9 @@ class Server(ThreadingHTTPServer):
     def get_request(self):
         sock, addr = super().get_request()
         if self.sslctx:
-            sock = self.sslctx.wrap_socket(sock, server_side=True)
+            # Handshake in the handler thread (first read), not in the accept loop.
+            sock = self.sslctx.wrap_socket(sock, server_side=True,
+                                           do_handshake_on_connect=False)
         return sock, addr
 
     def handle_error(self, request, client_address):
@@ -547,6 +555,7 @@ class FakeApiServer:
         self.stopping = False
         self.requests = self.lists = self.watches = self.events_sent = self.bookmarks_sent = 0
         self.writes = []
+        self.client_certs = []  # common names of client certificates seen
         sslctx = None
         if tls_cert:
             sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
