@@ -201,3 +201,9 @@ void k8s__events_forget(K8sEvents *e, const char *key);
 
 /* k8s__service_addresses() - status.loadBalancer.ingress entries for Service @svc (new ref). */
 json_t *k8s__service_addresses(json_t *svc);
+
+/*
+ * k8s__watch_feed() - hand @data to the watch stream parser of the first watcher of kind
+ * number @kind_index (modulo the kinds known), as if received; for fuzzing and tests.
+ */
+void k8s__watch_feed(K8sWatch *w, size_t kind_index, const char *data, size_t len);
