@@ -385,12 +385,14 @@ class Handler(BaseHTTPRequestHandler):
                             pending.append((typ, obj))
                             since = erv
                     pos = len(st.history)
+                    # Everything up to here has been scanned: a bookmark may claim it. (Not
+                    # st.rv after the wait: events added meanwhile are not scanned yet.)
+                    cur_rv = st.rv
                     if not pending:
                         now = time.monotonic()
                         if now >= deadline:
                             break
                         st.cond.wait(min(0.2, deadline - now))
-                    cur_rv = st.rv
                 for typ, obj in pending:
                     self.chunk(json.dumps({"type": typ, "object": obj}).encode() + b"\n")
                     fake.events_sent += 1

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http.h"
 #include "k8s.h"
@@ -28,6 +29,11 @@ static bool quitting;
 
 static void out(json_t *j)
 {
+    /* CLOCK_MONOTONIC in microseconds: tests compare it with Python's time.monotonic(). */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    json_object_set_new(j, "t_us", json_integer((json_int_t)ts.tv_sec * 1000000 +
+                                                ts.tv_nsec / 1000));
     char *s = json_dumps(j, JSON_COMPACT);
     if (s) {
         fputs(s, stdout);
