@@ -22,6 +22,7 @@ Access log lines: "METHOD PATH?QUERY STATUS".
 import argparse
 import base64
 import copy
+import gzip
 import json
 import os
 import socket
@@ -156,7 +157,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_json(self, code, obj, log=True):
         body = json.dumps(obj).encode()
+        gz = len(body) > 16384 and "gzip" in self.headers.get("Accept-Encoding", "")
+        if gz:
+            # As the real API server does for large responses when the client accepts it.
+            body = gzip.compress(body, 1)
+            self.server.fake.gzipped += 1
         self.send_response(code)
+        if gz:
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -557,6 +565,7 @@ class FakeApiServer:
         self.stopping = False
         self.requests = self.lists = self.watches = self.events_sent = self.bookmarks_sent = 0
         self.writes = []
+        self.gzipped = 0  # responses sent gzip-encoded
         self.client_certs = []  # common names of client certificates seen
         sslctx = None
         if tls_cert:

@@ -36,6 +36,7 @@ def main():
     lines = open(log).read().splitlines()
     pages = [ln for ln in lines if ln.startswith("GET /apis/networking.k8s.io/v1/ingresses?limit=500")]
     check(len(pages) == 3, "want 3 list pages, got %d: %s" % (len(pages), pages))
+    check(fake.gzipped >= 3, "list pages arrived gzip-encoded (%d)" % fake.gzipped)
     check(any("continue=" in ln for ln in pages), "continue token used")
     check(any("kongvaults" in ln and ln.endswith(" 404") for ln in lines), "kongvaults 404")
     check("KongVault" in d.err_text() or "CRD not installed" in d.err_text(),
