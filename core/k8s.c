@@ -674,6 +674,7 @@ static K8s *k8s_free(K8s *k)
     free(k->election_id);
     free(k->election_ns);
     free(k->identity);
+    free(k->ingress_class);
     free(k->publish_ns);
     free(k->publish_name);
     free(k);
@@ -721,7 +722,9 @@ int k8s_new(uv_loop_t *loop, Http *http, const K8sConfig *cfg, const K8sCallback
         (void)gethostname(host, sizeof(host) - 1);
         k->identity = util_strdup_printf("%s_%d", host, (int)getpid());
     }
-    if (!k->election_id || !k->election_ns || !k->identity)
+    k->ingress_class = strdup(cfg->ingress_class && *cfg->ingress_class ? cfg->ingress_class
+                                                                        : "kong");
+    if (!k->election_id || !k->election_ns || !k->identity || !k->ingress_class)
         goto fail;
     k->leader_election = cfg->leader_election;
     k->update_status = cfg->update_status;
@@ -785,6 +788,8 @@ void k8s__set_leader(K8s *k, bool on)
               "identity", k->identity, "lease", k->election_id, "namespace", k->election_ns);
     if (k->cb.leader && !k->closing)
         k->cb.leader(k->cb.ud, on);
+    if (on && !k->closing)
+        k8s__status_kick(k->status);
 }
 
 bool k8s_is_leader(const K8s *k)

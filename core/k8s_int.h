@@ -100,6 +100,7 @@ struct K8s {
     char *election_ns;
     char *identity;
     bool leader_election;
+    char *ingress_class;
     char *publish_ns;
     char *publish_name;
     bool update_status;
@@ -149,6 +150,11 @@ int k8s__status_new(K8s *k, K8sStatus **ret);
 void k8s__status_service(K8sStatus *s, json_t *svc, bool deleted);
 json_t *k8s__status_addresses(K8sStatus *s);
 void k8s__status_update(K8sStatus *s, json_t *ingresses, json_t *lb);
+/* Watched Ingresses and IngressClasses: the status of the ones of our class follows on its own. */
+void k8s__status_ingress(K8sStatus *s, json_t *ing, const char *key, bool deleted);
+void k8s__status_class(K8sStatus *s, json_t *ic, const char *name, bool deleted);
+/* k8s__status_kick() - check every Ingress again (leadership gained). */
+void k8s__status_kick(K8sStatus *s);
 void k8s__status_metrics(K8sStatus *s, Buf *out);
 void k8s__status_free(K8sStatus *s);
 

@@ -429,6 +429,10 @@ static void on_object(Watcher *wt, json_t *obj)
     if (strcmp(wt->ki->kind, "Service") == 0 && k->publish_ns &&
         strcmp(ns, k->publish_ns) == 0 && strcmp(name, k->publish_name) == 0)
         k8s__status_service(k->status, obj, false);
+    else if (strcmp(wt->ki->kind, "Ingress") == 0)
+        k8s__status_ingress(k->status, obj, key, false);
+    else if (strcmp(wt->ki->kind, "IngressClass") == 0)
+        k8s__status_class(k->status, obj, name, false);
     if (!k->closing && k->cb.upsert)
         k->cb.upsert(k->cb.ud, obj);
 }
@@ -454,6 +458,10 @@ static void on_gone(Watcher *wt, const char *key)
     if (strcmp(wt->ki->kind, "Service") == 0 && k->publish_ns &&
         strcmp(ns, k->publish_ns) == 0 && strcmp(name, k->publish_name) == 0)
         k8s__status_service(k->status, NULL, true);
+    else if (strcmp(wt->ki->kind, "Ingress") == 0)
+        k8s__status_ingress(k->status, NULL, key, true);
+    else if (strcmp(wt->ki->kind, "IngressClass") == 0)
+        k8s__status_class(k->status, NULL, name, true);
     if (delivered)
         deliver_remove(wt, ns, name);
     json_object_del(wt->known, key);

@@ -12,6 +12,12 @@ def main():
     tmp = tempfile.mkdtemp()
     fake = start_fake()
     ing = fake.apply(ingress("web", ns="shop"))
+    other = ingress("other", ns="shop")
+    other["spec"]["ingressClassName"] = "nginx"
+    fake.apply(other)
+    plain = ingress("plain", ns="shop")
+    del plain["spec"]["ingressClassName"]
+    fake.apply(plain)
     kc = kubeconfig(tmp, fake.url)
     d = Driver(["--kubeconfig", kc, "--publish-service", "kong/proxy", "--update-status",
                 "--identity", "kong/pod-x"])
@@ -68,8 +74,19 @@ def main():
                "Ingress status written")
     writes = [w for w in fake.writes if w[3] == "web/status"]
     check(len(writes) == 1 and writes[0][0] == "PATCH", "one status PATCH: %s" % writes)
+    # Without the explicit call the client follows the Ingresses of its class on its own.
+    check(not [w for w in fake.writes if w[3] in ("other/status", "plain/status")],
+          "other classes and class-less Ingresses untouched")
+    fake.apply(obj("IngressClass", "kong", None, spec={
+        "controller": "ingress-controllers.konghq.com/kong"}, metadata={
+        "name": "kong", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}}))
+    wait_until(lambda: (fake.get("Ingress", "shop", "plain").get("status") or {})
+               .get("loadBalancer", {}).get("ingress") == [{"ip": "203.0.113.7"}],
+               "class-less Ingress gets the status once kong is the default class")
+    check(not [w for w in fake.writes if w[3] == "other/status"], "other class untouched")
     # Same status again (object now carries it): nothing written.
     d.wait("upsert", kind="Ingress", name="web", count=2)
+    time.sleep(0.5)
     cur = fake.get("Ingress", "shop", "web")
     d.send({"cmd": "status", "ingresses": [cur], "lb": None})
     d.wait("status-sent", count=2)
@@ -79,10 +96,15 @@ def main():
     fake.apply(obj("Service", "proxy", "kong", spec={"type": "LoadBalancer"},
                    status={"loadBalancer": {"ingress": [{"hostname": "lb.example"}]}}))
     d.wait("upsert", kind="Service", name="proxy", count=2)
-    d.send({"cmd": "status", "ingresses": [cur], "lb": None})
     wait_until(lambda: (fake.get("Ingress", "shop", "web").get("status") or {})
                .get("loadBalancer", {}).get("ingress") == [{"hostname": "lb.example"}],
-               "Ingress status updated")
+               "Ingress status follows the publish Service")
+    wait_until(lambda: (fake.get("Ingress", "shop", "plain").get("status") or {})
+               .get("loadBalancer", {}).get("ingress") == [{"hostname": "lb.example"}],
+               "class-less Ingress follows too")
+    n = len(fake.writes)
+    time.sleep(1)
+    check(len(fake.writes) == n, "no further writes once equal")
     check(d.stop() == 0, "driver exits 0")
     fake.stop()
     print("ok")
