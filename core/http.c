@@ -39,6 +39,7 @@ typedef struct HttpReq {
     size_t max_body;
     int truncated;
     HttpDoneFn done;
+    HttpChunkFn on_chunk; /* streamed body (http_start_stream) instead of collecting it */
     void *ud;
     char errbuf[CURL_ERROR_SIZE];
 } HttpReq;
@@ -213,6 +214,8 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
 {
     HttpReq *req = ud;
     size_t len = size * n;
+    if (req->on_chunk)
+        return req->on_chunk(req->ud, req->easy, p, len) ? 0 : len;
     if (req->body.len + len > req->max_body) {
         req->truncated = 1;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
@@ -253,6 +256,18 @@ int http_start(Http *h, CURL *easy, size_t max_body, HttpDoneFn done, void *ud)
     if (h->reqs)
         h->reqs->prev = req;
     h->reqs = req;
+    return 0;
+}
+
+int http_start_stream(Http *h, CURL *easy, HttpChunkFn on_chunk, HttpDoneFn done, void *ud)
+{
+    int r = http_start(h, easy, 0, done, ud);
+    if (r < 0)
+        return r;
+    /* No transfer runs before the loop turns, so the request can still be switched to streaming. */
+    HttpReq *req = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&req);
+    req->on_chunk = on_chunk;
     return 0;
 }
 

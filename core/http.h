@@ -43,6 +43,20 @@ CURL *http_easy_new(const char *url, long timeout_ms);
  */
 int http_start(Http *h, CURL *easy, size_t max_body, HttpDoneFn done, void *ud);
 
+/*
+ * HttpChunkFn - one piece of a streamed response body as it arrives (not NUL-terminated), e.g. a
+ * Kubernetes watch. @easy may be queried (CURLINFO_RESPONSE_CODE). Return 0 to go on, non-zero
+ * to abort the transfer (then @done sees CURLE_WRITE_ERROR).
+ */
+typedef int (*HttpChunkFn)(void *ud, CURL *easy, const char *data, size_t len);
+
+/*
+ * http_start_stream() - like http_start(), but the body is handed to @on_chunk as it arrives and
+ * not collected: @done gets an empty body. For long-lived responses (watches) the caller sets
+ * CURLOPT_TIMEOUT_MS itself (0 = none); the 30 s default of http_start() does not apply.
+ */
+int http_start_stream(Http *h, CURL *easy, HttpChunkFn on_chunk, HttpDoneFn done, void *ud);
+
 /* http_cancel() - abort a started request; its @done runs with CURLE_ABORTED_BY_CALLBACK. */
 void http_cancel(Http *h, CURL *easy);
 

@@ -45,6 +45,12 @@ void k8s_event(K8s *k, json_t *obj_ref, const char *type, const char *reason, co
 /* k8s_update_ingress_status() - set status.loadBalancer of the Ingresses the controller serves. */
 void k8s_update_ingress_status(K8s *k, json_t *ingresses, json_t *lb_ingress);
 bool k8s_is_leader(const K8s *k);
+/*
+ * k8s_publish_addresses() - status.loadBalancer.ingress entries derived from --publish-service
+ * (borrowed array, NULL until the Service has been seen). k8s_update_ingress_status() uses them
+ * when its @lb_ingress is NULL.
+ */
+json_t *k8s_publish_addresses(K8s *k);
 struct Buf;
 void k8s_metrics(K8s *k, struct Buf *out);
 void k8s_close(K8s *k, void (*done)(void *ud), void *ud);

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Benchmark of the Kubernetes client (not run by meson test): N Ingress sets (Ingress, Service,
+EndpointSlice, TLS Secret) plus M unrelated Secrets on the fake API server; prints the time to
+the initial sync, the peak RSS of the client process (k8s-driver: client only, no store), and
+the delay from a change on the server to its delivery.
+Usage: K8S_DRIVER=build/tests/k8s/k8s-driver tests/bench/k8s_bench.py [N] [M]"""
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s"))
+from k8slib import Driver, ingress, kubeconfig, obj, secret, start_fake, wait_until  # noqa
+
+
+def rss_kb(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
+    m = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
+    fake = start_fake()
+    t0 = time.monotonic()
+    for i in range(n):
+        ns = "ns%d" % (i % 50)
+        fake.apply(ingress("app-%05d" % i, ns=ns, tls_secret="tls-%05d" % i))
+        fake.apply(obj("Service", "svc-%05d" % i, ns, spec={
+            "type": "ClusterIP", "clusterIP": "10.0.%d.%d" % (i // 250, i % 250),
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}))
+        fake.apply(obj("EndpointSlice", "svc-%05d-abc" % i, ns, addressType="IPv4",
+                       endpoints=[{"addresses": ["10.1.%d.%d" % (i // 250, i % 250)],
+                                   "conditions": {"ready": True}}],
+                       ports=[{"name": "http", "port": 8080}]))
+        fake.apply(secret("tls-%05d" % i, ns=ns, data={"tls.crt": "Q0VSVA==" * 100,
+                                                       "tls.key": "S0VZ" * 100}))
+    for i in range(m):
+        fake.apply(secret("unrelated-%05d" % i, ns="ns%d" % (i % 50),
+                          data={"blob": "QUJDRA==" * 256}))
+    print("fake filled in %.1f s" % (time.monotonic() - t0))
+    tmp = tempfile.mkdtemp()
+    t0 = time.monotonic()
+    d = Driver(["--kubeconfig", kubeconfig(tmp, fake.url)])
+    d.wait("synced", timeout=600)
+    with open("/proc/%d/stat" % d.p.pid) as f:
+        st = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+    print("initial sync: %.2f s (client CPU %.2f s; the rest is the Python fake), %d objects "
+          "delivered" % (time.monotonic() - t0, cpu, len(d.ops("upsert"))))
+    wait_until(lambda: fake.watchers() >= 18, "watches", timeout=60)
+    lat = []
+    for i in range(20):
+        t1 = time.monotonic()
+        fake.apply(ingress("app-%05d" % i, ns="ns%d" % (i % 50), tls_secret="tls-%05d" % i)
+                   | {"metadata": {"name": "app-%05d" % i, "namespace": "ns%d" % (i % 50),
+                                   "labels": {"rev": str(i)}}})
+        ups = d.wait("upsert", kind="Ingress", name="app-%05d" % i, count=2, timeout=30)
+        lat.append(ups[-1]["t_us"] / 1000.0 - t1 * 1000)
+    lat.sort()
+    print("change to delivery: median %.1f ms, max %.1f ms (20 changes)" % (lat[10], lat[-1]))
+    print("client RSS: now %d kB, peak %d kB" % (rss_kb(d.p.pid, "VmRSS"),
+                                                rss_kb(d.p.pid, "VmHWM")))
+    d.stop()
+    fake.stop()
+
+
+if __name__ == "__main__":
+    main()
