@@ -385,7 +385,7 @@ void cfg_usage(FILE *out)
           out);
     for (size_t i = 0; i < N_OPTS; i++) {
         const Opt *o = &opts[i];
-        static const char *const tn[] = {"string", "", "list", "duration", "seconds", "int",
+        static const char *const tn[] = {"string", "[=bool]", "list", "duration", "seconds", "int",
                                          "string", "value"};
         fprintf(out, "  --%s %s\n        %s", o->name, tn[o->type], o->help);
         if (o->type == T_ENUM)
