@@ -35,6 +35,7 @@ struct Conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t wr;
+    uv_shutdown_t shut;
     char req[HTTPD_MAX_REQUEST + 1];
     size_t len;
     char *resp;
@@ -80,10 +81,29 @@ static void conn_close(Conn *c)
         uv_close((uv_handle_t *)&c->timer, on_conn_closed);
 }
 
+static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void on_idle(uv_timer_t *t);
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status;
+}
+
 static void on_written(uv_write_t *wr, int status)
 {
-    (void)status;
-    conn_close(wr->data);
+    Conn *c = wr->data;
+    /*
+     * Closing a socket with unread input sends a reset that can destroy the response in
+     * flight; so half-close, drain what the client still sends, close on its EOF or soon.
+     */
+    if (status < 0 || uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) < 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_idle, HTTPD_DRAIN_MS, 0);
 }
 
 static const char *reason(int st)
@@ -113,6 +133,7 @@ static void respond(Conn *c, int status, const char *ctype, const Buf *body, int
     Buf out = BUF_INIT;
     size_t blen = body && body->data ? body->len : 0;
     c->responded = 1;
+    c->len = 0; /* the request buffer now only receives what is drained */
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_stop(&c->timer);
     if (buf_printf(&out,
@@ -188,8 +209,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         conn_close(c);
         return;
     }
-    if (n == 0 || c->responded)
+    if (n == 0)
         return;
+    if (c->responded) {
+        c->len = 0; /* draining after the response */
+        return;
+    }
     c->len += (size_t)n;
     c->req[c->len] = 0;
     if (memchr(c->req, 0, c->len)) {
