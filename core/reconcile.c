@@ -166,7 +166,7 @@ static void translate_now(Recon *r)
         return;
     }
     metrics_hist_observe(&r->latency, (double)(uv_hrtime() - r->first_dirty_ns) / 1e6);
-    revision_unref(r->current);
+    Revision *old = r->current; /* freed after publishing: a big config takes a while */
     r->current = rev;
     r->published++;
     size_t bytes;
@@ -175,6 +175,7 @@ static void translate_now(Recon *r)
               revision_hash(rev), "revision", (json_int_t)revision_seq(rev), "bytes",
               (json_int_t)bytes, "failures", (int)json_array_size(failures));
     r->cfg.revision(r->cfg.ud, rev, true);
+    revision_unref(old);
 }
 
 static void on_timer(uv_timer_t *t)

@@ -308,8 +308,9 @@ static void on_discover(uv_timer_t *t)
 }
 #endif
 
+#if RUN_HAVE_K8S
 /* An EndpointSlice of the Admin API Service changed: tell the gateway discovery soon. */
-static inline void maybe_discover(Ctl *c, const char *kind, const char *ns)
+static void maybe_discover(Ctl *c, const char *kind, const char *ns)
 {
 #if RUN_HAVE_DP
     const char *svc = c->cfg.kong_admin_svc;
@@ -327,7 +328,6 @@ static inline void maybe_discover(Ctl *c, const char *kind, const char *ns)
 #endif
 }
 
-#if RUN_HAVE_K8S
 static void on_k8s_upsert(void *ud, json_t *obj)
 {
     Ctl *c = ud;
