@@ -13,15 +13,13 @@ from ctl_util import Tether, check, ingress, read, tmpdir, wait_for, write  # no
 
 
 def hosts(cfg_text):
-    """Every host named anywhere in a config (translator-agnostic)."""
+    """Every route host named in a config."""
     out = set()
 
     def walk(v):
         if isinstance(v, dict):
             for k, x in v.items():
-                if k in ("host", "hosts") and isinstance(x, str):
-                    out.add(x)
-                elif k == "hosts" and isinstance(x, list):
+                if k == "hosts" and isinstance(x, list):
                     out.update(h for h in x if isinstance(h, str))
                 else:
                     walk(x)
