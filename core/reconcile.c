@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Debounced translation of the store into revisions. See reconcile.h. */
+#include "reconcile.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+
+struct Recon {
+    uv_loop_t *loop;
+    Store *store;
+    ReconConfig cfg;
+    uv_timer_t timer;
+    bool dirty;
+    uint64_t first_dirty_ms; /* loop time of the first change since the last translation */
+    uint64_t first_dirty_ns; /* the same in uv_hrtime(), for the latency metric */
+    Revision *current;       /* last published */
+    json_t *last_failures;   /* failures of the last translation */
+    /* metrics */
+    unsigned long long ok_count, fail_count, published, unchanged;
+    size_t broken;           /* objects named by failures of the last translation */
+    MetricsHist duration;    /* translation time, ms */
+    MetricsHist latency;     /* first change to revision, ms */
+    void (*done)(void *ud);
+    void *done_ud;
+};
+
+static const double dur_buckets[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
+
+int recon_new(uv_loop_t *loop, Store *store, const ReconConfig *cfg, Recon **ret)
+{
+    if (!cfg->translate || !cfg->revision)
+        return -EINVAL;
+    Recon *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->loop = loop;
+    r->store = store;
+    r->cfg = *cfg;
+    if (r->cfg.max_wait_ms < r->cfg.debounce_ms)
+        r->cfg.max_wait_ms = r->cfg.debounce_ms;
+    r->timer.data = r;
+    uv_timer_init(loop, &r->timer);
+    metrics_hist_init(&r->duration, dur_buckets, sizeof(dur_buckets) / sizeof(dur_buckets[0]));
+    metrics_hist_init(&r->latency, dur_buckets, sizeof(dur_buckets) / sizeof(dur_buckets[0]));
+    *ret = r;
+    return 0;
+}
+
+static const char *str_or(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "";
+}
+
+static size_t count_broken(json_t *failures)
+{
+    /* distinct objects named by any failure */
+    json_t *seen = json_object();
+    size_t i, j, n;
+    json_t *f, *o;
+    if (!seen)
+        return 0;
+    json_array_foreach(failures, i, f) {
+        json_array_foreach(json_object_get(f, "objects"), j, o) {
+            char key[768];
+            snprintf(key, sizeof(key), "%s/%s/%s", str_or(o, "kind"), str_or(o, "namespace"),
+                     str_or(o, "name"));
+            json_object_set_new(seen, key, json_true());
+        }
+    }
+    n = json_object_size(seen);
+    json_decref(seen);
+    return n;
+}
+
+static bool failure_seen(json_t *prev, json_t *f)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(prev, i, p) {
+        if (json_equal(p, f))
+            return true;
+    }
+    return false;
+}
+
+static void log_failure(json_t *f)
+{
+    Buf names = BUF_INIT;
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(f, "objects"), i, o) {
+        const char *k = json_string_value(json_object_get(o, "kind"));
+        const char *ns = json_string_value(json_object_get(o, "namespace"));
+        const char *n = json_string_value(json_object_get(o, "name"));
+        (void)buf_printf(&names, "%s%s %s%s%s", i ? ", " : "", k ? k : "?", ns && *ns ? ns : "",
+                         ns && *ns ? "/" : "", n ? n : "?");
+    }
+    const char *msg = json_string_value(json_object_get(f, "message"));
+    log_event(LOG_WARN, "reconcile", "translation failure", "{s:s, s:s}", "error",
+              msg ? msg : "", "objects", names.data ? names.data : "");
+    buf_deinit(&names);
+}
+
+int recon_build(Recon *r, Store *store, int fallback, Revision **ret)
+{
+    json_t *config = NULL, *failures = NULL;
+    uint64_t t0 = uv_hrtime();
+    int e = r->cfg.translate(store, &r->cfg.xopts, &config, &failures);
+    double ms = (double)(uv_hrtime() - t0) / 1e6;
+    metrics_hist_observe(&r->duration, ms);
+    if (e < 0 || !config) {
+        r->fail_count++;
+        json_decref(config);
+        json_decref(failures);
+        return e < 0 ? e : -ENOMEM;
+    }
+    if (failures && json_array_size(failures))
+        r->fail_count++;
+    else
+        r->ok_count++;
+    Revision *rev = revision_new_consume(config, failures, fallback);
+    if (!rev)
+        return -ENOMEM;
+    log_event(LOG_DEBUG, "reconcile", "translated", "{s:f, s:s, s:b}", "ms", ms, "hash",
+              revision_hash(rev), "fallback", fallback);
+    *ret = rev;
+    return 0;
+}
+
+static void translate_now(Recon *r)
+{
+    Revision *rev = NULL;
+
+    r->dirty = false;
+    uv_timer_stop(&r->timer);
+    int e = recon_build(r, r->store, 0, &rev);
+    if (e < 0) {
+        log_event(LOG_ERROR, "reconcile", "translation failed", "{s:s}", "err", strerror(-e));
+        return;
+    }
+    json_t *failures = revision_failures(rev);
+    size_t i;
+    json_t *f;
+    json_array_foreach(failures, i, f) {
+        if (failure_seen(r->last_failures, f))
+            continue;
+        log_failure(f);
+        if (r->cfg.failure)
+            r->cfg.failure(r->cfg.ud, f);
+    }
+    json_decref(r->last_failures);
+    r->last_failures = json_incref(failures);
+    r->broken = count_broken(failures);
+
+    if (r->current && !strcmp(revision_hash(r->current), revision_hash(rev))) {
+        r->unchanged++;
+        revision_unref(rev);
+        log_event(LOG_DEBUG, "reconcile", "configuration unchanged", "{s:s}", "hash",
+                  revision_hash(r->current));
+        r->cfg.revision(r->cfg.ud, r->current, false);
+        return;
+    }
+    metrics_hist_observe(&r->latency, (double)(uv_hrtime() - r->first_dirty_ns) / 1e6);
+    Revision *old = r->current; /* freed after publishing: a big config takes a while */
+    r->current = rev;
+    r->published++;
+    size_t bytes;
+    revision_json(rev, &bytes);
+    log_event(LOG_INFO, "reconcile", "new configuration", "{s:s, s:I, s:I, s:i}", "hash",
+              revision_hash(rev), "revision", (json_int_t)revision_seq(rev), "bytes",
+              (json_int_t)bytes, "failures", (int)json_array_size(failures));
+    r->cfg.revision(r->cfg.ud, rev, true);
+    revision_unref(old);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    translate_now(t->data);
+}
+
+void recon_mark_dirty(Recon *r)
+{
+    uint64_t now = uv_now(r->loop);
+    if (!r->dirty) {
+        r->dirty = true;
+        r->first_dirty_ms = now;
+        r->first_dirty_ns = uv_hrtime();
+        uv_timer_start(&r->timer, on_timer, r->cfg.debounce_ms, 0);
+        return;
+    }
+    /* restart the quiet period, but never beyond the bound counted from the first change */
+    uint64_t deadline = r->first_dirty_ms + r->cfg.max_wait_ms;
+    uint64_t due = now + r->cfg.debounce_ms;
+    if (due > deadline)
+        due = deadline;
+    uv_timer_start(&r->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+void recon_flush(Recon *r)
+{
+    if (r->dirty)
+        translate_now(r);
+}
+
+bool recon_pending(const Recon *r)
+{
+    return r->dirty;
+}
+
+void recon_set_current(Recon *r, Revision *rev)
+{
+    revision_ref(rev);
+    revision_unref(r->current);
+    r->current = rev;
+}
+
+Revision *recon_current(Recon *r)
+{
+    return r->current;
+}
+
+void recon_set_expressions(Recon *r, bool on)
+{
+    if (r->cfg.xopts.expressions == on)
+        return;
+    r->cfg.xopts.expressions = on;
+    log_event(LOG_INFO, "reconcile", "router flavor changed", "{s:s}", "flavor",
+              on ? "expressions" : "traditional_compatible");
+    recon_mark_dirty(r);
+}
+
+const XlateOptions *recon_options(const Recon *r)
+{
+    return &r->cfg.xopts;
+}
+
+void recon_metrics(Recon *r, Buf *out)
+{
+    size_t n = 0;
+    metrics_header(out, "ingress_controller_translation_count", "counter",
+                   "Count of translations from Kubernetes state to Kong state.");
+    buf_printf(out, "ingress_controller_translation_count{success=\"true\"} %llu\n", r->ok_count);
+    buf_printf(out, "ingress_controller_translation_count{success=\"false\"} %llu\n",
+               r->fail_count);
+    metrics_header(out, "ingress_controller_translation_duration_milliseconds", "histogram",
+                   "Time of one translation in milliseconds.");
+    metrics_hist_write(&r->duration, out, "ingress_controller_translation_duration_milliseconds",
+                       "");
+    metrics_header(out, "ingress_controller_translation_broken_resource_count", "gauge",
+                   "Kubernetes objects that failed to translate in the last translation.");
+    buf_printf(out, "ingress_controller_translation_broken_resource_count %zu\n", r->broken);
+    metrics_header(out, "tether_revisions_published_total", "counter",
+                   "Configuration revisions with a new hash handed to the sinks.");
+    buf_printf(out, "tether_revisions_published_total %llu\n", r->published);
+    metrics_header(out, "tether_revisions_unchanged_total", "counter",
+                   "Translations whose hash equalled the published one (nothing published).");
+    buf_printf(out, "tether_revisions_unchanged_total %llu\n", r->unchanged);
+    if (r->current)
+        revision_json(r->current, &n);
+    metrics_header(out, "tether_revision_size_bytes", "gauge",
+                   "Size of the current configuration (canonical JSON).");
+    buf_printf(out, "tether_revision_size_bytes %zu\n", n);
+    metrics_header(out, "tether_revision_sequence", "gauge",
+                   "Sequence number of the current revision.");
+    buf_printf(out, "tether_revision_sequence %llu\n",
+               r->current ? (unsigned long long)revision_seq(r->current) : 0ULL);
+    metrics_header(out, "tether_reconcile_latency_milliseconds", "histogram",
+                   "Time from the first store change to the new revision, in milliseconds.");
+    metrics_hist_write(&r->latency, out, "tether_reconcile_latency_milliseconds", "");
+    json_t *kinds = r->store ? store_kinds(r->store) : NULL;
+    size_t i;
+    json_t *k;
+    metrics_header(out, "tether_store_objects", "gauge", "Objects in the store by kind.");
+    json_array_foreach(kinds, i, k) {
+        buf_printf(out, "tether_store_objects{kind=\"%s\"} %zu\n", json_string_value(k),
+                   store_count(r->store, json_string_value(k)));
+    }
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    Recon *r = h->data;
+    void (*done)(void *) = r->done;
+    void *ud = r->done_ud;
+    revision_unref(r->current);
+    json_decref(r->last_failures);
+    free(r);
+    if (done)
+        done(ud);
+}
+
+void recon_close(Recon *r, void (*done)(void *ud), void *ud)
+{
+    r->done = done;
+    r->done_ud = ud;
+    uv_timer_stop(&r->timer);
+    uv_close((uv_handle_t *)&r->timer, on_closed);
+}

@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Unit tests for the reconciler (core/reconcile.c) with a fake translator: batching of changes,
+ * the max-wait bound, unchanged hashes, new-failure reporting, clean close. Timeouts are small
+ * and the assertions are about what happened, not how long it took.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "reconcile.h"
+#include "store.h"
+
+typedef struct T {
+    uv_loop_t loop;
+    Store *store;
+    Recon *recon;
+    int translations;
+    int changed, unchanged;
+    int failures_reported;
+    int marks_left;       /* changes still to make by the ticker */
+    int translations_while_changing;
+    uv_timer_t ticker, stopper;
+    char last_hash[65];
+} T;
+
+static T *cur;
+
+/* fake translator: the config is the number of ConfigMaps; a "broken" one yields a failure */
+static int fake_translate(Store *s, const XlateOptions *o, json_t **ret_config, json_t **ret_f)
+{
+    (void)o;
+    cur->translations++;
+    if (cur->marks_left > 0)
+        cur->translations_while_changing++;
+    *ret_config = json_pack("{s:i}", "count", (int)store_count(s, "ConfigMap"));
+    *ret_f = json_array();
+    if (store_get(s, "ConfigMap", "ns", "broken"))
+        json_array_append_new(*ret_f, json_pack("{s:s, s:[{s:s,s:s,s:s}]}", "message", "bad",
+                                                "objects", "kind", "ConfigMap", "namespace", "ns",
+                                                "name", "broken"));
+    return 0;
+}
+
+static void on_rev(void *ud, Revision *rev, bool changed)
+{
+    T *t = ud;
+    if (changed)
+        t->changed++;
+    else
+        t->unchanged++;
+    snprintf(t->last_hash, sizeof(t->last_hash), "%s", revision_hash(rev));
+}
+
+static void on_failure(void *ud, json_t *f)
+{
+    T *t = ud;
+    (void)f;
+    t->failures_reported++;
+}
+
+static void put(T *t, const char *name)
+{
+    json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s}}", "apiVersion", "v1", "kind", "ConfigMap",
+                          "metadata", "name", name, "namespace", "ns");
+    if (store_put(t->store, o) > 0)
+        recon_mark_dirty(t->recon);
+    json_decref(o);
+}
+
+static void setup_t(T *t, uint64_t debounce, uint64_t max_wait)
+{
+    memset(t, 0, sizeof(*t));
+    cur = t;
+    assert_int_equal(uv_loop_init(&t->loop), 0);
+    assert_int_equal(store_new(&t->store), 0);
+    ReconConfig rc = {.debounce_ms = debounce, .max_wait_ms = max_wait,
+                      .translate = fake_translate, .ud = t, .revision = on_rev,
+                      .failure = on_failure};
+    xlate_options_default(&rc.xopts);
+    assert_int_equal(recon_new(&t->loop, t->store, &rc, &t->recon), 0);
+    uv_timer_init(&t->loop, &t->ticker);
+    uv_timer_init(&t->loop, &t->stopper);
+    t->ticker.data = t->stopper.data = t;
+}
+
+static void on_closed(void *ud)
+{
+    *(int *)ud = 1;
+}
+
+static void teardown_t(T *t)
+{
+    int closed = 0;
+    recon_close(t->recon, on_closed, &closed);
+    uv_close((uv_handle_t *)&t->ticker, NULL);
+    uv_close((uv_handle_t *)&t->stopper, NULL);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    assert_int_equal(closed, 1);
+    assert_int_equal(uv_loop_close(&t->loop), 0);
+    store_free(t->store);
+}
+
+static void on_stop(uv_timer_t *h)
+{
+    uv_stop(h->loop);
+}
+
+static void run_for(T *t, uint64_t ms)
+{
+    uv_timer_start(&t->stopper, on_stop, ms, 0);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+}
+
+/* wait until @cond holds (generous deadline) */
+#define RUN_UNTIL(t, cond)                                                                         \
+    do {                                                                                           \
+        for (int i_ = 0; i_ < 500 && !(cond); i_++)                                                \
+            run_for((t), 10);                                                                      \
+        assert_true(cond);                                                                         \
+    } while (0)
+
+static void test_batches_changes(void **state)
+{
+    (void)state;
+    T t;
+    setup_t(&t, 50, 5000);
+    for (int i = 0; i < 100; i++) {
+        char n[16];
+        snprintf(n, sizeof(n), "cm%d", i);
+        put(&t, n);
+    }
+    assert_int_equal(t.translations, 0); /* nothing synchronous */
+    RUN_UNTIL(&t, t.changed == 1);
+    assert_int_equal(t.translations, 1); /* one translation for a burst of 100 changes */
+    run_for(&t, 200);
+    assert_int_equal(t.translations, 1); /* and none without a change */
+    teardown_t(&t);
+}
+
+static void on_tick(uv_timer_t *h)
+{
+    T *t = h->data;
+    char n[16];
+    snprintf(n, sizeof(n), "tick%d", t->marks_left);
+    put(t, n);
+    if (--t->marks_left == 0)
+        uv_timer_stop(h);
+}
+
+static void test_max_wait_bounds_debounce(void **state)
+{
+    (void)state;
+    T t;
+    /* a change every 5 ms for a long time never lets a 100 ms quiet period pass */
+    setup_t(&t, 100, 150);
+    t.marks_left = 300;
+    uv_timer_start(&t.ticker, on_tick, 5, 5);
+    RUN_UNTIL(&t, t.marks_left == 0);
+    assert_true(t.translations_while_changing >= 1);
+    RUN_UNTIL(&t, !recon_pending(t.recon));
+    teardown_t(&t);
+}
+
+static void test_unchanged_hash_publishes_nothing(void **state)
+{
+    (void)state;
+    T t;
+    setup_t(&t, 1, 1);
+    put(&t, "a");
+    RUN_UNTIL(&t, t.changed == 1);
+    char first[65];
+    memcpy(first, t.last_hash, sizeof(first));
+    /* a change that translates to the same config */
+    json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}}", "apiVersion", "v1", "kind",
+                          "ConfigMap", "metadata", "name", "a", "namespace", "ns", "labels", "x",
+                          "y");
+    assert_int_equal(store_put(t.store, o), 1);
+    json_decref(o);
+    recon_mark_dirty(t.recon);
+    RUN_UNTIL(&t, t.unchanged == 1);
+    assert_int_equal(t.changed, 1);
+    assert_string_equal(t.last_hash, first);
+    assert_string_equal(revision_hash(recon_current(t.recon)), first);
+    put(&t, "b");
+    RUN_UNTIL(&t, t.changed == 2);
+    assert_string_not_equal(t.last_hash, first);
+    teardown_t(&t);
+}
+
+static void test_set_current_adopts_restored(void **state)
+{
+    (void)state;
+    T t;
+    setup_t(&t, 1, 1);
+    Revision *restored = revision_new_consume(json_pack("{s:i}", "count", 1), NULL, 0);
+    recon_set_current(t.recon, restored);
+    put(&t, "a");
+    RUN_UNTIL(&t, t.unchanged + t.changed == 1);
+    assert_int_equal(t.unchanged, 1); /* same hash as the restored revision */
+    assert_ptr_equal(recon_current(t.recon), restored);
+    revision_unref(restored);
+    teardown_t(&t);
+}
+
+static void test_new_failures_reported_once(void **state)
+{
+    (void)state;
+    T t;
+    setup_t(&t, 1, 1);
+    put(&t, "broken");
+    RUN_UNTIL(&t, t.changed == 1);
+    assert_int_equal(t.failures_reported, 1);
+    assert_int_equal(json_array_size(revision_failures(recon_current(t.recon))), 1);
+    put(&t, "other");
+    RUN_UNTIL(&t, t.changed == 2);
+    assert_int_equal(t.failures_reported, 1); /* the same failure again is not news */
+    Buf b = BUF_INIT;
+    recon_metrics(t.recon, &b);
+    assert_non_null(strstr(b.data, "ingress_controller_translation_broken_resource_count 1\n"));
+    assert_non_null(strstr(b.data, "ingress_controller_translation_count{success=\"false\"} 2\n"));
+    assert_non_null(strstr(b.data, "ingress_controller_translation_duration_milliseconds_count 2\n"));
+    assert_non_null(strstr(b.data, "tether_revisions_published_total 2\n"));
+    buf_deinit(&b);
+    teardown_t(&t);
+}
+
+static void test_flush_and_build(void **state)
+{
+    (void)state;
+    T t;
+    setup_t(&t, 10000, 10000);
+    put(&t, "a");
+    assert_true(recon_pending(t.recon));
+    recon_flush(t.recon);
+    assert_false(recon_pending(t.recon));
+    assert_int_equal(t.changed, 1);
+    Revision *fb = NULL;
+    assert_int_equal(recon_build(t.recon, t.store, 1, &fb), 0);
+    assert_true(revision_is_fallback(fb));
+    assert_int_equal(t.changed, 1); /* build does not publish */
+    revision_unref(fb);
+    teardown_t(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batches_changes),
+        cmocka_unit_test(test_max_wait_bounds_debounce),
+        cmocka_unit_test(test_unchanged_hash_publishes_nothing),
+        cmocka_unit_test(test_set_current_adopts_restored),
+        cmocka_unit_test(test_new_failures_reported_once),
+        cmocka_unit_test(test_flush_and_build),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
