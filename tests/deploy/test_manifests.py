@@ -291,4 +291,19 @@ for obj, want in broken:
         errs = validate_object(obj, 'self-test') or []
     F.check(any(want in e for e in errs), 'validator missed %r in %s: %s' % (want, obj['kind'], errs))
 
+# ---- 8. the validators accept KIC's own golden inputs (kinds tether translates) -----------------
+golden = os.environ.get('TETHER_GOLDEN_CORPUS', '/work/shared/conformance/kic-golden')
+for path in dl.yaml_files(golden) if os.path.isdir(golden) else []:
+    if os.path.basename(path) != 'in.yaml':
+        continue
+    for obj in dl.load_docs(path):
+        if obj.get('metadata', {}).get('annotations', {}).get('test.konghq.com/broken') or \
+                obj.get('apiVersion', '').startswith('gateway.networking.k8s.io/'):
+            continue
+        where = 'golden ' + os.path.basename(os.path.dirname(path))
+        errs = crds.validate(obj, where)
+        if errs is None:
+            errs = validate_object(obj, where)
+        F.check(errs == [], '%s: validator rejects a valid KIC input: %s' % (where, errs))
+
 F.done()
