@@ -11,105 +11,14 @@
   cluster-wide RBAC grants. The mapping from request to verb is checked on apiserver-sample.log.
 """
 import os
-import re
 import sys
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import deploylib as dl  # noqa: E402
+from rbaclib import (CONTROLLER_NS, ELECTION_ID, NEEDED, CLUSTER_SCOPED, Grants,  # noqa: E402
+                     base_resource, parse_log_line, request_to_rbac)
 
 F = dl.Failures('test_rbac')
-CONTROLLER_NS = 'kong'
-ELECTION_ID = '5b374a9e.konghq.com'
-
-
-def load_needed(path):
-    out = set()
-    for n, line in enumerate(open(path, encoding='utf-8'), 1):
-        line = line.split('#', 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        if len(parts) != 3:
-            raise ValueError('%s:%d: expected "group resource verb"' % (path, n))
-        out.add(tuple(parts))
-    return out
-
-
-NEEDED = load_needed(os.path.join(dl.HERE, 'rbac-needed.txt'))
-
-# Which resources have no namespace: the Kong CRDs say so themselves; core ones are listed here.
-CLUSTER_SCOPED = {('networking.k8s.io', 'ingressclasses'), ('core', 'namespaces'),
-                  ('core', 'nodes')}
-for _, crd in dl.objects_in(os.path.join(dl.DEPLOY, 'crds')):
-    if crd['spec']['scope'] == 'Cluster':
-        CLUSTER_SCOPED.add((crd['spec']['group'], crd['spec']['names']['plural']))
-
-
-def base_resource(r):
-    return r.split('/', 1)[0]
-
-
-# ---- request -> (group, resource, verb) --------------------------------------------------------
-METHODS = ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')
-NS_SUBRESOURCES = ('status', 'finalize')
-
-
-def request_to_rbac(method, target):
-    """(group, resource, verb, namespace, name) for a request to the API server, or None for
-    non-resource paths (/version, discovery). Follows the API server's request-info rules."""
-    url = urllib.parse.urlsplit(target)
-    query = urllib.parse.parse_qs(url.query)
-    parts = [p for p in url.path.split('/') if p]
-    if not parts:
-        return None
-    if parts[0] == 'api' and len(parts) >= 2:
-        group, rest = 'core', parts[2:]
-    elif parts[0] == 'apis' and len(parts) >= 3:
-        group, rest = parts[1], parts[3:]
-    else:
-        return None
-    if not rest:
-        return None  # discovery of a group/version
-    watch = False
-    if rest[0] == 'watch':
-        watch, rest = True, rest[1:]
-    ns = None
-    if rest and rest[0] == 'namespaces' and len(rest) > 1:
-        ns = rest[1]
-        if len(rest) > 2 and rest[2] not in NS_SUBRESOURCES:
-            rest = rest[2:]
-    if not rest:
-        return None
-    resource = rest[0]
-    name = rest[1] if len(rest) > 1 else None
-    if len(rest) > 2:
-        resource += '/' + rest[2]
-    if resource == 'namespaces' and name:
-        ns = name
-    if query.get('watch', [''])[0] in ('true', '1'):
-        watch = True
-    if method == 'GET':
-        verb = 'watch' if watch else ('get' if name else 'list')
-    elif method == 'POST':
-        verb = 'create'
-    elif method == 'PUT':
-        verb = 'update'
-    elif method == 'PATCH':
-        verb = 'patch'
-    elif method == 'DELETE':
-        verb = 'delete' if name else 'deletecollection'
-    else:
-        return None
-    return group, resource, verb, ns, name
-
-
-def parse_log_line(line):
-    """(method, target) from an access-log line: "METHOD /path" anywhere in it."""
-    m = re.search(r'\b(%s) (/\S*)' % '|'.join(METHODS), line)
-    return (m.group(1), m.group(2)) if m else None
-
-
 # Self-test of the mapping on the sample log.
 for line in open(os.path.join(dl.HERE, 'apiserver-sample.log'), encoding='utf-8'):
     if not line.strip() or line.startswith('#'):
@@ -121,54 +30,11 @@ for line in open(os.path.join(dl.HERE, 'apiserver-sample.log'), encoding='utf-8'
     F.check(have == want.strip(), 'mapping of %r: got %r, want %r' % (req, have, want))
 
 
-# ---- grants of the tether service account ------------------------------------------------------
-class Grants:
-    def __init__(self, objs, sa_ns=CONTROLLER_NS, sa='tether'):
-        self.cluster = []   # (group, resource, verb, names)
-        self.ns = {}        # namespace -> [(group, resource, verb, names)]
-        roles = {(o['kind'], o['metadata'].get('namespace'), o['metadata']['name']): o
-                 for o in objs if o['kind'] in ('Role', 'ClusterRole')}
-        for b in objs:
-            if b['kind'] not in ('RoleBinding', 'ClusterRoleBinding'):
-                continue
-            if not any(s['kind'] == 'ServiceAccount' and s['name'] == sa and
-                       s.get('namespace') == sa_ns for s in b['subjects']):
-                continue
-            rr = b['roleRef']
-            bns = b['metadata'].get('namespace')
-            role = roles.get((rr['kind'], bns if rr['kind'] == 'Role' else None, rr['name']))
-            if not F.check(role is not None, 'binding %s: role %s missing' %
-                           (b['metadata']['name'], rr['name'])):
-                continue
-            target = self.cluster if b['kind'] == 'ClusterRoleBinding' else \
-                self.ns.setdefault(bns, [])
-            for rule in role.get('rules', []):
-                F.check('nonResourceURLs' not in rule, '%s: nonResourceURLs' % rr['name'])
-                for g in rule.get('apiGroups', []):
-                    for r in rule.get('resources', []):
-                        for v in rule.get('verbs', []):
-                            F.check('*' not in (g, r, v), '%s: wildcard in %s' % (rr['name'], rule))
-                            target.append((g or 'core', r, v,
-                                           tuple(rule.get('resourceNames', []))))
-
-    def allows(self, group, resource, verb, ns, name):
-        for g, r, v, names in self.cluster + (self.ns.get(ns, []) if ns else []):
-            if (g, r, v) == (group, resource, verb) and (not names or name in names):
-                return True
-        return False
-
-    def triples(self):
-        out = {(g, r, v) for g, r, v, _ in self.cluster}
-        for rules in self.ns.values():
-            out |= {(g, r, v) for g, r, v, _ in rules}
-        return out
-
-
 built = {t: dl.kustomize_build(os.path.join(dl.DEPLOY, t)) for t in dl.TOPOLOGIES}
 
 # Cluster-wide variant (gateway discovery and Konnect: same RBAC).
 for topo in ('gateway-discovery', 'konnect'):
-    g = Grants(built[topo])
+    g = Grants(F, built[topo])
     extra = g.triples() - NEEDED
     missing = NEEDED - g.triples()
     F.check(not extra, '%s: RBAC grants more than rbac-needed.txt: %s' % (topo, sorted(extra)))
@@ -191,7 +57,7 @@ tether = dl.find(wn, 'Deployment', 'tether', CONTROLLER_NS)
 watched = [n for n in dl.env_of(tether['spec']['template']['spec']['containers'][0])
            .get('CONTROLLER_WATCH_NAMESPACE', {}).get('value', '').split(',') if n]
 F.check(watched, 'watch-namespace: no watched namespace')
-g = Grants(wn)
+g = Grants(F, wn)
 extra = g.triples() - NEEDED
 F.check(not extra, 'watch-namespace: grants more than needed: %s' % sorted(extra))
 for grp, res, verb in sorted(NEEDED):
@@ -218,7 +84,7 @@ for res in ('endpointslices', 'services'):
 # ---- calls the fake API server saw -------------------------------------------------------------
 log = os.environ.get('TETHER_APISERVER_LOG')
 if log:
-    g = Grants(built['gateway-discovery'])
+    g = Grants(F, built['gateway-discovery'])
     seen = set()
     if F.check(os.path.isfile(log), 'TETHER_APISERVER_LOG=%s: no such file' % log):
         for n, line in enumerate(open(log, encoding='utf-8', errors='replace'), 1):
