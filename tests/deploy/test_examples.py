@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""deploy/examples translates cleanly with tether's own loader and translator: exit 0, no warning
+"""deploy/examples (and every other manifest of deploy/) translates cleanly with tether's own loader and translator: exit 0, no warning
 on stderr (also with --strict), and every feature the examples show is in the Kong configuration.
 Then `tether run --manifests deploy/examples --kong-config-out FILE --once` writes the same
 configuration. Skipped (77) while the binary says a command is "not built yet"."""
@@ -118,6 +118,18 @@ if F.check(ups, 'no consistent-hashing upstream'):
     targets = {t.get('target') for t in u.get('targets', [])}
     F.check(targets == {'192.0.2.10:8080', '192.0.2.11:8080', '192.0.2.12:8080'},
             'echo targets: %s' % sorted(targets))
+
+# Every manifest of deploy/ (not the kustomize files and JSON patches) loads with tether's own
+# loader, without a warning: Deployments, RBAC and CRDs are skipped as kinds it does not use.
+files = []
+for path in dl.yaml_files(dl.DEPLOY):
+    docs = dl.load_docs(path)
+    if not any(dl.is_kustomization(d) or isinstance(d, list) for d in docs):
+        files += ['-f', os.path.relpath(path, dl.SRC)]
+ra = run(['translate'] + files + ['-o', 'json'])
+F.check(ra.returncode == 0, 'translate of all of deploy/ exit %d: %s' %
+        (ra.returncode, ra.stderr[-2000:]))
+quiet_stderr(ra, 'translate of all of deploy/')
 
 # The controller with the file sink writes the same configuration.
 with tempfile.TemporaryDirectory() as tmp:
