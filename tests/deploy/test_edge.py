@@ -6,7 +6,10 @@ with that file as declarative_config; a path unit reloads Kong when the file cha
 import os
 import re
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import deploylib as dl  # noqa: E402
@@ -106,5 +109,22 @@ readme = open(os.path.join(dl.DEPLOY, 'README.md'), encoding='utf-8').read()
 for f in sorted(os.listdir(EDGE)):
     F.check('deploy/edge/' + f in readme, 'README does not install deploy/edge/%s' % f)
 F.check(manifests in readme and out in readme, 'README names %s and %s' % (manifests, out))
+
+# systemd itself accepts every directive (when systemd-analyze is installed).
+analyze = shutil.which('systemd-analyze')
+if analyze:
+    units = sorted(f for f in os.listdir(EDGE) if f.endswith(('.service', '.path')))
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in units:
+            shutil.copy(os.path.join(EDGE, f), tmp)
+        r = subprocess.run([analyze, 'verify'] + ['./' + f for f in units], cwd=tmp,
+                           capture_output=True, text=True, timeout=60)
+    for line in (r.stdout + r.stderr).splitlines():
+        # The binaries are not installed here; anything else is a mistake in a unit.
+        if 'is not executable' in line or not line.strip():
+            continue
+        F.fail('systemd-analyze verify: %s' % line)
+else:
+    print('info: systemd-analyze missing, units not verified by systemd')
 
 F.done()
