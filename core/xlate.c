@@ -433,6 +433,18 @@ json_t *xservice_defaults(const char *name, const char *host, bool with_path)
     return s;
 }
 
+const char *xsecret_id(const json_t *secret, char buf[37])
+{
+    const char *uid = obj_uid(secret);
+    if (*uid)
+        return uid;
+    char ns[37], key[600];
+    util_uuid5("fd02801f-0957-4a15-a55a-c8d9606f30b5", "certificates", ns);
+    snprintf(key, sizeof(key), "%s/%s", obj_ns(secret), obj_name(secret));
+    util_uuid5(ns, key, buf);
+    return buf;
+}
+
 json_t *xsecret_data(const json_t *secret, const char *key)
 {
     json_t *sd = json_object_get(json_object_get(secret, "stringData"), key);

@@ -151,7 +151,8 @@ static void client_cert(Xlate *x, XService *s, json_t *svc)
               proto);
         return;
     }
-    json_object_set_new(s->s, "client_certificate", json_string(obj_uid(secret)));
+    char idbuf[37];
+    json_object_set_new(s->s, "client_certificate", json_string(xsecret_id(secret, idbuf)));
     /* The Secret becomes a certificate with no SNIs. */
     char key[512];
     snprintf(key, sizeof(key), "%s/%s", obj_ns(svc), name);

@@ -76,6 +76,8 @@ void xlate_certificates(Xlate *x)
             xfail_objs(x, parents, msg);
             continue;
         }
+        char idbuf[37];
+        const char *sid = xsecret_id(secret, idbuf);
         json_t *crt = trimmed(xsecret_data(secret, "tls.crt"));
         json_t *pk = trimmed(xsecret_data(secret, "tls.key"));
         if (!crt || !pk || !valid_pair(json_string_value(crt), json_string_value(pk))) {
@@ -89,26 +91,26 @@ void xlate_certificates(Xlate *x)
             continue;
         }
         char *pair = util_strdup_printf("%s\n%s", json_string_value(crt), json_string_value(pk));
-        json_object_set_new(uid_pair, obj_uid(secret), json_string(pair));
+        json_object_set_new(uid_pair, sid, json_string(pair));
         json_t *cert = json_object_get(by_pair, pair);
         long long ts = xcreation(secret);
         if (!cert) {
-            cert = json_pack("{s:s, s:O, s:O, s:o, s:[]}", "id", obj_uid(secret), "cert", crt, "key",
+            cert = json_pack("{s:s, s:O, s:O, s:o, s:[]}", "id", sid, "cert", crt, "key",
                              pk, "tags", xtags(secret), "snis");
             json_object_set_new(by_pair, pair, cert);
             json_array_append(x->certificates, cert);
             json_object_set_new(pair_age, pair, json_pack("{s:I, s:s}", "ts", (json_int_t)ts, "uid",
-                                                          obj_uid(secret)));
+                                                          sid));
         } else {
             /* The same certificate in several Secrets: the oldest Secret's UID names it. */
             json_t *age = json_object_get(pair_age, pair);
             long long ots = json_integer_value(json_object_get(age, "ts"));
             const char *ouid = json_string_value(json_object_get(age, "uid"));
-            if (ts < ots || (ts == ots && strcmp(obj_uid(secret), ouid) < 0)) {
-                json_object_set_new(cert, "id", json_string(obj_uid(secret)));
+            if (ts < ots || (ts == ots && strcmp(sid, ouid) < 0)) {
+                json_object_set_new(cert, "id", json_string(sid));
                 json_object_set_new(cert, "tags", xtags(secret));
                 json_object_set_new(pair_age, pair, json_pack("{s:I, s:s}", "ts", (json_int_t)ts,
-                                                              "uid", obj_uid(secret)));
+                                                              "uid", sid));
             }
         }
         size_t j;

@@ -141,4 +141,9 @@ char *xexpr_quote(const char *s);  /* "..." with escapes, malloc'd */
 char *xexpr_join(json_t *parts, const char *op);
 
 /* Secrets. */
+/*
+ * xsecret_id() - the Kong certificate id of a TLS Secret: its UID as KIC uses it, or, for objects
+ * without one (hand-written manifests), a UUIDv5 of namespace/name so Kong gets a valid, stable id.
+ */
+const char *xsecret_id(const json_t *secret, char buf[37]);
 json_t *xsecret_data(const json_t *secret, const char *key); /* decoded string (new ref) or NULL */
