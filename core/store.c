@@ -296,11 +296,23 @@ json_t *store_get(const Store *s, const char *kind, const char *ns, const char *
     return json_object_get(e->map, key);
 }
 
-static int cmp_obj(const void *a, const void *b)
+typedef struct SortItem {
+    const char *key; /* "ns/name": namespaces never contain '/' */
+    json_t *obj;
+} SortItem;
+
+/* Namespace, then name: compare the part before the first '/' on its own. */
+static int cmp_item(const void *a, const void *b)
 {
-    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    int c = strcmp(obj_ns(x), obj_ns(y));
-    return c ? c : strcmp(obj_name(x), obj_name(y));
+    const char *x = ((const SortItem *)a)->key, *y = ((const SortItem *)b)->key;
+    const char *xs = strchr(x, '/'), *ys = strchr(y, '/');
+    size_t xl = (size_t)(xs - x), yl = (size_t)(ys - y);
+    int c = memcmp(x, y, xl < yl ? xl : yl);
+    if (c)
+        return c;
+    if (xl != yl)
+        return xl < yl ? -1 : 1;
+    return strcmp(xs + 1, ys + 1);
 }
 
 json_t *const *store_list(Store *s, const char *kind, size_t *ret_n)
@@ -316,11 +328,22 @@ json_t *const *store_list(Store *s, const char *kind, size_t *ret_n)
         if (!arr)
             return NULL;
         e->sorted = arr;
+        SortItem *items = malloc(n * sizeof(*items));
+        if (!items)
+            return NULL;
         size_t i = 0;
         const char *k;
         json_t *v;
-        json_object_foreach(e->map, k, v) arr[i++] = v;
-        qsort(arr, n, sizeof(*arr), cmp_obj);
+        json_object_foreach(e->map, k, v)
+        {
+            items[i].key = k;
+            items[i].obj = v;
+            i++;
+        }
+        qsort(items, n, sizeof(*items), cmp_item);
+        for (i = 0; i < n; i++)
+            arr[i] = items[i].obj;
+        free(items);
         e->nsorted = n;
         e->dirty = 0;
     }

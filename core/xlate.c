@@ -425,11 +425,17 @@ void xport_canonical(const PortDef *p, char *buf, size_t n)
 
 json_t *xservice_defaults(const char *name, const char *host, bool with_path)
 {
-    json_t *s = json_pack("{s:s, s:s, s:i, s:s, s:i, s:i, s:i, s:i}", "name", name, "host", host,
-                          "port", 80, "protocol", "http", "connect_timeout", 60000,
-                          "read_timeout", 60000, "write_timeout", 60000, "retries", 5);
-    if (s && with_path)
-        json_object_set_new(s, "path", json_string("/"));
+    json_t *s = json_object();
+    jset_s(s, "name", name);
+    jset_s(s, "host", host);
+    jset_i(s, "port", 80);
+    jset_s(s, "protocol", "http");
+    jset_i(s, "connect_timeout", 60000);
+    jset_i(s, "read_timeout", 60000);
+    jset_i(s, "write_timeout", 60000);
+    jset_i(s, "retries", 5);
+    if (with_path)
+        jset_s(s, "path", "/");
     return s;
 }
 

@@ -306,7 +306,8 @@ static void add_target(json_t *targets, const char *t, bool has_weight, long wei
             return;
         }
     }
-    json_t *n = json_pack("{s:s}", "target", t);
+    json_t *n = json_object();
+    jset_s(n, "target", t);
     if (has_weight)
         json_object_set_new(n, "weight", json_integer(weight));
     json_array_append_new(targets, n);
@@ -347,7 +348,8 @@ static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
         return out;
     }
     /* Protocols the Service speaks; TCP always. */
-    json_t *protos = json_pack("{s:b}", "TCP", 1);
+    json_t *protos = json_object();
+    jset_b(protos, "TCP", 1);
     size_t i;
     json_t *sp;
     json_array_foreach(obj_get_path(svc, "spec.ports"), i, sp)
@@ -415,8 +417,12 @@ static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
                     if (!strcmp(json_string_value(json_object_get(have, "t")), buf))
                         dup = 1;
                 }
-                if (!dup)
-                    json_array_append_new(out, json_pack("{s:s, s:b}", "t", buf, "drain", drain));
+                if (!dup) {
+                    json_t *e = json_object();
+                    jset_s(e, "t", buf);
+                    jset_b(e, "drain", drain);
+                    json_array_append_new(out, e);
+                }
             }
         }
     }
@@ -659,10 +665,10 @@ void xlate_upstreams(Xlate *x)
             json_decref(synth);
         }
         json_t *tags = json_object_get(s->s, "tags");
-        json_t *up = json_pack("{s:s, s:O, s:o}", "name", host, "tags", tags ? tags : json_array(),
-                               "targets", targets);
-        if (!tags)
-            json_object_set_new(up, "tags", service_tags(s));
+        json_t *up = json_object();
+        jset_s(up, "name", host);
+        jset_o(up, "tags", tags ? json_incref(tags) : service_tags(s));
+        jset_o(up, "targets", targets);
         apply_kongingress(x, s, up);
         const char *k;
         json_t *svc;

@@ -248,6 +248,19 @@ static int cmp_cstr(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The fields every Ingress route starts with (KIC's defaults). */
+static json_t *route_base(const char *name, const json_t *ing)
+{
+    json_t *r = json_object();
+    jset_s(r, "name", name);
+    jset_b(r, "strip_path", 0);
+    jset_b(r, "preserve_host", 1);
+    jset_b(r, "request_buffering", 1);
+    jset_b(r, "response_buffering", 1);
+    jset_o(r, "tags", xtags(ing));
+    return r;
+}
+
 static json_t *expr_route(Meta *m)
 {
     json_t *ing = m->ing;
@@ -379,10 +392,9 @@ static json_t *expr_route(Meta *m)
                               ((unsigned long long)(plain_hosts ? 1 : 0) << 32) |
                               ((unsigned long long)(regex ? 1 : 0) << 16) |
                               (unsigned long long)maxlen;
-    json_t *r = json_pack("{s:s, s:b, s:b, s:b, s:b, s:o, s:s, s:I}", "name", m->route_name,
-                          "strip_path", 0, "preserve_host", 1, "request_buffering", 1,
-                          "response_buffering", 1, "tags", xtags(ing), "expression", expr,
-                          "priority", (json_int_t)prio);
+    json_t *r = route_base(m->route_name, ing);
+    jset_s(r, "expression", expr);
+    jset_i(r, "priority", (json_int_t)prio);
     free(expr);
     return r;
 }
@@ -396,10 +408,9 @@ static json_t *trad_route(Meta *m, bool legacy)
         add_trad_paths(paths, json_string_value(json_object_get(v, "path")),
                        json_string_value(json_object_get(v, "pathType")), regex_prefix(m->ing),
                        legacy);
-    json_t *r = json_pack("{s:s, s:b, s:b, s:b, s:b, s:i, s:o, s:o}", "name", m->route_name,
-                          "strip_path", 0, "preserve_host", 1, "request_buffering", 1,
-                          "response_buffering", 1, "regex_priority", 0, "tags", xtags(m->ing),
-                          "paths", paths);
+    json_t *r = route_base(m->route_name, m->ing);
+    jset_i(r, "regex_priority", 0);
+    jset_o(r, "paths", paths);
     if (*m->host)
         json_object_set_new(r, "hosts", json_pack("[s]", m->host));
     return r;
@@ -666,7 +677,9 @@ int xlate_ingresses(Xlate *x)
                 const char *pt = obj_get_str(path, "pathType");
                 if (!pt || (strcmp(pt, "Exact") && strcmp(pt, "Prefix")))
                     pt = "ImplementationSpecific";
-                json_t *pj = json_pack("{s:s, s:s}", "path", flat, "pathType", pt);
+                json_t *pj = json_object();
+                jset_s(pj, "path", flat);
+                jset_s(pj, "pathType", pt);
                 json_t *idx = json_object_get(metas, m.route_name);
                 if (idx) {
                     json_array_append_new(mv[json_integer_value(idx)].paths, pj);
@@ -712,9 +725,7 @@ int xlate_ingresses(Xlate *x)
             XService *s = service_for(x, &m, true);
             char rname[600];
             snprintf(rname, sizeof(rname), "%s.%s", obj_ns(default_ing), obj_name(default_ing));
-            json_t *r = json_pack("{s:s, s:b, s:b, s:b, s:b, s:o}", "name", rname, "strip_path", 0,
-                                  "preserve_host", 1, "request_buffering", 1,
-                                  "response_buffering", 1, "tags", xtags(default_ing));
+            json_t *r = route_base(rname, default_ing);
             if (x->o->expressions) {
                 json_object_set_new(r, "expression", json_string("http.path ^= \"/\""));
                 json_object_set_new(r, "priority", json_integer(0));

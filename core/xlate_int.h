@@ -85,6 +85,24 @@ typedef struct Xlate {
     json_t *slices_by_svc;    /* "ns/service" -> [EndpointSlice], built once per run */
 } Xlate;
 
+/* Fast field setters for hot paths (json_pack parses its format string on every call). */
+static inline void jset_s(json_t *o, const char *k, const char *v)
+{
+    json_object_set_new_nocheck(o, k, json_string(v));
+}
+static inline void jset_b(json_t *o, const char *k, int v)
+{
+    json_object_set_new_nocheck(o, k, json_boolean(v));
+}
+static inline void jset_i(json_t *o, const char *k, json_int_t v)
+{
+    json_object_set_new_nocheck(o, k, json_integer(v));
+}
+static inline void jset_o(json_t *o, const char *k, json_t *v)
+{
+    json_object_set_new_nocheck(o, k, v);
+}
+
 /* Failures: @o1, @o2 may be NULL; the message is copied. */
 void xfail(Xlate *x, json_t *o1, json_t *o2, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

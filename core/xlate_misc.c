@@ -57,12 +57,25 @@ void xlate_vaults(Xlate *x)
 
 static void fill(json_t *e, const char *type, const char *key)
 {
-    char ns[37], id[37];
+    /* The per-type namespaces are constants: compute each once. */
+    static struct {
+        const char *type;
+        char ns[37];
+    } cache[8];
+    char id[37];
+    const char *ns = NULL;
     if (!key || !*key || json_object_get(e, "id"))
         return;
-    util_uuid5(ID_BASE, type, ns);
+    for (size_t i = 0; i < sizeof(cache) / sizeof(cache[0]) && !ns; i++) {
+        if (!cache[i].type) {
+            util_uuid5(ID_BASE, type, cache[i].ns);
+            cache[i].type = type;
+        }
+        if (!strcmp(cache[i].type, type))
+            ns = cache[i].ns;
+    }
     util_uuid5(ns, key, id);
-    json_object_set_new(e, "id", json_string(id));
+    json_object_set_new(e, "id", json_stringn_nocheck(id, 36));
 }
 
 static const char *s_of(json_t *o, const char *k)
