@@ -502,9 +502,14 @@ static void apply_hash(json_t *up, json_t *h, const char *base, const char *pref
 
 static int version_at_least(const char *v, int maj, int min)
 {
-    int a = 0, b = 0;
-    if (!v || sscanf(v, "%d.%d", &a, &b) < 1)
+    char *end;
+    if (!v)
         return 0;
+    long a = strtol(v, &end, 10), b = 0;
+    if (end == v)
+        return 0;
+    if (*end == '.')
+        b = strtol(end + 1, NULL, 10);
     return a > maj || (a == maj && b >= min);
 }
 

@@ -193,8 +193,15 @@ static bool valid_host(const char *h, bool allow_wild)
 
 static char *host_pred(const char *h)
 {
+    size_t l = strlen(h);
     if (!strncmp(h, "*.", 2))
-        return pred("http.host", "=^", h + 1);
+        return pred("http.host", "=^", h + 1); /* suffix match: "*.example.com" */
+    if (l > 2 && !strcmp(h + l - 2, ".*")) {
+        char *prefix = strndup(h, l - 1); /* prefix match: "example.*" keeps the dot */
+        char *p = pred("http.host", "^=", prefix ? prefix : "");
+        free(prefix);
+        return p;
+    }
     return pred("http.host", "==", h);
 }
 

@@ -120,7 +120,7 @@ int main(int argc, char **argv)
            "translate_ms", "translate_cpu", "peak_rss_mb", "config_kb", "fails");
     fflush(stdout);
     for (int i = 0; i < count; i++) {
-        int n = argc > 1 ? atoi(argv[i + 1]) : defaults[i];
+        int n = argc > 1 ? (int)strtol(argv[i + 1], NULL, 10) : defaults[i];
         pid_t pid = fork(); /* a fresh process per N, so peak RSS is that N's */
         if (pid == 0) {
             run(n);
