@@ -52,3 +52,16 @@ void dp_sink_metrics(Sink *s, struct Buf *out);
 
 /* dp_router_flavor() - the router flavor the gateways reported ("expressions" or other), NULL until known. */
 const char *dp_router_flavor(Sink *s);
+
+/*
+ * dp_fallback_store() - KIC's fallback configuration: a clone of @src without the objects in
+ * @broken (array of {"kind","namespace","name","uid"}, borrowed; as given to SinkHost.rejected)
+ * and without every object that depends on them, directly or not (KIC's dependency graph:
+ * Ingress <- IngressClass, Services, KongServiceFacades, KongUpstreamPolicy, plugins; Service <-
+ * plugins, KongUpstreamPolicy; plugins <- Secrets; KongConsumer <- plugins, credential Secrets;
+ * KongConsumerGroup, TCPIngress, UDPIngress, Gateway API routes <- plugins, Services;
+ * KongCustomEntity <- its parent plugin). Broken objects absent from @src are ignored.
+ * Return: 0 and *ret_store (owned by the caller, store_free()) or a negative errno.
+ */
+struct Store;
+int dp_fallback_store(struct Store *src, json_t *broken, struct Store **ret_store);
