@@ -584,6 +584,8 @@ static void on_probe_done(void *ud, CURL *easy, const HttpResult *res)
     if (gw->probe_step == 0) {
         const char *h = json_string_value(json_object_get(doc, "configuration_hash"));
         snprintf(gw->kong_hash, sizeof(gw->kong_hash), "%s", h ? h : "");
+        log_event(LOG_DEBUG, MOD, "gateway status", "{s:s, s:s}", "gateway", gw->url,
+                  "configuration_hash", gw->kong_hash);
         json_decref(doc);
         if (gw->state == GW_PENDING) {
             gw->probe_step = 1;
@@ -593,7 +595,7 @@ static void on_probe_done(void *ud, CURL *easy, const HttpResult *res)
             return;
         }
         /* Kong answers the all-zero hash when it runs no configuration: it restarted. */
-        if (h && strcmp(h, ZERO_HASH) == 0 && gw->accepted && !gw->push_easy &&
+        if (strcmp(gw->kong_hash, ZERO_HASH) == 0 && gw->accepted && !gw->push_easy &&
             !config_is_empty(gw->accepted)) {
             log_event(LOG_WARN, MOD, "gateway lost its configuration (restarted?); pushing again",
                       "{s:s}", "gateway", gw->url);

@@ -57,6 +57,8 @@ class Driver:
 
     def _read_err(self):
         for line in self.p.stderr:
+            if os.environ.get("DP_VERBOSE"):
+                sys.stderr.write(line)
             with self.lock:
                 self.logs.append(line.rstrip("\n"))
 

@@ -109,7 +109,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 cut = False
             fail = None
-            if k.fail:
+            if k.fail and not cut:
                 fail = k.fail.pop(0)
         if cut:
             # Drop the connection without an answer.
