@@ -184,6 +184,7 @@ class FakeKong:
         self.config = None
         self.accepted = self.rejected = self.posts = 0
         self.accepted_bodies = []
+        self.sni = []             # TLS server names clients asked for
         self.delay = 0.0          # seconds before answering POST /config (slow gateway)
         self.get_delay = 0.0      # seconds before answering GETs
         self.status_down = False  # GET / and /status answer 503
@@ -216,6 +217,11 @@ class FakeKong:
         if self.cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.cert, self.key)
+
+            def on_sni(sock, name, c):
+                with self.lock:
+                    self.sni.append(name)
+            ctx.sni_callback = on_sni
             if self.client_ca:
                 ctx.load_verify_locations(self.client_ca)
                 ctx.verify_mode = ssl.CERT_REQUIRED
