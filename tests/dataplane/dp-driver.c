@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "dp.h"
@@ -42,6 +43,46 @@ static char *strs[64];
 static int nstrs;
 static const char *urls[32], *hdrs[16];
 
+static uint64_t publish_ms;
+
+/* Current resident set (kB), to measure growth against a baseline below an earlier peak. */
+static json_int_t rss_kb(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (json_int_t)(resident * (sysconf(_SC_PAGESIZE) / 1024));
+}
+
+/* The peak resident set since the last reset_peak() (kB), from /proc/self/status VmHWM. */
+static json_int_t peak_kb(void)
+{
+    char ln[256];
+    json_int_t v = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0;
+    while (fgets(ln, sizeof(ln), f))
+        if (strncmp(ln, "VmHWM:", 6) == 0)
+            v = strtoll(ln + 6, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+/* Writing 5 to /proc/self/clear_refs resets VmHWM to the current RSS (Linux >= 4.0). */
+static void reset_peak(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
 static void emit(json_t *ev)
 {
     char *s = json_dumps(ev, JSON_COMPACT);
@@ -56,9 +97,10 @@ static void emit(json_t *ev)
 
 static void on_applied(SinkHost *h, Sink *s, Revision *rev, int ok)
 {
-    emit(json_pack("{s:s, s:s, s:I, s:b, s:b}", "event", "applied", "hash", revision_hash(rev),
-                   "seq", (json_int_t)revision_seq(rev), "ok", ok, "fallback",
-                   revision_is_fallback(rev)));
+    emit(json_pack("{s:s, s:s, s:I, s:b, s:b, s:I, s:I}", "event", "applied", "hash",
+                   revision_hash(rev), "seq", (json_int_t)revision_seq(rev), "ok", ok, "fallback",
+                   revision_is_fallback(rev), "since_publish_ms",
+                   (json_int_t)(util_now_ms() - publish_ms), "maxrss_kb", peak_kb()));
 }
 
 static bool tagged(json_t *e, json_t *b)
@@ -186,12 +228,17 @@ static void handle(json_t *c)
     } else if (!sink) {
         emit(json_pack("{s:s, s:s}", "event", "error", "msg", "no sink"));
     } else if (strcmp(op, "publish") == 0) {
-        Revision *r = revision_new_consume(json_incref(json_object_get(c, "config")), NULL, 0);
-        emit(json_pack("{s:s, s:s, s:I}", "event", "published", "hash", revision_hash(r), "seq",
-                       (json_int_t)revision_seq(r)));
         uint64_t t0 = util_now_ms();
+        Revision *r = revision_new_consume(json_incref(json_object_get(c, "config")), NULL, 0);
+        size_t len = 0;
+        (void)revision_json(r, &len);
+        emit(json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "event", "published", "hash",
+                       revision_hash(r), "seq", (json_int_t)revision_seq(r), "bytes",
+                       (json_int_t)len, "build_ms", (json_int_t)(util_now_ms() - t0),
+                       "maxrss_kb", rss_kb()));
+        reset_peak();
+        publish_ms = util_now_ms();
         sink->ops->publish(sink, r);
-        (void)t0;
         revision_unref(r);
     } else if (strcmp(op, "discovered") == 0) {
         dp_sink_discovered(sink, json_object_get(c, "slices"));
