@@ -24,15 +24,6 @@
 #include "revision.h"
 #include "util.h"
 
-/* Until the translator lands in core: canonical bytes = sorted compact JSON. */
-__attribute__((weak)) char *xlate_canonical_json(const json_t *config, size_t *ret_len)
-{
-    char *s = json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS);
-    if (s && ret_len)
-        *ret_len = strlen(s);
-    return s;
-}
-
 static uv_loop_t loop;
 static Http *http;
 static Sink *sink;
