@@ -436,7 +436,9 @@ static void on_push_done(void *ud, CURL *easy, const HttpResult *res)
         if (stage == STAGE_RECOVERY) {
             log_event(LOG_ERROR, MOD, "gateway rejected the last good configuration too; it keeps "
                       "running its own", "{s:s}", "gateway", gw->url);
-        } else if (fb && !same_rev(fb, rev) && same_rev(gw->target, rev)) {
+        } else if (fb && same_rev(gw->target, rev)) {
+            /* Pushed even when equal to @rev (as KIC does): the objects Kong named may not be
+             * in the configuration at all, and then the same bytes are the right answer. */
             set_rev(&gw->target, fb);
             gw->stage = STAGE_FALLBACK;
             gw_kick(gw);
