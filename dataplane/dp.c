@@ -79,6 +79,7 @@ typedef struct Gateway {
     uv_timer_t retry;
     bool retry_armed;
     unsigned failures;
+    unsigned probe_failures;
     PushStats stats[2]; /* [0] normal pushes, [1] fallback and recovery pushes */
 } Gateway;
 
@@ -306,7 +307,30 @@ static void on_retry(uv_timer_t *t)
 {
     Gateway *gw = container_of(t, Gateway, retry);
     gw->retry_armed = false;
-    gw_kick(gw);
+    if (gw->state == GW_PENDING)
+        gw_probe(gw);
+    else
+        gw_kick(gw);
+}
+
+/*
+ * schedule_probe() - a pending gateway is probed again sooner than the readiness interval,
+ * backing off from 500 ms up to it: a gateway that starts a moment after tether is configured
+ * a moment later, not one interval later.
+ */
+static void schedule_probe(Gateway *gw)
+{
+    DpSink *s = gw->sink;
+    if (gw->retry_armed || gw->removed || s->closing)
+        return;
+    unsigned n = gw->probe_failures < 16 ? gw->probe_failures : 16;
+    gw->probe_failures++;
+    double ms = BACKOFF_BASE_MS * pow(2.0, n);
+    if (ms > (double)s->ready_interval_ms)
+        return; /* the periodic tick takes over */
+    ms *= 0.75 + 0.5 * drand48();
+    gw->retry_armed = true;
+    uv_timer_start(&gw->retry, on_retry, (uint64_t)ms, 0);
 }
 
 static void schedule_retry(Gateway *gw, long retry_after_s)
@@ -568,6 +592,7 @@ static void probe_failed(Gateway *gw, const HttpResult *res, const char *what)
                   gw->url, "check", what, "status", (int)res->status, "err", res->error);
     gw->state = GW_PENDING;
     gw->probed = true;
+    schedule_probe(gw);
     check_round(gw->sink);
 }
 
@@ -618,6 +643,11 @@ static void on_probe_done(void *ud, CURL *easy, const HttpResult *res)
     gw->state = GW_READY;
     gw->probed = true;
     gw->failures = 0;
+    gw->probe_failures = 0;
+    if (gw->retry_armed) { /* a probe retry: the gateway gets its push now instead */
+        uv_timer_stop(&gw->retry);
+        gw->retry_armed = false;
+    }
     /* Kong kept nothing we know of across a pending period: trust its hash only if not zero. */
     if (strcmp(gw->kong_hash, ZERO_HASH) == 0)
         gw->accepted = revision_unref(gw->accepted);

@@ -249,6 +249,36 @@ def test_down_gateway_then_up():
         other.close()
 
 
+def test_pending_gateway_probed_before_the_interval():
+    k = FakeKong()
+    url = k.url
+    k.down()
+    # The readiness interval is far away: only the pending backoff can find the gateway.
+    d = new([url], readiness_interval_s=120, readiness_timeout_s=2)
+    try:
+        p = d.publish(config(1))
+        applied(d, p["hash"], False)
+        k.up()
+        applied(d, p["hash"], True)
+    finally:
+        d.close()
+        k.close()
+
+
+def test_large_201_answer_is_cut_not_failed():
+    # Kong's 201 echoes the whole configuration; the sink stops reading after 4 MB.
+    k = FakeKong()
+    k.small_answer = False
+    d = new([k.url])
+    try:
+        p = d.publish(config(14000))
+        applied(d, p["hash"], True)
+        assert k.accepted == 1 and len(k.posts_config()) == 1
+    finally:
+        d.close()
+        k.close()
+
+
 def test_all_down_reports_failure():
     k = FakeKong()
     url = k.url
@@ -311,4 +341,5 @@ if __name__ == "__main__":
                test_413_names_the_settings, test_400_fallback,
                test_400_without_fallback_keeps_last_good_and_restart_repush,
                test_restart_repushes_current, test_down_gateway_then_up, test_all_down_reports_failure,
+               test_pending_gateway_probed_before_the_interval, test_large_201_answer_is_cut_not_failed,
                test_router_flavor_and_metrics, test_bad_config_is_refused])
