@@ -357,7 +357,7 @@ static void schedule_retry(Gateway *gw, long retry_after_s)
 
 static Revision *get_fallback(DpSink *s, Revision *rev, json_t *broken)
 {
-    if (s->fb_src == rev)
+    if (same_rev(s->fb_src, rev))
         return s->fb;
     set_rev(&s->fb_src, rev);
     s->fb = revision_unref(s->fb);
@@ -382,6 +382,19 @@ static void recover(Gateway *gw, Revision *rev)
     gw_kick(gw);
 }
 
+/* ascii_snippet() - the start of an answer body, printable ASCII only (a log never gets invalid
+ * UTF-8 from a cut multi-byte character). Returns its length. */
+static size_t ascii_snippet(const HttpResult *res, char *out, size_t cap)
+{
+    size_t n = res->body_len < cap - 1 ? res->body_len : cap - 1;
+    for (size_t j = 0; j < n; j++) {
+        unsigned char c = (unsigned char)res->body[j];
+        out[j] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    out[n] = '\0';
+    return n;
+}
+
 static void log_rejection(Gateway *gw, Revision *rev, int stage, json_t *broken, size_t unmapped,
                           const HttpResult *res)
 {
@@ -398,9 +411,7 @@ static void log_rejection(Gateway *gw, Revision *rev, int stage, json_t *broken,
                                               json_object_get(b, "message")));
     }
     char snippet[512];
-    size_t n = res->body_len < sizeof(snippet) - 1 ? res->body_len : sizeof(snippet) - 1;
-    memcpy(snippet, res->body, n);
-    snippet[n] = '\0';
+    size_t n = ascii_snippet(res, snippet, sizeof(snippet));
     log_event(LOG_ERROR, MOD, "gateway rejected the configuration",
               "{s:s, s:s, s:s, s:I, s:I, s:o, s:s%}", "gateway", gw->url, "revision",
               revision_hash(rev), "stage", stage_name(stage), "broken",
@@ -494,9 +505,10 @@ static void on_push_done(void *ud, CURL *easy, const HttpResult *res)
                   ", or lmdb_map_size (KONG_LMDB_MAP_SIZE) if it does not fit in LMDB",
                   "{s:s, s:I}", "gateway", gw->url, "bytes", (json_int_t)size);
     } else {
+        char snippet[300];
+        size_t n = ascii_snippet(res, snippet, sizeof(snippet));
         log_event(LOG_WARN, MOD, "push failed", "{s:s, s:s, s:i, s:s%}", "gateway", gw->url,
-                  "revision", revision_hash(rev), "status", (int)st, "body", res->body,
-                  res->body_len > 300 ? (size_t)300 : res->body_len);
+                  "revision", revision_hash(rev), "status", (int)st, "body", snippet, n);
     }
     revision_unref(rev);
     schedule_retry(gw, st == 429 ? res->retry_after_s : -1);
@@ -684,8 +696,14 @@ static void dp_publish(Sink *sink, Revision *rev)
     DpSink *s = (DpSink *)sink;
     if (s->closing || !rev)
         return;
+    bool same = same_rev(s->current, rev);
     set_rev(&s->current, rev);
     s->reported = 0;
+    if (same) {
+        /* Nothing changed: gateways on a fallback keep it rather than being refused again. */
+        check_round(s);
+        return;
+    }
     for (Gateway *gw = s->gws; gw; gw = gw->next) {
         set_rev(&gw->target, rev);
         gw->stage = STAGE_NORMAL;
@@ -806,91 +824,112 @@ void dp_sink_discovered(Sink *sink, json_t *slices)
 
 /* ---- metrics text -------------------------------------------------------------------------- */
 
-static void metrics_for(Gateway *gw, Buf *out, bool fb)
+/*
+ * Prometheus text groups every line of one metric family together, so the output walks the
+ * families and, inside each, the gateways. Fallback and last-good pushes go to KIC's
+ * ingress_controller_fallback_configuration_push_* families.
+ */
+enum { FAM_COUNT, FAM_DURATION, FAM_SIZE, FAM_LAST, FAM_BROKEN, NFAM };
+
+static void family_header(Buf *out, const char *name, const char *type, const char *help)
+{
+    (void)buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void family_lines(Gateway *gw, Buf *out, const char *p, int fb, int fam)
 {
     PushStats *st = &gw->stats[fb];
-    const char *p = fb ? "ingress_controller_fallback_configuration_push"
-                       : "ingress_controller_configuration_push";
     static const char *const reasons[3] = {"", "network", "other"};
-    for (int ok = 1; ok >= 0; ok--)
-        for (int r = 0; r < 3; r++)
-            if (st->count[ok][r])
-                buf_printf(out,
-                           "%s_count{success=\"%s\",protocol=\"db-less\",failure_reason=\"%s\","
-                           "dataplane=\"%s\"} %llu\n",
-                           p, ok ? "true" : "false", reasons[r], gw->url,
-                           (unsigned long long)st->count[ok][r]);
-    for (int ok = 1; ok >= 0; ok--) {
-        uint64_t total = 0;
-        for (int b = 0; b <= NBUCKETS; b++)
-            total += st->hist[ok][b];
-        if (!total)
-            continue;
-        uint64_t cum = 0;
-        for (int b = 0; b < NBUCKETS; b++) {
-            cum += st->hist[ok][b];
-            buf_printf(out,
-                       "%s_duration_milliseconds_bucket{success=\"%s\",protocol=\"db-less\","
-                       "dataplane=\"%s\",le=\"%.6g\"} %llu\n",
-                       p, ok ? "true" : "false", gw->url, bucket_le(b), (unsigned long long)cum);
+    switch (fam) {
+    case FAM_COUNT:
+        for (int ok = 1; ok >= 0; ok--)
+            for (int r = 0; r < 3; r++)
+                if (st->count[ok][r])
+                    (void)buf_printf(out,
+                                     "%s_count{success=\"%s\",protocol=\"db-less\","
+                                     "failure_reason=\"%s\",dataplane=\"%s\"} %llu\n",
+                                     p, ok ? "true" : "false", reasons[r], gw->url,
+                                     (unsigned long long)st->count[ok][r]);
+        break;
+    case FAM_DURATION:
+        for (int ok = 1; ok >= 0; ok--) {
+            uint64_t total = 0, cum = 0;
+            for (int b = 0; b <= NBUCKETS; b++)
+                total += st->hist[ok][b];
+            if (!total)
+                continue;
+            const char *sc = ok ? "true" : "false";
+            for (int b = 0; b < NBUCKETS; b++) {
+                cum += st->hist[ok][b];
+                (void)buf_printf(out,
+                                 "%s_duration_milliseconds_bucket{success=\"%s\",protocol=\"db-less\","
+                                 "dataplane=\"%s\",le=\"%.6g\"} %llu\n",
+                                 p, sc, gw->url, bucket_le(b), (unsigned long long)cum);
+            }
+            (void)buf_printf(out,
+                             "%s_duration_milliseconds_bucket{success=\"%s\",protocol=\"db-less\","
+                             "dataplane=\"%s\",le=\"+Inf\"} %llu\n"
+                             "%s_duration_milliseconds_sum{success=\"%s\",protocol=\"db-less\","
+                             "dataplane=\"%s\"} %.3f\n"
+                             "%s_duration_milliseconds_count{success=\"%s\",protocol=\"db-less\","
+                             "dataplane=\"%s\"} %llu\n",
+                             p, sc, gw->url, (unsigned long long)total, p, sc, gw->url,
+                             st->sum_ms[ok], p, sc, gw->url, (unsigned long long)total);
         }
-        buf_printf(out,
-                   "%s_duration_milliseconds_bucket{success=\"%s\",protocol=\"db-less\","
-                   "dataplane=\"%s\",le=\"+Inf\"} %llu\n",
-                   p, ok ? "true" : "false", gw->url, (unsigned long long)total);
-        buf_printf(out,
-                   "%s_duration_milliseconds_sum{success=\"%s\",protocol=\"db-less\","
-                   "dataplane=\"%s\"} %.3f\n",
-                   p, ok ? "true" : "false", gw->url, st->sum_ms[ok]);
-        buf_printf(out,
-                   "%s_duration_milliseconds_count{success=\"%s\",protocol=\"db-less\","
-                   "dataplane=\"%s\"} %llu\n",
-                   p, ok ? "true" : "false", gw->url, (unsigned long long)total);
+        break;
+    case FAM_SIZE:
+        if (st->size_set)
+            (void)buf_printf(out, "%s_size{dataplane=\"%s\",protocol=\"db-less\",success=\"%s\"} %lld\n",
+                             p, gw->url, st->size_success ? "true" : "false", st->size);
+        break;
+    case FAM_LAST:
+        if (st->last_ok_s > 0)
+            (void)buf_printf(out, "%s_last%s{dataplane=\"%s\"} %.3f\n", p, fb ? "" : "_successful",
+                             gw->url, st->last_ok_s);
+        break;
+    case FAM_BROKEN:
+        (void)buf_printf(out, "%s_broken_resource_count{dataplane=\"%s\"} %ld\n", p, gw->url,
+                         st->broken);
+        break;
     }
-    if (st->size_set)
-        buf_printf(out, "%s_size{dataplane=\"%s\",protocol=\"db-less\",success=\"%s\"} %lld\n", p,
-                   gw->url, st->size_success ? "true" : "false", st->size);
-    if (st->last_ok_s > 0)
-        buf_printf(out, "%s_last%s{dataplane=\"%s\"} %.3f\n", p, fb ? "" : "_successful", gw->url,
-                   st->last_ok_s);
-    buf_printf(out, "%s_broken_resource_count{dataplane=\"%s\"} %ld\n", p, gw->url, st->broken);
 }
 
 void dp_sink_metrics(Sink *sink, Buf *out)
 {
     DpSink *s = (DpSink *)sink;
-    static const char *const help[][3] = {
-        {"ingress_controller_configuration_push_count", "counter",
-         "Count of successful/failed configuration pushes to Kong."},
-        {"ingress_controller_configuration_push_duration_milliseconds", "histogram",
+    static const char *const fams[NFAM][3] = {
+        {"_count", "counter", "Count of successful/failed configuration pushes to Kong."},
+        {"_duration_milliseconds", "histogram",
          "How long it took to push the configuration to Kong, in milliseconds."},
-        {"ingress_controller_configuration_push_size", "gauge",
-         "Size of the configuration pushed to Kong, in bytes."},
-        {"ingress_controller_configuration_push_last_successful", "gauge",
-         "Time of the last successful configuration push (Unix seconds)."},
-        {"ingress_controller_configuration_push_broken_resource_count", "gauge",
-         "Number of resources Kong rejected in the last push."},
+        {"_size", "gauge", "Size of the configuration pushed to Kong, in bytes."},
+        {"_last", "gauge", "Time of the last successful configuration push (Unix seconds)."},
+        {"_broken_resource_count", "gauge", "Number of resources Kong rejected in the last push."},
     };
-    for (size_t i = 0; i < sizeof(help) / sizeof(help[0]); i++)
-        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", help[i][0], help[i][2], help[i][0],
-                   help[i][1]);
     int ready = 0, pending = 0;
     bool any_fb = false;
     for (Gateway *gw = s->gws; gw; gw = gw->next) {
         gw->state == GW_READY ? ready++ : pending++;
-        metrics_for(gw, out, false);
         for (int ok = 0; ok < 2; ok++)
             for (int r = 0; r < 3; r++)
                 any_fb |= gw->stats[1].count[ok][r] != 0;
     }
-    if (any_fb)
-        for (Gateway *gw = s->gws; gw; gw = gw->next)
-            metrics_for(gw, out, true);
-    buf_printf(out, "# HELP tether_dataplane_gateways Kong gateways known to the data plane sink.\n"
-                    "# TYPE tether_dataplane_gateways gauge\n"
-                    "tether_dataplane_gateways{state=\"ready\"} %d\n"
-                    "tether_dataplane_gateways{state=\"pending\"} %d\n",
-               ready, pending);
+    for (int fb = 0; fb <= (any_fb ? 1 : 0); fb++) {
+        const char *p = fb ? "ingress_controller_fallback_configuration_push"
+                           : "ingress_controller_configuration_push";
+        for (int fam = 0; fam < NFAM; fam++) {
+            char name[128];
+            snprintf(name, sizeof(name), "%s%s%s", p, fams[fam][0],
+                     fam == FAM_LAST && !fb ? "_successful" : "");
+            family_header(out, name, fams[fam][1], fams[fam][2]);
+            for (Gateway *gw = s->gws; gw; gw = gw->next)
+                family_lines(gw, out, p, fb, fam);
+        }
+    }
+    (void)buf_printf(out, "# HELP tether_dataplane_gateways Kong gateways known to the data plane sink.\n"
+                          "# TYPE tether_dataplane_gateways gauge\n"
+                          "tether_dataplane_gateways{state=\"ready\"} %d\n"
+                          "tether_dataplane_gateways{state=\"pending\"} %d\n",
+                     ready, pending);
 }
 
 /* ---- construction -------------------------------------------------------------------------- */

@@ -37,8 +37,10 @@ class Driver:
         self.logs = []
         self.lock = threading.Lock()
         self.q = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
+        self.readers = [threading.Thread(target=self._read, daemon=True),
+                        threading.Thread(target=self._read_err, daemon=True)]
+        for t in self.readers:
+            t.start()
         self.send({"op": "new", "cfg": cfg})
         ev = self.wait_event(lambda e: e["event"] in ("ready", "error"), "sink creation")
         if ev["event"] == "error":
@@ -114,6 +116,8 @@ class Driver:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 raise AssertionError("driver did not exit after close")
+        for t in self.readers:  # the last events are read once stdout ends
+            t.join(10)
         ev = self.find(lambda e: e["event"] == "closed")
         assert ev and ev[0]["loop_close"] == 0, "loop did not close clean: %r" % ev
         assert self.p.returncode == 0, "driver exit %s; stderr tail: %s" % (self.p.returncode, self.logs[-5:])

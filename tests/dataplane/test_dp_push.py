@@ -178,6 +178,11 @@ def test_400_fallback():
         m = d.metrics()
         assert "ingress_controller_configuration_push_broken_resource_count{dataplane=\"%s\"} 1" % ks[0].url in m
         assert "ingress_controller_fallback_configuration_push_count{success=\"true\"" in m
+        # The same revision again: no new push, no new rejection.
+        m = d.mark()
+        d.publish(config(3))
+        d.wait_event(lambda e: e["event"] == "applied" and e["hash"] == p["hash"], "re-published", start=m)
+        assert all(k.rejected == 1 and len(k.posts_config()) == 2 for k in ks)
         # Fixed config: the gateways leave the fallback.
         for k in ks:
             k.reject = []
