@@ -100,6 +100,7 @@ struct DpSink {
     uv_timer_t tick;
     int open_handles;
     bool closing;
+    bool discovered_once;
     void (*close_done)(void *ud);
     void *close_ud;
 };
@@ -566,6 +567,10 @@ static void check_round(DpSink *s)
 {
     if (!s->current || s->closing || s->reported == 2)
         return;
+    /* With discovery, no answer before the first list of EndpointSlices: "no gateway" would
+     * only mean "not looked yet". */
+    if (s->svc_name && !s->discovered_once)
+        return;
     int ready = 0;
     bool ok = true;
     for (Gateway *gw = s->gws; gw; gw = gw->next) {
@@ -785,6 +790,7 @@ void dp_sink_discovered(Sink *sink, json_t *slices)
         log_error(MOD, "out of memory reading EndpointSlices");
         return;
     }
+    s->discovered_once = true;
     for (Gateway *gw = s->gws; gw; gw = gw->next)
         gw->seen = !gw->discovered;
     size_t i;

@@ -94,7 +94,6 @@ def main():
                         "readiness_interval_s": 10, "readiness_timeout_s": 5})
     try:
         pub = d.publish(cfg)
-        d.wait_event(lambda e: e["event"] == "applied", "empty round")
         sl = {"metadata": {"name": "kong-admin-x", "namespace": "kong"},
               "ports": [{"name": "admin-tls", "port": k.port}],
               "endpoints": [{"addresses": ["127.0.0.2"], "conditions": {"ready": False},

@@ -44,7 +44,11 @@ def test_discovery_add_remove():
     d = new()
     try:
         p = d.publish(config(2))
-        # No gateway yet: nothing to configure.
+        # Before the first list of EndpointSlices the sink cannot tell: it does not answer.
+        d.query("gateways")
+        assert not d.find(lambda e: e["event"] == "applied"), "answered before discovery"
+        # An empty list: no gateway to configure, the round fails.
+        d.query("discovered", slices=[])
         d.wait_event(lambda e: e["event"] == "applied" and not e["ok"], "empty round")
         s2 = slice_for("kong-admin-a", g2.port, [ep("127.0.0.2", "gw-2", ready=False),
                                                  ep("127.0.0.9", "gw-old", terminating=True),
