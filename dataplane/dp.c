@@ -634,8 +634,13 @@ static void on_probe_done(void *ud, CURL *easy, const HttpResult *res)
         if (gw->state == GW_PENDING) {
             gw->probe_step = 1;
             CURL *e = gw_easy(gw, "/", s->ready_timeout_ms, s->get_headers);
-            if (e && http_start(s->http, e, MAX_PROBE_ANSWER, on_probe_done, gw) == 0)
+            if (e && http_start(s->http, e, MAX_PROBE_ANSWER, on_probe_done, gw) == 0) {
                 gw->probe_easy = e;
+            } else {
+                gw->probed = true;
+                schedule_probe(gw);
+                check_round(s);
+            }
             return;
         }
         /* Kong answers the all-zero hash when it runs no configuration: it restarted. */
@@ -681,10 +686,13 @@ static void gw_probe(Gateway *gw)
         return;
     gw->probe_step = 0;
     CURL *e = gw_easy(gw, "/status", s->ready_timeout_ms, s->get_headers);
-    if (!e)
-        return;
-    if (http_start(s->http, e, MAX_PROBE_ANSWER, on_probe_done, gw) == 0)
+    if (e && http_start(s->http, e, MAX_PROBE_ANSWER, on_probe_done, gw) == 0) {
         gw->probe_easy = e;
+        return;
+    }
+    /* Out of memory or the HTTP client closing: count it as a failed probe. */
+    gw->probed = true;
+    schedule_probe(gw);
 }
 
 static void on_tick(uv_timer_t *t)
