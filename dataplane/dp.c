@@ -136,7 +136,6 @@ static void maybe_done(DpSink *s)
     revision_unref(s->fb);
     curl_slist_free_all(s->post_headers);
     curl_slist_free_all(s->get_headers);
-    dp__tls_free(s->tls);
     free(s->svc_ns);
     free(s->svc_name);
     free(s->port_names);
@@ -726,6 +725,14 @@ static void dp_publish(Sink *sink, Revision *rev)
     check_round(s);
 }
 
+static void on_tls_closed(void *ud)
+{
+    DpSink *s = ud;
+    s->tls = NULL;
+    s->open_handles--;
+    maybe_done(s);
+}
+
 static void dp_close(Sink *sink, void (*done)(void *ud), void *ud)
 {
     DpSink *s = (DpSink *)sink;
@@ -736,6 +743,8 @@ static void dp_close(Sink *sink, void (*done)(void *ud), void *ud)
     uv_close((uv_handle_t *)&s->tick, on_handle_closed);
     while (s->gws)
         gw_remove(s->gws);
+    s->open_handles++;
+    dp__tls_close(s->tls, on_tls_closed, s);
 }
 
 static json_t *gateway_json(Gateway *gw)
@@ -1075,14 +1084,6 @@ int dp_sink_new(uv_loop_t *loop, Http *http, const DpConfig *cfg, SinkHost *host
             r = -ENOMEM;
         goto fail;
     }
-    r = dp__tls_new(cfg, &s->tls, ret_err);
-    if (r < 0)
-        goto fail;
-    if (cfg->tls_skip_verify)
-        log_event(LOG_WARN, MOD,
-                  "TLS verification of the Kong Admin API is OFF (--kong-admin-tls-skip-verify): "
-                  "anyone on the path can read and change the gateway configuration",
-                  "{}");
     if (cfg->tls_server_name && *cfg->tls_server_name) {
         s->server_name = strdup(cfg->tls_server_name);
         if (!s->server_name) {
@@ -1103,7 +1104,16 @@ int dp_sink_new(uv_loop_t *loop, Http *http, const DpConfig *cfg, SinkHost *host
         if (r < 0)
             goto fail;
     }
-    /* No handle exists before this point, so the failures above free synchronously. */
+    /* Last step that can fail: with mtls/ it starts watching files (handles on the loop). */
+    r = dp__tls_new(loop, cfg, &s->tls, ret_err);
+    if (r < 0)
+        goto fail;
+    if (cfg->tls_skip_verify)
+        log_event(LOG_WARN, MOD,
+                  "TLS verification of the Kong Admin API is OFF (--kong-admin-tls-skip-verify): "
+                  "anyone on the path can read and change the gateway configuration",
+                  "{}");
+    /* No handle of the sink exists before this point, so the failures above free at once. */
     uv_timer_init(loop, &s->tick);
     s->tick.data = s;
     s->open_handles = 1;
@@ -1131,7 +1141,6 @@ fail:
     }
     curl_slist_free_all(s->post_headers);
     curl_slist_free_all(s->get_headers);
-    dp__tls_free(s->tls);
     free(s->svc_ns);
     free(s->svc_name);
     free(s->port_names);

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <uv.h>
 
 /*
  * dp__discover() - the Admin API endpoints found in @slices (JSON array of EndpointSlices,
@@ -36,9 +37,14 @@ int dp__connect_to(const char *url, const char *server_name, char **ret_base,
  */
 json_t *dp__flattened_errors(const char *body, size_t len, size_t *ret_unmapped);
 
-/* dp__tls_*: TLS material for the Admin API held in memory (until mtls/ takes over). */
+/*
+ * dp__tls_*: TLS material for the Admin API. With the mtls/ module built (DP_USE_MTLS), it
+ * loads, validates and watches the files (rotation without restart); otherwise the PEM is read
+ * once and handed to libcurl as blobs.
+ */
 typedef struct DpTls DpTls;
 struct DpConfig;
-int dp__tls_new(const struct DpConfig *cfg, DpTls **ret, char **ret_err);
+int dp__tls_new(uv_loop_t *loop, const struct DpConfig *cfg, DpTls **ret, char **ret_err);
 int dp__tls_apply(DpTls *t, CURL *easy);
-DpTls *dp__tls_free(DpTls *t);
+/* dp__tls_close() - release @t; @done runs once it is gone (possibly before this returns). */
+void dp__tls_close(DpTls *t, void (*done)(void *ud), void *ud);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * TLS material for the Admin API held in memory and handed to libcurl as blobs. A small seam so
- * that the mtls/ module (rotation, validation) can take over without touching the sink.
+ * TLS material for the Admin API. A small seam: with the mtls/ module (validation, rotation
+ * without restart) when it is built, else PEM held in memory and handed to libcurl as blobs.
+ * The TLS server name is not handled here: the sink puts it in the request URL and sends the
+ * connection to the real address with CURLOPT_CONNECT_TO, so libcurl's own checks apply.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -11,6 +13,74 @@
 #include "dp_internal.h"
 #include "log.h"
 #include "util.h"
+
+#ifdef DP_USE_MTLS
+#include "mtls.h"
+
+struct DpTls {
+    Mtls *m;
+    void (*done)(void *ud);
+    void *ud;
+};
+
+static const char *opt(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+int dp__tls_new(uv_loop_t *loop, const DpConfig *cfg, DpTls **ret, char **ret_err)
+{
+    DpTls *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    MtlsConfig mc = {
+        .flag_prefix = "kong-admin-tls-client",
+        .cert = opt(cfg->client_cert),
+        .cert_file = opt(cfg->client_cert_file),
+        .key = opt(cfg->client_key),
+        .key_file = opt(cfg->client_key_file),
+        .ca = opt(cfg->ca_cert),
+        .ca_file = opt(cfg->ca_cert_file),
+        .ca_flag = "kong-admin-ca-cert",
+        .skip_verify = cfg->tls_skip_verify,
+    };
+    int r = mtls_new(loop, &mc, &t->m, ret_err);
+    if (r < 0) {
+        free(t);
+        return r;
+    }
+    *ret = t;
+    return 0;
+}
+
+int dp__tls_apply(DpTls *t, CURL *easy)
+{
+    return mtls_apply(t->m, easy);
+}
+
+static void on_mtls_closed(void *ud)
+{
+    DpTls *t = ud;
+    void (*done)(void *) = t->done;
+    void *dud = t->ud;
+    free(t);
+    if (done)
+        done(dud);
+}
+
+void dp__tls_close(DpTls *t, void (*done)(void *ud), void *ud)
+{
+    if (!t) {
+        if (done)
+            done(ud);
+        return;
+    }
+    t->done = done;
+    t->ud = ud;
+    mtls_close(t->m, on_mtls_closed, t);
+}
+
+#else
 
 #define MAX_PEM (1024 * 1024)
 
@@ -41,7 +111,9 @@ static int load(const char *value, const char *file, const char *flag, char **re
     return 0;
 }
 
-int dp__tls_new(const DpConfig *cfg, DpTls **ret, char **ret_err)
+static DpTls *tls_free(DpTls *t);
+
+int dp__tls_new(uv_loop_t *loop, const DpConfig *cfg, DpTls **ret, char **ret_err)
 {
     DpTls *t = calloc(1, sizeof(*t));
     if (!t)
@@ -63,7 +135,7 @@ int dp__tls_new(const DpConfig *cfg, DpTls **ret, char **ret_err)
         r = -EINVAL;
     }
     if (r < 0) {
-        dp__tls_free(t);
+        tls_free(t);
         return r;
     }
     t->skip_verify = cfg->tls_skip_verify;
@@ -95,7 +167,7 @@ int dp__tls_apply(DpTls *t, CURL *easy)
     return 0;
 }
 
-DpTls *dp__tls_free(DpTls *t)
+static DpTls *tls_free(DpTls *t)
 {
     if (!t)
         return NULL;
@@ -107,3 +179,11 @@ DpTls *dp__tls_free(DpTls *t)
     free(t);
     return NULL;
 }
+
+void dp__tls_close(DpTls *t, void (*done)(void *ud), void *ud)
+{
+    tls_free(t);
+    if (done)
+        done(ud);
+}
+#endif
