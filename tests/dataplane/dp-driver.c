@@ -197,7 +197,11 @@ static void cmd_new(json_t *c)
         free(err);
         return;
     }
-    emit(json_pack("{s:s}", "event", "ready"));
+#ifdef DP_USE_MTLS
+    emit(json_pack("{s:s, s:s}", "event", "ready", "tls", "mtls"));
+#else
+    emit(json_pack("{s:s, s:s}", "event", "ready", "tls", "blobs"));
+#endif
 }
 
 static void on_sink_closed(void *ud)

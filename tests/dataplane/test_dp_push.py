@@ -330,7 +330,7 @@ def test_bad_config_is_refused():
                       ({"admin_urls": ["https://x"], "ca_cert_file": "/nonexistent/ca.crt"},
                        "--kong-admin-ca-cert-file /nonexistent/ca.crt"),
                       ({"admin_urls": ["https://x"], "client_cert_file": "/etc/hostname"},
-                       "must be given together")):
+                       "kong-admin-tls-client-key")):
         d = Driver(DRIVER, cfg)
         try:
             assert d.error and want in d.error, (cfg, d.error)
