@@ -37,11 +37,7 @@ int dp__connect_to(const char *url, const char *server_name, char **ret_base,
  */
 json_t *dp__flattened_errors(const char *body, size_t len, size_t *ret_unmapped);
 
-/*
- * dp__tls_*: TLS material for the Admin API. With the mtls/ module built (DP_USE_MTLS), it
- * loads, validates and watches the files (rotation without restart); otherwise the PEM is read
- * once and handed to libcurl as blobs.
- */
+/* dp__tls_*: TLS material for the Admin API (mtls/: validation, files watched for rotation). */
 typedef struct DpTls DpTls;
 struct DpConfig;
 int dp__tls_new(uv_loop_t *loop, const struct DpConfig *cfg, DpTls **ret, char **ret_err);

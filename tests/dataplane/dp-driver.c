@@ -197,11 +197,7 @@ static void cmd_new(json_t *c)
         free(err);
         return;
     }
-#ifdef DP_USE_MTLS
-    emit(json_pack("{s:s, s:s}", "event", "ready", "tls", "mtls"));
-#else
-    emit(json_pack("{s:s, s:s}", "event", "ready", "tls", "blobs"));
-#endif
+    emit(json_pack("{s:s}", "event", "ready"));
 }
 
 static void on_sink_closed(void *ud)

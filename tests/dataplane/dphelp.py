@@ -43,7 +43,6 @@ class Driver:
             t.start()
         self.send({"op": "new", "cfg": cfg})
         ev = self.wait_event(lambda e: e["event"] in ("ready", "error"), "sink creation")
-        self.tls = ev.get("tls")
         if ev["event"] == "error":
             self.error = ev["msg"]
         else:
