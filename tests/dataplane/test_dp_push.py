@@ -284,6 +284,43 @@ def test_large_201_answer_is_cut_not_failed():
         k.close()
 
 
+def test_latest_revision_wins():
+    k = FakeKong()
+    k.delay = 0.3
+    d = new([k.url])
+    try:
+        pubs = [d.publish(config(i + 1)) for i in range(15)]
+        applied(d, pubs[-1]["hash"], True)
+        assert len(k.config["services"]) == 15
+        # Revisions published while a push was out are coalesced: the gateway never goes back.
+        wait_for(lambda: len(k.posts_config()) == k.accepted, "every post answered")
+        assert k.accepted <= 15
+        assert d.gateways()[0]["hash"] == pubs[-1]["hash"]
+    finally:
+        d.close()
+        k.close()
+
+
+def test_ipv6_static_url():
+    import socket
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        s.close()
+    except OSError:
+        print("# skip: no IPv6 loopback")
+        return
+    k = FakeKong(host="::1")
+    d = new([k.url + "/"])
+    try:
+        p = d.publish(config(1))
+        applied(d, p["hash"], True)
+        assert d.gateways()[0]["url"] == "http://[::1]:%d" % k.port
+    finally:
+        d.close()
+        k.close()
+
+
 def test_all_down_reports_failure():
     k = FakeKong()
     url = k.url
@@ -347,4 +384,5 @@ if __name__ == "__main__":
                test_400_without_fallback_keeps_last_good_and_restart_repush,
                test_restart_repushes_current, test_down_gateway_then_up, test_all_down_reports_failure,
                test_pending_gateway_probed_before_the_interval, test_large_201_answer_is_cut_not_failed,
+               test_latest_revision_wins, test_ipv6_static_url,
                test_router_flavor_and_metrics, test_bad_config_is_refused])
