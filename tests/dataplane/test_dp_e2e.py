@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -149,13 +150,89 @@ def test_restart_and_metrics():
         shutil.rmtree(d)
 
 
+def kubeconfig(d, server):
+    import yaml
+    cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "t",
+           "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u", "namespace": "kong"}}],
+           "clusters": [{"name": "c", "cluster": {"server": server}}],
+           "users": [{"name": "u", "user": {"token": "dp-e2e-token"}}]}
+    path = os.path.join(d, "kubeconfig.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    return path
+
+
+def admin_slice(name, ips_ports):
+    port = ips_ports[0][1] if ips_ports else 8444
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": "kong",
+                         "labels": {"kubernetes.io/service-name": "kong-admin"},
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "kong-admin",
+                                              "uid": "svc-uid"}]},
+            "addressType": "IPv4", "ports": [{"name": "admin-tls", "port": port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": False},
+                           "targetRef": {"kind": "Pod", "namespace": "kong", "name": "gw-%s" % ip}}
+                          for ip, _ in ips_ports]}
+
+
+def test_discovery_through_the_api_server():
+    import kube_apiserver
+    from dphelp import certs
+    c = certs()
+    d = tempfile.mkdtemp()
+    g2 = FakeKong(host="127.0.0.2", cert=c["server.crt"], key=c["server.key"])
+    g3 = FakeKong(host="127.0.0.3", port=g2.port, cert=c["server.crt"], key=c["server.key"])
+    api = kube_apiserver.FakeApiServer(token="dp-e2e-token").start()
+    try:
+        for name in ("a",):
+            api.apply({"apiVersion": "v1", "kind": "Service",
+                       "metadata": {"name": name, "namespace": "default", "uid": "svc-" + name},
+                       "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}})
+            api.apply({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                       "metadata": {"name": name, "namespace": "default", "uid": "ing-" + name},
+                       "spec": {"ingressClassName": "kong", "rules": [{"host": name + ".example", "http": {
+                           "paths": [{"path": "/", "pathType": "Prefix", "backend": {
+                               "service": {"name": name, "port": {"number": 80}}}}]}}]}})
+        api.apply({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                   "metadata": {"name": "kong"}, "spec": {"controller": "ingress-controllers.konghq.com/kong"}})
+        api.apply(admin_slice("kong-admin-1", [("127.0.0.2", g2.port)]))
+        r = Run(["--kubeconfig", kubeconfig(d, api.url), "--kong-admin-svc", "kong/kong-admin",
+                 "--kong-admin-ca-cert-file", c["ca.crt"], "--state-dir", os.path.join(d, "state"),
+                 "--election-namespace", "kong"])
+        try:
+            wait_for(lambda: g2.accepted == 1, "discovered gateway configured", timeout=60)
+            assert hosts(g2.config) == ["a.example"], hosts(g2.config)
+            assert "pod.kong-admin.kong.svc" in g2.sni
+            # A second gateway appears in the slice: configured without a tick.
+            t0 = time.monotonic()
+            api.apply(admin_slice("kong-admin-1", [("127.0.0.2", g2.port), ("127.0.0.3", g3.port)]))
+            wait_for(lambda: g3.accepted == 1, "second gateway configured", timeout=60)
+            print("# figure: EndpointSlice change -> 201 from the new gateway in %d ms"
+                  % ((time.monotonic() - t0) * 1000))
+            assert g2.accepted == 1
+        finally:
+            rc = r.stop()
+        assert rc == 0, r.text()[-3000:]
+    finally:
+        api.stop()
+        g2.close()
+        g3.close()
+        shutil.rmtree(d)
+
+
 def main():
     p = subprocess.run([TETHER, "run", "--help"], capture_output=True, text=True)
     if "--kong-admin-url" not in p.stdout + p.stderr:
         print("# skip: this tether has no `run --kong-admin-url` yet")
         sys.exit(77)
     from dphelp import run_tests
-    run_tests([test_once_two_gateways, test_fallback_without_broken_ingress, test_restart_and_metrics])
+    tests = [test_once_two_gateways, test_fallback_without_broken_ingress, test_restart_and_metrics]
+    fakes = os.environ.get("TETHER_FAKES") or os.path.join(os.path.dirname(__file__), "..", "fakes")
+    if "--kubeconfig" in p.stdout + p.stderr and os.path.exists(os.path.join(fakes, "kube_apiserver.py")):
+        tests.append(test_discovery_through_the_api_server)
+    else:
+        print("# skip discovery through the API server: no Kubernetes client or fake yet")
+    run_tests(tests)
 
 
 if __name__ == "__main__":
