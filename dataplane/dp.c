@@ -612,6 +612,23 @@ static void probe_failed(Gateway *gw, const HttpResult *res, const char *what)
     check_round(gw->sink);
 }
 
+/* version_below() - whether "3.9.1" (or "3.4.0.0-enterprise") is below @maj.@min.@pat. */
+static bool version_below(const char *v, long maj, long min, long pat)
+{
+    long want[3] = {maj, min, pat};
+    const char *p = v;
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        long n = strtol(p, &end, 10);
+        if (end == p)
+            return false; /* not a version we can read: do not warn */
+        if (n != want[i])
+            return n < want[i];
+        p = *end == '.' ? end + 1 : end;
+    }
+    return false;
+}
+
 static void on_probe_done(void *ud, CURL *easy, const HttpResult *res)
 {
     Gateway *gw = ud;
@@ -674,6 +691,18 @@ static void on_probe_done(void *ud, CURL *easy, const HttpResult *res)
         gw->accepted = revision_unref(gw->accepted);
     log_event(LOG_INFO, MOD, "gateway ready", "{s:s, s:s, s:s, s:s?}", "gateway", gw->url,
               "version", gw->version, "router_flavor", gw->flavor, "pod", gw->pod);
+    for (Gateway *o = s->gws; o; o = o->next)
+        if (o != gw && o->state == GW_READY && o->flavor && strcmp(o->flavor, gw->flavor) != 0) {
+            log_event(LOG_WARN, MOD, "gateways disagree on the router flavor; routes are "
+                      "translated for one of them only", "{s:s, s:s, s:s, s:s}", "gateway",
+                      gw->url, "router_flavor", gw->flavor, "other", o->url, "other_flavor",
+                      o->flavor);
+            break;
+        }
+    if (version_below(gw->version, 3, 4, 1))
+        log_event(LOG_WARN, MOD, "gateway runs a Kong older than 3.4.1, which KIC 3 does not "
+                  "support; configurations may be refused", "{s:s, s:s}", "gateway", gw->url,
+                  "version", gw->version);
     gw_kick(gw);
     check_round(s);
 }

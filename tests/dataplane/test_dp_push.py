@@ -338,10 +338,12 @@ def test_all_down_reports_failure():
 
 def test_router_flavor_and_metrics():
     k = FakeKong(flavor="expressions")
-    d = new([k.url])
+    old = FakeKong(version="3.3.0", flavor="expressions")
+    d = new([k.url, old.url])
     try:
         p = d.publish(config(1))
         applied(d, p["hash"], True)
+        assert d.log_has("older than 3.4.1")
         assert d.query("flavor")["flavor"] == "expressions"
         m = d.metrics()
         for name in ("ingress_controller_configuration_push_count{",
@@ -349,14 +351,15 @@ def test_router_flavor_and_metrics():
                      "ingress_controller_configuration_push_size{",
                      "ingress_controller_configuration_push_last_successful{",
                      "ingress_controller_configuration_push_broken_resource_count{",
-                     "tether_dataplane_gateways{state=\"ready\"} 1"):
+                     "tether_dataplane_gateways{state=\"ready\"} 2"):
             assert name in m, name
         assert 'dataplane="%s",le="+Inf"} 1' % k.url in m
         st = d.query("status")["status"]
-        assert st["ready"] == 1 and st["revision"] == p["hash"] and st["last_good"] == p["hash"]
+        assert st["ready"] == 2 and st["revision"] == p["hash"] and st["last_good"] == p["hash"]
     finally:
         d.close()
         k.close()
+        old.close()
 
 
 def test_bad_config_is_refused():
