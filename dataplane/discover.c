@@ -38,8 +38,8 @@ static const char *str_at(json_t *o, const char *k)
     return s ? s : "";
 }
 
-static int add_endpoint(json_t *out, json_t *seen, const char *ip, json_int_t port,
-                        const char *svc, const char *ns, json_t *target)
+static int add_endpoint(json_t *out, json_t *seen, const char *ip, json_int_t port, const char *svc,
+                        const char *ns, json_t *target)
 {
     char *url;
     if (strchr(ip, ':'))
@@ -47,9 +47,9 @@ static int add_endpoint(json_t *out, json_t *seen, const char *ip, json_int_t po
     else
         url = util_strdup_printf("https://%s:%lld", ip, (long long)port);
     char *sni = util_strdup_printf("pod.%s.%s.svc", svc, ns);
-    char *pod = util_strdup_printf("%s/%s", str_at(target, "namespace")[0]
-                                                ? str_at(target, "namespace") : ns,
-                                   str_at(target, "name"));
+    char *pod = util_strdup_printf(
+        "%s/%s", str_at(target, "namespace")[0] ? str_at(target, "namespace") : ns,
+        str_at(target, "name"));
     int r = -ENOMEM;
     if (!url || !sni || !pod)
         goto out;
@@ -83,7 +83,8 @@ json_t *dp__discover(json_t *slices, const char *svc_ns, const char *svc_name,
         port_names = "admin-tls,kong-admin-tls";
     size_t i;
     json_t *slice;
-    json_array_foreach(slices, i, slice) {
+    json_array_foreach(slices, i, slice)
+    {
         json_t *md = json_object_get(slice, "metadata");
         const char *ns = svc_ns && *svc_ns ? svc_ns : str_at(md, "namespace");
         const char *svc = svc_name && *svc_name ? svc_name : NULL;
@@ -94,13 +95,15 @@ json_t *dp__discover(json_t *slices, const char *svc_ns, const char *svc_name,
             continue;
         size_t pi, ei;
         json_t *port, *ep;
-        json_array_foreach(json_object_get(slice, "ports"), pi, port) {
+        json_array_foreach(json_object_get(slice, "ports"), pi, port)
+        {
             const char *pname = json_string_value(json_object_get(port, "name"));
             json_int_t pnum = json_integer_value(json_object_get(port, "port"));
             /* Unnamed ports are skipped, as KIC does. */
             if (!pname || !port_name_wanted(port_names, pname) || pnum <= 0 || pnum > 65535)
                 continue;
-            json_array_foreach(json_object_get(slice, "endpoints"), ei, ep) {
+            json_array_foreach(json_object_get(slice, "endpoints"), ei, ep)
+            {
                 json_t *cond = json_object_get(ep, "conditions");
                 if (json_is_true(json_object_get(cond, "terminating")))
                     continue;
@@ -108,8 +111,10 @@ json_t *dp__discover(json_t *slices, const char *svc_ns, const char *svc_name,
                 if (strcmp(str_at(target, "kind"), "Pod") != 0)
                     continue;
                 /* Only the first address is used (all addresses of an endpoint are one Pod). */
-                const char *ip = json_string_value(json_array_get(json_object_get(ep, "addresses"), 0));
-                if (!ip || !*ip || strlen(ip) > 64 || strspn(ip, "0123456789abcdefABCDEF.:") != strlen(ip))
+                const char *ip =
+                    json_string_value(json_array_get(json_object_get(ep, "addresses"), 0));
+                if (!ip || !*ip || strlen(ip) > 64 ||
+                    strspn(ip, "0123456789abcdefABCDEF.:") != strlen(ip))
                     continue;
                 if (add_endpoint(out, seen, ip, pnum, svc, ns, target) < 0)
                     goto fail;
@@ -137,8 +142,7 @@ fail:
     return NULL;
 }
 
-int dp__connect_to(const char *url, const char *server_name, char **ret_base,
-                   char **ret_connect_to)
+int dp__connect_to(const char *url, const char *server_name, char **ret_base, char **ret_connect_to)
 {
     CURLU *u = curl_url();
     char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *base = NULL, *ct = NULL;

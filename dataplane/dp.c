@@ -37,14 +37,14 @@
 #define ZERO_HASH "00000000000000000000000000000000"
 
 #ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
 enum { GW_PENDING, GW_READY };
 enum { STAGE_NORMAL, STAGE_FALLBACK, STAGE_RECOVERY };
 
 typedef struct PushStats {
-    uint64_t count[2][3];          /* [success][failure_reason: none, network, other] */
+    uint64_t count[2][3];           /* [success][failure_reason: none, network, other] */
     uint64_t hist[2][NBUCKETS + 1]; /* [success][bucket], cumulative at print time */
     double sum_ms[2];
     long long size;
@@ -59,13 +59,13 @@ typedef struct DpSink DpSink;
 typedef struct Gateway {
     struct Gateway *next;
     DpSink *sink;
-    char *url;        /* identity and metrics label: https://10.0.0.1:8444 */
-    char *base;       /* request base (host replaced by the TLS name when one is used) */
+    char *url;  /* identity and metrics label: https://10.0.0.1:8444 */
+    char *base; /* request base (host replaced by the TLS name when one is used) */
     struct curl_slist *connect_to;
-    char *pod;        /* ns/name of a discovered Pod */
+    char *pod; /* ns/name of a discovered Pod */
     bool discovered, seen, removed, https;
     int state;
-    bool probed;      /* a probe has completed at least once */
+    bool probed; /* a probe has completed at least once */
     char *version, *flavor;
     char kong_hash[33];
     Revision *accepted; /* what the gateway runs, as far as we know */
@@ -92,9 +92,9 @@ struct DpSink {
     long proxy_timeout_ms, ready_interval_ms, ready_timeout_ms;
     struct curl_slist *post_headers, *get_headers;
     Gateway *gws;
-    Revision *current;   /* newest published revision (the round) */
-    int reported;        /* 0: round not reported, 1: reported failed, 2: reported ok */
-    Revision *last_good; /* newest revision some gateway accepted */
+    Revision *current;     /* newest published revision (the round) */
+    int reported;          /* 0: round not reported, 1: reported failed, 2: reported ok */
+    Revision *last_good;   /* newest revision some gateway accepted */
     Revision *fb_src, *fb; /* fallback built for fb_src (fb may be NULL: none) */
     bool fb_reported;
     uv_timer_t tick;
@@ -291,7 +291,8 @@ static bool config_is_empty(const Revision *r)
 {
     const char *k;
     json_t *v;
-    json_object_foreach(revision_config(r), k, v) {
+    json_object_foreach(revision_config(r), k, v)
+    {
         if (k[0] != '_' && (!json_is_array(v) || json_array_size(v) > 0))
             return false;
     }
@@ -401,14 +402,14 @@ static void log_rejection(Gateway *gw, Revision *rev, int stage, json_t *broken,
     json_t *objs = json_array();
     size_t i;
     json_t *b;
-    json_array_foreach(broken, i, b) {
+    json_array_foreach(broken, i, b)
+    {
         if (i >= 50)
             break;
-        json_array_append_new(objs, json_pack("{s:O, s:O, s:O, s:O}", "kind",
-                                              json_object_get(b, "kind"), "namespace",
-                                              json_object_get(b, "namespace"), "name",
-                                              json_object_get(b, "name"), "message",
-                                              json_object_get(b, "message")));
+        json_array_append_new(
+            objs, json_pack("{s:O, s:O, s:O, s:O}", "kind", json_object_get(b, "kind"), "namespace",
+                            json_object_get(b, "namespace"), "name", json_object_get(b, "name"),
+                            "message", json_object_get(b, "message")));
     }
     char snippet[512];
     size_t n = ascii_snippet(res, snippet, sizeof(snippet));
@@ -458,8 +459,8 @@ static void on_push_done(void *ud, CURL *easy, const HttpResult *res)
 
     if (st == 400) {
         size_t unmapped = 0;
-        json_t *broken = res->truncated ? NULL
-                                        : dp__flattened_errors(res->body, res->body_len, &unmapped);
+        json_t *broken =
+            res->truncated ? NULL : dp__flattened_errors(res->body, res->body_len, &unmapped);
         record(gw, stage, false, 2, ms, size);
         gw->stats[stage != STAGE_NORMAL].broken = (long)json_array_size(broken);
         gw->failures = 0;
@@ -469,8 +470,10 @@ static void on_push_done(void *ud, CURL *easy, const HttpResult *res)
             fb = get_fallback(s, rev, broken);
         json_decref(broken);
         if (stage == STAGE_RECOVERY) {
-            log_event(LOG_ERROR, MOD, "gateway rejected the last good configuration too; it keeps "
-                      "running its own", "{s:s}", "gateway", gw->url);
+            log_event(LOG_ERROR, MOD,
+                      "gateway rejected the last good configuration too; it keeps "
+                      "running its own",
+                      "{s:s}", "gateway", gw->url);
         } else if (fb && same_rev(gw->target, rev)) {
             /* Pushed even when equal to @rev (as KIC does): the objects Kong named may not be
              * in the configuration at all, and then the same bytes are the right answer. */
@@ -498,12 +501,13 @@ static void on_push_done(void *ud, CURL *easy, const HttpResult *res)
                   "{s:s, s:s, s:s}", "gateway", gw->url, "revision", revision_hash(rev), "err",
                   res->error);
     } else if (st == 413) {
-        log_event(LOG_ERROR, MOD,
-                  "gateway refused the configuration as too large: raise Kong's "
-                  "nginx_admin_client_max_body_size and nginx_admin_client_body_buffer_size "
-                  "(KONG_NGINX_ADMIN_CLIENT_MAX_BODY_SIZE, KONG_NGINX_ADMIN_CLIENT_BODY_BUFFER_SIZE)"
-                  ", or lmdb_map_size (KONG_LMDB_MAP_SIZE) if it does not fit in LMDB",
-                  "{s:s, s:I}", "gateway", gw->url, "bytes", (json_int_t)size);
+        log_event(
+            LOG_ERROR, MOD,
+            "gateway refused the configuration as too large: raise Kong's "
+            "nginx_admin_client_max_body_size and nginx_admin_client_body_buffer_size "
+            "(KONG_NGINX_ADMIN_CLIENT_MAX_BODY_SIZE, KONG_NGINX_ADMIN_CLIENT_BODY_BUFFER_SIZE)"
+            ", or lmdb_map_size (KONG_LMDB_MAP_SIZE) if it does not fit in LMDB",
+            "{s:s, s:I}", "gateway", gw->url, "bytes", (json_int_t)size);
     } else {
         char snippet[300];
         size_t n = ascii_snippet(res, snippet, sizeof(snippet));
@@ -520,8 +524,8 @@ static void gw_push(Gateway *gw, Revision *rev, int stage)
     DpSink *s = gw->sink;
     size_t len = 0;
     const char *body = revision_json(rev, &len);
-    CURL *easy = gw_easy(gw, "/config?check_hash=1&flatten_errors=1", s->proxy_timeout_ms,
-                         s->post_headers);
+    CURL *easy =
+        gw_easy(gw, "/config?check_hash=1&flatten_errors=1", s->proxy_timeout_ms, s->post_headers);
     if (!easy) {
         log_event(LOG_ERROR, MOD, "cannot create a request", "{s:s}", "gateway", gw->url);
         schedule_retry(gw, -1);
@@ -693,16 +697,18 @@ static void on_probe_done(void *ud, CURL *easy, const HttpResult *res)
               "version", gw->version, "router_flavor", gw->flavor, "pod", gw->pod);
     for (Gateway *o = s->gws; o; o = o->next)
         if (o != gw && o->state == GW_READY && o->flavor && strcmp(o->flavor, gw->flavor) != 0) {
-            log_event(LOG_WARN, MOD, "gateways disagree on the router flavor; routes are "
-                      "translated for one of them only", "{s:s, s:s, s:s, s:s}", "gateway",
-                      gw->url, "router_flavor", gw->flavor, "other", o->url, "other_flavor",
-                      o->flavor);
+            log_event(LOG_WARN, MOD,
+                      "gateways disagree on the router flavor; routes are "
+                      "translated for one of them only",
+                      "{s:s, s:s, s:s, s:s}", "gateway", gw->url, "router_flavor", gw->flavor,
+                      "other", o->url, "other_flavor", o->flavor);
             break;
         }
     if (version_below(gw->version, 3, 4, 1))
-        log_event(LOG_WARN, MOD, "gateway runs a Kong older than 3.4.1, which KIC 3 does not "
-                  "support; configurations may be refused", "{s:s, s:s}", "gateway", gw->url,
-                  "version", gw->version);
+        log_event(LOG_WARN, MOD,
+                  "gateway runs a Kong older than 3.4.1, which KIC 3 does not "
+                  "support; configurations may be refused",
+                  "{s:s, s:s}", "gateway", gw->url, "version", gw->version);
     gw_kick(gw);
     check_round(s);
 }
@@ -781,8 +787,7 @@ static json_t *gateway_json(Gateway *gw)
     return json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s}", "url", gw->url, "state",
                      gw->state == GW_READY ? "ready" : "pending", "hash",
                      gw->accepted ? revision_hash(gw->accepted) : NULL, "version", gw->version,
-                     "hostname", gw->pod, "router_flavor", gw->flavor, "kong_hash",
-                     gw->kong_hash);
+                     "hostname", gw->pod, "router_flavor", gw->flavor, "kong_hash", gw->kong_hash);
 }
 
 json_t *dp_sink_gateways(Sink *sink)
@@ -841,7 +846,8 @@ void dp_sink_discovered(Sink *sink, json_t *slices)
         gw->seen = !gw->discovered;
     size_t i;
     json_t *e;
-    json_array_foreach(found, i, e) {
+    json_array_foreach(found, i, e)
+    {
         const char *url = json_string_value(json_object_get(e, "url"));
         Gateway *gw;
         for (gw = s->gws; gw; gw = gw->next)
@@ -913,10 +919,11 @@ static void family_lines(Gateway *gw, Buf *out, const char *p, int fb, int fam)
             const char *sc = ok ? "true" : "false";
             for (int b = 0; b < NBUCKETS; b++) {
                 cum += st->hist[ok][b];
-                (void)buf_printf(out,
-                                 "%s_duration_milliseconds_bucket{success=\"%s\",protocol=\"db-less\","
-                                 "dataplane=\"%s\",le=\"%.6g\"} %llu\n",
-                                 p, sc, gw->url, bucket_le(b), (unsigned long long)cum);
+                (void)buf_printf(
+                    out,
+                    "%s_duration_milliseconds_bucket{success=\"%s\",protocol=\"db-less\","
+                    "dataplane=\"%s\",le=\"%.6g\"} %llu\n",
+                    p, sc, gw->url, bucket_le(b), (unsigned long long)cum);
             }
             (void)buf_printf(out,
                              "%s_duration_milliseconds_bucket{success=\"%s\",protocol=\"db-less\","
@@ -931,7 +938,8 @@ static void family_lines(Gateway *gw, Buf *out, const char *p, int fb, int fam)
         break;
     case FAM_SIZE:
         if (st->size_set)
-            (void)buf_printf(out, "%s_size{dataplane=\"%s\",protocol=\"db-less\",success=\"%s\"} %lld\n",
+            (void)buf_printf(out,
+                             "%s_size{dataplane=\"%s\",protocol=\"db-less\",success=\"%s\"} %lld\n",
                              p, gw->url, st->size_success ? "true" : "false", st->size);
         break;
     case FAM_LAST:
@@ -977,11 +985,13 @@ void dp_sink_metrics(Sink *sink, Buf *out)
                 family_lines(gw, out, p, fb, fam);
         }
     }
-    (void)buf_printf(out, "# HELP tether_dataplane_gateways Kong gateways known to the data plane sink.\n"
-                          "# TYPE tether_dataplane_gateways gauge\n"
-                          "tether_dataplane_gateways{state=\"ready\"} %d\n"
-                          "tether_dataplane_gateways{state=\"pending\"} %d\n",
-                     ready, pending);
+    (void)buf_printf(
+        out,
+        "# HELP tether_dataplane_gateways Kong gateways known to the data plane sink.\n"
+        "# TYPE tether_dataplane_gateways gauge\n"
+        "tether_dataplane_gateways{state=\"ready\"} %d\n"
+        "tether_dataplane_gateways{state=\"pending\"} %d\n",
+        ready, pending);
 }
 
 /* ---- construction -------------------------------------------------------------------------- */
@@ -1060,8 +1070,8 @@ int dp_sink_new(uv_loop_t *loop, Http *http, const DpConfig *cfg, SinkHost *host
             goto fail;
         }
         if (!slash || slash == cfg->admin_svc || !slash[1] || strchr(slash + 1, '/')) {
-            *ret_err = util_strdup_printf("--kong-admin-svc %s: expected NAMESPACE/NAME",
-                                          cfg->admin_svc);
+            *ret_err =
+                util_strdup_printf("--kong-admin-svc %s: expected NAMESPACE/NAME", cfg->admin_svc);
             r = -EINVAL;
             goto fail;
         }
@@ -1090,12 +1100,12 @@ int dp_sink_new(uv_loop_t *loop, Http *http, const DpConfig *cfg, SinkHost *host
         size_t len;
         r = util_read_file(cfg->token_file, 64 * 1024, &token, &len);
         if (r < 0) {
-            *ret_err = util_strdup_printf("--kong-admin-token-file %s: %s", cfg->token_file,
-                                          strerror(-r));
+            *ret_err =
+                util_strdup_printf("--kong-admin-token-file %s: %s", cfg->token_file, strerror(-r));
             goto fail;
         }
-        while (len > 0 && (token[len - 1] == '\n' || token[len - 1] == '\r' ||
-                           token[len - 1] == ' '))
+        while (len > 0 &&
+               (token[len - 1] == '\n' || token[len - 1] == '\r' || token[len - 1] == ' '))
             token[--len] = '\0';
     }
     if (token && strpbrk(token, "\r\n")) {

@@ -17,7 +17,8 @@ static void tag_value(json_t *tags, const char *key, const char **out)
 {
     size_t kl = strlen(key), i;
     json_t *t;
-    json_array_foreach(tags, i, t) {
+    json_array_foreach(tags, i, t)
+    {
         const char *s = json_string_value(t);
         if (s && strncmp(s, key, kl) == 0 && s[kl] == ':') {
             *out = s + kl + 1;
@@ -31,7 +32,8 @@ static void describe(json_t *entry, Buf *b)
 {
     size_t i, j;
     json_t *e, *m;
-    json_array_foreach(json_object_get(entry, "errors"), i, e) {
+    json_array_foreach(json_object_get(entry, "errors"), i, e)
+    {
         const char *field = json_string_value(json_object_get(e, "field"));
         const char *msg = json_string_value(json_object_get(e, "message"));
         json_t *msgs = json_object_get(e, "messages");
@@ -42,7 +44,8 @@ static void describe(json_t *entry, Buf *b)
                 (void)buf_printf(b, "%s: ", field);
             (void)buf_puts(b, msg);
         }
-        json_array_foreach(msgs, j, m) {
+        json_array_foreach(msgs, j, m)
+        {
             if (!json_is_string(m))
                 continue;
             if (b->len)
@@ -72,7 +75,8 @@ json_t *dp__flattened_errors(const char *body, size_t len, size_t *ret_unmapped)
     json_t *out = json_array(), *index = json_object();
     size_t i;
     json_t *entry;
-    json_array_foreach(flat, i, entry) {
+    json_array_foreach(flat, i, entry)
+    {
         json_t *tags = json_object_get(entry, "entity_tags");
         const char *kind = "", *ns = "", *name = "", *uid = "", *group = "", *version = "";
         tag_value(tags, "k8s-kind", &kind);
@@ -93,16 +97,15 @@ json_t *dp__flattened_errors(const char *body, size_t len, size_t *ret_unmapped)
             /* Several entities of one object (a Service's routes...): merge the messages. */
             const char *old = json_string_value(json_object_get(obj, "message"));
             if (msg.len && old && strlen(old) < MAX_MESSAGE) {
-                char *both = *old ? util_strdup_printf("%s; %s", old, msg.data)
-                                  : strdup(msg.data);
+                char *both = *old ? util_strdup_printf("%s; %s", old, msg.data) : strdup(msg.data);
                 if (both)
                     json_object_set_new(obj, "message", json_string(both));
                 free(both);
             }
         } else if (key) {
             obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kind", kind, "namespace", ns,
-                            "name", name, "uid", uid, "group", group, "version", version,
-                            "message", msg.data ? msg.data : "");
+                            "name", name, "uid", uid, "group", group, "version", version, "message",
+                            msg.data ? msg.data : "");
             if (obj) {
                 json_object_set(index, key, obj);
                 json_array_append_new(out, obj);

@@ -113,8 +113,10 @@ static void ingress_edges(Graph *g, json_t *o)
         edge(g, o, "IngressClass", NULL, cls);
     size_t i, j;
     json_t *rule, *path;
-    json_array_foreach(obj_get_path(o, "spec.rules"), i, rule) {
-        json_array_foreach(obj_get_path(rule, "http.paths"), j, path) {
+    json_array_foreach(obj_get_path(o, "spec.rules"), i, rule)
+    {
+        json_array_foreach(obj_get_path(rule, "http.paths"), j, path)
+        {
             const char *svc = obj_get_str(path, "backend.service.name");
             if (svc && *svc)
                 edge(g, o, "Service", obj_ns(o), svc);
@@ -133,7 +135,8 @@ static void backend_service_edges(Graph *g, json_t *o, json_t *refs)
 {
     size_t i;
     json_t *ref;
-    json_array_foreach(refs, i, ref) {
+    json_array_foreach(refs, i, ref)
+    {
         const char *group = obj_get_str(ref, "group"), *kind = obj_get_str(ref, "kind");
         /* Only core Services are backends the graph knows (KIC IsBackendRefGroupKindSupported). */
         if (group && *group && strcmp(group, "core") != 0)
@@ -150,7 +153,9 @@ static void route_edges(Graph *g, json_t *o)
     size_t i;
     json_t *rule;
     json_array_foreach(obj_get_path(o, "spec.rules"), i, rule)
+    {
         backend_service_edges(g, o, json_object_get(rule, "backendRefs"));
+    }
     plugin_edges(g, o);
 }
 
@@ -162,7 +167,8 @@ static void kong_plugin_edges(Graph *g, json_t *o, bool cluster)
              obj_get_str(ref, "name"));
     size_t i;
     json_t *patch;
-    json_array_foreach(json_object_get(o, "configPatches"), i, patch) {
+    json_array_foreach(json_object_get(o, "configPatches"), i, patch)
+    {
         ref = obj_get_path(patch, "valueFrom.secretKeyRef");
         if (ref)
             edge(g, o, "Secret", cluster ? obj_get_str(ref, "namespace") : obj_ns(o),
@@ -176,7 +182,9 @@ static void stream_ingress_edges(Graph *g, json_t *o)
     size_t i;
     json_t *rule;
     json_array_foreach(obj_get_path(o, "spec.rules"), i, rule)
+    {
         edge(g, o, "Service", obj_ns(o), obj_get_str(rule, "backend.serviceName"));
+    }
 }
 
 static void custom_entity_edges(Graph *g, json_t *o)
@@ -217,7 +225,9 @@ static void object_edges(Graph *g, json_t *o)
         size_t i;
         json_t *c;
         json_array_foreach(json_object_get(o, "credentials"), i, c)
+        {
             edge(g, o, "Secret", obj_ns(o), json_string_value(c));
+        }
     } else if (strcmp(k, "KongConsumerGroup") == 0) {
         plugin_edges(g, o);
     } else if (strcmp(k, "TCPIngress") == 0 || strcmp(k, "UDPIngress") == 0) {
@@ -249,7 +259,8 @@ static int mark(Graph *g, json_t *doomed, const char *key)
         json_object_set_new(doomed, ks, json_true());
         size_t i;
         json_t *d;
-        json_array_foreach(json_object_get(g->dependants, ks), i, d) {
+        json_array_foreach(json_object_get(g->dependants, ks), i, d)
+        {
             if (!json_object_get(doomed, json_string_value(d)))
                 json_array_append(stack, d);
         }
@@ -271,7 +282,8 @@ int dp_fallback_store(Store *src, json_t *broken, Store **ret_store)
     json_t *kinds = store_kinds(src);
     size_t ki;
     json_t *kv;
-    json_array_foreach(kinds, ki, kv) {
+    json_array_foreach(kinds, ki, kv)
+    {
         size_t n = 0;
         json_t *const *objs = store_list(src, json_string_value(kv), &n);
         for (size_t i = 0; i < n; i++)
@@ -284,7 +296,8 @@ int dp_fallback_store(Store *src, json_t *broken, Store **ret_store)
 
     size_t i;
     json_t *b;
-    json_array_foreach(broken, i, b) {
+    json_array_foreach(broken, i, b)
+    {
         const char *kind = obj_get_str(b, "kind"), *ns = obj_get_str(b, "namespace");
         const char *name = obj_get_str(b, "name"), *uid = obj_get_str(b, "uid");
         if (!kind || !name)
@@ -310,7 +323,8 @@ int dp_fallback_store(Store *src, json_t *broken, Store **ret_store)
         goto out;
     const char *key;
     json_t *v;
-    json_object_foreach(doomed, key, v) {
+    json_object_foreach(doomed, key, v)
+    {
         char *copy = strdup(key);
         if (!copy) {
             r = -ENOMEM;

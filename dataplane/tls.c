@@ -78,4 +78,3 @@ void dp__tls_close(DpTls *t, void (*done)(void *ud), void *ud)
     t->ud = ud;
     mtls_close(t->m, on_mtls_closed, t);
 }
-

@@ -45,10 +45,13 @@ static double now_ms(void)
 static void reply(Conn *c, int code, const char *body)
 {
     char buf[512];
-    int n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     code, code == 201 ? "Created" : code == 200 ? "OK" : "Not Found", strlen(body),
-                     body);
+    int n = snprintf(
+        buf, sizeof(buf),
+        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", code,
+        code == 201   ? "Created"
+        : code == 200 ? "OK"
+                      : "Not Found",
+        strlen(body), body);
     ssize_t off = 0;
     while (off < n) {
         ssize_t w = write(c->fd, buf + off, (size_t)(n - off));
@@ -68,12 +71,14 @@ static void finish_request(Conn *c)
         printf("ACCEPTED %d %lld %.3f\n", c->port, c->body_len, now_ms());
         fflush(stdout);
     } else if (c->is_status) {
-        reply(c, 200, accepted_any[c->port % 1024]
-                          ? "{\"configuration_hash\":\"0123456789abcdef0123456789abcdef\"}"
-                          : "{\"configuration_hash\":\"00000000000000000000000000000000\"}");
+        reply(c, 200,
+              accepted_any[c->port % 1024]
+                  ? "{\"configuration_hash\":\"0123456789abcdef0123456789abcdef\"}"
+                  : "{\"configuration_hash\":\"00000000000000000000000000000000\"}");
     } else {
-        reply(c, 200, "{\"version\":\"3.9.1\",\"configuration\":{\"database\":\"off\","
-                      "\"router_flavor\":\"traditional_compatible\"}}");
+        reply(c, 200,
+              "{\"version\":\"3.9.1\",\"configuration\":{\"database\":\"off\","
+              "\"router_flavor\":\"traditional_compatible\"}}");
     }
     c->head_len = 0;
     c->is_post = c->is_status = 0;

@@ -97,16 +97,18 @@ static void on_applied(SinkHost *h, Sink *s, Revision *rev, int ok)
 static bool tagged(json_t *e, json_t *b)
 {
     json_t *tags = json_object_get(e, "tags");
-    const char *want[3][2] = {{"k8s-kind:", json_string_value(json_object_get(b, "kind"))},
-                              {"k8s-name:", json_string_value(json_object_get(b, "name"))},
-                              {"k8s-namespace:", json_string_value(json_object_get(b, "namespace"))}};
+    const char *want[3][2] = {
+        {"k8s-kind:", json_string_value(json_object_get(b, "kind"))},
+        {"k8s-name:", json_string_value(json_object_get(b, "name"))},
+        {"k8s-namespace:", json_string_value(json_object_get(b, "namespace"))}};
     for (int i = 0; i < 3; i++) {
         if (!want[i][1] || !*want[i][1])
             continue;
         bool found = false;
         size_t j;
         json_t *t;
-        json_array_foreach(tags, j, t) {
+        json_array_foreach(tags, j, t)
+        {
             const char *s = json_string_value(t);
             if (s && strncmp(s, want[i][0], strlen(want[i][0])) == 0 &&
                 strcmp(s + strlen(want[i][0]), want[i][1]) == 0)
@@ -126,7 +128,10 @@ static void prune(json_t *v, json_t *broken)
             size_t j;
             json_t *b;
             bool drop = false;
-            json_array_foreach(broken, j, b) drop |= json_is_object(e) && tagged(e, b);
+            json_array_foreach(broken, j, b)
+            {
+                drop |= json_is_object(e) && tagged(e, b);
+            }
             if (drop)
                 json_array_remove(v, i);
             else
@@ -135,7 +140,10 @@ static void prune(json_t *v, json_t *broken)
     } else if (json_is_object(v)) {
         const char *k;
         json_t *x;
-        json_object_foreach(v, k, x) prune(x, broken);
+        json_object_foreach(v, k, x)
+        {
+            prune(x, broken);
+        }
     }
 }
 
@@ -163,15 +171,19 @@ static void cmd_new(json_t *c)
     DpConfig cfg = {0};
     size_t i, n = 0;
     json_t *v;
-    json_array_foreach(json_object_get(c, "admin_urls"), i, v) {
+    json_array_foreach(json_object_get(c, "admin_urls"), i, v)
+    {
         if (n < 31 && json_is_string(v) && nstrs < 64)
             urls[n++] = strs[nstrs++] = strdup(json_string_value(v));
     }
     urls[n] = NULL;
     cfg.admin_urls = n ? urls : NULL;
     n = 0;
-    json_array_foreach(json_object_get(c, "headers"), i, v) if (n < 15) hdrs[n++] =
-        strdup(json_string_value(v));
+    json_array_foreach(json_object_get(c, "headers"), i, v)
+    {
+        if (n < 15 && json_is_string(v))
+            hdrs[n++] = strdup(json_string_value(v));
+    }
     hdrs[n] = NULL;
     cfg.headers = n ? hdrs : NULL;
     cfg.admin_svc = str(c, "admin_svc");
@@ -192,8 +204,8 @@ static void cmd_new(json_t *c)
     char *err = NULL;
     int r = dp_sink_new(&loop, http, &cfg, &host, &sink, &err);
     if (r < 0) {
-        emit(json_pack("{s:s, s:s, s:i}", "event", "error", "msg", err ? err : "dp_sink_new",
-                       "r", r));
+        emit(json_pack("{s:s, s:s, s:i}", "event", "error", "msg", err ? err : "dp_sink_new", "r",
+                       r));
         free(err);
         return;
     }
@@ -225,8 +237,8 @@ static void handle(json_t *c)
         (void)revision_json(r, &len);
         emit(json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "event", "published", "hash",
                        revision_hash(r), "seq", (json_int_t)revision_seq(r), "bytes",
-                       (json_int_t)len, "build_ms", (json_int_t)(util_now_ms() - t0),
-                       "maxrss_kb", rss_kb()));
+                       (json_int_t)len, "build_ms", (json_int_t)(util_now_ms() - t0), "maxrss_kb",
+                       rss_kb()));
         reset_peak();
         publish_ms = util_now_ms();
         sink->ops->publish(sink, r);

@@ -18,7 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *b = dp__flattened_errors((const char *)data, size, &unmapped);
     size_t i;
     json_t *o;
-    json_array_foreach(b, i, o) {
+    json_array_foreach(b, i, o)
+    {
         assert(*json_string_value(json_object_get(o, "kind")));
         assert(*json_string_value(json_object_get(o, "name")));
     }
@@ -26,12 +27,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     json_t *slices = json_loadb((const char *)data, size, 0, NULL);
     json_t *found = dp__discover(slices, NULL, NULL, NULL);
-    json_array_foreach(found, i, o) {
+    json_array_foreach(found, i, o)
+    {
         const char *url = json_string_value(json_object_get(o, "url"));
         assert(url && strncmp(url, "https://", 8) == 0);
         char *base = NULL, *ct = NULL;
-        if (dp__connect_to(url, json_string_value(json_object_get(o, "server_name")), &base,
-                           &ct) == 0) {
+        if (dp__connect_to(url, json_string_value(json_object_get(o, "server_name")), &base, &ct) ==
+            0) {
             free(base);
             free(ct);
         }

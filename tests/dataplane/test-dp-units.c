@@ -110,7 +110,8 @@ static void test_flattened_errors(void **st)
         "{\"entity_type\":\"route\",\"entity_name\":\"r2\",\"entity_tags\":["
         "  \"k8s-name:ing\",\"k8s-namespace:default\",\"k8s-kind:Ingress\",\"k8s-uid:u1\"],"
         " \"errors\":[{\"type\":\"entity\",\"messages\":[\"one\",\"two\"]}]},"
-        "{\"entity_type\":\"plugin\",\"entity_tags\":[\"k8s-name:p\",\"k8s-kind:KongClusterPlugin\","
+        "{\"entity_type\":\"plugin\",\"entity_tags\":[\"k8s-name:p\",\"k8s-kind:"
+        "KongClusterPlugin\","
         "  \"k8s-group:configuration.konghq.com\",\"k8s-version:v1\"],"
         " \"errors\":[{\"type\":\"entity\",\"message\":\"schema violation\"}]},"
         "{\"entity_type\":\"service\",\"entity_tags\":[\"managed-by-ingress-controller\"],"
@@ -131,8 +132,8 @@ static void test_flattened_errors(void **st)
     assert_string_equal(at(b, 1, "message"), "schema violation");
     json_decref(b);
 
-    assert_null(dp__flattened_errors("{\"message\":\"expected a declarative configuration\"}", 51,
-                                     NULL));
+    assert_null(
+        dp__flattened_errors("{\"message\":\"expected a declarative configuration\"}", 51, NULL));
     assert_null(dp__flattened_errors("not json", 8, NULL));
     b = dp__flattened_errors("{\"flattened_errors\":[]}", 23, NULL);
     assert_int_equal(json_array_size(b), 0);
@@ -148,19 +149,24 @@ static Store *world(void)
         "["
         "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"IngressClass\","
         " \"metadata\":{\"name\":\"kong\"}},"
-        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"svc\",\"namespace\":\"ns\","
+        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"svc\",\"namespace\":"
+        "\"ns\","
         " \"annotations\":{\"konghq.com/plugins\":\"p-svc\","
         "  \"konghq.com/upstream-policy\":\"kup\"}}},"
-        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"other\",\"namespace\":\"ns\"}},"
+        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"other\","
+        "\"namespace\":\"ns\"}},"
         "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"Ingress\","
         " \"metadata\":{\"name\":\"a\",\"namespace\":\"ns\",\"uid\":\"ua\","
         "  \"annotations\":{\"konghq.com/plugins\":\" p-ing , cluster-p \"}},"
         " \"spec\":{\"ingressClassName\":\"kong\",\"rules\":[{\"http\":{\"paths\":["
-        "  {\"path\":\"/\",\"backend\":{\"service\":{\"name\":\"svc\",\"port\":{\"number\":80}}}}]}}]}},"
+        "  "
+        "{\"path\":\"/"
+        "\",\"backend\":{\"service\":{\"name\":\"svc\",\"port\":{\"number\":80}}}}]}}]}},"
         "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"Ingress\","
         " \"metadata\":{\"name\":\"b\",\"namespace\":\"ns\"},"
         " \"spec\":{\"rules\":[{\"http\":{\"paths\":["
-        "  {\"path\":\"/\",\"backend\":{\"service\":{\"name\":\"other\",\"port\":{\"number\":80}}}},"
+        "  "
+        "{\"path\":\"/\",\"backend\":{\"service\":{\"name\":\"other\",\"port\":{\"number\":80}}}},"
         "  {\"path\":\"/f\",\"backend\":{\"resource\":{\"apiGroup\":"
         "   \"incubator.ingress-controller.konghq.com\",\"kind\":\"KongServiceFacade\","
         "   \"name\":\"facade\"}}}]}}]}},"
@@ -178,9 +184,12 @@ static Store *world(void)
         " \"metadata\":{\"name\":\"cluster-p\"},\"plugin\":\"acl\","
         " \"configPatches\":[{\"path\":\"/x\",\"valueFrom\":{\"secretKeyRef\":"
         "  {\"name\":\"cp-conf\",\"namespace\":\"ns\",\"key\":\"k\"}}}]},"
-        "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"plugin-conf\",\"namespace\":\"ns\"}},"
-        "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"cp-conf\",\"namespace\":\"ns\"}},"
-        "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"cred\",\"namespace\":\"ns\"}},"
+        "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"plugin-conf\","
+        "\"namespace\":\"ns\"}},"
+        "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"cp-conf\","
+        "\"namespace\":\"ns\"}},"
+        "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"cred\",\"namespace\":"
+        "\"ns\"}},"
         "{\"apiVersion\":\"configuration.konghq.com/v1\",\"kind\":\"KongConsumer\","
         " \"metadata\":{\"name\":\"alice\",\"namespace\":\"ns\"},\"username\":\"alice\","
         " \"credentials\":[\"cred\"]},"
@@ -188,12 +197,16 @@ static Store *world(void)
         " \"metadata\":{\"name\":\"bob\",\"namespace\":\"ns\","
         "  \"annotations\":{\"konghq.com/plugins\":\"cluster-p\"}},\"username\":\"bob\"},"
         "{\"apiVersion\":\"configuration.konghq.com/v1alpha1\",\"kind\":\"KongCustomEntity\","
-        " \"metadata\":{\"name\":\"ce\",\"namespace\":\"ns\"},\"spec\":{\"type\":\"degraphql_routes\","
+        " \"metadata\":{\"name\":\"ce\",\"namespace\":\"ns\"},\"spec\":{\"type\":\"degraphql_"
+        "routes\","
         "  \"parentRef\":{\"group\":\"configuration.konghq.com\",\"kind\":\"KongPlugin\","
         "   \"name\":\"p-svc\"}}},"
         "{\"apiVersion\":\"gateway.networking.k8s.io/v1\",\"kind\":\"HTTPRoute\","
-        " \"metadata\":{\"name\":\"hr\",\"namespace\":\"ns\"},\"spec\":{\"rules\":[{\"backendRefs\":["
-        "  {\"name\":\"other\",\"port\":80},{\"name\":\"svc\",\"kind\":\"Service\",\"namespace\":\"ns\"},"
+        " \"metadata\":{\"name\":\"hr\",\"namespace\":\"ns\"},\"spec\":{\"rules\":[{"
+        "\"backendRefs\":["
+        "  "
+        "{\"name\":\"other\",\"port\":80},{\"name\":\"svc\",\"kind\":\"Service\",\"namespace\":"
+        "\"ns\"},"
         "  {\"name\":\"svc\",\"group\":\"example.com\",\"kind\":\"Thing\"}]}]}},"
         "{\"apiVersion\":\"configuration.konghq.com/v1beta1\",\"kind\":\"TCPIngress\","
         " \"metadata\":{\"name\":\"tcp\",\"namespace\":\"ns\"},\"spec\":{\"rules\":[{\"port\":9000,"
@@ -201,7 +214,10 @@ static Store *world(void)
         "]");
     size_t i;
     json_t *o;
-    json_array_foreach(objs, i, o) assert_true(store_put(s, o) >= 0);
+    json_array_foreach(objs, i, o)
+    {
+        assert_true(store_put(s, o) >= 0);
+    }
     json_decref(objs);
     return s;
 }
@@ -243,7 +259,8 @@ static void test_fallback_upstream_policy(void **st)
     Store *s = world();
     /* KongUpstreamPolicy <- Service svc, facade <- Ingress a (svc), Ingress b (facade),
      * HTTPRoute hr (svc), TCPIngress tcp (svc). */
-    Store *f = prune(s, "[{\"kind\":\"KongUpstreamPolicy\",\"namespace\":\"ns\",\"name\":\"kup\"}]");
+    Store *f =
+        prune(s, "[{\"kind\":\"KongUpstreamPolicy\",\"namespace\":\"ns\",\"name\":\"kup\"}]");
     assert_false(has(f, "KongUpstreamPolicy", "ns", "kup"));
     assert_false(has(f, "Service", "ns", "svc"));
     assert_false(has(f, "KongServiceFacade", "ns", "facade"));
@@ -261,7 +278,8 @@ static void test_fallback_upstream_policy(void **st)
 static void test_fallback_cluster_plugin_and_class(void **st)
 {
     Store *s = world();
-    Store *f = prune(s, "[{\"kind\":\"KongClusterPlugin\",\"namespace\":\"\",\"name\":\"cluster-p\"}]");
+    Store *f =
+        prune(s, "[{\"kind\":\"KongClusterPlugin\",\"namespace\":\"\",\"name\":\"cluster-p\"}]");
     assert_false(has(f, "KongClusterPlugin", "", "cluster-p"));
     assert_false(has(f, "KongConsumer", "ns", "bob"));
     assert_false(has(f, "Ingress", "ns", "a"));
@@ -292,9 +310,10 @@ static void test_fallback_uid_and_unknown(void **st)
     Store *s = world();
     size_t before = store_count(s, NULL);
     /* A UID that does not match means the object was replaced: nothing is removed. */
-    Store *f = prune(s, "[{\"kind\":\"Ingress\",\"namespace\":\"ns\",\"name\":\"a\",\"uid\":\"other\"},"
-                        "{\"kind\":\"Ingress\",\"namespace\":\"ns\",\"name\":\"zzz\"},"
-                        "{\"name\":\"no-kind\"}]");
+    Store *f =
+        prune(s, "[{\"kind\":\"Ingress\",\"namespace\":\"ns\",\"name\":\"a\",\"uid\":\"other\"},"
+                 "{\"kind\":\"Ingress\",\"namespace\":\"ns\",\"name\":\"zzz\"},"
+                 "{\"name\":\"no-kind\"}]");
     assert_int_equal(store_count(f, NULL), before);
     store_free(f);
     f = prune(s, "[{\"kind\":\"Ingress\",\"namespace\":\"ns\",\"name\":\"a\",\"uid\":\"ua\"}]");
