@@ -234,6 +234,10 @@ void xlate_custom_entities(Xlate *x)
                 json_array_set_new(sorted_ids, b - 1, t2);
                 json_array_set_new(sorted_ids, b, t1);
             }
+        if (!json_array_size(sorted_ids)) {
+            /* A parent plugin attached to nothing: KIC keeps the entity, without the foreign key. */
+            json_array_append_new(arr, json_is_object(fields) ? json_deep_copy(fields) : json_object());
+        }
         json_t *sid;
         json_array_foreach(sorted_ids, k, sid)
         {
