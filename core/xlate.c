@@ -444,10 +444,10 @@ const char *xsecret_id(const json_t *secret, char buf[37])
     const char *uid = obj_uid(secret);
     if (*uid)
         return uid;
-    char ns[37], key[600];
-    util_uuid5("fd02801f-0957-4a15-a55a-c8d9606f30b5", "certificates", ns);
+    char key[600];
+    /* namespace: UUIDv5 of "certificates" under go-kong's base namespace */
     snprintf(key, sizeof(key), "%s/%s", obj_ns(secret), obj_name(secret));
-    util_uuid5(ns, key, buf);
+    util_uuid5("ed8fadab-4d7c-56c2-93c5-9ed1d9d9fa7a", key, buf);
     return buf;
 }
 

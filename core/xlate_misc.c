@@ -55,26 +55,33 @@ void xlate_vaults(Xlate *x)
     json_decref(by_prefix);
 }
 
+/* UUIDv5(ID_BASE, type) for each entity type: constants, so translation keeps no state and can
+ * run on a worker thread. */
+static const struct {
+    const char *type;
+    const char *ns;
+} id_ns[] = {
+    {"services", "90050c4f-539a-5bd9-bfb5-2ff1c430ca18"},
+    {"routes", "78aafefa-16c7-5598-8955-58dc6264b27a"},
+    {"consumers", "7e5adc17-c056-5c54-98c0-7f88774fccf6"},
+    {"consumergroups", "4b01092a-c5c8-53f2-bed8-175b4436913f"},
+    {"vaults", "66ef8da9-18d3-5bbc-9241-62b0e3ead8f1"},
+    {"plugins", "e9b79996-068a-576f-804e-98a685f0a58e"},
+};
+
 static void fill(json_t *e, const char *type, const char *key)
 {
-    /* The per-type namespaces are constants: compute each once. */
-    static struct {
-        const char *type;
-        char ns[37];
-    } cache[8];
-    char id[37];
+    char id[37], computed[37];
     const char *ns = NULL;
     if (!key || !*key || json_object_get(e, "id"))
         return;
-    for (size_t i = 0; i < sizeof(cache) / sizeof(cache[0]) && !ns; i++) {
-        if (!cache[i].type) {
-            util_uuid5(ID_BASE, type, cache[i].ns);
-            cache[i].type = type;
-        }
-        if (!strcmp(cache[i].type, type))
-            ns = cache[i].ns;
-    }
-    util_uuid5(ns, key, id);
+    for (size_t i = 0; i < sizeof(id_ns) / sizeof(id_ns[0]) && !ns; i++)
+        if (!strcmp(id_ns[i].type, type))
+            ns = id_ns[i].ns;
+    if (!ns && util_uuid5(ID_BASE, type, computed) == 0)
+        ns = computed;
+    if (!ns || util_uuid5(ns, key, id) < 0)
+        return;
     json_object_set_new(e, "id", json_stringn_nocheck(id, 36));
 }
 
