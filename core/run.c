@@ -859,6 +859,7 @@ static int setup(Ctl *c)
         .max_wait_ms = f->sync_max_wait_ms,
         .xopts = c->xopts,
         .translate = xlate_run,
+        .threaded = true,
         .ud = c,
         .revision = on_revision,
         .failure = on_translation_failure,

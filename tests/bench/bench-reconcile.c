@@ -125,7 +125,8 @@ int main(int argc, char **argv)
     long rss_store = rss_kb();
 
     ReconConfig rc = {.debounce_ms = (uint64_t)debounce, .max_wait_ms = (uint64_t)debounce * 10,
-                      .translate = xlate_run, .ud = &b, .revision = on_rev};
+                      .translate = xlate_run, .threaded = true, .ud = &b,
+                      .revision = on_rev};
     xlate_options_default(&rc.xopts);
     recon_new(&b.loop, b.store, &rc, &b.recon);
 
