@@ -139,6 +139,11 @@ static void on_revision(void *ud, Revision *rev, bool changed)
     Ctl *c = ud;
     if (c->cfg.once && !c->once_seq)
         c->once_seq = revision_seq(rev);
+    if (!c->leader && !c->ready) {
+        /* a follower with warm caches is ready to take over; it publishes nothing */
+        c->ready = true;
+        log_event(LOG_INFO, MOD, "ready (follower): caches synced and translated", "{}");
+    }
     if (!changed) {
         /* e.g. the sources produced what --state-dir restored: nothing to publish */
         check_once(c);

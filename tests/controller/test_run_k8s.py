@@ -120,6 +120,9 @@ def test_leader_election():
         wait_for(lambda: "c.example" in hosts(read(outs[leader])), "leader follows")
         check(read(outs[follower]) is None, "the follower must not publish")
         check(reps[follower].logs("became the leader") == [], "two leaders")
+        from ctl_util import http_get
+        wait_for(lambda: http_get(reps[follower].url("health", "/readyz"))[0] == 200,
+                 "a follower with warm caches is ready")
         # the leader goes away (no lease release on SIGKILL): the follower takes over
         reps[leader].p.send_signal(signal.SIGKILL)
         reps[leader].wait_exit()
