@@ -162,34 +162,39 @@ static void respond_text(Conn *c, int status, const char *text)
     buf_deinit(&b);
 }
 
-static void handle_request(Conn *c)
+int httpd_parse_head(char *buf, size_t len, size_t cap, char **ret_method, char **ret_path)
 {
-    char *sp1 = strchr(c->req, ' ');
-    char *eol = strstr(c->req, "\r\n");
-    if (!sp1 || !eol || sp1 > eol) {
-        respond_text(c, 400, "bad request\n");
-        return;
-    }
+    if (memchr(buf, 0, len))
+        return 400;
+    buf[len] = 0;
+    if (!strstr(buf, "\r\n\r\n") && !strstr(buf, "\n\n"))
+        return len >= cap ? 431 : 1;
+    char *sp1 = strchr(buf, ' ');
+    char *eol = strstr(buf, "\r\n");
+    if (!sp1 || !eol || sp1 > eol)
+        return 400;
     char *path = sp1 + 1;
     char *sp2 = memchr(path, ' ', (size_t)(eol - path));
-    if (!sp2 || strncmp(sp2 + 1, "HTTP/1.", 7) || *path != '/') {
-        respond_text(c, 400, "bad request\n");
-        return;
-    }
+    if (!sp2 || strncmp(sp2 + 1, "HTTP/1.", 7) || *path != '/')
+        return 400;
     *sp2 = 0;
     char *q = strchr(path, '?');
     if (q)
         *q = 0;
     *sp1 = 0;
-    int head = !strcmp(c->req, "HEAD");
-    if (strcmp(c->req, "GET") && !head) {
-        respond_text(c, 405, "only GET\n");
-        return;
-    }
+    if (strcmp(buf, "GET") && strcmp(buf, "HEAD"))
+        return 405;
+    *ret_method = buf;
+    *ret_path = path;
+    return 0;
+}
+
+static void handle_request(Conn *c, char *method, char *path)
+{
     Buf body = BUF_INIT;
     const char *ctype = "text/plain; charset=utf-8";
     int status = c->h->handler(c->h->ud, path, &body, &ctype);
-    respond(c, status, ctype, &body, head);
+    respond(c, status, ctype, &body, !strcmp(method, "HEAD"));
     buf_deinit(&body);
 }
 
@@ -216,16 +221,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     c->len += (size_t)n;
-    c->req[c->len] = 0;
-    if (memchr(c->req, 0, c->len)) {
+    char *method, *path;
+    int r = httpd_parse_head(c->req, c->len, HTTPD_MAX_REQUEST, &method, &path);
+    if (r == 0)
+        handle_request(c, method, path);
+    else if (r == 400)
         respond_text(c, 400, "bad request\n");
-        return;
-    }
-    if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n")) {
-        handle_request(c);
-        return;
-    }
-    if (c->len >= HTTPD_MAX_REQUEST)
+    else if (r == 405)
+        respond_text(c, 405, "only GET\n");
+    else if (r == 431)
         respond_text(c, 431, "request too large\n");
 }
 

@@ -30,6 +30,14 @@ enum {
  */
 int httpd_new(uv_loop_t *loop, const char *name, const char *addr, HttpdHandler handler, void *ud,
               Httpd **ret, char **ret_err);
+/*
+ * httpd_parse_head() - parse the request head in @buf (@len bytes; @buf has room for @len + 1,
+ * modified in place). Return: 0 with *ret_method ("GET"/"HEAD") and *ret_path (query removed)
+ * pointing into @buf; 1 when the head is not complete yet; 400, 405, or 431 when @len reached
+ * @cap without a complete head. Untrusted input: fuzzed.
+ */
+int httpd_parse_head(char *buf, size_t len, size_t cap, char **ret_method, char **ret_path);
+
 /* httpd_port() - the bound port. */
 int httpd_port(const Httpd *h);
 /* httpd_close() - stop listening, drop clients; @done (may be NULL) runs once all are closed. */

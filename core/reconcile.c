@@ -24,6 +24,18 @@ struct Recon {
     size_t broken;           /* objects named by failures of the last translation */
     MetricsHist duration;    /* translation time, ms */
     MetricsHist latency;     /* first change to revision, ms */
+    /* off-loop translation */
+    uv_work_t work;
+    bool busy;               /* a translation runs in the thread pool */
+    bool again;              /* the timer fired while busy: translate once more */
+    bool closing;
+    Store *snapshot;         /* the worker's private copy of the store */
+    XlateOptions wopts;      /* the worker's copy of the options */
+    uint64_t snap_first_ns;  /* first change covered by the snapshot */
+    Revision *wrev;          /* the worker's result */
+    bool wfailed;            /* the worker's translation reported failures */
+    int werr;
+    double wms;
     void (*done)(void *ud);
     void *done_ud;
 };
@@ -106,43 +118,52 @@ static void log_failure(json_t *f)
     buf_deinit(&names);
 }
 
-int recon_build(Recon *r, Store *store, int fallback, Revision **ret)
+/* Translate @store; no shared state is touched, so it may run in the thread pool. */
+static int build_rev(ReconTranslateFn fn, Store *store, const XlateOptions *o, int fallback,
+                     Revision **ret, double *ret_ms, bool *ret_failed)
 {
     json_t *config = NULL, *failures = NULL;
     uint64_t t0 = uv_hrtime();
-    int e = r->cfg.translate(store, &r->cfg.xopts, &config, &failures);
-    double ms = (double)(uv_hrtime() - t0) / 1e6;
-    metrics_hist_observe(&r->duration, ms);
+    int e = fn(store, o, &config, &failures);
     if (e < 0 || !config) {
-        r->fail_count++;
         json_decref(config);
         json_decref(failures);
+        *ret_ms = (double)(uv_hrtime() - t0) / 1e6;
         return e < 0 ? e : -ENOMEM;
     }
-    if (failures && json_array_size(failures))
-        r->fail_count++;
-    else
-        r->ok_count++;
+    *ret_failed = failures && json_array_size(failures);
     Revision *rev = revision_new_consume(config, failures, fallback);
+    *ret_ms = (double)(uv_hrtime() - t0) / 1e6; /* translation plus canonical JSON and hash */
     if (!rev)
         return -ENOMEM;
-    log_event(LOG_DEBUG, "reconcile", "translated", "{s:f, s:s, s:b}", "ms", ms, "hash",
-              revision_hash(rev), "fallback", fallback);
     *ret = rev;
     return 0;
 }
 
-static void translate_now(Recon *r)
+static void count_translation(Recon *r, int e, double ms, bool failed)
 {
-    Revision *rev = NULL;
+    metrics_hist_observe(&r->duration, ms);
+    if (e < 0 || failed)
+        r->fail_count++;
+    else
+        r->ok_count++;
+}
 
-    r->dirty = false;
-    uv_timer_stop(&r->timer);
-    int e = recon_build(r, r->store, 0, &rev);
-    if (e < 0) {
-        log_event(LOG_ERROR, "reconcile", "translation failed", "{s:s}", "err", strerror(-e));
-        return;
-    }
+int recon_build(Recon *r, Store *store, int fallback, Revision **ret)
+{
+    double ms = 0;
+    bool failed = false;
+    int e = build_rev(r->cfg.translate, store, &r->cfg.xopts, fallback, ret, &ms, &failed);
+    count_translation(r, e, ms, failed);
+    if (e == 0)
+        log_event(LOG_DEBUG, "reconcile", "translated", "{s:f, s:s, s:b}", "ms", ms, "hash",
+                  revision_hash(*ret), "fallback", fallback);
+    return e;
+}
+
+/* A translation of the store finished (on the loop thread): report failures, publish. */
+static void finish(Recon *r, Revision *rev, uint64_t first_ns)
+{
     json_t *failures = revision_failures(rev);
     size_t i;
     json_t *f;
@@ -165,7 +186,7 @@ static void translate_now(Recon *r)
         r->cfg.revision(r->cfg.ud, r->current, false);
         return;
     }
-    metrics_hist_observe(&r->latency, (double)(uv_hrtime() - r->first_dirty_ns) / 1e6);
+    metrics_hist_observe(&r->latency, (double)(uv_hrtime() - first_ns) / 1e6);
     Revision *old = r->current; /* freed after publishing: a big config takes a while */
     r->current = rev;
     r->published++;
@@ -176,6 +197,76 @@ static void translate_now(Recon *r)
               (json_int_t)bytes, "failures", (int)json_array_size(failures));
     r->cfg.revision(r->cfg.ud, rev, true);
     revision_unref(old);
+}
+
+static void translate_now(Recon *r);
+
+static void do_work(uv_work_t *w)
+{
+    Recon *r = w->data;
+    bool failed = false;
+    r->wrev = NULL;
+    r->werr = build_rev(r->cfg.translate, r->snapshot, &r->wopts, 0, &r->wrev, &r->wms, &failed);
+    r->wfailed = failed;
+}
+
+static void on_closed(uv_handle_t *h);
+
+static void after_work(uv_work_t *w, int status)
+{
+    Recon *r = w->data;
+    Revision *rev = r->wrev;
+    r->busy = false;
+    r->wrev = NULL;
+    r->snapshot = store_free(r->snapshot);
+    int e = status < 0 ? status : r->werr;
+    count_translation(r, e, r->wms, r->wfailed);
+    if (r->closing) {
+        revision_unref(rev);
+        uv_close((uv_handle_t *)&r->timer, on_closed);
+        return;
+    }
+    if (e < 0) {
+        log_event(LOG_ERROR, "reconcile", "translation failed", "{s:s}", "err", strerror(-e));
+    } else {
+        log_event(LOG_DEBUG, "reconcile", "translated", "{s:f, s:s}", "ms", r->wms, "hash",
+                  revision_hash(rev));
+        finish(r, rev, r->snap_first_ns);
+    }
+    if (r->again) {
+        r->again = false;
+        translate_now(r);
+    }
+}
+
+static void translate_now(Recon *r)
+{
+    uint64_t first_ns = r->first_dirty_ns;
+    r->dirty = false;
+    uv_timer_stop(&r->timer);
+    if (r->busy) {
+        r->again = true; /* the store moved on while translating: once more afterwards */
+        r->dirty = true;
+        return;
+    }
+    if (r->cfg.threaded && store_clone(r->store, &r->snapshot) == 0) {
+        /* translate a private snapshot in the thread pool: the loop keeps serving */
+        r->wopts = r->cfg.xopts;
+        r->snap_first_ns = first_ns;
+        r->work.data = r;
+        if (uv_queue_work(r->loop, &r->work, do_work, after_work) == 0) {
+            r->busy = true;
+            return;
+        }
+        r->snapshot = store_free(r->snapshot);
+    }
+    Revision *rev = NULL;
+    int e = recon_build(r, r->store, 0, &rev);
+    if (e < 0) {
+        log_event(LOG_ERROR, "reconcile", "translation failed", "{s:s}", "err", strerror(-e));
+        return;
+    }
+    finish(r, rev, first_ns);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -209,7 +300,7 @@ void recon_flush(Recon *r)
 
 bool recon_pending(const Recon *r)
 {
-    return r->dirty;
+    return r->dirty || r->busy;
 }
 
 void recon_set_current(Recon *r, Revision *rev)
@@ -298,6 +389,8 @@ void recon_close(Recon *r, void (*done)(void *ud), void *ud)
 {
     r->done = done;
     r->done_ud = ud;
+    r->closing = true;
     uv_timer_stop(&r->timer);
-    uv_close((uv_handle_t *)&r->timer, on_closed);
+    if (!r->busy) /* else after_work closes, once the worker is done with the snapshot */
+        uv_close((uv_handle_t *)&r->timer, on_closed);
 }

@@ -27,6 +27,12 @@ typedef struct ReconConfig {
     uint64_t max_wait_ms;
     XlateOptions xopts; /* strings borrowed for the reconciler's lifetime */
     ReconTranslateFn translate;
+    /*
+     * threaded: translate a snapshot of the store (store_clone) in the libuv thread pool so the
+     * loop keeps serving watches, pushes and probes meanwhile. @translate must then be pure
+     * (xlate_run is). Translations never overlap: changes during one lead to one more.
+     */
+    bool threaded;
     void *ud;
     /*
      * revision() - a translation finished. @changed: its hash differs from the last published
@@ -58,7 +64,7 @@ const XlateOptions *recon_options(const Recon *r);
  * options into a new revision (*ret, new reference). Does not publish.
  */
 int recon_build(Recon *r, Store *store, int fallback, Revision **ret);
-/* recon_pending() - whether a translation is armed. */
+/* recon_pending() - whether a translation is armed or running. */
 bool recon_pending(const Recon *r);
 /* recon_metrics() - translation and revision metrics (Prometheus text). */
 void recon_metrics(Recon *r, Buf *out);

@@ -38,7 +38,7 @@ Revision *revision_new_consume(json_t *config, json_t *failures, int fallback)
         goto fail;
     }
     util_sha256_hex(r->json, r->json_len, r->hash);
-    r->seq = next_seq++;
+    r->seq = __atomic_fetch_add(&next_seq, 1, __ATOMIC_RELAXED); /* also from the thread pool */
     r->created_ms = util_now_ms();
     return r;
 fail:

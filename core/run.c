@@ -139,6 +139,11 @@ static void on_revision(void *ud, Revision *rev, bool changed)
     Ctl *c = ud;
     if (c->cfg.once && !c->once_seq)
         c->once_seq = revision_seq(rev);
+    if (!c->leader && !c->ready) {
+        /* a follower with warm caches is ready to take over; it publishes nothing */
+        c->ready = true;
+        log_event(LOG_INFO, MOD, "ready (follower): caches synced and translated", "{}");
+    }
     if (!changed) {
         /* e.g. the sources produced what --state-dir restored: nothing to publish */
         check_once(c);
@@ -152,6 +157,35 @@ static void on_revision(void *ud, Revision *rev, bool changed)
     publish(c, rev);
 }
 
+#if RUN_HAVE_K8S
+/*
+ * An object reference for an Event from a failure's {"kind","namespace","name","uid","group",
+ * "version"} (new reference): the object's own metadata when the store has it.
+ */
+static json_t *event_ref(Ctl *c, json_t *o)
+{
+    const char *kind = json_string_value(json_object_get(o, "kind"));
+    const char *ns = json_string_value(json_object_get(o, "namespace"));
+    const char *name = json_string_value(json_object_get(o, "name"));
+    const char *uid = json_string_value(json_object_get(o, "uid"));
+    const char *group = json_string_value(json_object_get(o, "group"));
+    const char *version = json_string_value(json_object_get(o, "version"));
+    if (!kind || !name)
+        return NULL;
+    json_t *have = store_get(c->store, kind, ns ? ns : "", name);
+    if (have && (!uid || !*uid))
+        uid = obj_uid(have);
+    char api[256];
+    if (have && *obj_api_version(have))
+        snprintf(api, sizeof(api), "%s", obj_api_version(have));
+    else
+        snprintf(api, sizeof(api), "%s%s%s", group && *group ? group : "",
+                 group && *group ? "/" : "", version ? version : "v1");
+    return json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "kind", kind, "apiVersion", api,
+                     "metadata", "name", name, "namespace", ns ? ns : "", "uid", uid ? uid : "");
+}
+#endif
+
 static void on_translation_failure(void *ud, json_t *failure)
 {
     Ctl *c = ud;
@@ -161,8 +195,11 @@ static void on_translation_failure(void *ud, json_t *failure)
         size_t i;
         json_t *o;
         json_array_foreach(json_object_get(failure, "objects"), i, o) {
-            k8s_event(c->k8s, o, "Warning", "KongConfigurationTranslationFailed",
-                      msg ? msg : "translation failed");
+            json_t *ref = event_ref(c, o);
+            if (ref)
+                k8s_event(c->k8s, ref, "Warning", "KongConfigurationTranslationFailed",
+                          msg ? msg : "translation failed");
+            json_decref(ref);
         }
     }
 #else
@@ -859,6 +896,7 @@ static int setup(Ctl *c)
         .max_wait_ms = f->sync_max_wait_ms,
         .xopts = c->xopts,
         .translate = xlate_run,
+        .threaded = true,
         .ud = c,
         .revision = on_revision,
         .failure = on_translation_failure,

@@ -6,6 +6,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,8 @@ static void put(T *t, const char *name)
     json_decref(o);
 }
 
+static bool threaded;
+
 static void setup_t(T *t, uint64_t debounce, uint64_t max_wait)
 {
     memset(t, 0, sizeof(*t));
@@ -81,7 +84,7 @@ static void setup_t(T *t, uint64_t debounce, uint64_t max_wait)
     assert_int_equal(store_new(&t->store), 0);
     ReconConfig rc = {.debounce_ms = debounce, .max_wait_ms = max_wait,
                       .translate = fake_translate, .ud = t, .revision = on_rev,
-                      .failure = on_failure};
+                      .failure = on_failure, .threaded = threaded};
     xlate_options_default(&rc.xopts);
     assert_int_equal(recon_new(&t->loop, t->store, &rc, &t->recon), 0);
     uv_timer_init(&t->loop, &t->ticker);
@@ -127,7 +130,7 @@ static void run_for(T *t, uint64_t ms)
 
 static void test_batches_changes(void **state)
 {
-    (void)state;
+    threaded = *state != NULL;
     T t;
     setup_t(&t, 50, 5000);
     for (int i = 0; i < 100; i++) {
@@ -155,7 +158,7 @@ static void on_tick(uv_timer_t *h)
 
 static void test_max_wait_bounds_debounce(void **state)
 {
-    (void)state;
+    threaded = *state != NULL;
     T t;
     /* a change every 5 ms for a long time never lets a 100 ms quiet period pass */
     setup_t(&t, 100, 150);
@@ -169,7 +172,7 @@ static void test_max_wait_bounds_debounce(void **state)
 
 static void test_unchanged_hash_publishes_nothing(void **state)
 {
-    (void)state;
+    threaded = *state != NULL;
     T t;
     setup_t(&t, 1, 1);
     put(&t, "a");
@@ -195,7 +198,7 @@ static void test_unchanged_hash_publishes_nothing(void **state)
 
 static void test_set_current_adopts_restored(void **state)
 {
-    (void)state;
+    threaded = *state != NULL;
     T t;
     setup_t(&t, 1, 1);
     Revision *restored = revision_new_consume(json_pack("{s:i}", "count", 1), NULL, 0);
@@ -210,7 +213,7 @@ static void test_set_current_adopts_restored(void **state)
 
 static void test_new_failures_reported_once(void **state)
 {
-    (void)state;
+    threaded = *state != NULL;
     T t;
     setup_t(&t, 1, 1);
     put(&t, "broken");
@@ -232,13 +235,13 @@ static void test_new_failures_reported_once(void **state)
 
 static void test_flush_and_build(void **state)
 {
-    (void)state;
+    threaded = *state != NULL;
     T t;
     setup_t(&t, 10000, 10000);
     put(&t, "a");
     assert_true(recon_pending(t.recon));
     recon_flush(t.recon);
-    assert_false(recon_pending(t.recon));
+    RUN_UNTIL(&t, !recon_pending(t.recon));
     assert_int_equal(t.changed, 1);
     Revision *fb = NULL;
     assert_int_equal(recon_build(t.recon, t.store, 1, &fb), 0);
@@ -248,8 +251,21 @@ static void test_flush_and_build(void **state)
     teardown_t(&t);
 }
 
+static void test_close_while_translating(void **state)
+{
+    threaded = *state != NULL;
+    T t;
+    setup_t(&t, 1, 1);
+    put(&t, "a");
+    recon_flush(t.recon);
+    /* closing with a translation in flight (threaded) waits for it, publishes nothing */
+    teardown_t(&t);
+    assert_true(t.changed <= 1);
+}
+
 int main(void)
 {
+    static int on = 1; /* prestate &on: the same test translating in the thread pool */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batches_changes),
         cmocka_unit_test(test_max_wait_bounds_debounce),
@@ -257,6 +273,14 @@ int main(void)
         cmocka_unit_test(test_set_current_adopts_restored),
         cmocka_unit_test(test_new_failures_reported_once),
         cmocka_unit_test(test_flush_and_build),
+        cmocka_unit_test(test_close_while_translating),
+        cmocka_unit_test_prestate(test_batches_changes, &on),
+        cmocka_unit_test_prestate(test_max_wait_bounds_debounce, &on),
+        cmocka_unit_test_prestate(test_unchanged_hash_publishes_nothing, &on),
+        cmocka_unit_test_prestate(test_set_current_adopts_restored, &on),
+        cmocka_unit_test_prestate(test_new_failures_reported_once, &on),
+        cmocka_unit_test_prestate(test_flush_and_build, &on),
+        cmocka_unit_test_prestate(test_close_while_translating, &on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
