@@ -38,8 +38,10 @@ int k8s_new(uv_loop_t *loop, Http *http, const K8sConfig *cfg, const K8sCallback
             char **ret_err);
 int k8s_start(K8s *k);
 /*
- * k8s_event() - emit a core/v1 Event (rate-limited, deduplicated) on @obj (borrowed; needs kind,
- * namespace, name, uid): @type "Warning"/"Normal", @reason e.g. KongConfigurationTranslationFailed.
+ * k8s_event() - emit a core/v1 Event (rate-limited, deduplicated) on @obj (borrowed): a full object
+ * (kind, apiVersion, metadata.namespace/name/uid) or a flat reference {kind, namespace, name, uid,
+ * group, version} as translation failures carry. @type "Warning"/"Normal", @reason e.g.
+ * KongConfigurationTranslationFailed. Only the leader emits; the others drop it.
  */
 void k8s_event(K8s *k, json_t *obj_ref, const char *type, const char *reason, const char *message);
 /* k8s_update_ingress_status() - set status.loadBalancer of the Ingresses the controller serves. */

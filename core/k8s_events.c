@@ -148,11 +148,23 @@ void k8s__events_emit(K8sEvents *e, json_t *obj, const char *type, const char *r
                       const char *message)
 {
     K8s *k = e->k;
+    /* Either a full object (metadata.*) or a flat reference {kind, namespace, name, uid, group,
+     * version} as the translator's failures name objects. */
     json_t *md = json_object_get(obj, "metadata");
+    if (!json_is_object(md))
+        md = obj;
     const char *kind = k8s__str(obj, "kind");
     const char *ns = k8s__str(md, "namespace");
     const char *name = k8s__str(md, "name");
     const char *uid = k8s__str(md, "uid");
+    char av[256];
+    const char *group = k8s__str(obj, "group"), *version = k8s__str(obj, "version");
+    if (*k8s__str(obj, "apiVersion"))
+        snprintf(av, sizeof(av), "%s", k8s__str(obj, "apiVersion"));
+    else if (*group)
+        snprintf(av, sizeof(av), "%s/%s", group, version);
+    else
+        snprintf(av, sizeof(av), "%s", version);
     if (!*kind || !*name)
         return;
     if (!type || !*type)
@@ -195,13 +207,14 @@ void k8s__events_emit(K8sEvents *e, json_t *obj, const char *type, const char *r
     } else {
         method = "POST";
         path = util_strdup_printf("/api/v1/namespaces/%s/events", ev_ns);
-        json_t *io = json_pack("{s:s, s:s, s:s}", "kind", kind, "name", name, "apiVersion",
-                               k8s__str(obj, "apiVersion"));
+        json_t *io = json_pack("{s:s, s:s}", "kind", kind, "name", name);
+        if (io && *av)
+            json_object_set_new(io, "apiVersion", json_string(av));
         if (io && *ns)
             json_object_set_new(io, "namespace", json_string(ns));
         if (io && *uid)
             json_object_set_new(io, "uid", json_string(uid));
-        const char *rv = k8s__str(md, "resourceVersion");
+        const char *rv = md != obj ? k8s__str(md, "resourceVersion") : "";
         if (io && *rv)
             json_object_set_new(io, "resourceVersion", json_string(rv));
         body = io ? json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:{s:s}, s:s, "
