@@ -44,7 +44,13 @@ int k8s_start(K8s *k);
  * KongConfigurationTranslationFailed. Only the leader emits; the others drop it.
  */
 void k8s_event(K8s *k, json_t *obj_ref, const char *type, const char *reason, const char *message);
-/* k8s_update_ingress_status() - set status.loadBalancer of the Ingresses the controller serves. */
+/*
+ * k8s_update_ingress_status() - set status.loadBalancer.ingress of @ingresses (borrowed array of
+ * Ingress objects) to @lb_ingress (borrowed array of {ip|hostname}; NULL: the --publish-service
+ * addresses); written only where it differs, only by the leader, only with update_status. The
+ * client also does this on its own for every watched Ingress of its class whenever the Ingress,
+ * the default IngressClass or the publish Service changes, so calling it is optional.
+ */
 void k8s_update_ingress_status(K8s *k, json_t *ingresses, json_t *lb_ingress);
 bool k8s_is_leader(const K8s *k);
 /*
