@@ -13,23 +13,23 @@
 typedef struct K8s K8s;
 
 typedef struct K8sConfig {
-    const char *kubeconfig;        /* --kubeconfig or NULL for in-cluster */
-    const char *apiserver_host;    /* --apiserver-host override or NULL */
+    const char *kubeconfig;              /* --kubeconfig or NULL for in-cluster */
+    const char *apiserver_host;          /* --apiserver-host override or NULL */
     const char *const *watch_namespaces; /* NULL-terminated, NULL = all */
-    const char *ingress_class;     /* for filtering class-aware kinds, "kong" */
-    const char *election_id;       /* 5b374a9e.konghq.com */
-    const char *election_namespace;/* default: POD_NAMESPACE */
-    const char *identity;          /* POD_NAMESPACE/POD_NAME or host_pid */
-    bool leader_election;          /* decided by the controller */
-    const char *publish_service;   /* NS/NAME for Ingress status, or NULL */
+    const char *ingress_class;           /* for filtering class-aware kinds, "kong" */
+    const char *election_id;             /* 5b374a9e.konghq.com */
+    const char *election_namespace;      /* default: POD_NAMESPACE */
+    const char *identity;                /* POD_NAMESPACE/POD_NAME or host_pid */
+    bool leader_election;                /* decided by the controller */
+    const char *publish_service;         /* NS/NAME for Ingress status, or NULL */
     bool update_status;
 } K8sConfig;
 
 typedef struct K8sCallbacks {
     void *ud;
-    void (*upsert)(void *ud, json_t *obj);  /* obj borrowed (a full object with kind, apiVersion) */
+    void (*upsert)(void *ud, json_t *obj); /* obj borrowed (a full object with kind, apiVersion) */
     void (*remove)(void *ud, const char *kind, const char *ns, const char *name);
-    void (*synced)(void *ud);               /* every initial list has been delivered */
+    void (*synced)(void *ud);                 /* every initial list has been delivered */
     void (*leader)(void *ud, bool is_leader); /* leadership gained or lost */
 } K8sCallbacks;
 
