@@ -7,7 +7,8 @@ the delay from a change on the server to its delivery.
 With TETHER set and --tether, runs the real `tether run --kong-config-out` instead and reports
 its peak RSS (store and translator included) and the delay from a change on the server to the
 new output file.
-Usage: K8S_DRIVER=build/tests/k8s/k8s-driver tests/bench/k8s_bench.py [N] [M] [--tether]"""
+--no-tls leaves the TLS Secrets unreferenced (they are then held back like the unrelated ones).
+Usage: K8S_DRIVER=build/tests/k8s/k8s-driver tests/bench/k8s_bench.py [N] [M] [--tether] [--no-tls]"""
 import os
 import sys
 import tempfile
@@ -25,7 +26,7 @@ def rss_kb(pid, field):
     return 0
 
 
-def bench_tether(fake, n):
+def bench_tether(fake, n, tls):
     import json
     import signal
     import subprocess
@@ -53,7 +54,8 @@ def bench_tether(fake, n):
     print("tether RSS at first configuration: %d kB" % rss_kb(p.pid, "VmRSS"))
     lat = []
     for i in range(3):
-        ing = ingress("app-%05d" % i, ns="ns%d" % (i % 50), tls_secret="tls-%05d" % i)
+        ing = ingress("app-%05d" % i, ns="ns%d" % (i % 50),
+                      tls_secret="tls-%05d" % i if tls else None)
         ing["spec"]["rules"][0]["host"] = "changed-%d.example" % i
         ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] = \
             "svc-%05d" % i
@@ -72,7 +74,8 @@ def bench_tether(fake, n):
 
 def main():
     use_tether = "--tether" in sys.argv
-    args = [a for a in sys.argv[1:] if a != "--tether"]
+    tls = "--no-tls" not in sys.argv
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     n = int(args[0]) if len(args) > 0 else 10000
     m = int(args[1]) if len(args) > 1 else 20000
     fake = start_fake()
@@ -89,7 +92,7 @@ def main():
     t0 = time.monotonic()
     for i in range(n):
         ns = "ns%d" % (i % 50)
-        ing = ingress("app-%05d" % i, ns=ns, tls_secret="tls-%05d" % i)
+        ing = ingress("app-%05d" % i, ns=ns, tls_secret="tls-%05d" % i if tls else None)
         ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] = \
             "svc-%05d" % i
         fake.apply(ing)
@@ -108,7 +111,7 @@ def main():
                           data={"blob": "QUJDRA==" * 256}))
     print("fake filled in %.1f s" % (time.monotonic() - t0))
     if use_tether:
-        bench_tether(fake, n)
+        bench_tether(fake, n, tls)
         fake.stop()
         return
     tmp = tempfile.mkdtemp()
@@ -124,7 +127,8 @@ def main():
     lat = []
     for i in range(20):
         t1 = time.monotonic()
-        fake.apply(ingress("app-%05d" % i, ns="ns%d" % (i % 50), tls_secret="tls-%05d" % i)
+        fake.apply(ingress("app-%05d" % i, ns="ns%d" % (i % 50),
+                           tls_secret="tls-%05d" % i if tls else None)
                    | {"metadata": {"name": "app-%05d" % i, "namespace": "ns%d" % (i % 50),
                                    "labels": {"rev": str(i)}}})
         ups = d.wait("upsert", kind="Ingress", name="app-%05d" % i, count=2, timeout=30)
