@@ -45,7 +45,8 @@ const char *k8s__str(const json_t *o, const char *key)
     return s ? s : "";
 }
 
-static int set_err(char **ret_err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_err(char **ret_err, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int set_err(char **ret_err, int r, const char *fmt, ...)
 {
     va_list ap;
@@ -128,8 +129,7 @@ static int load_pem(const json_t *o, const char *key_data, const char *key_file,
         size_t n = 0;
         unsigned char *p = util_base64_decode(d, strlen(d), &n);
         if (!p)
-            return set_err(ret_err, -EINVAL, "%s: %s.%s is not valid base64", base, what,
-                           key_data);
+            return set_err(ret_err, -EINVAL, "%s: %s.%s is not valid base64", base, what, key_data);
         *ret = (char *)p;
         *ret_len = n;
         return 0;
@@ -196,8 +196,7 @@ int k8s__kubeconfig_parse(const char *data, size_t len, const char *path, K8sCre
     }
     const char *server = k8s__str(cl, "server");
     if (!*server) {
-        r = set_err(ret_err, -EINVAL, "kubeconfig %s: cluster \"%s\" has no server", path,
-                    cl_name);
+        r = set_err(ret_err, -EINVAL, "kubeconfig %s: cluster \"%s\" has no server", path, cl_name);
         goto out;
     }
     size_t sl = strlen(server);
@@ -325,8 +324,8 @@ int k8s__creds_load(const K8sConfig *cfg, K8sCreds *c, char **ret_err)
         r = k8s__kubeconfig_parse(data, len, kc, c, ret_err);
         free(data);
     } else if (getenv("KUBERNETES_SERVICE_HOST") && *getenv("KUBERNETES_SERVICE_HOST")) {
-        r = load_in_cluster(getenv("KUBERNETES_SERVICE_HOST"), getenv("KUBERNETES_SERVICE_PORT"),
-                            c, ret_err);
+        r = load_in_cluster(getenv("KUBERNETES_SERVICE_HOST"), getenv("KUBERNETES_SERVICE_PORT"), c,
+                            ret_err);
     } else if (!cfg->apiserver_host || !*cfg->apiserver_host) {
         return set_err(ret_err, -ENOENT,
                        "no Kubernetes credentials: give --kubeconfig, --apiserver-host, or run in "
@@ -612,7 +611,9 @@ static void on_defer(uv_timer_t *t)
         K8sRespFn done = q->done;
         void *ud = q->ud;
         if (start_req(k, q, NULL) < 0) {
-            K8sResp r = {.code = CURLE_FAILED_INIT, .body = "", .retry_after_s = -1,
+            K8sResp r = {.code = CURLE_FAILED_INIT,
+                         .body = "",
+                         .retry_after_s = -1,
                          .error = "request could not start"};
             k->in_cb++;
             done(k, ud, &r);
@@ -705,8 +706,8 @@ int k8s_new(uv_loop_t *loop, Http *http, const K8sConfig *cfg, const K8sCallback
             if (!(k->watch_namespaces[i] = strdup(cfg->watch_namespaces[i])))
                 goto fail;
     }
-    k->election_id = strdup(cfg->election_id && *cfg->election_id ? cfg->election_id
-                                                                   : "5b374a9e.konghq.com");
+    k->election_id =
+        strdup(cfg->election_id && *cfg->election_id ? cfg->election_id : "5b374a9e.konghq.com");
     const char *ens = cfg->election_namespace;
     if (!ens || !*ens)
         ens = getenv("POD_NAMESPACE");
@@ -722,8 +723,8 @@ int k8s_new(uv_loop_t *loop, Http *http, const K8sConfig *cfg, const K8sCallback
         (void)gethostname(host, sizeof(host) - 1);
         k->identity = util_strdup_printf("%s_%d", host, (int)getpid());
     }
-    k->ingress_class = strdup(cfg->ingress_class && *cfg->ingress_class ? cfg->ingress_class
-                                                                        : "kong");
+    k->ingress_class =
+        strdup(cfg->ingress_class && *cfg->ingress_class ? cfg->ingress_class : "kong");
     if (!k->election_id || !k->election_ns || !k->identity || !k->ingress_class)
         goto fail;
     k->leader_election = cfg->leader_election;
@@ -744,8 +745,8 @@ int k8s_new(uv_loop_t *loop, Http *http, const K8sConfig *cfg, const K8sCallback
         (r = k8s__watch_new(k, &k->watch)) < 0 || (r = k8s__lease_new(k, &k->lease)) < 0)
         goto fail;
     log_event(LOG_INFO, "k8s", "kubernetes client configured", "{s:s, s:s, s:b, s:b}", "server",
-              k->creds.server, "source", k->creds.source, "client_cert",
-              k->creds.cert_pem != NULL, "token", k->creds.token || k->creds.token_file);
+              k->creds.server, "source", k->creds.source, "client_cert", k->creds.cert_pem != NULL,
+              "token", k->creds.token || k->creds.token_file);
     *ret = k;
     return 0;
 fail:

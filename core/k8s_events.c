@@ -119,7 +119,7 @@ int k8s__events_decide(K8sEvents *e, const char *key, uint64_t now_ms, const cha
     }
     evict(e, now_ms);
     ent = json_pack("{s:s, s:i, s:I, s:I}", "name", new_name, "count", 1, "first_ms",
-                            (json_int_t)now_ms, "sent_ms", (json_int_t)now_ms);
+                    (json_int_t)now_ms, "sent_ms", (json_int_t)now_ms);
     if (!ent || json_object_set_new(e->cache, key, ent) < 0)
         return K8S_EV_SKIP;
     *ret_name = k8s__str(json_object_get(e->cache, key), "name");
@@ -148,11 +148,23 @@ void k8s__events_emit(K8sEvents *e, json_t *obj, const char *type, const char *r
                       const char *message)
 {
     K8s *k = e->k;
+    /* Either a full object (metadata.*) or a flat reference {kind, namespace, name, uid, group,
+     * version} as the translator's failures name objects. */
     json_t *md = json_object_get(obj, "metadata");
+    if (!json_is_object(md))
+        md = obj;
     const char *kind = k8s__str(obj, "kind");
     const char *ns = k8s__str(md, "namespace");
     const char *name = k8s__str(md, "name");
     const char *uid = k8s__str(md, "uid");
+    char av[256];
+    const char *group = k8s__str(obj, "group"), *version = k8s__str(obj, "version");
+    if (*k8s__str(obj, "apiVersion"))
+        snprintf(av, sizeof(av), "%s", k8s__str(obj, "apiVersion"));
+    else if (*group)
+        snprintf(av, sizeof(av), "%s/%s", group, version);
+    else
+        snprintf(av, sizeof(av), "%s", version);
     if (!*kind || !*name)
         return;
     if (!type || !*type)
@@ -163,8 +175,8 @@ void k8s__events_emit(K8sEvents *e, json_t *obj, const char *type, const char *r
         message = "";
     char msg[MAX_MESSAGE + 1];
     snprintf(msg, sizeof(msg), "%s", message);
-    char *key = util_strdup_printf("%s/%s/%s/%s\x1f%s\x1f%s\x1f%s", kind, ns, name, uid, type,
-                                   reason, msg);
+    char *key =
+        util_strdup_printf("%s/%s/%s/%s\x1f%s\x1f%s\x1f%s", kind, ns, name, uid, type, reason, msg);
     if (!key)
         return;
     uint64_t now = util_now_ms();
@@ -195,22 +207,23 @@ void k8s__events_emit(K8sEvents *e, json_t *obj, const char *type, const char *r
     } else {
         method = "POST";
         path = util_strdup_printf("/api/v1/namespaces/%s/events", ev_ns);
-        json_t *io = json_pack("{s:s, s:s, s:s}", "kind", kind, "name", name, "apiVersion",
-                               k8s__str(obj, "apiVersion"));
+        json_t *io = json_pack("{s:s, s:s}", "kind", kind, "name", name);
+        if (io && *av)
+            json_object_set_new(io, "apiVersion", json_string(av));
         if (io && *ns)
             json_object_set_new(io, "namespace", json_string(ns));
         if (io && *uid)
             json_object_set_new(io, "uid", json_string(uid));
-        const char *rv = k8s__str(md, "resourceVersion");
+        const char *rv = md != obj ? k8s__str(md, "resourceVersion") : "";
         if (io && *rv)
             json_object_set_new(io, "resourceVersion", json_string(rv));
         body = io ? json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:{s:s}, s:s, "
                               "s:s, s:i, s:s, s:s}",
                               "apiVersion", "v1", "kind", "Event", "metadata", "name", ev_name,
-                              "namespace", ev_ns, "involvedObject", io, "reason", reason,
-                              "message", msg, "type", type, "source", "component", "tether",
-                              "firstTimestamp", ts, "lastTimestamp", ts, "count", 1,
-                              "reportingComponent", "tether", "reportingInstance", k->identity)
+                              "namespace", ev_ns, "involvedObject", io, "reason", reason, "message",
+                              msg, "type", type, "source", "component", "tether", "firstTimestamp",
+                              ts, "lastTimestamp", ts, "count", 1, "reportingComponent", "tether",
+                              "reportingInstance", k->identity)
                   : NULL;
     }
     char *kcopy = strdup(key);
@@ -222,8 +235,8 @@ void k8s__events_emit(K8sEvents *e, json_t *obj, const char *type, const char *r
             e->m_patched++;
         else
             e->m_created++;
-        log_event(LOG_DEBUG, "k8s", "event sent", "{s:s, s:s, s:s, s:I}", "object", name,
-                  "reason", reason, "event", ev_name, "count", count);
+        log_event(LOG_DEBUG, "k8s", "event sent", "{s:s, s:s, s:s, s:I}", "object", name, "reason",
+                  reason, "event", ev_name, "count", count);
     } else {
         free(kcopy);
         e->m_failed++;

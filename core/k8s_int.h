@@ -16,18 +16,18 @@
 
 /* Credentials and endpoint of one API server. */
 typedef struct K8sCreds {
-    char *server;      /* "https://host:port" without trailing slash */
-    char *ca_pem;      /* CA bundle (PEM) or NULL: system roots */
+    char *server; /* "https://host:port" without trailing slash */
+    char *ca_pem; /* CA bundle (PEM) or NULL: system roots */
     size_t ca_len;
-    bool insecure;     /* insecure-skip-tls-verify */
-    char *token;       /* static bearer token or NULL */
-    char *token_file;  /* re-read when it rotates (bound service account tokens) */
-    char *cert_pem;    /* client certificate (PEM) or NULL */
+    bool insecure;    /* insecure-skip-tls-verify */
+    char *token;      /* static bearer token or NULL */
+    char *token_file; /* re-read when it rotates (bound service account tokens) */
+    char *cert_pem;   /* client certificate (PEM) or NULL */
     size_t cert_len;
     char *key_pem;
     size_t key_len;
-    char *ns;          /* namespace of the context / service account, or NULL */
-    char *source;      /* "kubeconfig FILE", "in-cluster" or "apiserver-host": for messages */
+    char *ns;     /* namespace of the context / service account, or NULL */
+    char *source; /* "kubeconfig FILE", "in-cluster" or "apiserver-host": for messages */
     /* token file cache */
     char *token_cached;
     uint64_t token_read_ms;

@@ -26,12 +26,12 @@ struct K8sLease {
     K8s *k;
     uv_timer_t timer;
     bool timer_open;
-    bool busy;      /* a request is in flight */
+    bool busy; /* a request is in flight */
     bool closing;
     K8sReq *req;
-    char *path;     /* .../leases/NAME */
-    char *coll;     /* .../leases */
-    json_t *lease;  /* last Lease read or written */
+    char *path;    /* .../leases/NAME */
+    char *coll;    /* .../leases */
+    json_t *lease; /* last Lease read or written */
     K8sLeaseObs obs;
     uint64_t last_renew_ms; /* last successful write as leader */
     uint64_t m_transitions;
@@ -163,8 +163,8 @@ static void on_write_done(K8s *k, void *ud, const K8sResp *r)
 static void write_lease(K8sLease *l, const json_t *old)
 {
     K8s *k = l->k;
-    json_t *body = k8s__lease_build(old, k->election_ns, k->election_id, k->identity,
-                                    LEASE_DURATION_S, false);
+    json_t *body =
+        k8s__lease_build(old, k->election_ns, k->election_id, k->identity, LEASE_DURATION_S, false);
     int r = body ? k8s__request(k, old ? "PUT" : "POST", old ? l->path : l->coll, body, NULL,
                                 REQ_TIMEOUT_MS, MAX_BODY, NULL, on_write_done, l, &l->req)
                  : -ENOMEM;
@@ -218,8 +218,8 @@ static void cycle(K8sLease *l)
         write_lease(l, l->lease);
         return;
     }
-    int r = k8s__request(k, "GET", l->path, NULL, NULL, REQ_TIMEOUT_MS, MAX_BODY, NULL,
-                         on_get_done, l, &l->req);
+    int r = k8s__request(k, "GET", l->path, NULL, NULL, REQ_TIMEOUT_MS, MAX_BODY, NULL, on_get_done,
+                         l, &l->req);
     if (r < 0) {
         arm(l, RETRY_MS);
         return;
@@ -233,8 +233,8 @@ int k8s__lease_new(K8s *k, K8sLease **ret)
     if (!l)
         return -ENOMEM;
     l->k = k;
-    l->coll = util_strdup_printf("/apis/coordination.k8s.io/v1/namespaces/%s/leases",
-                                 k->election_ns);
+    l->coll =
+        util_strdup_printf("/apis/coordination.k8s.io/v1/namespaces/%s/leases", k->election_ns);
     l->path = util_strdup_printf("%s/%s", l->coll ? l->coll : "", k->election_id);
     if (!l->coll || !l->path) {
         free(l->coll);
@@ -292,8 +292,8 @@ static void on_release_done(K8s *k, void *ud, const K8sResp *r)
     if (r->code == CURLE_OK && r->status == 200)
         log_event(LOG_INFO, "k8s", "lease released", "{s:s}", "lease", k->election_id);
     else
-        log_event(LOG_WARN, "k8s", "lease release failed", "{s:s, s:s}", "lease",
-                  k->election_id, "err", k8s__resp_err(r));
+        log_event(LOG_WARN, "k8s", "lease release failed", "{s:s, s:s}", "lease", k->election_id,
+                  "err", k8s__resp_err(r));
     finish_close(l);
 }
 

@@ -49,10 +49,10 @@ json_t *k8s__service_addresses(json_t *svc)
     size_t i;
     json_t *v;
     if (strcmp(type, "LoadBalancer") == 0) {
-        json_array_foreach(json_object_get(
-                               json_object_get(json_object_get(svc, "status"), "loadBalancer"),
-                               "ingress"),
-                           i, v)
+        json_array_foreach(
+            json_object_get(json_object_get(json_object_get(svc, "status"), "loadBalancer"),
+                            "ingress"),
+            i, v)
         {
             const char *ip = k8s__str(v, "ip"), *host = k8s__str(v, "hostname");
             if (*ip)
@@ -106,11 +106,11 @@ void k8s__status_ingress(K8sStatus *s, json_t *ing, const char *key, bool delete
         return;
     }
     const char *cls = s->k->ingress_class;
-    const char *ann = json_string_value(json_object_get(
-        json_object_get(json_object_get(ing, "metadata"), "annotations"),
-        "kubernetes.io/ingress.class"));
-    const char *icn = json_string_value(json_object_get(json_object_get(ing, "spec"),
-                                                        "ingressClassName"));
+    const char *ann = json_string_value(
+        json_object_get(json_object_get(json_object_get(ing, "metadata"), "annotations"),
+                        "kubernetes.io/ingress.class"));
+    const char *icn =
+        json_string_value(json_object_get(json_object_get(ing, "spec"), "ingressClassName"));
     bool explicit_match = false;
     if (ann && *ann)
         explicit_match = strcmp(ann, cls) == 0;
@@ -149,8 +149,7 @@ void k8s__status_kick(K8sStatus *s)
 {
     const char *key;
     json_t *v;
-    json_object_foreach(s->ings, key, v)
-        json_object_set(s->queue, key, json_true());
+    json_object_foreach(s->ings, key, v) json_object_set(s->queue, key, json_true());
     pump(s);
 }
 
@@ -174,8 +173,8 @@ static void on_done(K8s *k, void *ud, const K8sResp *r)
         c->s->m_failed++;
         /* Forget it so that the next update tries again. */
         json_object_del(c->s->written, c->key);
-        log_event(LOG_WARN, "k8s", "ingress status update failed", "{s:s, s:s}", "ingress",
-                  c->key, "err", k8s__resp_err(r));
+        log_event(LOG_WARN, "k8s", "ingress status update failed", "{s:s, s:s}", "ingress", c->key,
+                  "err", k8s__resp_err(r));
     }
     K8sStatus *s = c->s;
     free(c->key);
@@ -191,15 +190,16 @@ static int send_patch(K8sStatus *s, const char *key, json_t *lb, bool queued)
     if (!slash)
         return -EINVAL;
     StatusCtx *c = calloc(1, sizeof(*c));
-    char *path = util_strdup_printf("/apis/networking.k8s.io/v1/namespaces/%.*s/ingresses/%s/status",
-                                    (int)(slash - key), key, slash + 1);
+    char *path =
+        util_strdup_printf("/apis/networking.k8s.io/v1/namespaces/%.*s/ingresses/%s/status",
+                           (int)(slash - key), key, slash + 1);
     json_t *patch = json_pack("{s:{s:{s:O}}}", "status", "loadBalancer", "ingress", lb);
     int r = -ENOMEM;
     if (c && path && patch && (c->key = strdup(key))) {
         c->s = s;
         c->queued = queued;
-        r = k8s__request(s->k, "PATCH", path, patch, "application/merge-patch+json",
-                         REQ_TIMEOUT_MS, MAX_BODY, NULL, on_done, c, NULL);
+        r = k8s__request(s->k, "PATCH", path, patch, "application/merge-patch+json", REQ_TIMEOUT_MS,
+                         MAX_BODY, NULL, on_done, c, NULL);
     }
     if (r == 0) {
         json_object_set(s->written, key, lb);

@@ -101,8 +101,8 @@ struct K8sWatch {
     Watcher *ws;
     size_t nws;
     int open_timers;
-    bool phase2; /* filtered kinds started */
-    bool synced; /* cb.synced called */
+    bool phase2;        /* filtered kinds started */
+    bool synced;        /* cb.synced called */
     json_t *refs;       /* "Secret/ns/name" -> count of referencing objects */
     json_t *owner_refs; /* "Kind/ns/name" of a referencing object -> array of ref keys */
 };
@@ -166,8 +166,8 @@ static void add_ref_list(json_t *arr, const char *kind, const char *ns, const ch
 
 static const char *annotation(json_t *obj, const char *key)
 {
-    return json_string_value(json_object_get(
-        json_object_get(json_object_get(obj, "metadata"), "annotations"), key));
+    return json_string_value(
+        json_object_get(json_object_get(json_object_get(obj, "metadata"), "annotations"), key));
 }
 
 /* Secret/ConfigMap names referenced by @obj, as KIC's reference indexers see them. */
@@ -265,9 +265,9 @@ static void ref_gained(K8sWatch *w, const char *ref)
     fc->w = w;
     char *ens = curl_easy_escape(NULL, ns, 0);
     char *ename = curl_easy_escape(NULL, p2 + 1, 0);
-    char *path = ens && ename ? util_strdup_printf("/api/v1/namespaces/%s/%s/%s", ens,
-                                                   wt->ki->plural, ename)
-                              : NULL;
+    char *path = ens && ename
+                     ? util_strdup_printf("/api/v1/namespaces/%s/%s/%s", ens, wt->ki->plural, ename)
+                     : NULL;
     curl_free(ens);
     curl_free(ename);
     int r = path ? k8s__request(k, "GET", path, NULL, NULL, 30000, MAX_GET_BODY, NULL,
@@ -426,8 +426,8 @@ static void on_object(Watcher *wt, json_t *obj)
         snprintf(owner, sizeof(owner), "%s/%s", wt->ki->kind, key);
         update_refs(w, owner, collect_refs(wt->ki->kind, obj));
     }
-    if (strcmp(wt->ki->kind, "Service") == 0 && k->publish_ns &&
-        strcmp(ns, k->publish_ns) == 0 && strcmp(name, k->publish_name) == 0)
+    if (strcmp(wt->ki->kind, "Service") == 0 && k->publish_ns && strcmp(ns, k->publish_ns) == 0 &&
+        strcmp(name, k->publish_name) == 0)
         k8s__status_service(k->status, obj, false);
     else if (strcmp(wt->ki->kind, "Ingress") == 0)
         k8s__status_ingress(k->status, obj, key, false);
@@ -455,8 +455,8 @@ static void on_gone(Watcher *wt, const char *key)
         snprintf(owner, sizeof(owner), "%s/%s", wt->ki->kind, key);
         update_refs(w, owner, NULL);
     }
-    if (strcmp(wt->ki->kind, "Service") == 0 && k->publish_ns &&
-        strcmp(ns, k->publish_ns) == 0 && strcmp(name, k->publish_name) == 0)
+    if (strcmp(wt->ki->kind, "Service") == 0 && k->publish_ns && strcmp(ns, k->publish_ns) == 0 &&
+        strcmp(name, k->publish_name) == 0)
         k8s__status_service(k->status, NULL, true);
     else if (strcmp(wt->ki->kind, "Ingress") == 0)
         k8s__status_ingress(k->status, NULL, key, true);
@@ -647,8 +647,8 @@ static void on_list_done(K8s *k, void *ud, const K8sResp *r)
     if (r->code == CURLE_OK && r->status == 404 && wt->ki->crd) {
         if (!wt->skipped)
             log_event(LOG_WARN, "k8s", "CRD not installed, skipping kind, will retry",
-                      "{s:s, s:s, s:I}", "kind", wt->ki->kind, "group", wt->ki->group,
-                      "retry_ms", (json_int_t)CRD_RETRY_MS);
+                      "{s:s, s:s, s:I}", "kind", wt->ki->kind, "group", wt->ki->group, "retry_ms",
+                      (json_int_t)CRD_RETRY_MS);
         wt->skipped = true;
         /* Objects of a CRD that was removed are gone. */
         json_decref(wt->seen);
@@ -656,8 +656,7 @@ static void on_list_done(K8s *k, void *ud, const K8sResp *r)
         void *tmp;
         const char *key;
         json_t *v;
-        json_object_foreach_safe(wt->known, tmp, key, v)
-            on_gone(wt, key);
+        json_object_foreach_safe(wt->known, tmp, key, v) on_gone(wt, key);
         json_decref(wt->seen);
         wt->seen = NULL;
         wt->state = W_WAITING;
@@ -715,13 +714,12 @@ static void on_list_done(K8s *k, void *ud, const K8sResp *r)
     }
     json_decref(wt->seen);
     wt->seen = NULL;
-    json_array_foreach(gone, i, v)
-        on_gone(wt, json_string_value(v));
+    json_array_foreach(gone, i, v) on_gone(wt, json_string_value(v));
     json_decref(gone);
     wt->failures = 0;
-    log_event(LOG_DEBUG, "k8s", "listed", "{s:s, s:s, s:i, s:s}", "kind", wt->ki->kind,
-              "namespace", wt->ns ? wt->ns : "", "objects", (int)json_object_size(wt->known),
-              "resourceVersion", wt->rv ? wt->rv : "");
+    log_event(LOG_DEBUG, "k8s", "listed", "{s:s, s:s, s:i, s:s}", "kind", wt->ki->kind, "namespace",
+              wt->ns ? wt->ns : "", "objects", (int)json_object_size(wt->known), "resourceVersion",
+              wt->rv ? wt->rv : "");
     mark_synced(wt);
     start_watch(wt);
 }
@@ -734,8 +732,8 @@ static void watch_event(Watcher *wt, const char *line, size_t len)
     json_error_t jerr;
     json_t *ev = json_loadb(line, len, 0, &jerr);
     if (!json_is_object(ev)) {
-        log_event(LOG_WARN, "k8s", "bad watch event, ignoring", "{s:s, s:s}", "kind",
-                  wt->ki->kind, "err", jerr.text);
+        log_event(LOG_WARN, "k8s", "bad watch event, ignoring", "{s:s, s:s}", "kind", wt->ki->kind,
+                  "err", jerr.text);
         json_decref(ev);
         return;
     }
@@ -842,8 +840,7 @@ static void on_watch_done(K8s *k, void *ud, const K8sResp *r)
         wt->failures = 0;
         wt->m_errors++;
         log_event(LOG_INFO, "k8s", "watch connection ended, resuming", "{s:s, s:s, s:s}", "kind",
-                  wt->ki->kind, "resourceVersion", wt->rv ? wt->rv : "", "err",
-                  k8s__resp_err(r));
+                  wt->ki->kind, "resourceVersion", wt->rv ? wt->rv : "", "err", k8s__resp_err(r));
         watcher_schedule(wt, backoff_ms(wt));
         return;
     }
@@ -1007,8 +1004,7 @@ void k8s__watch_metrics(K8sWatch *w, Buf *out)
         const char *name, *help;
         size_t off;
     } ms[] = {
-        {"tether_k8s_watch_events_total", "Watch events received.",
-         offsetof(Watcher, m_events)},
+        {"tether_k8s_watch_events_total", "Watch events received.", offsetof(Watcher, m_events)},
         {"tether_k8s_lists_total", "Lists started (initial and relists).",
          offsetof(Watcher, m_lists)},
         {"tether_k8s_relists_total", "Relists after the initial list (410 Gone, errors).",
@@ -1033,8 +1029,9 @@ void k8s__watch_metrics(K8sWatch *w, Buf *out)
         buf_printf(out, "tether_k8s_objects{kind=\"%s\",namespace=\"%s\"} %zu\n", wt->ki->kind,
                    wt->ns ? wt->ns : "", json_object_size(wt->known));
     }
-    buf_printf(out, "# HELP tether_k8s_synced Whether every initial list has been delivered.\n"
-                    "# TYPE tether_k8s_synced gauge\ntether_k8s_synced %d\n",
+    buf_printf(out,
+               "# HELP tether_k8s_synced Whether every initial list has been delivered.\n"
+               "# TYPE tether_k8s_synced gauge\ntether_k8s_synced %d\n",
                w->synced ? 1 : 0);
 }
 

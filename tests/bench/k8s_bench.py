@@ -4,7 +4,11 @@
 EndpointSlice, TLS Secret) plus M unrelated Secrets on the fake API server; prints the time to
 the initial sync, the peak RSS of the client process (k8s-driver: client only, no store), and
 the delay from a change on the server to its delivery.
-Usage: K8S_DRIVER=build/tests/k8s/k8s-driver tests/bench/k8s_bench.py [N] [M]"""
+With TETHER set and --tether, runs the real `tether run --kong-config-out` instead and reports
+its peak RSS (store and translator included) and the delay from a change on the server to the
+new output file.
+--no-tls leaves the TLS Secrets unreferenced (they are then held back like the unrelated ones).
+Usage: K8S_DRIVER=build/tests/k8s/k8s-driver tests/bench/k8s_bench.py [N] [M] [--tether] [--no-tls]"""
 import os
 import sys
 import tempfile
@@ -22,27 +26,94 @@ def rss_kb(pid, field):
     return 0
 
 
+def bench_tether(fake, n, tls):
+    import json
+    import signal
+    import subprocess
+    tmp = tempfile.mkdtemp()
+    out = os.path.join(tmp, "kong.json")
+    t0 = time.monotonic()
+    p = subprocess.Popen([os.environ["TETHER"], "run", "--kubeconfig", kubeconfig(tmp, fake.url),
+                          "--kong-config-out", out, "--health-probe-bind-address", "0",
+                          "--metrics-bind-address", "0", "--diagnostics-bind-address", "0",
+                          "--log-level", os.environ.get("BENCH_LOG_LEVEL", "warn")],
+                         stderr=open(os.path.join(tmp, "tether.log"), "wb"))
+    print("tether log: " + os.path.join(tmp, "tether.log"))
+
+    def routes():
+        try:
+            with open(out) as f:
+                cfg = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return {h for s in cfg.get("services", []) for r in s.get("routes", [])
+                for h in r.get("hosts", [])}
+    wait_until(lambda: (routes() or set()) >= {"app-%05d.example" % (n - 1)}, "output",
+               timeout=900)
+    print("tether: first full configuration after %.1f s" % (time.monotonic() - t0))
+    print("tether RSS at first configuration: %d kB" % rss_kb(p.pid, "VmRSS"))
+    lat = []
+    for i in range(3):
+        ing = ingress("app-%05d" % i, ns="ns%d" % (i % 50),
+                      tls_secret="tls-%05d" % i if tls else None)
+        ing["spec"]["rules"][0]["host"] = "changed-%d.example" % i
+        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] = \
+            "svc-%05d" % i
+        t1 = time.monotonic()
+        fake.apply(ing)
+        wait_until(lambda: "changed-%d.example" % i in (routes() or ()), "change", timeout=600)
+        lat.append((time.monotonic() - t1) * 1000)
+    lat.sort()
+    print("tether: change on the server to new output file: median %.0f ms, max %.0f ms "
+          "(3 changes, polled every 50 ms; includes the debounce and translation)"
+          % (lat[1], lat[-1]))
+    print("tether RSS: now %d kB, peak %d kB" % (rss_kb(p.pid, "VmRSS"), rss_kb(p.pid, "VmHWM")))
+    p.send_signal(signal.SIGTERM)
+    p.wait(60)
+
+
 def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
-    m = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
+    use_tether = "--tether" in sys.argv
+    tls = "--no-tls" not in sys.argv
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    n = int(args[0]) if len(args) > 0 else 10000
+    m = int(args[1]) if len(args) > 1 else 20000
     fake = start_fake()
+    # One real key pair for every TLS Secret, so that translation has no failures.
+    import base64
+    import subprocess
+    kd = tempfile.mkdtemp()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", kd + "/k.pem", "-out",
+                    kd + "/c.pem", "-days", "2", "-subj", "/CN=bench"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    crt = base64.b64encode(open(kd + "/c.pem", "rb").read()).decode()
+    key = base64.b64encode(open(kd + "/k.pem", "rb").read()).decode()
     t0 = time.monotonic()
     for i in range(n):
         ns = "ns%d" % (i % 50)
-        fake.apply(ingress("app-%05d" % i, ns=ns, tls_secret="tls-%05d" % i))
+        ing = ingress("app-%05d" % i, ns=ns, tls_secret="tls-%05d" % i if tls else None)
+        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] = \
+            "svc-%05d" % i
+        fake.apply(ing)
         fake.apply(obj("Service", "svc-%05d" % i, ns, spec={
             "type": "ClusterIP", "clusterIP": "10.0.%d.%d" % (i // 250, i % 250),
             "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}))
         fake.apply(obj("EndpointSlice", "svc-%05d-abc" % i, ns, addressType="IPv4",
                        endpoints=[{"addresses": ["10.1.%d.%d" % (i // 250, i % 250)],
                                    "conditions": {"ready": True}}],
-                       ports=[{"name": "http", "port": 8080}]))
-        fake.apply(secret("tls-%05d" % i, ns=ns, data={"tls.crt": "Q0VSVA==" * 100,
-                                                       "tls.key": "S0VZ" * 100}))
+                       ports=[{"name": "http", "port": 8080}],
+                       metadata={"name": "svc-%05d-abc" % i, "namespace": ns,
+                                 "labels": {"kubernetes.io/service-name": "svc-%05d" % i}}))
+        fake.apply(secret("tls-%05d" % i, ns=ns, data={"tls.crt": crt, "tls.key": key}))
     for i in range(m):
         fake.apply(secret("unrelated-%05d" % i, ns="ns%d" % (i % 50),
                           data={"blob": "QUJDRA==" * 256}))
     print("fake filled in %.1f s" % (time.monotonic() - t0))
+    if use_tether:
+        bench_tether(fake, n, tls)
+        fake.stop()
+        return
     tmp = tempfile.mkdtemp()
     t0 = time.monotonic()
     d = Driver(["--kubeconfig", kubeconfig(tmp, fake.url)])
@@ -56,7 +127,8 @@ def main():
     lat = []
     for i in range(20):
         t1 = time.monotonic()
-        fake.apply(ingress("app-%05d" % i, ns="ns%d" % (i % 50), tls_secret="tls-%05d" % i)
+        fake.apply(ingress("app-%05d" % i, ns="ns%d" % (i % 50),
+                           tls_secret="tls-%05d" % i if tls else None)
                    | {"metadata": {"name": "app-%05d" % i, "namespace": "ns%d" % (i % 50),
                                    "labels": {"rev": str(i)}}})
         ups = d.wait("upsert", kind="Ingress", name="app-%05d" % i, count=2, timeout=30)

@@ -532,6 +532,7 @@ def merge_patch(target, patch):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # clients open many connections at once (Events, status)
 
     def __init__(self, addr, fake, sslctx=None):
         self.fake = fake

@@ -32,8 +32,8 @@ static void out(json_t *j)
     /* CLOCK_MONOTONIC in microseconds: tests compare it with Python's time.monotonic(). */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    json_object_set_new(j, "t_us", json_integer((json_int_t)ts.tv_sec * 1000000 +
-                                                ts.tv_nsec / 1000));
+    json_object_set_new(j, "t_us",
+                        json_integer((json_int_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000));
     char *s = json_dumps(j, JSON_COMPACT);
     if (s) {
         fputs(s, stdout);
@@ -60,8 +60,8 @@ static void on_upsert(void *ud, json_t *obj)
 
 static void on_remove(void *ud, const char *kind, const char *ns, const char *name)
 {
-    out(json_pack("{s:s, s:s, s:s, s:s}", "op", "remove", "kind", kind, "ns", ns ? ns : "",
-                  "name", name));
+    out(json_pack("{s:s, s:s, s:s, s:s}", "op", "remove", "kind", kind, "ns", ns ? ns : "", "name",
+                  name));
 }
 
 static void on_synced(void *ud)
@@ -113,8 +113,7 @@ static void command(const char *line)
         return;
     }
     if (strcmp(cmd, "event") == 0) {
-        k8s_event(k8s, json_object_get(c, "obj"),
-                  json_string_value(json_object_get(c, "type")),
+        k8s_event(k8s, json_object_get(c, "obj"), json_string_value(json_object_get(c, "type")),
                   json_string_value(json_object_get(c, "reason")),
                   json_string_value(json_object_get(c, "message")));
         out(json_pack("{s:s}", "op", "event-sent"));
@@ -211,8 +210,8 @@ int main(int argc, char **argv)
     uv_loop_init(&loop);
     if (http_new(&loop, &http) < 0)
         return 1;
-    K8sCallbacks cb = {.upsert = on_upsert, .remove = on_remove, .synced = on_synced,
-                       .leader = on_leader};
+    K8sCallbacks cb = {
+        .upsert = on_upsert, .remove = on_remove, .synced = on_synced, .leader = on_leader};
     char *err = NULL;
     int r = k8s_new(&loop, http, &cfg, &cb, &k8s, &err);
     if (r < 0) {

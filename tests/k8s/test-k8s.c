@@ -139,8 +139,7 @@ static void test_kubeconfig_errors(void **state)
     k8s__creds_deinit(&c);
 
     char text[4096];
-    snprintf(text, sizeof(text), "%susers:\n- name: ub\n  user: {exec: {command: aws}}\n",
-             KC_HEAD);
+    snprintf(text, sizeof(text), "%susers:\n- name: ub\n  user: {exec: {command: aws}}\n", KC_HEAD);
     assert_true(parse(text, &c, &err) < 0);
     assert_non_null(strstr(err, "exec"));
     free(err);
@@ -259,10 +258,9 @@ static void test_events_dedup(void **state)
     assert_string_equal(name, "b.1");
     assert_int_equal(count, 4);
     /* Another message is another Event. */
-    assert_int_equal(
-        k8s__events_decide(e, "Ingress/a/b/uid\x1fWarning\x1fR\x1fother", t0 + 61000, "b.5",
-                           &name, &count),
-        K8S_EV_CREATE);
+    assert_int_equal(k8s__events_decide(e, "Ingress/a/b/uid\x1fWarning\x1fR\x1fother", t0 + 61000,
+                                        "b.5", &name, &count),
+                     K8S_EV_CREATE);
     /* After the ten-minute window: a fresh Event. */
     assert_int_equal(k8s__events_decide(e, key, t0 + 11 * 60000, "b.6", &name, &count),
                      K8S_EV_CREATE);
@@ -291,8 +289,8 @@ static void test_service_addresses(void **state)
     json_decref(a);
     json_decref(want);
     json_decref(lb);
-    json_t *cip = json_loads("{\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.0.0.5\"}}", 0,
-                             NULL);
+    json_t *cip =
+        json_loads("{\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.0.0.5\"}}", 0, NULL);
     a = k8s__service_addresses(cip);
     want = json_loads("[{\"ip\":\"10.0.0.5\"}]", 0, NULL);
     assert_true(json_equal(a, want));

@@ -51,14 +51,18 @@ def main():
     # Another message is another Event; a cluster-scoped object's Event goes to "default".
     d.send({"cmd": "event", "obj": ing, "type": "Warning",
             "reason": "KongConfigurationTranslationFailed", "message": "other problem"})
-    kcp = {"kind": "KongClusterPlugin", "apiVersion": "configuration.konghq.com/v1",
-           "metadata": {"name": "global-rl", "uid": "u-1"}}
+    # A flat reference, as translation failures name objects.
+    kcp = {"kind": "KongClusterPlugin", "group": "configuration.konghq.com", "version": "v1",
+           "name": "global-rl", "uid": "u-1"}
     d.send({"cmd": "event", "obj": kcp, "type": "Warning",
             "reason": "KongConfigurationTranslationFailed", "message": "bad config"})
     wait_until(lambda: len(fake.list_objects("Event")) == 3, "three Events")
-    check(any(e["metadata"]["namespace"] == "default" and
-              e["involvedObject"]["name"] == "global-rl" for e in fake.list_objects("Event")),
-          "cluster-scoped object's Event in default")
+    ev = [e for e in fake.list_objects("Event") if e["involvedObject"]["name"] == "global-rl"]
+    check(ev and ev[0]["metadata"]["namespace"] == "default" and
+          ev[0]["involvedObject"]["apiVersion"] == "configuration.konghq.com/v1" and
+          ev[0]["involvedObject"]["uid"] == "u-1" and
+          "namespace" not in ev[0]["involvedObject"],
+          "cluster-scoped flat reference: Event in default: %s" % ev)
 
     # Ingress status from a LoadBalancer publish Service.
     fake.apply(obj("Service", "proxy", "kong", spec={"type": "LoadBalancer",
