@@ -24,6 +24,12 @@ typedef struct KonnectConfig {
     bool disable_consumers_sync;    /* --konnect-disable-consumers-sync */
     const char *node_hostname;      /* POD_NAMESPACE/POD_NAME or host name */
     const char *version;            /* tether version for node reporting */
+    /* Tuning (additive; 0 picks the default shown). */
+    double full_resync_period_s;    /* re-read all of Konnect at least this often, 600 */
+    double backoff_min_s;           /* whole-round backoff start, 3 */
+    double backoff_max_s;           /* whole-round backoff cap, 900 */
+    double request_timeout_s;       /* one request, 30 */
+    int request_retries;            /* retries of one request on 429/5xx/transport errors, 5 */
 } KonnectConfig;
 
 /*
@@ -33,8 +39,19 @@ typedef struct KonnectConfig {
 int konnect_sink_new(uv_loop_t *loop, Http *http, const KonnectConfig *cfg, SinkHost *host,
                      Sink **ret, char **ret_err);
 
-/* konnect_sink_set_gateways() - the gateways to report as kong-proxy nodes (array, borrowed). */
+/*
+ * konnect_sink_set_gateways() - the gateways to report as kong-proxy nodes (array, borrowed):
+ * objects {"hostname": "<ns>/<pod>", "node_id": "<Kong node_id>", "version": "3.9.1",
+ * "url": "https://10.0.0.5:8444"}; hostname falls back to "gateway_<host:port>" of url,
+ * node_id and version are optional. A changed set is reported at once.
+ */
 void konnect_sink_set_gateways(Sink *s, json_t *gateways);
+
+/*
+ * konnect_sink_set_dataplane_ok() - whether the local gateways applied the newest revision
+ * (false: the ingress-controller node reports INOPERABLE, as KIC does). Default true.
+ */
+void konnect_sink_set_dataplane_ok(Sink *s, bool ok);
 
 struct Buf;
 void konnect_sink_metrics(Sink *s, struct Buf *out);
