@@ -604,9 +604,9 @@ bool konnect__subset_equal(json_t *want, json_t *have)
         json_object_foreach(want, k, v)
         {
             json_t *h = json_object_get(have, k);
-            /* An empty array or object we set is what an absent field means to Konnect. */
-            if (!h && ((json_is_array(v) && json_array_size(v) == 0) ||
-                       (json_is_object(v) && json_object_size(v) == 0)))
+            /* An empty array or object we set is what an absent or null field means. */
+            if ((!h || json_is_null(h)) && ((json_is_array(v) && json_array_size(v) == 0) ||
+                                            (json_is_object(v) && json_object_size(v) == 0)))
                 continue;
             if (!konnect__subset_equal(v, h))
                 return false;

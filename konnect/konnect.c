@@ -604,7 +604,7 @@ static void round_end(KonnectSink *k, bool ok)
     schedule(k);
 }
 
-/* wants_round() - the revision a round should sync now, or NULL (borrowed). */
+/* round_target() - the revision a round should sync now, or NULL (borrowed). */
 static Revision *round_target(KonnectSink *k, bool *ret_from_slot)
 {
     uint64_t now = util_now_ms();
@@ -613,6 +613,8 @@ static Revision *round_target(KonnectSink *k, bool *ret_from_slot)
         *ret_from_slot = true;
         return k->slot;
     }
+    if (k->slot)
+        return NULL; /* parked: nothing until a newer revision arrives */
     /* Periodic full re-read: puts back what was changed behind tether's back. */
     if (k->synced && !k->slot &&
         (k->state == NULL || now - k->last_full_read_ms >= (uint64_t)(k->full_resync_s * 1000)))
@@ -698,7 +700,7 @@ static void schedule(KonnectSink *k)
         at = k->last_round_ms ? k->last_round_ms + (uint64_t)(k->period_s * 1000) : now;
         if (k->backoff_until_ms > at)
             at = k->backoff_until_ms;
-    } else if (k->synced) {
+    } else if (k->synced && !k->slot) {
         at = k->last_full_read_ms + (uint64_t)(k->full_resync_s * 1000);
         if (k->backoff_until_ms > at)
             at = k->backoff_until_ms;
@@ -706,7 +708,9 @@ static void schedule(KonnectSink *k)
         uv_timer_stop(&k->round_timer);
         return;
     }
-    uv_timer_start(&k->round_timer, on_round_timer, at > now ? at - now : 0, 0);
+    /* At least 1 ms: a 0 ms timer armed from its own callback would run again before the loop
+     * polls for I/O. */
+    uv_timer_start(&k->round_timer, on_round_timer, at > now ? at - now : 1, 0);
 }
 
 /* ---- Sink ops ------------------------------------------------------------------------------ */
