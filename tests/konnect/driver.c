@@ -63,11 +63,16 @@ static void on_applied(SinkHost *h, Sink *sink, Revision *rev, int ok)
                    (json_int_t)revision_seq(rev), "ok", ok, "hash", revision_hash(rev)));
 }
 
+static void on_http_closed(void *ud)
+{
+    (void)ud;
+}
+
 static void on_sink_closed(void *ud)
 {
     Driver *d = ud;
     d->sink = NULL;
-    http_close(d->http, NULL, NULL);
+    http_close(d->http, on_http_closed, NULL);
 }
 
 static void on_in_closed(uv_handle_t *h)
@@ -201,7 +206,7 @@ int main(int argc, char **argv)
     if (r < 0) {
         fprintf(stderr, "driver: %s\n", err ? err : strerror(-r));
         free(err);
-        http_close(d.http, NULL, NULL);
+        http_close(d.http, on_http_closed, NULL);
         uv_run(&d.loop, UV_RUN_DEFAULT);
         uv_loop_close(&d.loop);
         return 2;
