@@ -707,13 +707,68 @@ fail:
     return r;
 }
 
+/* escape() - percent-encode all but RFC 3986 unreserved characters (ids come from Konnect). */
+static char *escape(const char *s)
+{
+    Buf b = BUF_INIT;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        int r = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                        c == '-' || c == '.' || c == '_' || c == '~'
+                    ? buf_putc(&b, (char)c)
+                    : buf_printf(&b, "%%%02X", c);
+        if (r < 0) {
+            buf_deinit(&b);
+            return NULL;
+        }
+    }
+    return b.data ? buf_take(&b) : strdup("");
+}
+
 char *konnect__entity_path(int kind, const char *id, json_t *body)
 {
     const KKind *k = &konnect__kinds[kind];
-    if (!k->parent)
-        return util_strdup_printf("/%s/%s", k->name, id);
-    const char *parent = ref_id(json_object_get(body, k->parent));
-    if (!parent)
+    const char *parent = k->parent ? ref_id(json_object_get(body, k->parent)) : NULL;
+    if (k->parent && !parent)
         return NULL;
-    return util_strdup_printf("/%s/%s/%s/%s", k->parent_path, parent, k->seg, id);
+    char *eid = escape(id), *epar = parent ? escape(parent) : NULL, *out = NULL;
+    if (eid && (!parent || epar))
+        out = k->parent ? util_strdup_printf("/%s/%s/%s/%s", k->parent_path, epar, k->seg, eid)
+                        : util_strdup_printf("/%s/%s", k->name, eid);
+    free(eid);
+    free(epar);
+    return out;
+}
+
+int konnect__parse_page(const char *body, size_t len, int kind, json_t *into, char **ret_offset)
+{
+    *ret_offset = NULL;
+    json_t *doc = json_loadb(body ? body : "", len, 0, NULL);
+    json_t *data = json_object_get(doc, "data");
+    if (!json_is_array(data)) {
+        json_decref(doc);
+        return -EBADMSG;
+    }
+    size_t i;
+    json_t *e;
+    int r = 0;
+    json_array_foreach(data, i, e)
+    {
+        const char *id = str(e, "id");
+        if (!json_is_object(e) || !id || !*id || strchr(id, '/'))
+            continue; /* not an entity we could address */
+        char *key = util_strdup_printf("%s/%s", konnect__kinds[kind].name, id);
+        if (!key || json_object_set(into, key, e) < 0) {
+            free(key);
+            r = -ENOMEM;
+            break;
+        }
+        free(key);
+    }
+    const char *off = str(doc, "offset");
+    /* An offset with an empty page would loop forever on a misbehaving server. */
+    if (r == 0 && off && *off && json_array_size(data) > 0 && !(*ret_offset = strdup(off)))
+        r = -ENOMEM;
+    json_decref(doc);
+    return r;
 }

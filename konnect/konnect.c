@@ -264,43 +264,20 @@ static int read_page_done(KonnectSink *k, Job *j, const HttpResult *res)
 {
     if (res->status == 404)
         return 0; /* this control plane does not serve the kind: nothing of it to diff */
-    json_error_t jerr;
-    json_t *doc = json_loadb(res->body, res->body_len, 0, &jerr);
-    json_t *data = json_object_get(doc, "data");
-    if (!json_is_array(data)) {
-        json_decref(doc);
-        return -EBADMSG;
+    char *off = NULL;
+    int r = konnect__parse_page(res->body, res->body_len, j->kind, k->reading, &off);
+    if (r < 0 || !off)
+        return r;
+    Job *n = calloc(1, sizeof(*n));
+    if (!n) {
+        free(off);
+        return -ENOMEM;
     }
-    size_t i;
-    json_t *e;
-    json_array_foreach(data, i, e)
-    {
-        const char *id = json_string_value(json_object_get(e, "id"));
-        if (!id)
-            continue;
-        char *key = util_strdup_printf("%s/%s", konnect__kinds[j->kind].name, id);
-        if (!key || json_object_set(k->reading, key, e) < 0) {
-            free(key);
-            json_decref(doc);
-            return -ENOMEM;
-        }
-        free(key);
-    }
-    const char *off = json_string_value(json_object_get(doc, "offset"));
-    int more = off && *off && json_array_size(data) > 0;
-    if (more) {
-        Job *n = calloc(1, sizeof(*n));
-        if (!n || !(n->offset = strdup(off))) {
-            free(n);
-            json_decref(doc);
-            return -ENOMEM;
-        }
-        n->k = k;
-        n->type = JOB_READ;
-        n->kind = j->kind;
-        enqueue(k, n);
-    }
-    json_decref(doc);
+    n->offset = off;
+    n->k = k;
+    n->type = JOB_READ;
+    n->kind = j->kind;
+    enqueue(k, n);
     return 0;
 }
 

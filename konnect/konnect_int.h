@@ -77,3 +77,10 @@ int konnect__phase(const KOp *op);
  * "/upstreams/<u>/targets/<id>"). malloc'd, NULL when @body lacks a needed parent reference.
  */
 char *konnect__entity_path(int kind, const char *id, json_t *body);
+
+/*
+ * konnect__parse_page() - one page of a list answer ({"data":[...],"offset":"..."}) of @kind:
+ * entities with an id go into @into under "kind/id". *ret_offset (malloc'd) is the next page's
+ * token, NULL on the last page. Return: 0, -EBADMSG for an answer that is not a page, -ENOMEM.
+ */
+int konnect__parse_page(const char *body, size_t len, int kind, json_t *into, char **ret_offset);
