@@ -209,9 +209,9 @@ static void job_retry_or_fail(KonnectSink *k, Job *j, const HttpResult *res)
         k->m.retries_5xx++;
     else
         k->m.retries_transport++;
-    /* A newer revision is waiting: stop spending retries on an old one (the next round takes
-     * the newest). */
-    if (j->attempt >= k->request_retries || k->slot) {
+    /* A newer revision is waiting and this request failed twice: stop spending retries on an
+     * old revision (the next round takes the newest); one transient error is retried in-round. */
+    if (j->attempt >= k->request_retries || (k->slot && j->attempt >= 1)) {
         log_event(LOG_WARN, MOD, "request failed, round aborted", "{s:s, s:i, s:s}", "error", what,
                   "attempts", j->attempt + 1, "why",
                   k->slot ? "newer revision waiting" : "retries exhausted");

@@ -8,11 +8,15 @@
  * same machine conditions; the figures are printed, nothing is asserted.
  *
  * Usage: bench-konnect --kong URL --konnect URL --control URL --cert F --key F --ca F
- *                      [--revisions 200] [--block 20] [--services 200]
+ *                      [--revisions 200] [--block 20] [--services 200] [--gap-ms 50]
+ * Revisions follow each other --gap-ms after the previous one was applied (a reconciler's
+ * debounce), so Konnect's rounds overlap the pushes. Warm-up revisions, until Konnect's first
+ * full sync succeeded, are not measured.
  * --control is the fake Konnect's control port (tests/fakes/konnect.py).
  */
 #include <getopt.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +43,11 @@ typedef struct Bench {
     SinkHost host;
     uv_timer_t next;
     const char *control;
-    int revisions, block, services;
-    int sent, mode;
-    uint64_t published_ms;
+    int revisions, block, services, gap_ms;
+    int sent, measured, mode;
+    uint64_t published_ns;
     Revision *waiting;   /* published to the data plane, not yet applied */
+    bool measuring;
     double *lat[NMODES];
     int nlat[NMODES];
     int konnect_ok, konnect_fail;
@@ -146,8 +151,8 @@ static void finish(Bench *b)
 {
     set_mode(b, HEALTHY);
     printf("bench-konnect: revision-to-201 of the local gateway, %d services, %d revisions per "
-           "mode, blocks of %d\n",
-           b->services, b->revisions, b->block);
+           "mode, blocks of %d, %d ms apart\n",
+           b->services, b->revisions, b->block, b->gap_ms);
     double med[NMODES], p99[NMODES];
     for (int m = 0; m < NMODES; m++) {
         med[m] = pct(b->lat[m], b->nlat[m], 0.5);
@@ -168,16 +173,15 @@ static void finish(Bench *b)
 
 static void publish_next(Bench *b)
 {
-    int total = b->revisions * NMODES + WARMUP;
-    if (b->sent == total) {
+    if (b->measured == b->revisions * NMODES) {
         finish(b);
         return;
     }
-    /* Warm-up revisions (connections, first full Konnect sync) are not measured. */
-    int blk = b->sent < WARMUP ? 0 : (b->sent - WARMUP) / b->block;
-    int mode = blk % NMODES;
-    if (b->sent >= WARMUP && (b->sent - WARMUP) % b->block == 0)
-        set_mode(b, mode);
+    /* Warm-up (connections, Konnect's first full sync) is not measured. */
+    bool warm = b->sent >= WARMUP && b->konnect_ok > 0;
+    if (warm && b->measured % b->block == 0)
+        set_mode(b, (b->measured / b->block) % NMODES);
+    b->measuring = warm;
     Revision *rev = revision_new_consume(build_config(b->services, b->sent), NULL, 0);
     if (!rev) {
         fprintf(stderr, "bench-konnect: out of memory\n");
@@ -185,7 +189,7 @@ static void publish_next(Bench *b)
     }
     b->sent++;
     b->waiting = rev;
-    b->published_ms = util_now_ms();
+    b->published_ns = uv_hrtime();
     b->dp->ops->publish(b->dp, rev);
 }
 
@@ -206,15 +210,17 @@ static void on_applied(SinkHost *h, Sink *s, Revision *rev, int ok)
                 (unsigned long long)revision_seq(rev));
         exit(1);
     }
-    double ms = (double)(util_now_ms() - revision_created_ms(rev));
-    if (b->sent > WARMUP)
+    double ms = (double)(uv_hrtime() - b->published_ns) / 1e6;
+    if (b->measuring) {
         b->lat[b->mode][b->nlat[b->mode]++] = ms;
+        b->measured++;
+    }
     /* As tether run does: only what the gateways accepted goes to Konnect. */
     b->kn->ops->publish(b->kn, rev);
     revision_unref(b->waiting);
     b->waiting = NULL;
     /* A short pause, so Konnect's traffic for this revision overlaps the next push. */
-    uv_timer_start(&b->next, on_next, 5, 0);
+    uv_timer_start(&b->next, on_next, (uint64_t)b->gap_ms, 0);
 }
 
 int main(int argc, char **argv)
@@ -223,10 +229,11 @@ int main(int argc, char **argv)
         {"kong", 1, 0, 'k'},      {"konnect", 1, 0, 'K'},  {"control", 1, 0, 'c'},
         {"cert", 1, 0, 'C'},      {"key", 1, 0, 'Y'},      {"ca", 1, 0, 'A'},
         {"revisions", 1, 0, 'n'}, {"block", 1, 0, 'b'},    {"services", 1, 0, 's'},
+        {"gap-ms", 1, 0, 'g'},
         {0, 0, 0, 0},
     };
     const char *kong = NULL, *address = NULL, *cert = NULL, *key = NULL, *ca = NULL;
-    Bench b = {.revisions = 200, .block = 20, .services = 200};
+    Bench b = {.revisions = 200, .block = 20, .services = 200, .gap_ms = 50};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -239,6 +246,7 @@ int main(int argc, char **argv)
         case 'n': b.revisions = (int)strtol(optarg, NULL, 10); break;
         case 'b': b.block = (int)strtol(optarg, NULL, 10); break;
         case 's': b.services = (int)strtol(optarg, NULL, 10); break;
+        case 'g': b.gap_ms = (int)strtol(optarg, NULL, 10); break;
         default: return 2;
         }
     }
@@ -249,7 +257,7 @@ int main(int argc, char **argv)
               stderr);
         return 2;
     }
-    log_set_level(LOG_ERROR);
+    log_set_level(getenv("BENCH_LOG") ? LOG_INFO : LOG_ERROR);
     for (int m = 0; m < NMODES; m++)
         b.lat[m] = calloc((size_t)b.revisions * NMODES, sizeof(double));
     b.host.ud = &b;
@@ -271,7 +279,7 @@ int main(int argc, char **argv)
         .sync_concurrency = 4,
         .refresh_node_period_s = 60,
         .node_hostname = "bench/tether",
-        .request_timeout_s = 2,
+        .request_timeout_s = 1,
         .backoff_max_s = 5,
     };
     char *err = NULL;

@@ -3,7 +3,7 @@
 """Konnect benchmark (prints figures, asserts nothing): revision-to-201 of a local gateway
 (tests/bench/fast-kong) while Konnect (tests/fakes/konnect.py) is healthy, black-holed or
 rate-limiting, all in one run (modes alternate in blocks). See bench-konnect.c.
-Usage: bench-konnect.py BUILD_DIR [--revisions 200] [--services 200] [--block 20]
+Usage: bench-konnect.py BUILD_DIR [--revisions 200] [--services 200] [--block 20] [--gap-ms 50]
 """
 import argparse
 import os
@@ -21,6 +21,7 @@ def main():
     ap.add_argument("--revisions", type=int, default=200)
     ap.add_argument("--services", type=int, default=200)
     ap.add_argument("--block", type=int, default=20)
+    ap.add_argument("--gap-ms", type=int, default=50)
     a = ap.parse_args()
     bench = os.path.join(a.build, "tests", "bench", "bench-konnect")
     fast_kong = os.path.join(a.build, "tests", "bench", "fast-kong")
@@ -47,7 +48,7 @@ def main():
                             "--key", os.path.join(pki, "client.key"),
                             "--ca", os.path.join(pki, "ca.crt"),
                             "--revisions", str(a.revisions), "--services", str(a.services),
-                            "--block", str(a.block)])
+                            "--block", str(a.block), "--gap-ms", str(a.gap_ms)])
         return r.returncode
     finally:
         for p in procs:
