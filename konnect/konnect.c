@@ -47,27 +47,6 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-/* load_pem() - a PEM value or the contents of a file; NULL with *err set when neither works. */
-static int load_pem(const char *value, const char *file, const char *flag, char **ret,
-                    char **ret_err)
-{
-    *ret = NULL;
-    if (value && *value) {
-        *ret = strdup(value);
-        return *ret ? 0 : -ENOMEM;
-    }
-    if (file && *file) {
-        size_t len;
-        int r = util_read_file(file, 1u << 20, ret, &len);
-        if (r < 0) {
-            *ret_err = util_strdup_printf("--%s-file %s: %s", flag, file, strerror(-r));
-            return r;
-        }
-        return 0;
-    }
-    return 0;
-}
-
 /*
  * konnect__tls_apply() - TLS options of every Konnect request: the client certificate and key
  * as in-memory blobs, the private CA (else the system roots), peer and host verification,
@@ -75,26 +54,9 @@ static int load_pem(const char *value, const char *file, const char *flag, char 
  */
 int konnect__tls_apply(KonnectSink *k, CURL *e)
 {
-#ifdef KONNECT_HAVE_MTLS
-    if (k->mtls)
-        return mtls_apply(k->mtls, e);
-#endif
-    if (k->cert_pem) {
-        struct curl_blob c = {k->cert_pem, strlen(k->cert_pem), CURL_BLOB_COPY};
-        struct curl_blob key = {k->key_pem, strlen(k->key_pem), CURL_BLOB_COPY};
-        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &c);
-        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-        curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
-    }
-    if (k->ca_pem) {
-        struct curl_blob ca = {k->ca_pem, strlen(k->ca_pem), CURL_BLOB_COPY};
-        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
-    }
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    return 0;
+    /* Client certificate, key and CA as blobs copied by libcurl, peer and host verification,
+     * TLS 1.2 at least; rotated files are picked up by mtls/ for the next request. */
+    return mtls_apply(k->mtls, e);
 }
 
 /*
@@ -749,9 +711,6 @@ static void sink_free(KonnectSink *k)
     free(k->cp_id);
     free(k->hostname);
     free(k->version);
-    free(k->cert_pem);
-    free(k->key_pem);
-    free(k->ca_pem);
     free(k->last_error);
     free(k);
 }
@@ -774,7 +733,7 @@ static void on_handle_closed(uv_handle_t *h)
     konnect__maybe_closed(k);
 }
 
-static void __attribute__((unused)) on_mtls_closed(void *ud)
+static void on_mtls_closed(void *ud)
 {
     KonnectSink *k = ud;
     k->mtls = NULL;
@@ -801,12 +760,10 @@ static void konnect_close(Sink *s, void (*done)(void *ud), void *ud)
     uv_close((uv_handle_t *)&k->retry_timer, on_handle_closed);
     k->open_handles += 2;
     konnect__nodes_close_handles(k, on_handle_closed);
-#ifdef KONNECT_HAVE_MTLS
     if (k->mtls) {
         k->open_handles++;
         mtls_close(k->mtls, on_mtls_closed, k);
     }
-#endif
     k->in_close = false;
     /* Handles close asynchronously: done runs from their callbacks, never from here. */
 }
@@ -866,7 +823,6 @@ static int check_config(const KonnectConfig *cfg, char **ret_err)
 
 static int setup_tls(KonnectSink *k, uv_loop_t *loop, const KonnectConfig *cfg, char **ret_err)
 {
-#ifdef KONNECT_HAVE_MTLS
     MtlsConfig mc = {
         .flag_prefix = "konnect-tls-client",
         .cert = cfg->client_cert,
@@ -877,17 +833,6 @@ static int setup_tls(KonnectSink *k, uv_loop_t *loop, const KonnectConfig *cfg, 
         .ca_flag = "konnect-ca-cert-file",
     };
     return mtls_new(loop, &mc, &k->mtls, ret_err);
-#else
-    (void)loop;
-    int r = load_pem(cfg->client_cert, cfg->client_cert_file, "konnect-tls-client-cert",
-                     &k->cert_pem, ret_err);
-    if (r == 0)
-        r = load_pem(cfg->client_key, cfg->client_key_file, "konnect-tls-client-key", &k->key_pem,
-                     ret_err);
-    if (r == 0)
-        r = load_pem(NULL, cfg->ca_cert_file, "konnect-ca-cert", &k->ca_pem, ret_err);
-    return r;
-#endif
 }
 
 int konnect_sink_new(uv_loop_t *loop, Http *http, const KonnectConfig *cfg, SinkHost *host,
@@ -946,6 +891,11 @@ int konnect_sink_new(uv_loop_t *loop, Http *http, const KonnectConfig *cfg, Sink
               "concurrency", k->concurrency, "upload_period_s", k->period_s);
     *ret = &k->base;
     return 0;
+}
+
+Mtls *konnect_sink_mtls(Sink *s)
+{
+    return ((KonnectSink *)s)->mtls;
 }
 
 void konnect_sink_set_dataplane_ok(Sink *s, bool ok)

@@ -53,5 +53,16 @@ void konnect_sink_set_gateways(Sink *s, json_t *gateways);
  */
 void konnect_sink_set_dataplane_ok(Sink *s, bool ok);
 
+/*
+ * konnect_sink_metrics() - append Prometheus text: KIC's push metrics with protocol="deck" and
+ * dataplane=<control plane URL>, and tether_konnect_* (rounds, writes, retries, backoff, lag).
+ */
 struct Buf;
 void konnect_sink_metrics(Sink *s, struct Buf *out);
+
+/*
+ * konnect_sink_mtls() - the sink's TLS material (borrowed), for the host's mtls_metrics() list
+ * and mtls_check() on SIGHUP.
+ */
+struct Mtls;
+struct Mtls *konnect_sink_mtls(Sink *s);

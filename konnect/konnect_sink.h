@@ -40,8 +40,7 @@ typedef struct KonnectSink {
     SinkHost *host;
     uv_loop_t *loop;
     Http *http;
-    Mtls *mtls;                      /* TLS material when the mtls module provides it */
-    char *cert_pem, *key_pem, *ca_pem; /* otherwise loaded once here */
+    Mtls *mtls;                      /* client certificate, key, CA; rotated without restart */
     char *address, *cp_id, *base_url, *hostname, *version;
     double period_s, node_period_s, full_resync_s, backoff_min_s, backoff_max_s;
     double request_timeout_s;

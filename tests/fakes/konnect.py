@@ -129,6 +129,12 @@ class _Server(ThreadingHTTPServer):
             fake._note_tls_failure(str(e))
             request.close()
             return
+        cn = ""
+        for rdn in (tls.getpeercert() or {}).get("subject", ()):
+            for k, v in rdn:
+                if k == "commonName":
+                    cn = v
+        fake._note_client(cn)
         try:
             self.RequestHandlerClass(tls, client_address, self)
         except OSError:
@@ -182,6 +188,9 @@ class _Handler(BaseHTTPRequestHandler):
             if delay:
                 time.sleep(delay)
             status, doc, headers = fake.handle(method, url.path, parse_qs(url.query), body)
+            if not fake.keepalive:
+                headers = dict(headers or {}, Connection="close")
+                self.close_connection = True
             self._reply(status, doc, headers)
         finally:
             with fake.lock:
@@ -217,6 +226,8 @@ class FakeKonnect:
         self.slow = 0.0
         self.fail_rules = []
         self.defaults = False
+        self.keepalive = True       # False: close every connection after one answer
+        self.client_cns = []        # common name of the client certificate, per connection
         self.active = 0             # requests being answered now
         self.max_active = 0
         self.times = []             # (monotonic time, method, path, status) per request
@@ -316,6 +327,10 @@ class FakeKonnect:
     def _note_connection(self, mode):
         with self.lock:
             self.connections[mode] = self.connections.get(mode, 0) + 1
+
+    def _note_client(self, cn):
+        with self.lock:
+            self.client_cns.append(cn)
 
     def _note_tls_failure(self, why):
         with self.lock:

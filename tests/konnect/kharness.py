@@ -199,3 +199,17 @@ def no_secrets_sent(fk):
     blob = json.dumps(fk.snapshot())
     return all(s not in blob for s in ("SECRETKEYMATERIAL", "alice-SECRET-key", "alice-SECRET-pw",
                                        "bob-SECRET-hmac"))
+
+
+def issue_client(directory, name):
+    """A new client certificate and key signed by the test CA, written to directory/name.*."""
+    p = pki()
+    d = os.path.dirname(p["ca.crt"])
+    key, csr, crt = (os.path.join(directory, name + e) for e in (".key", ".csr", ".crt"))
+    run = lambda *a: subprocess.run(["openssl"] + list(a), check=True,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+        "-out", csr, "-subj", "/CN=" + name)
+    run("x509", "-req", "-in", csr, "-CA", p["ca.crt"], "-CAkey", os.path.join(d, "ca.key"),
+        "-CAcreateserial", "-out", crt, "-days", "2", "-extfile", os.path.join(d, "client.ext"))
+    return crt, key

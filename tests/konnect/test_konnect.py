@@ -11,7 +11,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kharness import (CP_ID, Driver, config, fake, kid, no_secrets_sent, pki,  # noqa: E402
+from kharness import (CP_ID, Driver, config, fake, issue_client, kid, no_secrets_sent,  # noqa: E402
+                      pki,
                       wait_for)
 
 
@@ -315,6 +316,41 @@ def scenario_client_cert_required(exe):
         seq = d.publish(config(5))
         d.wait_applied(seq, ok=0)
         assert fk.requests == [] and fk.tls_failures, (fk.requests, fk.tls_failures)
+        d.quit()
+    finally:
+        d.kill()
+        fk.stop()
+
+
+def scenario_cert_rotation(exe):
+    """A rotated client certificate (files replaced, as a Secret update does) is used for new
+    connections without a restart."""
+    import shutil
+    import tempfile
+    fk = fake()
+    fk.keepalive = False
+    tmp = tempfile.mkdtemp(prefix="tether-konnect-rot-")
+    p = pki()
+    cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+    shutil.copy(p["client.crt"], cert)
+    shutil.copy(p["client.key"], key)
+    d = run(exe, fk, cert=cert, key=key)
+    try:
+        seq = d.publish(config(3))
+        d.wait_applied(seq)
+        assert set(fk.client_cns) == {"client"}, fk.client_cns
+        ncrt, nkey = issue_client(tmp, "client-rotated")
+        # Replace both files by rename, key first (a half-rotated pair must not be used).
+        os.rename(nkey, key)
+        os.rename(ncrt, cert)
+        v = 1
+
+        def rotated():
+            nonlocal v
+            v += 1
+            d.wait_applied(d.publish(config(3, variant=v)))
+            return fk.client_cns[-1] == "client-rotated"
+        wait_for(rotated, 60, "the rotated certificate in use", interval=0.5)
         d.quit()
     finally:
         d.kill()
