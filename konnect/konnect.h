@@ -42,8 +42,9 @@ int konnect_sink_new(uv_loop_t *loop, Http *http, const KonnectConfig *cfg, Sink
 /*
  * konnect_sink_set_gateways() - the gateways to report as kong-proxy nodes (array, borrowed):
  * objects {"hostname": "<ns>/<pod>", "node_id": "<Kong node_id>", "version": "3.9.1",
- * "url": "https://10.0.0.5:8444"}; hostname falls back to "gateway_<host:port>" of url,
- * node_id and version are optional. A changed set is reported at once.
+ * "url": "https://10.0.0.5:8444", "state": "ready"}; hostname falls back to
+ * "gateway_<host:port>" of url, node_id and version are optional, entries whose state is not
+ * "ready" are left out (dp_sink_gateways() fits). A changed set is reported at once.
  */
 void konnect_sink_set_gateways(Sink *s, json_t *gateways);
 

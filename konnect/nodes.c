@@ -373,6 +373,10 @@ void konnect_sink_set_gateways(Sink *s, json_t *gateways)
     json_t *g, *o;
     json_array_foreach(gateways, i, g)
     {
+        /* As KIC: only gateways that are ready (answering their Admin API) are reported. */
+        const char *state = s_of(g, "state");
+        if (state && strcmp(state, "ready") != 0)
+            continue;
         const char *hn = s_of(g, "hostname");
         char *fallback = NULL;
         if (!hn || !*hn) {
