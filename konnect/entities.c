@@ -153,8 +153,8 @@ static int set_ref(json_t *body, const char *field, const char *id)
 static int add_plugin(Flat *f, json_t *p, const char *svc, const char *route, const char *consumer,
                       const char *group)
 {
-    static const char *const drop[] = {"service", "route", "consumer", "consumer_group", "run_on",
-                                       NULL};
+    static const char *const drop[] = {"service",        "route",  "consumer",
+                                       "consumer_group", "run_on", NULL};
     const char *name = str(p, "name");
     if (!name)
         return 0;
@@ -212,8 +212,7 @@ static int add_plugins(Flat *f, json_t *arr, const char *svc, const char *route,
 }
 
 /* entity_id() - the config's id, or uuid5 of @natural_field's value; NULL if neither. */
-static const char *entity_id(json_t *e, const char *plural, const char *natural_field,
-                             char buf[37])
+static const char *entity_id(json_t *e, const char *plural, const char *natural_field, char buf[37])
 {
     const char *id = str(e, "id");
     if (id)
@@ -485,10 +484,16 @@ static int credential_id(json_t *cr, const char *kind, const char *consumer, con
 
 static int flat_consumers(Flat *f, json_t *config)
 {
-    static const char *const drop[] = {"keyauth_credentials", "basicauth_credentials",
-                                       "hmacauth_credentials", "jwt_secrets", "acls",
-                                       "mtls_auth_credentials", "oauth2_credentials", "plugins",
-                                       "groups", NULL};
+    static const char *const drop[] = {"keyauth_credentials",
+                                       "basicauth_credentials",
+                                       "hmacauth_credentials",
+                                       "jwt_secrets",
+                                       "acls",
+                                       "mtls_auth_credentials",
+                                       "oauth2_credentials",
+                                       "plugins",
+                                       "groups",
+                                       NULL};
     size_t i, j;
     json_t *c, *cr;
     char buf[37], crid[37];
@@ -515,7 +520,8 @@ static int flat_consumers(Flat *f, json_t *config)
                     json_decref(body);
                     return -ENOMEM;
                 }
-                if (creds[k].secret && (r = redact(body, creds[k].kind, crid, creds[k].secret)) < 0) {
+                if (creds[k].secret &&
+                    (r = redact(body, creds[k].kind, crid, creds[k].secret)) < 0) {
                     json_decref(body);
                     return r;
                 }
@@ -544,8 +550,8 @@ static int flat_rest(Flat *f, json_t *config)
         snprintf(gid_copy, sizeof(gid_copy), "%s", gid);
         int r = add(f, "consumer_groups", gid,
                     copy_without(e, (const char *const[]){"plugins", "consumers", NULL}));
-        if (r < 0 || (r = add_plugins(f, json_object_get(e, "plugins"), NULL, NULL, NULL,
-                                      gid_copy)) < 0)
+        if (r < 0 ||
+            (r = add_plugins(f, json_object_get(e, "plugins"), NULL, NULL, NULL, gid_copy)) < 0)
             return r;
     }
     json_array_foreach(json_object_get(config, "vaults"), i, e)

@@ -100,8 +100,8 @@ typedef struct Job {
     struct Job *next;
     int type;
     int kind;
-    size_t op;       /* JOB_WRITE: index in k->ops */
-    char *offset;    /* JOB_READ: page token, NULL for the first page */
+    size_t op;    /* JOB_WRITE: index in k->ops */
+    char *offset; /* JOB_READ: page token, NULL for the first page */
     int attempt;
     uint64_t due_ms; /* waiting for a retry until then */
     CURL *easy;
@@ -140,7 +140,8 @@ static void pump(KonnectSink *k);
 static void round_maybe_done(KonnectSink *k);
 static void schedule(KonnectSink *k);
 
-static void round_fail(KonnectSink *k, int reason, long status, long retry_after_s, const char *what)
+static void round_fail(KonnectSink *k, int reason, long status, long retry_after_s,
+                       const char *what)
 {
     if (!k->round_failed) {
         k->round_failed = true;
@@ -160,9 +161,8 @@ static void job_retry_or_fail(KonnectSink *k, Job *j, const HttpResult *res)
     int reason = res->code != CURLE_OK ? KFAIL_NETWORK : KFAIL_OTHER;
     char what[256];
     if (res->code != CURLE_OK)
-        snprintf(what, sizeof(what), "transport: %s", res->error && *res->error
-                                                          ? res->error
-                                                          : curl_easy_strerror(res->code));
+        snprintf(what, sizeof(what), "transport: %s",
+                 res->error && *res->error ? res->error : curl_easy_strerror(res->code));
     else
         snprintf(what, sizeof(what), "HTTP %ld", res->status);
     if (res->status == 429)
@@ -285,8 +285,7 @@ static void on_job_done(void *ud, CURL *easy, const HttpResult *res)
         return;
     }
     bool ok = res->code == CURLE_OK && res->status >= 200 && res->status < 300;
-    if (j->type == JOB_WRITE && res->code == CURLE_OK && res->status == 404 &&
-        k->ops[j->op].del)
+    if (j->type == JOB_WRITE && res->code == CURLE_OK && res->status == 404 && k->ops[j->op].del)
         ok = true; /* already gone */
     if (j->type == JOB_READ && res->code == CURLE_OK && res->status == 404)
         ok = true;
@@ -305,8 +304,7 @@ static void on_job_done(void *ud, CURL *easy, const HttpResult *res)
                  res->status, res->body ? res->body : "");
         log_event(LOG_ERROR, MOD, "Konnect refused a request, revision parked", "{s:s, s:i}",
                   "error", what, "status", (int)res->status);
-        round_fail(k, res->status == 409 ? KFAIL_CONFLICT : KFAIL_REJECTED, res->status, -1,
-                   what);
+        round_fail(k, res->status == 409 ? KFAIL_CONFLICT : KFAIL_REJECTED, res->status, -1, what);
     } else if (ok && !k->round_failed) {
         int r = 0;
         if (j->type == JOB_READ)
@@ -421,8 +419,8 @@ static void start_writes(KonnectSink *k)
     }
     k->round_phase = ROUND_WRITING;
     if (k->nops)
-        log_event(LOG_INFO, MOD, "syncing", "{s:I, s:i}", "seq",
-                  (json_int_t)revision_seq(k->cur), "writes", (int)k->nops);
+        log_event(LOG_INFO, MOD, "syncing", "{s:I, s:i}", "seq", (json_int_t)revision_seq(k->cur),
+                  "writes", (int)k->nops);
     if (!queue_phase(k)) {
         round_end(k, true);
         return;
@@ -525,10 +523,9 @@ static void round_end(KonnectSink *k, bool ok)
             snprintf(k->parked_hash, sizeof(k->parked_hash), "%s", revision_hash(rev));
             k->m.parked++;
         }
-        log_event(LOG_WARN, MOD, "Konnect sync failed, backing off", "{s:I, s:s, s:f, s:b}",
-                  "seq", (json_int_t)revision_seq(rev), "error",
-                  k->last_error ? k->last_error : "", "backoff_s", wait, "parked",
-                  k->parked_hash[0] != 0);
+        log_event(LOG_WARN, MOD, "Konnect sync failed, backing off", "{s:I, s:s, s:f, s:b}", "seq",
+                  (json_int_t)revision_seq(rev), "error", k->last_error ? k->last_error : "",
+                  "backoff_s", wait, "parked", k->parked_hash[0] != 0);
     }
     k->round_failed = false;
     if (k->host && k->host->applied)
@@ -679,18 +676,17 @@ static json_t *konnect_status(Sink *s)
 {
     KonnectSink *k = (KonnectSink *)s;
     uint64_t now = util_now_ms();
-    return json_pack("{s:s, s:I, s:s, s:I, s:b, s:b, s:f, s:I, s:s?, s:s, s:s}", "sink", "konnect",
-                     "synced_seq", (json_int_t)k->synced_seq, "synced_hash", k->synced_hash,
-                     "pending_seq", (json_int_t)(k->slot ? revision_seq(k->slot) : 0), "parked",
-                     k->parked_hash[0] != 0, "in_sync", !k->out_of_sync && k->synced_seq,
-                     "backoff_s",
-                     k->backoff_until_ms > now ? (double)(k->backoff_until_ms - now) / 1000.0 : 0.0,
-                     "last_success_unix", (json_int_t)k->last_success_unix, "last_error",
-                     k->last_error, "round",
-                     k->round_phase == ROUND_IDLE      ? "idle"
-                     : k->round_phase == ROUND_READING ? "reading"
-                                                       : "writing",
-                     "node_status", konnect__node_status(k));
+    return json_pack(
+        "{s:s, s:I, s:s, s:I, s:b, s:b, s:f, s:I, s:s?, s:s, s:s}", "sink", "konnect", "synced_seq",
+        (json_int_t)k->synced_seq, "synced_hash", k->synced_hash, "pending_seq",
+        (json_int_t)(k->slot ? revision_seq(k->slot) : 0), "parked", k->parked_hash[0] != 0,
+        "in_sync", !k->out_of_sync && k->synced_seq, "backoff_s",
+        k->backoff_until_ms > now ? (double)(k->backoff_until_ms - now) / 1000.0 : 0.0,
+        "last_success_unix", (json_int_t)k->last_success_unix, "last_error", k->last_error, "round",
+        k->round_phase == ROUND_IDLE      ? "idle"
+        : k->round_phase == ROUND_READING ? "reading"
+                                          : "writing",
+        "node_status", konnect__node_status(k));
 }
 
 static void sink_free(KonnectSink *k)
@@ -784,8 +780,8 @@ static int check_config(const KonnectConfig *cfg, char **ret_err)
         return -EINVAL;
     }
     if (strncmp(cfg->address, "https://", 8) != 0) {
-        *ret_err = util_strdup_printf("--konnect-address %s: must be an https:// URL",
-                                      cfg->address);
+        *ret_err =
+            util_strdup_printf("--konnect-address %s: must be an https:// URL", cfg->address);
         return -EINVAL;
     }
     if (!cfg->control_plane_id || !*cfg->control_plane_id ||
@@ -887,8 +883,8 @@ int konnect_sink_new(uv_loop_t *loop, Http *http, const KonnectConfig *cfg, Sink
     k->retry_timer.data = k;
     konnect__nodes_init(k);
     konnect__nodes_kick(k);
-    log_event(LOG_INFO, MOD, "Konnect sync enabled", "{s:s, s:i, s:f}", "control_plane", k->base_url,
-              "concurrency", k->concurrency, "upload_period_s", k->period_s);
+    log_event(LOG_INFO, MOD, "Konnect sync enabled", "{s:s, s:i, s:f}", "control_plane",
+              k->base_url, "concurrency", k->concurrency, "upload_period_s", k->period_s);
     *ret = &k->base;
     return 0;
 }

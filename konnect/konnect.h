@@ -13,23 +13,23 @@
 #include "sink.h"
 
 typedef struct KonnectConfig {
-    const char *address;            /* --konnect-address, https://us.kic.api.konghq.com */
-    const char *control_plane_id;   /* --konnect-control-plane-id */
+    const char *address;          /* --konnect-address, https://us.kic.api.konghq.com */
+    const char *control_plane_id; /* --konnect-control-plane-id */
     const char *client_cert, *client_cert_file; /* --konnect-tls-client-cert[-file] */
     const char *client_key, *client_key_file;   /* --konnect-tls-client-key[-file] */
-    const char *ca_cert_file;       /* --konnect-ca-cert-file (private roots) */
-    double upload_config_period_s;  /* --konnect-upload-config-period */
-    int sync_concurrency;           /* --konnect-config-sync-concurrency, 4 */
-    double refresh_node_period_s;   /* --konnect-refresh-node-period, 60 */
-    bool disable_consumers_sync;    /* --konnect-disable-consumers-sync */
-    const char *node_hostname;      /* POD_NAMESPACE/POD_NAME or host name */
-    const char *version;            /* tether version for node reporting */
+    const char *ca_cert_file;                   /* --konnect-ca-cert-file (private roots) */
+    double upload_config_period_s;              /* --konnect-upload-config-period */
+    int sync_concurrency;                       /* --konnect-config-sync-concurrency, 4 */
+    double refresh_node_period_s;               /* --konnect-refresh-node-period, 60 */
+    bool disable_consumers_sync;                /* --konnect-disable-consumers-sync */
+    const char *node_hostname;                  /* POD_NAMESPACE/POD_NAME or host name */
+    const char *version;                        /* tether version for node reporting */
     /* Tuning (additive; 0 picks the default shown). */
-    double full_resync_period_s;    /* re-read all of Konnect at least this often, 600 */
-    double backoff_min_s;           /* whole-round backoff start, 3 */
-    double backoff_max_s;           /* whole-round backoff cap, 900 */
-    double request_timeout_s;       /* one request, 30 */
-    int request_retries;            /* retries of one request on 429/5xx/transport errors, 5 */
+    double full_resync_period_s; /* re-read all of Konnect at least this often, 600 */
+    double backoff_min_s;        /* whole-round backoff start, 3 */
+    double backoff_max_s;        /* whole-round backoff cap, 900 */
+    double request_timeout_s;    /* one request, 30 */
+    int request_retries;         /* retries of one request on 429/5xx/transport errors, 5 */
 } KonnectConfig;
 
 /*

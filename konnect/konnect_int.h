@@ -53,10 +53,10 @@ bool konnect__subset_equal(json_t *want, json_t *have);
 void konnect__body_hash(json_t *body, char out[65]);
 
 typedef struct KOp {
-    int kind;       /* index in konnect__kinds */
-    bool del;       /* DELETE, else PUT */
-    char *key;      /* "kind/id" */
-    json_t *body;   /* PUT: desired body (ref); DELETE: Konnect's copy (ref, for the path) */
+    int kind;     /* index in konnect__kinds */
+    bool del;     /* DELETE, else PUT */
+    char *key;    /* "kind/id" */
+    json_t *body; /* PUT: desired body (ref); DELETE: Konnect's copy (ref, for the path) */
 } KOp;
 
 /*

@@ -40,7 +40,7 @@ typedef struct KonnectSink {
     SinkHost *host;
     uv_loop_t *loop;
     Http *http;
-    Mtls *mtls;                      /* client certificate, key, CA; rotated without restart */
+    Mtls *mtls; /* client certificate, key, CA; rotated without restart */
     char *address, *cp_id, *base_url, *hostname, *version;
     double period_s, node_period_s, full_resync_s, backoff_min_s, backoff_max_s;
     double request_timeout_s;
@@ -72,11 +72,11 @@ typedef struct KonnectSink {
 
     /* Node reporting (nodes.c). */
     uv_timer_t node_timer;
-    json_t *gateways;        /* deduplicated [{hostname, node_id, version}] */
+    json_t *gateways; /* deduplicated [{hostname, node_id, version}] */
     char instance_id[37];
     struct NodeReq *node_req; /* the request in flight */
-    json_t *node_items;      /* nodes listed so far */
-    json_t *node_actions;    /* [{method, path, body}] left to send */
+    json_t *node_items;       /* nodes listed so far */
+    json_t *node_actions;     /* [{method, path, body}] left to send */
     char *node_cursor;
     int node_phase;
     bool node_dirty;

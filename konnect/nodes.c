@@ -201,10 +201,10 @@ static int plan(KonnectSink *k)
 {
     json_int_t now = (json_int_t)time(NULL);
     json_t *actions = json_array();
-    json_t *ic = json_pack("[{s:s, s:{s:s, s:s, s:s, s:I, s:s, s:s}}]", "hostname", k->hostname,
-                           "body", "id", k->instance_id, "hostname", k->hostname, "type",
-                           "ingress-controller", "last_ping", now, "version", k->version, "status",
-                           konnect__node_status(k));
+    json_t *ic =
+        json_pack("[{s:s, s:{s:s, s:s, s:s, s:I, s:s, s:s}}]", "hostname", k->hostname, "body",
+                  "id", k->instance_id, "hostname", k->hostname, "type", "ingress-controller",
+                  "last_ping", now, "version", k->version, "status", konnect__node_status(k));
     json_t *gw = json_array();
     int r = -ENOMEM;
     if (!actions || !ic || !gw)
@@ -221,8 +221,8 @@ static int plan(KonnectSink *k)
             goto out;
         if (s_of(g, "node_id"))
             json_object_set(body, "id", json_object_get(g, "node_id"));
-        json_array_append_new(gw, json_pack("{s:s, s:o}", "hostname", s_of(g, "hostname"), "body",
-                                            body));
+        json_array_append_new(
+            gw, json_pack("{s:s, s:o}", "hostname", s_of(g, "hostname"), "body", body));
     }
     if ((r = reconcile_type(k, "ingress-controller", ic, actions)) < 0 ||
         (r = reconcile_type(k, "kong-proxy", gw, actions)) < 0)
@@ -396,10 +396,10 @@ void konnect_sink_set_gateways(Sink *s, json_t *gateways)
                 dup = true;
         }
         if (hn && !dup)
-            json_array_append_new(list, json_pack("{s:s, s:s?, s:s?}", "hostname", hn, "node_id",
-                                                  s_of(g, "node_id") ? s_of(g, "node_id")
-                                                                     : s_of(g, "id"),
-                                                  "version", s_of(g, "version")));
+            json_array_append_new(list,
+                                  json_pack("{s:s, s:s?, s:s?}", "hostname", hn, "node_id",
+                                            s_of(g, "node_id") ? s_of(g, "node_id") : s_of(g, "id"),
+                                            "version", s_of(g, "version")));
         free(fallback);
     }
     if (json_equal(list, k->gateways)) {

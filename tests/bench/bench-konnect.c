@@ -46,7 +46,7 @@ typedef struct Bench {
     int revisions, block, services, gap_ms;
     int sent, measured, mode;
     uint64_t published_ns;
-    Revision *waiting;   /* published to the data plane, not yet applied */
+    Revision *waiting; /* published to the data plane, not yet applied */
     bool measuring;
     double *lat[NMODES];
     int nlat[NMODES];
@@ -87,15 +87,14 @@ static json_t *build_config(int n, int i)
         else
             snprintf(path, sizeof(path), "/app-%d", s);
         json_array_append_new(
-            services,
-            json_pack("{s:s, s:s, s:i, s:s, s:[{s:s, s:[s], s:[s], s:b}]}", "name", name, "host",
-                      host, "port", 80, "protocol", "http", "routes", "name", rname, "paths",
-                      path, "protocols", "http", "strip_path", 0));
+            services, json_pack("{s:s, s:s, s:i, s:s, s:[{s:s, s:[s], s:[s], s:b}]}", "name", name,
+                                "host", host, "port", 80, "protocol", "http", "routes", "name",
+                                rname, "paths", path, "protocols", "http", "strip_path", 0));
         json_array_append_new(upstreams, json_pack("{s:s, s:[{s:s}]}", "name", host, "targets",
                                                    "target", "10.0.0.1:80"));
     }
-    return json_pack("{s:s, s:o, s:o}", "_format_version", "3.0", "services", services,
-                     "upstreams", upstreams);
+    return json_pack("{s:s, s:o, s:o}", "_format_version", "3.0", "services", services, "upstreams",
+                     upstreams);
 }
 
 static void publish_next(Bench *b);
@@ -157,8 +156,8 @@ static void finish(Bench *b)
     for (int m = 0; m < NMODES; m++) {
         med[m] = pct(b->lat[m], b->nlat[m], 0.5);
         p99[m] = pct(b->lat[m], b->nlat[m], 0.99);
-        printf("  Konnect %-13s n=%-4d median %8.2f ms  p99 %8.2f ms\n", mode_names[m],
-               b->nlat[m], med[m], p99[m]);
+        printf("  Konnect %-13s n=%-4d median %8.2f ms  p99 %8.2f ms\n", mode_names[m], b->nlat[m],
+               med[m], p99[m]);
     }
     for (int m = 1; m < NMODES; m++)
         printf("  ratio %s/healthy: median %.3f  p99 %.3f\n", mode_names[m], med[m] / med[0],
@@ -226,28 +225,48 @@ static void on_applied(SinkHost *h, Sink *s, Revision *rev, int ok)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"kong", 1, 0, 'k'},      {"konnect", 1, 0, 'K'},  {"control", 1, 0, 'c'},
-        {"cert", 1, 0, 'C'},      {"key", 1, 0, 'Y'},      {"ca", 1, 0, 'A'},
-        {"revisions", 1, 0, 'n'}, {"block", 1, 0, 'b'},    {"services", 1, 0, 's'},
-        {"gap-ms", 1, 0, 'g'},
-        {0, 0, 0, 0},
+        {"kong", 1, 0, 'k'},      {"konnect", 1, 0, 'K'}, {"control", 1, 0, 'c'},
+        {"cert", 1, 0, 'C'},      {"key", 1, 0, 'Y'},     {"ca", 1, 0, 'A'},
+        {"revisions", 1, 0, 'n'}, {"block", 1, 0, 'b'},   {"services", 1, 0, 's'},
+        {"gap-ms", 1, 0, 'g'},    {0, 0, 0, 0},
     };
     const char *kong = NULL, *address = NULL, *cert = NULL, *key = NULL, *ca = NULL;
     Bench b = {.revisions = 200, .block = 20, .services = 200, .gap_ms = 50};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'k': kong = optarg; break;
-        case 'K': address = optarg; break;
-        case 'c': b.control = optarg; break;
-        case 'C': cert = optarg; break;
-        case 'Y': key = optarg; break;
-        case 'A': ca = optarg; break;
-        case 'n': b.revisions = (int)strtol(optarg, NULL, 10); break;
-        case 'b': b.block = (int)strtol(optarg, NULL, 10); break;
-        case 's': b.services = (int)strtol(optarg, NULL, 10); break;
-        case 'g': b.gap_ms = (int)strtol(optarg, NULL, 10); break;
-        default: return 2;
+        case 'k':
+            kong = optarg;
+            break;
+        case 'K':
+            address = optarg;
+            break;
+        case 'c':
+            b.control = optarg;
+            break;
+        case 'C':
+            cert = optarg;
+            break;
+        case 'Y':
+            key = optarg;
+            break;
+        case 'A':
+            ca = optarg;
+            break;
+        case 'n':
+            b.revisions = (int)strtol(optarg, NULL, 10);
+            break;
+        case 'b':
+            b.block = (int)strtol(optarg, NULL, 10);
+            break;
+        case 's':
+            b.services = (int)strtol(optarg, NULL, 10);
+            break;
+        case 'g':
+            b.gap_ms = (int)strtol(optarg, NULL, 10);
+            break;
+        default:
+            return 2;
         }
     }
     if (!kong || !address || !b.control || !cert || !key || b.revisions < 1 || b.block < 1 ||

@@ -59,8 +59,8 @@ static void on_applied(SinkHost *h, Sink *sink, Revision *rev, int ok)
 {
     (void)h;
     (void)sink;
-    emit(json_pack("{s:s, s:I, s:i, s:s}", "event", "applied", "seq",
-                   (json_int_t)revision_seq(rev), "ok", ok, "hash", revision_hash(rev)));
+    emit(json_pack("{s:s, s:I, s:i, s:s}", "event", "applied", "seq", (json_int_t)revision_seq(rev),
+                   "ok", ok, "hash", revision_hash(rev)));
 }
 
 static void on_http_closed(void *ud)
@@ -166,34 +166,79 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"address", 1, 0, 'a'},      {"cp", 1, 0, 'c'},          {"cert", 1, 0, 'C'},
-        {"key", 1, 0, 'K'},          {"ca", 1, 0, 'A'},          {"period", 1, 0, 'p'},
-        {"node-period", 1, 0, 'n'},  {"full-resync", 1, 0, 'f'}, {"backoff-min", 1, 0, 'b'},
-        {"backoff-max", 1, 0, 'B'},  {"timeout", 1, 0, 't'},     {"retries", 1, 0, 'r'},
-        {"concurrency", 1, 0, 'j'},  {"hostname", 1, 0, 'h'},    {"disable-consumers", 0, 0, 'D'},
-        {"log-level", 1, 0, 'l'},    {0, 0, 0, 0},
+        {"address", 1, 0, 'a'},
+        {"cp", 1, 0, 'c'},
+        {"cert", 1, 0, 'C'},
+        {"key", 1, 0, 'K'},
+        {"ca", 1, 0, 'A'},
+        {"period", 1, 0, 'p'},
+        {"node-period", 1, 0, 'n'},
+        {"full-resync", 1, 0, 'f'},
+        {"backoff-min", 1, 0, 'b'},
+        {"backoff-max", 1, 0, 'B'},
+        {"timeout", 1, 0, 't'},
+        {"retries", 1, 0, 'r'},
+        {"concurrency", 1, 0, 'j'},
+        {"hostname", 1, 0, 'h'},
+        {"disable-consumers", 0, 0, 'D'},
+        {"log-level", 1, 0, 'l'},
+        {0, 0, 0, 0},
     };
     KonnectConfig cfg = {.address = "https://us.kic.api.konghq.com", .version = "0.1.0"};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'a': cfg.address = optarg; break;
-        case 'c': cfg.control_plane_id = optarg; break;
-        case 'C': cfg.client_cert_file = optarg; break;
-        case 'K': cfg.client_key_file = optarg; break;
-        case 'A': cfg.ca_cert_file = optarg; break;
-        case 'p': cfg.upload_config_period_s = strtod(optarg, NULL); break;
-        case 'n': cfg.refresh_node_period_s = strtod(optarg, NULL); break;
-        case 'f': cfg.full_resync_period_s = strtod(optarg, NULL); break;
-        case 'b': cfg.backoff_min_s = strtod(optarg, NULL); break;
-        case 'B': cfg.backoff_max_s = strtod(optarg, NULL); break;
-        case 't': cfg.request_timeout_s = strtod(optarg, NULL); break;
-        case 'r': cfg.request_retries = (int)strtol(optarg, NULL, 10); break;
-        case 'j': cfg.sync_concurrency = (int)strtol(optarg, NULL, 10); break;
-        case 'h': cfg.node_hostname = optarg; break;
-        case 'D': cfg.disable_consumers_sync = true; break;
-        case 'l': log_set_level(log_parse_level(optarg)); break;
-        default: usage(); return 2;
+        case 'a':
+            cfg.address = optarg;
+            break;
+        case 'c':
+            cfg.control_plane_id = optarg;
+            break;
+        case 'C':
+            cfg.client_cert_file = optarg;
+            break;
+        case 'K':
+            cfg.client_key_file = optarg;
+            break;
+        case 'A':
+            cfg.ca_cert_file = optarg;
+            break;
+        case 'p':
+            cfg.upload_config_period_s = strtod(optarg, NULL);
+            break;
+        case 'n':
+            cfg.refresh_node_period_s = strtod(optarg, NULL);
+            break;
+        case 'f':
+            cfg.full_resync_period_s = strtod(optarg, NULL);
+            break;
+        case 'b':
+            cfg.backoff_min_s = strtod(optarg, NULL);
+            break;
+        case 'B':
+            cfg.backoff_max_s = strtod(optarg, NULL);
+            break;
+        case 't':
+            cfg.request_timeout_s = strtod(optarg, NULL);
+            break;
+        case 'r':
+            cfg.request_retries = (int)strtol(optarg, NULL, 10);
+            break;
+        case 'j':
+            cfg.sync_concurrency = (int)strtol(optarg, NULL, 10);
+            break;
+        case 'h':
+            cfg.node_hostname = optarg;
+            break;
+        case 'D':
+            cfg.disable_consumers_sync = true;
+            break;
+        case 'l':
+            log_set_level(log_parse_level(optarg));
+            break;
+        default:
+            usage();
+            return 2;
         }
     }
     Driver d = {.line = BUF_INIT};

@@ -81,9 +81,9 @@ static void test_flatten(void **state)
     assert_non_null(svc);
     assert_null(json_object_get(svc, "routes"));
     assert_null(json_object_get(svc, "plugins"));
-    assert_string_equal(json_string_value(json_object_get(
-                            json_object_get(svc, "client_certificate"), "id")),
-                        "c0000000-0000-4000-8000-000000000001");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(svc, "client_certificate"), "id")),
+        "c0000000-0000-4000-8000-000000000001");
     json_t *r = json_object_get(d, "routes/5b1c1a8e-0000-4000-8000-0000000000a1");
     assert_non_null(r);
     assert_string_equal(json_string_value(json_object_get(json_object_get(r, "service"), "id")),
@@ -93,9 +93,9 @@ static void test_flatten(void **state)
     assert_string_equal(json_string_value(json_object_get(json_object_get(t, "upstream"), "id")),
                         json_string_value(json_object_get(u, "id")));
     json_t *sni = only(d, "snis", NULL);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(sni, "certificate"),
-                                                          "id")),
-                        "c0000000-0000-4000-8000-000000000001");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(sni, "certificate"), "id")),
+        "c0000000-0000-4000-8000-000000000001");
     assert_null(json_object_get(only(d, "certificates", NULL), "snis"));
     /* 3 plugins: route key-auth, service cors, global rate-limiting resolved by names. */
     int plugins = 0;
@@ -108,12 +108,12 @@ static void test_flatten(void **state)
         plugins++;
         const char *name = json_string_value(json_object_get(v, "name"));
         if (strcmp(name, "rate-limiting") == 0) {
-            assert_string_equal(json_string_value(json_object_get(json_object_get(v, "consumer"),
-                                                                  "id")),
-                                "a0000000-0000-4000-8000-000000000001");
-            assert_string_equal(json_string_value(json_object_get(json_object_get(v, "route"),
-                                                                  "id")),
-                                "5b1c1a8e-0000-4000-8000-0000000000a1");
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(v, "consumer"), "id")),
+                "a0000000-0000-4000-8000-000000000001");
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(v, "route"), "id")),
+                "5b1c1a8e-0000-4000-8000-0000000000a1");
         } else if (strcmp(name, "key-auth") == 0) {
             assert_non_null(json_object_get(v, "route"));
         } else {
@@ -131,12 +131,10 @@ static void test_stable_ids(void **state)
     assert_true(json_equal(a, b));
     /* A different target gets a different id; the upstream keeps its own. */
     json_t *c = load(CFG);
-    json_object_set_new(json_array_get(json_object_get(json_array_get(json_object_get(c,
-                                                                                      "upstreams"),
-                                                                      0),
-                                                       "targets"),
-                                       0),
-                        "target", json_string("10.0.0.2:80"));
+    json_object_set_new(
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(c, "upstreams"), 0), "targets"), 0),
+        "target", json_string("10.0.0.2:80"));
     json_t *d = NULL;
     assert_int_equal(konnect__desired(c, false, &d), 0);
     const char *ka, *kb;
@@ -337,14 +335,10 @@ static void test_fuzzish_inputs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_flatten),
-        cmocka_unit_test(test_stable_ids),
-        cmocka_unit_test(test_redaction),
-        cmocka_unit_test(test_subset_equal),
-        cmocka_unit_test(test_diff_order),
-        cmocka_unit_test(test_diff_nothing_and_written),
-        cmocka_unit_test(test_paths),
-        cmocka_unit_test(test_no_consumers),
+        cmocka_unit_test(test_flatten),        cmocka_unit_test(test_stable_ids),
+        cmocka_unit_test(test_redaction),      cmocka_unit_test(test_subset_equal),
+        cmocka_unit_test(test_diff_order),     cmocka_unit_test(test_diff_nothing_and_written),
+        cmocka_unit_test(test_paths),          cmocka_unit_test(test_no_consumers),
         cmocka_unit_test(test_fuzzish_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

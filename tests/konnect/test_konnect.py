@@ -11,9 +11,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kharness import (CP_ID, Driver, config, fake, issue_client, kid, no_secrets_sent,  # noqa: E402
-                      pki,
-                      wait_for)
+from kharness import (CP_ID, Driver, config, fake, issue_client, kid,  # noqa: E402
+                      no_secrets_sent, pki, wait_for)
 
 
 def expected_counts(n, consumers=True):
