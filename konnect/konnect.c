@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "konnect_int.h"
 #include "konnect_sink.h"
@@ -33,8 +34,15 @@ static const SinkOps konnect_ops;
 
 static double jitter(void)
 {
-    /* 0.8 .. 1.2: spreads retries of many controllers hitting one Konnect region. */
-    return 0.8 + 0.4 * ((double)rand() / (double)RAND_MAX);
+    /* 0.8 .. 1.2: spreads retries of many controllers hitting one Konnect region. A private
+     * xorshift seeded per process, so replicas do not share rand()'s fixed sequence. */
+    static uint64_t x;
+    if (!x)
+        x = (uv_hrtime() ^ ((uint64_t)getpid() << 32)) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return 0.8 + 0.4 * ((double)(x >> 11) / (double)(1ull << 53));
 }
 
 static long long unix_now(void)
@@ -536,7 +544,7 @@ static void round_end(KonnectSink *k, bool ok)
         rev = NULL;
     }
     revision_unref(rev);
-    konnect__nodes_kick(k);
+    konnect__nodes_status_check(k);
     schedule(k);
 }
 

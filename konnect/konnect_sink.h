@@ -82,6 +82,7 @@ typedef struct KonnectSink {
     bool node_dirty;
     double node_backoff_s;
     char node_status[96];
+    char node_reported[96]; /* the status last sent */
 
     KMetrics m;
 
@@ -100,6 +101,7 @@ void konnect__maybe_closed(KonnectSink *k);
 /* nodes.c */
 void konnect__nodes_init(KonnectSink *k);
 void konnect__nodes_kick(KonnectSink *k);
+void konnect__nodes_status_check(KonnectSink *k);
 const char *konnect__node_status(KonnectSink *k);
 bool konnect__nodes_busy(KonnectSink *k);
 void konnect__nodes_cancel(KonnectSink *k);

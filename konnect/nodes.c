@@ -74,6 +74,15 @@ void konnect__nodes_init(KonnectSink *k)
     k->gateways = json_array();
 }
 
+void konnect__nodes_status_check(KonnectSink *k)
+{
+    /* Only a changed status is reported at once (KIC #4322: nodes updated on every sync). */
+    char now[sizeof(k->node_status)];
+    snprintf(now, sizeof(now), "%s", konnect__node_status(k));
+    if (strcmp(now, k->node_reported) != 0)
+        konnect__nodes_kick(k);
+}
+
 void konnect__nodes_kick(KonnectSink *k)
 {
     if (k->closing)
@@ -201,6 +210,7 @@ static int plan(KonnectSink *k)
 {
     json_int_t now = (json_int_t)time(NULL);
     json_t *actions = json_array();
+    snprintf(k->node_reported, sizeof(k->node_reported), "%s", konnect__node_status(k));
     json_t *ic =
         json_pack("[{s:s, s:{s:s, s:s, s:s, s:I, s:s, s:s}}]", "hostname", k->hostname, "body",
                   "id", k->instance_id, "hostname", k->hostname, "type", "ingress-controller",

@@ -393,9 +393,16 @@ def scenario_nodes(exe):
         wait_for(lambda: sorted(n["hostname"] for n in fk.nodes.values()
                                 if n["type"] == "kong-proxy") == ["kong/gw-a"], 20,
                  "gateway node removed")
+        # Syncs that change nothing in the status cause no node updates (KIC #4322).
+        time.sleep(0.5)
+        before = fk.count(prefix="/v1/kic-nodes")
+        for v in range(2, 5):
+            d.wait_applied(d.publish(config(3, variant=v)))
+        time.sleep(0.5)
+        assert fk.count(prefix="/v1/kic-nodes") == before, "node update without a change"
         # Konnect out of sync shows in the status.
         fk.fail(400, count=-1, methods=["PUT"], path_contains="/routes/")
-        seq = d.publish(config(3, variant=1))
+        seq = d.publish(config(3, variant=10))
         d.wait_applied(seq, ok=0)
         wait_for(lambda: any(n.get("status") ==
                              "INGRESS_CONTROLLER_STATE_OPERATIONAL_KONNECT_OUT_OF_SYNC"
