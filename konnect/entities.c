@@ -688,12 +688,9 @@ int konnect__diff(json_t *desired, json_t *current, json_t *written, KOp **ret, 
         if (!put && written) {
             /* Konnect's copy holds every field we set, but a field we set before may be gone
              * from the config (and would linger): we know what we wrote last time. */
-            const char *last = json_string_value(json_object_get(written, key));
-            char h[65];
-            if (last) {
-                konnect__body_hash(want, h);
-                put = strcmp(last, h) != 0;
-            }
+            json_t *last = json_object_get(written, key);
+            if (last)
+                put = !json_equal(last, want);
         }
         if (put && (r = push_op(&ops, &n, &cap, key, false, want)) < 0)
             goto fail;

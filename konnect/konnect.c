@@ -266,10 +266,8 @@ static void write_done(KonnectSink *k, Job *j, const HttpResult *res)
         json_decref(got);
         got = json_deep_copy(op->body);
     }
-    char h[65];
-    konnect__body_hash(op->body, h);
     json_object_set_new(k->state, op->key, got);
-    json_object_set_new(k->written, op->key, json_string(h));
+    json_object_set(k->written, op->key, op->body);
 }
 
 static void on_job_done(void *ud, CURL *easy, const HttpResult *res)
@@ -393,6 +391,7 @@ static void pump(KonnectSink *k)
 /* ---- rounds -------------------------------------------------------------------------------- */
 
 static void round_end(KonnectSink *k, bool ok);
+static void start_diff(KonnectSink *k);
 
 /* queue_phase() - queue the operations of the next phase; false when none is left. */
 static bool queue_phase(KonnectSink *k)
@@ -415,20 +414,79 @@ static bool queue_phase(KonnectSink *k)
     return true;
 }
 
-static void start_writes(KonnectSink *k)
+/*
+ * Flattening the revision and diffing it against Konnect's state cost tens of milliseconds for
+ * thousands of entities: they run on the libuv thread pool so that the loop, which also pushes
+ * to the local gateways, never waits for them. While the work runs the loop leaves the
+ * revision, k->state and k->written alone (no requests are in flight), and only reads them.
+ */
+typedef struct DiffWork {
+    uv_work_t req;
+    KonnectSink *k;
+    Revision *rev;      /* ref */
+    bool build;         /* flatten the revision (else reuse k->desired) */
+    bool no_consumers;
+    json_t *desired;    /* built here, or a ref of k->desired */
+    json_t *state, *written; /* borrowed */
+    KOp *ops;
+    size_t nops;
+    int r;
+    double ms;
+} DiffWork;
+
+static void diff_work_free(DiffWork *w)
 {
-    konnect__ops_free(k->ops, k->nops);
-    k->ops = NULL;
-    k->nops = k->next_op = 0;
-    if (konnect__diff(k->desired, k->state, k->written, &k->ops, &k->nops) < 0) {
+    revision_unref(w->rev);
+    json_decref(w->desired);
+    konnect__ops_free(w->ops, w->nops);
+    free(w);
+}
+
+static void on_diff_work(uv_work_t *req)
+{
+    DiffWork *w = req->data;
+    uint64_t t0 = uv_hrtime();
+    if (w->build)
+        w->r = konnect__desired(revision_config(w->rev), w->no_consumers, &w->desired);
+    if (w->r == 0)
+        w->r = konnect__diff(w->desired, w->state, w->written, &w->ops, &w->nops);
+    w->ms = (double)(uv_hrtime() - t0) / 1e6;
+}
+
+static void on_diff_done(uv_work_t *req, int status)
+{
+    DiffWork *w = req->data;
+    KonnectSink *k = w->k;
+    k->open_handles--;
+    if (k->closing) {
+        diff_work_free(w);
+        konnect__maybe_closed(k);
+        return;
+    }
+    k->round_phase = ROUND_WRITING;
+    if (status < 0 || w->r < 0) {
+        diff_work_free(w);
         round_fail(k, KFAIL_OTHER, 0, -1, "out of memory");
         round_maybe_done(k);
         return;
     }
-    k->round_phase = ROUND_WRITING;
+    if (w->build) {
+        json_decref(k->desired);
+        k->desired = w->desired;
+        w->desired = NULL;
+        snprintf(k->desired_hash, sizeof(k->desired_hash), "%s", revision_hash(w->rev));
+    }
+    konnect__ops_free(k->ops, k->nops);
+    k->ops = w->ops;
+    k->nops = w->nops;
+    k->next_op = 0;
+    w->ops = NULL;
+    w->nops = 0;
     if (k->nops)
-        log_event(LOG_INFO, MOD, "syncing", "{s:I, s:i}", "seq", (json_int_t)revision_seq(k->cur),
-                  "writes", (int)k->nops);
+        log_event(LOG_INFO, MOD, "syncing", "{s:I, s:i, s:I, s:f}", "seq",
+                  (json_int_t)revision_seq(k->cur), "writes", (int)k->nops, "entities",
+                  (json_int_t)json_object_size(k->desired), "diff_ms", w->ms);
+    diff_work_free(w);
     if (!queue_phase(k)) {
         round_end(k, true);
         return;
@@ -436,9 +494,39 @@ static void start_writes(KonnectSink *k)
     pump(k);
 }
 
+static void start_diff(KonnectSink *k)
+{
+    DiffWork *w = calloc(1, sizeof(*w));
+    if (!w) {
+        k->round_phase = ROUND_WRITING;
+        round_fail(k, KFAIL_OTHER, 0, -1, "out of memory");
+        round_maybe_done(k);
+        return;
+    }
+    w->req.data = w;
+    w->k = k;
+    w->rev = revision_ref(k->cur);
+    w->build = !k->desired || strcmp(k->desired_hash, revision_hash(k->cur)) != 0;
+    w->no_consumers = k->disable_consumers;
+    w->desired = w->build ? NULL : json_incref(k->desired);
+    w->state = k->state;
+    w->written = k->written;
+    k->round_phase = ROUND_DIFFING;
+    int r = uv_queue_work(k->loop, &w->req, on_diff_work, on_diff_done);
+    if (r < 0) {
+        diff_work_free(w);
+        k->round_phase = ROUND_WRITING;
+        round_fail(k, KFAIL_OTHER, 0, -1, "cannot queue work");
+        round_maybe_done(k);
+        return;
+    }
+    k->open_handles++;
+}
+
 static void round_maybe_done(KonnectSink *k)
 {
-    if (k->round_phase == ROUND_IDLE || k->inflight || k->queue || k->waiting)
+    if (k->round_phase == ROUND_IDLE || k->round_phase == ROUND_DIFFING || k->inflight ||
+        k->queue || k->waiting)
         return;
     if (k->round_failed) {
         round_end(k, false);
@@ -449,7 +537,7 @@ static void round_maybe_done(KonnectSink *k)
         k->state = k->reading;
         k->reading = NULL;
         k->last_full_read_ms = util_now_ms();
-        start_writes(k);
+        start_diff(k);
         return;
     }
     if (queue_phase(k)) {
@@ -589,21 +677,9 @@ static void on_round_timer(uv_timer_t *t)
     k->round_failed = false;
     k->fail_retry_after_s = -1;
     k->m.rounds++;
-    if (strcmp(k->desired_hash, revision_hash(k->cur)) != 0) {
-        json_t *d = NULL;
-        if (konnect__desired(revision_config(k->cur), k->disable_consumers, &d) < 0) {
-            k->round_phase = ROUND_WRITING;
-            round_fail(k, KFAIL_OTHER, 0, -1, "out of memory");
-            round_maybe_done(k);
-            return;
-        }
-        json_decref(k->desired);
-        k->desired = d;
-        snprintf(k->desired_hash, sizeof(k->desired_hash), "%s", revision_hash(k->cur));
-    }
     bool reread = !k->state || now - k->last_full_read_ms >= (uint64_t)(k->full_resync_s * 1000);
     if (!reread) {
-        start_writes(k);
+        start_diff(k);
         return;
     }
     k->m.full_reads++;

@@ -60,9 +60,10 @@ typedef struct KOp {
 } KOp;
 
 /*
- * konnect__diff() - operations that turn @current into @desired: a PUT for each desired entity
+ * konnect__diff() - operations that turn @current into @desired (reads its arguments only, so it
+ * may run on a worker thread while the loop leaves them alone): a PUT for each desired entity
  * missing from @current, differing from it (subset compare), or whose body changed since tether
- * last wrote it (@written: "kind/id" -> body hash, may be NULL); a DELETE for each current entity
+ * last wrote it (@written: "kind/id" -> body as written, may be NULL); a DELETE for each current entity
  * that is not desired. Ordered PUTs by ascending level, then DELETEs by descending level, by key
  * within a level. *ret is malloc'd (free with konnect__ops_free).
  */

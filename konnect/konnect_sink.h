@@ -13,7 +13,7 @@
 
 #define KONNECT_BUCKETS 30
 
-enum { ROUND_IDLE, ROUND_READING, ROUND_WRITING };
+enum { ROUND_IDLE, ROUND_READING, ROUND_DIFFING, ROUND_WRITING };
 /* Why a round failed: the failure_reason label of KIC's push metrics, plus parking causes. */
 enum { KFAIL_NETWORK, KFAIL_CONFLICT, KFAIL_OTHER, KFAIL_REJECTED, KFAIL_N };
 

@@ -265,18 +265,14 @@ static void test_diff_nothing_and_written(void **state)
     json_t *written = json_object();
     json_object_foreach(d, k, v)
     {
-        char h[65];
-        konnect__body_hash(v, h);
-        json_object_set_new(written, k, json_string(h));
+        json_object_set_new(written, k, json_deep_copy(v));
     }
     json_t *r = json_object_get(d, "routes/5b1c1a8e-0000-4000-8000-0000000000a1");
-    json_object_set_new(r, "hosts", json_pack("[s]", "x.example"));
-    char h[65];
-    konnect__body_hash(r, h);
-    json_object_set_new(written, "routes/5b1c1a8e-0000-4000-8000-0000000000a1", json_string(h));
+    json_object_set_new(json_object_get(written, "routes/5b1c1a8e-0000-4000-8000-0000000000a1"),
+                        "hosts", json_pack("[s]", "x.example"));
     json_object_set_new(json_object_get(cur, "routes/5b1c1a8e-0000-4000-8000-0000000000a1"),
                         "hosts", json_pack("[s]", "x.example"));
-    json_object_del(r, "hosts");
+    (void)r;
     assert_int_equal(konnect__diff(d, cur, written, &ops, &n), 0);
     assert_int_equal(n, 1);
     assert_string_equal(ops[0].key, "routes/5b1c1a8e-0000-4000-8000-0000000000a1");
