@@ -423,10 +423,10 @@ static bool queue_phase(KonnectSink *k)
 typedef struct DiffWork {
     uv_work_t req;
     KonnectSink *k;
-    Revision *rev;      /* ref */
-    bool build;         /* flatten the revision (else reuse k->desired) */
+    Revision *rev; /* ref */
+    bool build;    /* flatten the revision (else reuse k->desired) */
     bool no_consumers;
-    json_t *desired;    /* built here, or a ref of k->desired */
+    json_t *desired;         /* built here, or a ref of k->desired */
     json_t *state, *written; /* borrowed */
     KOp *ops;
     size_t nops;
@@ -548,11 +548,6 @@ static void round_maybe_done(KonnectSink *k)
         return;
     }
     round_end(k, true);
-}
-
-static const char *fail_reason_label(int r)
-{
-    return r == KFAIL_NETWORK ? "network" : r == KFAIL_CONFLICT ? "conflict" : "other";
 }
 
 static void observe_push(KonnectSink *k, bool ok, double ms)
@@ -989,49 +984,93 @@ void konnect_sink_set_dataplane_ok(Sink *s, bool ok)
 
 /* ---- metrics ------------------------------------------------------------------------------- */
 
+/*
+ * family_merge() - the text format wants every line of a family in one group, and the data plane
+ * sink writes the same KIC families (protocol="db-less"): when @out already holds @family, the
+ * samples go at the end of its group; otherwise the family is appended with its header.
+ */
+static void family_merge(Buf *out, const char *family, const char *type, const char *help,
+                         const Buf *samples)
+{
+    if (!samples->len)
+        return;
+    char needle[192];
+    snprintf(needle, sizeof(needle), "# TYPE %s ", family);
+    char *at = out->data;
+    while (at && (at = strstr(at, needle)) && at != out->data && at[-1] != '\n')
+        at += strlen(needle);
+    if (!at) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", family, help, family, type);
+        buf_append(out, samples->data, samples->len);
+        return;
+    }
+    char *end = out->data + out->len, *p = strchr(at, '\n');
+    p = p ? p + 1 : end;
+    while (p < end && *p != '#') { /* the family's samples */
+        char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : end;
+    }
+    size_t off = (size_t)(p - out->data);
+    if (buf_reserve(out, samples->len) < 0)
+        return;
+    memmove(out->data + off + samples->len, out->data + off, out->len - off + 1);
+    memcpy(out->data + off, samples->data, samples->len);
+    out->len += samples->len;
+}
+
 void konnect_sink_metrics(Sink *s, Buf *out)
 {
     KonnectSink *k = (KonnectSink *)s;
     const char *dp = k->base_url;
-    buf_puts(out, "# HELP ingress_controller_configuration_push_count Count of successful/failed "
-                  "configuration pushes to Kong.\n"
-                  "# TYPE ingress_controller_configuration_push_count counter\n");
-    buf_printf(out,
-               "ingress_controller_configuration_push_count{dataplane=\"%s\",failure_reason=\"\","
-               "protocol=\"deck\",success=\"true\"} %llu\n",
+    Buf f = BUF_INIT;
+    /* KIC's failure_reason values: network, conflict, other (a parked 4xx counts as other). */
+    uint64_t fail[3] = {k->m.push_fail[KFAIL_NETWORK], k->m.push_fail[KFAIL_CONFLICT],
+                        k->m.push_fail[KFAIL_OTHER] + k->m.push_fail[KFAIL_REJECTED]};
+    static const char *const reasons[3] = {"network", "conflict", "other"};
+    buf_printf(&f,
+               "ingress_controller_configuration_push_count{success=\"true\",protocol=\"deck\","
+               "failure_reason=\"\",dataplane=\"%s\"} %llu\n",
                dp, (unsigned long long)k->m.push_ok);
-    for (int r = 0; r < KFAIL_N; r++)
-        buf_printf(out,
-                   "ingress_controller_configuration_push_count{dataplane=\"%s\",failure_reason="
-                   "\"%s\",protocol=\"deck\",success=\"false\"} %llu\n",
-                   dp, fail_reason_label(r), (unsigned long long)k->m.push_fail[r]);
-    buf_puts(out, "# HELP ingress_controller_configuration_push_duration_milliseconds How long "
-                  "it took to push the configuration to Kong, in milliseconds.\n"
-                  "# TYPE ingress_controller_configuration_push_duration_milliseconds histogram\n");
+    for (int r = 0; r < 3; r++)
+        buf_printf(&f,
+                   "ingress_controller_configuration_push_count{success=\"false\",protocol="
+                   "\"deck\",failure_reason=\"%s\",dataplane=\"%s\"} %llu\n",
+                   reasons[r], dp, (unsigned long long)fail[r]);
+    family_merge(out, "ingress_controller_configuration_push_count", "counter",
+                 "Count of successful/failed configuration pushes to Kong.", &f);
+    buf_reset(&f);
     for (int ok = 1; ok >= 0; ok--) {
         KPushHist *h = &k->m.push[ok];
+        const char *sc = ok ? "true" : "false";
+        if (!h->count)
+            continue;
         double bound = 100;
         for (int i = 0; i < KONNECT_BUCKETS; i++, bound *= 1.33)
-            buf_printf(out,
+            buf_printf(&f,
                        "ingress_controller_configuration_push_duration_milliseconds_bucket{"
-                       "dataplane=\"%s\",protocol=\"deck\",success=\"%s\",le=\"%g\"} %llu\n",
-                       dp, ok ? "true" : "false", bound, (unsigned long long)h->buckets[i]);
-        buf_printf(out,
+                       "success=\"%s\",protocol=\"deck\",dataplane=\"%s\",le=\"%.6g\"} %llu\n",
+                       sc, dp, bound, (unsigned long long)h->buckets[i]);
+        buf_printf(&f,
                    "ingress_controller_configuration_push_duration_milliseconds_bucket{"
-                   "dataplane=\"%s\",protocol=\"deck\",success=\"%s\",le=\"+Inf\"} %llu\n"
+                   "success=\"%s\",protocol=\"deck\",dataplane=\"%s\",le=\"+Inf\"} %llu\n"
                    "ingress_controller_configuration_push_duration_milliseconds_sum{"
-                   "dataplane=\"%s\",protocol=\"deck\",success=\"%s\"} %g\n"
+                   "success=\"%s\",protocol=\"deck\",dataplane=\"%s\"} %.3f\n"
                    "ingress_controller_configuration_push_duration_milliseconds_count{"
-                   "dataplane=\"%s\",protocol=\"deck\",success=\"%s\"} %llu\n",
-                   dp, ok ? "true" : "false", (unsigned long long)h->count, dp,
-                   ok ? "true" : "false", h->sum, dp, ok ? "true" : "false",
+                   "success=\"%s\",protocol=\"deck\",dataplane=\"%s\"} %llu\n",
+                   sc, dp, (unsigned long long)h->count, sc, dp, h->sum, sc, dp,
                    (unsigned long long)h->count);
     }
+    family_merge(out, "ingress_controller_configuration_push_duration_milliseconds", "histogram",
+                 "How long it took to push the configuration to Kong, in milliseconds.", &f);
+    buf_reset(&f);
     if (k->last_success_unix)
-        buf_printf(out,
-                   "# TYPE ingress_controller_configuration_push_last_successful gauge\n"
-                   "ingress_controller_configuration_push_last_successful{dataplane=\"%s\"} %lld\n",
+        buf_printf(&f,
+                   "ingress_controller_configuration_push_last_successful{dataplane=\"%s\"} "
+                   "%lld\n",
                    dp, k->last_success_unix);
+    family_merge(out, "ingress_controller_configuration_push_last_successful", "gauge",
+                 "Time of the last successful configuration push (Unix seconds).", &f);
+    buf_deinit(&f);
     buf_printf(out,
                "# HELP tether_konnect_sync_rounds_total Konnect sync rounds by result.\n"
                "# TYPE tether_konnect_sync_rounds_total counter\n"

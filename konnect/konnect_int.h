@@ -63,9 +63,9 @@ typedef struct KOp {
  * konnect__diff() - operations that turn @current into @desired (reads its arguments only, so it
  * may run on a worker thread while the loop leaves them alone): a PUT for each desired entity
  * missing from @current, differing from it (subset compare), or whose body changed since tether
- * last wrote it (@written: "kind/id" -> body as written, may be NULL); a DELETE for each current entity
- * that is not desired. Ordered PUTs by ascending level, then DELETEs by descending level, by key
- * within a level. *ret is malloc'd (free with konnect__ops_free).
+ * last wrote it (@written: "kind/id" -> body as written, may be NULL); a DELETE for each current
+ * entity that is not desired. Ordered PUTs by ascending level, then DELETEs by descending level, by
+ * key within a level. *ret is malloc'd (free with konnect__ops_free).
  */
 int konnect__diff(json_t *desired, json_t *current, json_t *written, KOp **ret, size_t *ret_n);
 void konnect__ops_free(KOp *ops, size_t n);

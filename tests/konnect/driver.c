@@ -7,7 +7,8 @@
  *   {"op":"gateways","gateways":[...]}                 (konnect_sink_set_gateways)
  *   {"op":"dataplane_ok","ok":false}
  *   {"op":"status"}   -> {"event":"status","status":{...}}
- *   {"op":"metrics"}  -> {"event":"metrics","text":"..."}
+ *   {"op":"metrics","prefix":"..."}  -> {"event":"metrics","text":"..."} (prefix: optional
+ *                     text written before, as another module's families)
  *   {"op":"quit"}     -> closes the sink, then {"event":"closed","loop_close":0}
  * and the host's callbacks: {"event":"applied","seq":N,"ok":1}.
  * Flags configure KonnectConfig (see usage()).
@@ -118,6 +119,10 @@ static void command(Driver *d, const char *line, size_t len)
         emit(json_pack("{s:s, s:o}", "event", "status", "status", d->sink->ops->status(d->sink)));
     } else if (strcmp(op, "metrics") == 0) {
         Buf b = BUF_INIT;
+        /* "prefix": text another module wrote first (families to merge into). */
+        const char *prefix = json_string_value(json_object_get(cmd, "prefix"));
+        if (prefix)
+            buf_puts(&b, prefix);
         konnect_sink_metrics(d->sink, &b);
         emit(json_pack("{s:s, s:s}", "event", "metrics", "text", b.data ? b.data : ""));
         buf_deinit(&b);

@@ -121,8 +121,13 @@ class Driver:
     def status(self):
         return self._query("status")["status"]
 
-    def metrics(self):
-        return self._query("metrics")["text"]
+    def metrics(self, prefix=None):
+        n = len(self.events)
+        cmd = {"op": "metrics"}
+        if prefix is not None:
+            cmd["prefix"] = prefix
+        self.send(cmd)
+        return self.wait_event(lambda e: e["event"] == "metrics", what="metrics", start=n)["text"]
 
     def metric(self, name):
         """Value of one sample, e.g. 'tether_konnect_retries_total{reason="429"}'."""

@@ -252,9 +252,28 @@ def scenario_server_errors(exe):
         assert d.metric('tether_konnect_retries_total{reason="5xx"}') == 3
         assert d.metric('tether_konnect_sync_rounds_total{result="failure"}') == 0
         m = d.metrics()
-        assert 'ingress_controller_configuration_push_count{dataplane="%s/kic/api/' \
-               'control-planes/%s",failure_reason="",protocol="deck",success="true"} 1' % (
-                   fk.address, CP_ID) in m, m
+        ok_line = ('ingress_controller_configuration_push_count{success="true",protocol="deck",'
+                   'failure_reason="",dataplane="%s/kic/api/control-planes/%s"} 1' %
+                   (fk.address, CP_ID))
+        assert ok_line in m, m
+        # Merged into the data plane sink's families when they come first: one group each.
+        dp = ('# HELP ingress_controller_configuration_push_count Count.\n'
+              '# TYPE ingress_controller_configuration_push_count counter\n'
+              'ingress_controller_configuration_push_count{success="true",protocol="db-less",'
+              'failure_reason="",dataplane="http://gw"} 7\n'
+              '# HELP ingress_controller_configuration_push_duration_milliseconds H.\n'
+              '# TYPE ingress_controller_configuration_push_duration_milliseconds histogram\n'
+              '# HELP tether_dataplane_gateways G.\n# TYPE tether_dataplane_gateways gauge\n'
+              'tether_dataplane_gateways{state="ready"} 1\n')
+        m = d.metrics(prefix=dp).splitlines()
+        for fam in ("ingress_controller_configuration_push_count",
+                    "ingress_controller_configuration_push_duration_milliseconds",
+                    "ingress_controller_configuration_push_last_successful"):
+            assert sum(1 for x in m if x.startswith("# TYPE %s " % fam)) == 1, fam
+            idx = [i for i, x in enumerate(m) if x.startswith(fam)]
+            assert idx == list(range(idx[0], idx[0] + len(idx))), "%s not grouped" % fam
+        i = m.index(ok_line)
+        assert m[i - 1].endswith('dataplane="http://gw"} 7'), m[i - 1]
         d.quit()
     finally:
         d.kill()
