@@ -156,13 +156,7 @@ static void client_cert(Xlate *x, XService *s, json_t *svc)
     /* The Secret becomes a certificate with no SNIs. */
     char key[512];
     snprintf(key, sizeof(key), "%s/%s", obj_ns(svc), name);
-    json_t *entry = json_object_get(x->sni_secrets, key);
-    if (!entry) {
-        entry = json_pack("{s:[], s:[]}", "hosts", "parents");
-        json_object_set_new(x->sni_secrets, key, entry);
-        json_array_append_new(x->sni_order, json_string(key));
-    }
-    json_array_append(json_object_get(entry, "parents"), svc);
+    xlate_tls_secret(x, key, svc);
 }
 
 static void ca_certs(Xlate *x, XService *s, json_t *svc)

@@ -590,6 +590,22 @@ static void sort_by_creation(json_t **v, size_t n)
     }
 }
 
+json_t *xlate_tls_secret(Xlate *x, const char *key, const json_t *parent)
+{
+    json_t *entry = json_object_get(x->sni_secrets, key);
+    if (!entry) {
+        entry = json_pack("{s:[], s:[]}", "hosts", "parents");
+        json_object_set_new(x->sni_secrets, key, entry);
+        json_array_append_new(x->sni_order, json_string(key));
+    }
+    json_t *parents = json_object_get(entry, "parents");
+    size_t i;
+    json_t *p;
+    json_array_foreach(parents, i, p) if (p == parent) return entry;
+    json_array_append(parents, (json_t *)parent);
+    return entry;
+}
+
 void xlate_add_tls(Xlate *x, const json_t *obj, const json_t *tls)
 {
     size_t i;
@@ -602,19 +618,8 @@ void xlate_add_tls(Xlate *x, const json_t *obj, const json_t *tls)
             continue;
         char key[512];
         snprintf(key, sizeof(key), "%s/%s", obj_ns(obj), secret);
-        json_t *entry = json_object_get(x->sni_secrets, key);
-        if (!entry) {
-            entry = json_pack("{s:[], s:[]}", "hosts", "parents");
-            json_object_set_new(x->sni_secrets, key, entry);
-            json_array_append_new(x->sni_order, json_string(key));
-        }
-        json_t *parents = json_object_get(entry, "parents");
-        int have = 0;
+        json_t *entry = xlate_tls_secret(x, key, obj);
         size_t j;
-        json_t *p;
-        json_array_foreach(parents, j, p) if (p == obj) have = 1;
-        if (!have)
-            json_array_append(parents, (json_t *)obj);
         json_t *h;
         json_array_foreach(hosts, j, h)
         {

@@ -152,6 +152,8 @@ void xlate_custom_entities(Xlate *x);
 
 /* SNI claims from Ingress / TCPIngress TLS sections. */
 void xlate_add_tls(Xlate *x, const json_t *obj, const json_t *tls);
+/* xlate_tls_secret() - the certificate entry of Secret "ns/name", with @parent recorded once. */
+json_t *xlate_tls_secret(Xlate *x, const char *key, const json_t *parent);
 
 /* Expression router helpers (core/xlate_expr.c). */
 char *xexpr_quote(const char *s);  /* "..." with escapes, malloc'd */
