@@ -161,6 +161,33 @@ long long xcreation(const json_t *obj)
     return (long long)timegm(&tm);
 }
 
+typedef struct TimedObj {
+    long long ts;
+    size_t idx;
+    json_t *obj;
+} TimedObj;
+
+static int cmp_timed(const void *a, const void *b)
+{
+    const TimedObj *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+void xsort_by_creation(json_t **v, size_t n)
+{
+    TimedObj *t = malloc((n ? n : 1) * sizeof(*t));
+    if (!t)
+        return; /* keep the store's order */
+    for (size_t i = 0; i < n; i++)
+        t[i] = (TimedObj){xcreation(v[i]), i, v[i]};
+    qsort(t, n, sizeof(*t), cmp_timed);
+    for (size_t i = 0; i < n; i++)
+        v[i] = t[i].obj;
+    free(t);
+}
+
 void xgroup_version(const json_t *obj, char *group, size_t gl, char *version, size_t vl)
 {
     const char *av = obj_api_version(obj);

@@ -216,22 +216,20 @@ void xlate_ca_certificates(Xlate *x)
                 json_array_append(cands, all[i]);
         }
     }
-    /* Oldest first, then namespace, then name: duplicates lose to the oldest. */
+    /* Oldest first, then namespace, then name (the store's order): duplicates lose to the oldest. */
     size_t nc = json_array_size(cands);
-    for (size_t i = 1; i < nc; i++)
-        for (size_t j = i; j > 0; j--) {
-            json_t *a = json_array_get(cands, j - 1), *b = json_array_get(cands, j);
-            long long ta = xcreation(a), tb = xcreation(b);
-            int c = ta < tb ? -1 : ta > tb ? 1 : strcmp(obj_ns(a), obj_ns(b));
-            if (!c)
-                c = strcmp(obj_name(a), obj_name(b));
-            if (c <= 0)
-                break;
-            json_incref(a);
-            json_incref(b);
-            json_array_set_new(cands, j - 1, b);
-            json_array_set_new(cands, j, a);
-        }
+    json_t **v = calloc(nc ? nc : 1, sizeof(*v));
+    for (size_t i = 0; v && i < nc; i++)
+        v[i] = json_array_get(cands, i);
+    if (v) {
+        xsort_by_creation(v, nc);
+        json_t *sorted = json_array();
+        for (size_t i = 0; i < nc; i++)
+            json_array_append(sorted, v[i]);
+        json_decref(cands);
+        cands = sorted;
+        free(v);
+    }
     size_t i;
     json_t *o;
     json_array_foreach(cands, i, o)

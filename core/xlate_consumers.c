@@ -257,6 +257,18 @@ static int cmp_consumer_idx(const json_t *x1, const json_t *y1)
     return strcmp(cx ? json_string_value(cx) : "", cy ? json_string_value(cy) : "");
 }
 
+typedef struct ConsumerSort {
+    json_t *c, *obj;
+    size_t idx;
+} ConsumerSort;
+
+static int cmp_consumer_sort(const void *a, const void *b)
+{
+    const ConsumerSort *x = a, *y = b;
+    int c = cmp_consumer_idx(x->c, y->c);
+    return c ? c : (x->idx < y->idx ? -1 : x->idx > y->idx);
+}
+
 void xlate_consumer_groups(Xlate *x)
 {
     size_t n;
@@ -269,22 +281,21 @@ void xlate_consumer_groups(Xlate *x)
         json_array_append(x->cg_objs, all[i]);
     }
 
-    /* Consumers in decK's order (stable insertion sort of the parallel arrays). */
+    /* Consumers in decK's order; the parallel arrays move together (stable: index breaks ties). */
     size_t nc = json_array_size(x->consumers);
-    for (size_t i = 1; i < nc; i++) {
-        for (size_t j = i; j > 0; j--) {
-            json_t *a = json_array_get(x->consumers, j - 1), *b = json_array_get(x->consumers, j);
-            if (cmp_consumer_idx(a, b) <= 0)
-                break;
-            json_incref(a);
-            json_incref(b);
-            json_array_set_new(x->consumers, j - 1, b);
-            json_array_set_new(x->consumers, j, a);
-            json_t *oa = json_incref(json_array_get(x->consumer_objs, j - 1));
-            json_t *ob = json_incref(json_array_get(x->consumer_objs, j));
-            json_array_set_new(x->consumer_objs, j - 1, ob);
-            json_array_set_new(x->consumer_objs, j, oa);
+    ConsumerSort *cs = calloc(nc ? nc : 1, sizeof(*cs));
+    if (cs) {
+        for (size_t i = 0; i < nc; i++)
+            cs[i] = (ConsumerSort){json_incref(json_array_get(x->consumers, i)),
+                                   json_incref(json_array_get(x->consumer_objs, i)), i};
+        qsort(cs, nc, sizeof(*cs), cmp_consumer_sort);
+        json_array_clear(x->consumers);
+        json_array_clear(x->consumer_objs);
+        for (size_t i = 0; i < nc; i++) {
+            json_array_append_new(x->consumers, cs[i].c);
+            json_array_append_new(x->consumer_objs, cs[i].obj);
         }
+        free(cs);
     }
 
     for (size_t i = 0; i < nc; i++) {

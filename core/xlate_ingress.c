@@ -570,39 +570,22 @@ static void apply_rewrite(Xlate *x, XService *s)
     free(expr);
 }
 
-static int cmp_creation(const void *a, const void *b)
-{
-    long long x = xcreation(*(json_t *const *)a), y = xcreation(*(json_t *const *)b);
-    return x < y ? -1 : x > y;
-}
-
-/* Stable sort by creation time (insertion sort keeps the store's ns/name order on ties). */
-static void sort_by_creation(json_t **v, size_t n)
-{
-    for (size_t i = 1; i < n; i++) {
-        json_t *cur = v[i];
-        size_t j = i;
-        while (j > 0 && cmp_creation(&v[j - 1], &cur) > 0) {
-            v[j] = v[j - 1];
-            j--;
-        }
-        v[j] = cur;
-    }
-}
-
 json_t *xlate_tls_secret(Xlate *x, const char *key, const json_t *parent)
 {
     json_t *entry = json_object_get(x->sni_secrets, key);
     if (!entry) {
-        entry = json_pack("{s:[], s:[]}", "hosts", "parents");
+        entry = json_pack("{s:[], s:[], s:{}}", "hosts", "parents", "seen");
         json_object_set_new(x->sni_secrets, key, entry);
         json_array_append_new(x->sni_order, json_string(key));
     }
-    json_t *parents = json_object_get(entry, "parents");
-    size_t i;
-    json_t *p;
-    json_array_foreach(parents, i, p) if (p == parent) return entry;
-    json_array_append(parents, (json_t *)parent);
+    /* A wildcard certificate may serve thousands of Ingresses: membership by hash, not scan. */
+    char pk[32];
+    snprintf(pk, sizeof(pk), "%p", (const void *)parent);
+    json_t *seen = json_object_get(entry, "seen");
+    if (!json_object_get(seen, pk)) {
+        json_object_set_new(seen, pk, json_true());
+        json_array_append(json_object_get(entry, "parents"), (json_t *)parent);
+    }
     return entry;
 }
 
@@ -642,7 +625,7 @@ int xlate_ingresses(Xlate *x)
     for (size_t i = 0; i < n; i++)
         if (xclass_ingress(x, all[i]))
             ings[ni++] = all[i];
-    sort_by_creation(ings, ni);
+    xsort_by_creation(ings, ni);
 
     bool legacy = false;
     if (x->icp_spec) {

@@ -123,6 +123,11 @@ json_t *xsplit(const char *s, char sep);
 bool xparse_bool(const char *s, bool *ret);     /* Go strconv.ParseBool */
 bool xparse_int(const char *s, long long *ret); /* whole string an integer */
 long long xcreation(const json_t *obj);         /* creationTimestamp as seconds, 0 if absent */
+/*
+ * xsort_by_creation() - stable sort of @v by creationTimestamp (ties keep their order, as Go's
+ * sort.SliceStable): each timestamp is parsed once, O(n log n).
+ */
+void xsort_by_creation(json_t **v, size_t n);
 
 /* Services. */
 XService *xsvc_get(Xlate *x, const char *name);

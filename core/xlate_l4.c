@@ -11,12 +11,6 @@
 
 #include "util.h"
 
-static int cmp_creation(json_t *a, json_t *b)
-{
-    long long x = xcreation(a), y = xcreation(b);
-    return x < y ? -1 : x > y;
-}
-
 static json_t **sorted(Xlate *x, const char *kind, size_t *ret_n)
 {
     size_t n, k = 0;
@@ -29,12 +23,7 @@ static json_t **sorted(Xlate *x, const char *kind, size_t *ret_n)
     for (size_t i = 0; i < n; i++)
         if (xclass_exact_or_empty(x, all[i]))
             v[k++] = all[i];
-    for (size_t i = 1; i < k; i++)
-        for (size_t j = i; j > 0 && cmp_creation(v[j - 1], v[j]) > 0; j--) {
-            json_t *t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
+    xsort_by_creation(v, k);
     *ret_n = k;
     return v;
 }

@@ -19,20 +19,30 @@ typedef struct Rels {
     json_t *order; /* keys in first-reference order, for deterministic output */
 } Rels;
 
-static void add_unique(json_t *arr, json_t *v)
+/*
+ * Relations keep insertion order in arrays and membership in a "seen" object, so a plugin that
+ * thousands of Ingresses reference costs a hash lookup per reference, not a scan.
+ */
+static void add_unique(json_t *rel, const char *what, const char *ref)
 {
-    size_t i;
-    json_t *e;
-    json_array_foreach(arr, i, e) if (json_equal(e, v)) return;
-    json_array_append(arr, v);
+    char key[1100];
+    snprintf(key, sizeof(key), "%s\n%s", what, ref);
+    json_t *seen = json_object_get(rel, "seen");
+    if (json_object_get(seen, key))
+        return;
+    json_object_set_new(seen, key, json_true());
+    json_array_append_new(json_object_get(rel, what), json_string(ref));
 }
 
-static void add_ref_obj(json_t *arr, json_t *obj)
+static void add_ref_obj(json_t *rel, json_t *obj)
 {
-    size_t i;
-    json_t *e;
-    json_array_foreach(arr, i, e) if (e == obj) return;
-    json_array_append(arr, obj);
+    char key[64];
+    snprintf(key, sizeof(key), "obj\n%p", (void *)obj);
+    json_t *seen = json_object_get(rel, "seen");
+    if (json_object_get(seen, key))
+        return;
+    json_object_set_new(seen, key, json_true());
+    json_array_append(json_object_get(rel, "refs"), obj);
 }
 
 /* A ReferenceGrant in @ns lets @from (its namespace, group, kind) use KongPlugin @name. */
@@ -99,15 +109,13 @@ static void relate(Xlate *x, Rels *rels, json_t *obj, const char *what, const ch
         snprintf(key, sizeof(key), "%s:%s", ns, name);
         json_t *r = json_object_get(rels->map, key);
         if (!r) {
-            r = json_pack("{s:[], s:[], s:[], s:[], s:[]}", "services", "routes", "consumers",
-                          "groups", "refs");
+            r = json_pack("{s:[], s:[], s:[], s:[], s:[], s:{}}", "services", "routes",
+                          "consumers", "groups", "refs", "seen");
             json_object_set_new(rels->map, key, r);
             json_array_append_new(rels->order, json_string(key));
         }
-        json_t *v = json_string(ref);
-        add_unique(json_object_get(r, what), v);
-        json_decref(v);
-        add_ref_obj(json_object_get(r, "refs"), obj);
+        add_unique(r, what, ref);
+        add_ref_obj(r, obj);
     }
     json_decref(names);
 }

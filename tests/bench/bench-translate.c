@@ -32,12 +32,14 @@ static char *generate(int from, int n, size_t *len)
         int ns = i % 50;
         buf_printf(&b,
                    "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app-%d\n"
-                   "  namespace: ns-%d\n  annotations:\n    konghq.com/plugins: limit-%d\n"
+                   "  namespace: ns-%d\n  creationTimestamp: \"2024-01-%02dT%02d:%02d:%02dZ\"\n"
+                   "  annotations:\n    konghq.com/plugins: limit-%d\n"
                    "    konghq.com/strip-path: \"true\"\nspec:\n  ingressClassName: kong\n  rules:\n"
                    "  - host: app-%d.example.com\n    http:\n      paths:\n      - path: /api\n"
                    "        pathType: Prefix\n        backend:\n          service:\n"
                    "            name: app-%d\n            port:\n              number: 80\n---\n",
-                   i, ns, i, i, i);
+                   i, ns, 1 + (i * 7919) % 28, (i * 31) % 24, (i * 17) % 60, (i * 13) % 60, i, i,
+                   i);
         buf_printf(&b,
                    "apiVersion: v1\nkind: Service\nmetadata:\n  name: app-%d\n  namespace: ns-%d\n"
                    "spec:\n  ports:\n  - name: http\n    port: 80\n    protocol: TCP\n"
