@@ -74,9 +74,15 @@ def main():
     # 410 Gone as an ERROR event: relist; the deletion during the outage is seen.
     fake.state.bookmark_s = 3600
     time.sleep(1.2)
+    # The relist's second page answers 410 (continue token expired): the list starts over.
+    fake.fail_next(1, 410, match="/ingresses?limit=500&continue=")
     fake.expire()
     fake.delete("Ingress", "ns0", "ing-0000")
     d.wait("remove", kind="Ingress", name="ing-0000")
+    check(any("/ingresses?limit=500&continue=" in ln and ln.endswith(" 410\n")
+              for ln in open(log)), "a continue request answered 410")
+    check("continue token expired" in d.err_text(), "the expired continue token restarted the "
+          "list")
     wait_until(lambda: ingress_lists() > lists_before, "relist after 410")
 
     # 410 as HTTP status on the watch request.
