@@ -307,6 +307,25 @@ def scenario_parks_4xx(exe):
         fk.stop()
 
 
+def scenario_unauthorized_not_parked(exe):
+    """401/403 come from credentials, not from the configuration: the revision is not parked and
+    syncs once Konnect accepts the client again."""
+    fk = fake()
+    d = run(exe, fk, full_resync=600)
+    try:
+        fk.fail(403, count=-1, methods=["GET", "PUT"], path_contains="/services")
+        seq = d.publish(config(3))
+        d.wait_applied(seq, ok=0)
+        assert d.status()["parked"] is False
+        fk.clear_failures()
+        d.wait_applied(seq, ok=1)
+        assert counts(fk) == expected_counts(3)
+        d.quit()
+    finally:
+        d.kill()
+        fk.stop()
+
+
 def scenario_wrong_server_cert(exe):
     """A server certificate from another CA: the handshake fails, no data is sent."""
     fk = fake()
