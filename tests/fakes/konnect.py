@@ -180,8 +180,10 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
+        # Concurrency is that of the entity API (node reporting runs beside it).
+        entity = "/v1/kic-nodes" not in url.path
         with fake.lock:
-            fake.active += 1
+            fake.active += entity
             fake.max_active = max(fake.max_active, fake.active)
         try:
             delay = fake.slow
@@ -194,7 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(status, doc, headers)
         finally:
             with fake.lock:
-                fake.active -= 1
+                fake.active -= entity
 
     def do_GET(self):
         self._handle("GET")
@@ -228,7 +230,7 @@ class FakeKonnect:
         self.defaults = False
         self.keepalive = True       # False: close every connection after one answer
         self.client_cns = []        # common name of the client certificate, per connection
-        self.active = 0             # requests being answered now
+        self.active = 0             # entity API requests being answered now
         self.max_active = 0
         self.times = []             # (monotonic time, method, path, status) per request
         self._mode_changed = threading.Event()

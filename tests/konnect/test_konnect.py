@@ -240,6 +240,27 @@ def scenario_rate_limited(exe):
         fk.stop()
 
 
+def scenario_slow(exe):
+    """A slow Konnect (0.2 s, then 2.5 s an answer): rounds complete, with the configured
+    concurrency in use and never more."""
+    fk = fake()
+    fk.set_mode("ok", slow=0.2)
+    d = run(exe, fk, concurrency=3, timeout=5)
+    try:
+        seq = d.publish(config(5))
+        d.wait_applied(seq)
+        assert counts(fk) == expected_counts(5)
+        assert fk.max_active == 3, fk.max_active
+        fk.set_mode("ok", slow=2.5)
+        seq = d.publish(config(5, variant=1))
+        d.wait_applied(seq)
+        assert route0_paths(fk) == ["/changed-1"]
+        d.quit()
+    finally:
+        d.kill()
+        fk.stop()
+
+
 def scenario_server_errors(exe):
     """5xx answers are retried per request with backoff, the round resumes."""
     fk = fake()
