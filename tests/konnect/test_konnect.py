@@ -415,6 +415,31 @@ def scenario_cert_rotation(exe):
         fk.stop()
 
 
+def scenario_pinned_self_signed(exe):
+    """Konnect's usual set-up: a self-signed client certificate (`tether certs generate` without
+    a CA) that the control plane pins."""
+    import subprocess
+    import tempfile
+    tether = os.environ.get("TETHER")
+    if not tether or not os.access(tether, os.X_OK):
+        print("SKIP: no tether binary")
+        sys.exit(77)
+    tmp = tempfile.mkdtemp(prefix="tether-konnect-pin-")
+    cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+    subprocess.run([tether, "certs", "generate", "--cert", cert, "--key", key, "--cn",
+                    "konnect-pinned"], check=True, stdout=subprocess.DEVNULL)
+    fk = fake(client_ca=cert)
+    d = run(exe, fk, cert=cert, key=key)
+    try:
+        seq = d.publish(config(3))
+        d.wait_applied(seq)
+        assert counts(fk) == expected_counts(3) and set(fk.client_cns) == {"konnect-pinned"}
+        d.quit()
+    finally:
+        d.kill()
+        fk.stop()
+
+
 def scenario_nodes(exe):
     """One ingress-controller node and one kong-proxy node per gateway, duplicates removed,
     updates on change, retried on failure."""
