@@ -296,7 +296,8 @@ static void on_job_done(void *ud, CURL *easy, const HttpResult *res)
     if (j->type == JOB_READ && res->code == CURLE_OK && res->status == 404)
         ok = true;
     if (!ok && !k->round_failed) {
-        bool transient = res->code != CURLE_OK || res->status == 429 || res->status >= 500;
+        bool transient =
+            res->code != CURLE_OK || res->status == 429 || res->status == 408 || res->status >= 500;
         if (transient) {
             job_retry_or_fail(k, j, res);
             round_maybe_done(k);
@@ -308,9 +309,18 @@ static void on_job_done(void *ud, CURL *easy, const HttpResult *res)
                  j->type == JOB_READ ? "GET" : (k->ops[j->op].del ? "DELETE" : "PUT"),
                  j->type == JOB_READ ? konnect__kinds[j->kind].name : k->ops[j->op].key,
                  res->status, res->body ? res->body : "");
-        log_event(LOG_ERROR, MOD, "Konnect refused a request, revision parked", "{s:s, s:i}",
-                  "error", what, "status", (int)res->status);
-        round_fail(k, res->status == 409 ? KFAIL_CONFLICT : KFAIL_REJECTED, res->status, -1, what);
+        /* 401/403 (credentials) and 404 (no such control plane) are not the configuration's
+         * fault: back off and try again. Any other 4xx is: park the revision (KIC's memo). */
+        bool park = res->status != 401 && res->status != 403 && res->status != 404;
+        log_event(LOG_ERROR, MOD,
+                  park ? "Konnect refused a request, revision parked"
+                       : "Konnect refused a request, backing off",
+                  "{s:s, s:i}", "error", what, "status", (int)res->status);
+        round_fail(k,
+                   !park                ? KFAIL_OTHER
+                   : res->status == 409 ? KFAIL_CONFLICT
+                                        : KFAIL_REJECTED,
+                   res->status, -1, what);
     } else if (ok && !k->round_failed) {
         int r = 0;
         if (j->type == JOB_READ)

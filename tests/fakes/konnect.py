@@ -90,8 +90,17 @@ def make_pki(directory):
     cext = p("client.ext")
     with open(cext, "w") as f:
         f.write("extendedKeyUsage=clientAuth\n")
+    tether = os.environ.get("TETHER")
+    if tether and os.access(tether, os.X_OK):
+        # The client certificate as users make it: `tether certs generate` (certs/ module).
+        subprocess.run([tether, "certs", "generate", "--cert", p("client.crt"), "--key",
+                        p("client.key"), "--cn", "client", "--usage", "client", "--days", "2",
+                        "--ca-cert", p("ca.crt"), "--ca-key", p("ca.key"), "--force"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for name, ca, e in (("server", "ca", ext), ("wrongserver", "wrongca", ext),
                         ("client", "ca", cext), ("rogueclient", "wrongca", cext)):
+        if name == "client" and tether and os.access(tether, os.X_OK):
+            continue
         run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", p(name + ".key"), "-out", p(name + ".csr"), "-subj", "/CN=" + name)
         run("x509", "-req", "-in", p(name + ".csr"), "-CA", p(ca + ".crt"), "-CAkey",
@@ -180,8 +189,10 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
+        # Concurrency is that of the entity API (node reporting runs beside it).
+        entity = "/v1/kic-nodes" not in url.path
         with fake.lock:
-            fake.active += 1
+            fake.active += entity
             fake.max_active = max(fake.max_active, fake.active)
         try:
             delay = fake.slow
@@ -194,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(status, doc, headers)
         finally:
             with fake.lock:
-                fake.active -= 1
+                fake.active -= entity
 
     def do_GET(self):
         self._handle("GET")
@@ -213,7 +224,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeKonnect:
-    def __init__(self, pki, cp_id="3f1b2a3c-0d4e-4f5a-8b6c-7d8e9f0a1b2c", host="127.0.0.1"):
+    def __init__(self, pki, cp_id="3f1b2a3c-0d4e-4f5a-8b6c-7d8e9f0a1b2c", host="127.0.0.1",
+                 client_ca=None):
         self.cp_id = cp_id
         self.prefix = "/kic/api/control-planes/" + cp_id
         self.lock = threading.RLock()
@@ -228,14 +240,17 @@ class FakeKonnect:
         self.defaults = False
         self.keepalive = True       # False: close every connection after one answer
         self.client_cns = []        # common name of the client certificate, per connection
-        self.active = 0             # requests being answered now
+        self.active = 0             # entity API requests being answered now
         self.max_active = 0
         self.times = []             # (monotonic time, method, path, status) per request
         self._mode_changed = threading.Event()
         self._stopping = threading.Event()
-        self._ctx = self._server_ctx(pki["server.crt"], pki["server.key"], pki["ca.crt"])
+        # client_ca: the bundle client certificates are verified against (a pinned self-signed
+        # certificate, as Konnect pins the one made in its UI, is its own CA).
+        client_ca = client_ca or pki["ca.crt"]
+        self._ctx = self._server_ctx(pki["server.crt"], pki["server.key"], client_ca)
         self._wrong_ctx = self._server_ctx(pki["wrongserver.crt"], pki["wrongserver.key"],
-                                           pki["ca.crt"])
+                                           client_ca)
         self.server = _Server((host, 0), _Handler)
         self.server.fake = self
         self.port = self.server.server_address[1]

@@ -45,8 +45,8 @@ def pki():
     return _pki
 
 
-def fake():
-    return fakekonnect.FakeKonnect(pki(), cp_id=CP_ID).start()
+def fake(client_ca=None):
+    return fakekonnect.FakeKonnect(pki(), cp_id=CP_ID, client_ca=client_ca).start()
 
 
 class Driver:

@@ -240,6 +240,27 @@ def scenario_rate_limited(exe):
         fk.stop()
 
 
+def scenario_slow(exe):
+    """A slow Konnect (0.2 s, then 2.5 s an answer): rounds complete, with the configured
+    concurrency in use and never more."""
+    fk = fake()
+    fk.set_mode("ok", slow=0.2)
+    d = run(exe, fk, concurrency=3, timeout=5)
+    try:
+        seq = d.publish(config(5))
+        d.wait_applied(seq)
+        assert counts(fk) == expected_counts(5)
+        assert fk.max_active == 3, fk.max_active
+        fk.set_mode("ok", slow=2.5)
+        seq = d.publish(config(5, variant=1))
+        d.wait_applied(seq)
+        assert route0_paths(fk) == ["/changed-1"]
+        d.quit()
+    finally:
+        d.kill()
+        fk.stop()
+
+
 def scenario_server_errors(exe):
     """5xx answers are retried per request with backoff, the round resumes."""
     fk = fake()
@@ -301,6 +322,25 @@ def scenario_parks_4xx(exe):
         d.wait_applied(seq)
         assert route0_paths(fk) == ["/changed-2"]
         assert d.status()["parked"] is False
+        d.quit()
+    finally:
+        d.kill()
+        fk.stop()
+
+
+def scenario_unauthorized_not_parked(exe):
+    """401/403 come from credentials, not from the configuration: the revision is not parked and
+    syncs once Konnect accepts the client again."""
+    fk = fake()
+    d = run(exe, fk, full_resync=600)
+    try:
+        fk.fail(403, count=-1, methods=["GET", "PUT"], path_contains="/services")
+        seq = d.publish(config(3))
+        d.wait_applied(seq, ok=0)
+        assert d.status()["parked"] is False
+        fk.clear_failures()
+        d.wait_applied(seq, ok=1)
+        assert counts(fk) == expected_counts(3)
         d.quit()
     finally:
         d.kill()
@@ -369,6 +409,31 @@ def scenario_cert_rotation(exe):
             d.wait_applied(d.publish(config(3, variant=v)))
             return fk.client_cns[-1] == "client-rotated"
         wait_for(rotated, 60, "the rotated certificate in use", interval=0.5)
+        d.quit()
+    finally:
+        d.kill()
+        fk.stop()
+
+
+def scenario_pinned_self_signed(exe):
+    """Konnect's usual set-up: a self-signed client certificate (`tether certs generate` without
+    a CA) that the control plane pins."""
+    import subprocess
+    import tempfile
+    tether = os.environ.get("TETHER")
+    if not tether or not os.access(tether, os.X_OK):
+        print("SKIP: no tether binary")
+        sys.exit(77)
+    tmp = tempfile.mkdtemp(prefix="tether-konnect-pin-")
+    cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+    subprocess.run([tether, "certs", "generate", "--cert", cert, "--key", key, "--cn",
+                    "konnect-pinned"], check=True, stdout=subprocess.DEVNULL)
+    fk = fake(client_ca=cert)
+    d = run(exe, fk, cert=cert, key=key)
+    try:
+        seq = d.publish(config(3))
+        d.wait_applied(seq)
+        assert counts(fk) == expected_counts(3) and set(fk.client_cns) == {"konnect-pinned"}
         d.quit()
     finally:
         d.kill()
