@@ -23,6 +23,7 @@ struct Http {
     void *close_ud;
     int open_handles; /* timer + socket polls still to be closed */
     struct HttpReq *reqs; /* every request in flight, so close can abort them */
+    int close_armed;      /* http_close() has handed over the last handles */
 };
 
 typedef struct HttpSock {
@@ -46,12 +47,12 @@ typedef struct HttpReq {
 
 static void maybe_close_done(Http *h)
 {
-    if (h->closing && h->open_handles == 0 && h->close_done) {
+    if (h->closing && h->close_armed && h->open_handles == 0) {
         void (*done)(void *) = h->close_done;
         void *ud = h->close_ud;
-        h->close_done = NULL;
         free(h);
-        done(ud);
+        if (done)
+            done(ud);
     }
 }
 
@@ -305,6 +306,7 @@ void http_close(Http *h, void (*done)(void *ud), void *ud)
         finish(h, h->reqs->easy, CURLE_ABORTED_BY_CALLBACK);
     h->close_done = done;
     h->close_ud = ud;
+    h->close_armed = 1;
     /* curl_multi_cleanup can call the socket callback: the loop and h must still be alive. */
     curl_multi_cleanup(h->multi);
     h->multi = NULL;

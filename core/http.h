@@ -65,6 +65,7 @@ size_t http_pending(const Http *h);
 
 /*
  * http_close() - abort every request (their callbacks run with CURLE_ABORTED_BY_CALLBACK),
- * clean up the multi handle and close the handles; @done runs once all are closed.
+ * clean up the multi handle and close the handles; @done (may be NULL) runs once all are closed,
+ * after @h is freed.
  */
 void http_close(Http *h, void (*done)(void *ud), void *ud);
