@@ -22,7 +22,7 @@ struct Recon {
     /* metrics */
     unsigned long long ok_count, fail_count, published, unchanged;
     size_t broken;           /* objects named by failures of the last translation */
-    MetricsHist duration;    /* translation time, ms */
+    MetricsHist duration[2]; /* translation time, ms: [0] with failures, [1] without */
     MetricsHist latency;     /* first change to revision, ms */
     /* off-loop translation */
     uv_work_t work;
@@ -56,7 +56,9 @@ int recon_new(uv_loop_t *loop, Store *store, const ReconConfig *cfg, Recon **ret
         r->cfg.max_wait_ms = r->cfg.debounce_ms;
     r->timer.data = r;
     uv_timer_init(loop, &r->timer);
-    metrics_hist_init(&r->duration, dur_buckets, sizeof(dur_buckets) / sizeof(dur_buckets[0]));
+    for (int i = 0; i < 2; i++)
+        metrics_hist_init(&r->duration[i], dur_buckets,
+                          sizeof(dur_buckets) / sizeof(dur_buckets[0]));
     metrics_hist_init(&r->latency, dur_buckets, sizeof(dur_buckets) / sizeof(dur_buckets[0]));
     *ret = r;
     return 0;
@@ -142,7 +144,7 @@ static int build_rev(ReconTranslateFn fn, Store *store, const XlateOptions *o, i
 
 static void count_translation(Recon *r, int e, double ms, bool failed)
 {
-    metrics_hist_observe(&r->duration, ms);
+    metrics_hist_observe(&r->duration[!(e < 0 || failed)], ms);
     if (e < 0 || failed)
         r->fail_count++;
     else
@@ -340,8 +342,10 @@ void recon_metrics(Recon *r, Buf *out)
                r->fail_count);
     metrics_header(out, "ingress_controller_translation_duration_milliseconds", "histogram",
                    "Time of one translation in milliseconds.");
-    metrics_hist_write(&r->duration, out, "ingress_controller_translation_duration_milliseconds",
-                       "");
+    metrics_hist_write(&r->duration[1], out,
+                       "ingress_controller_translation_duration_milliseconds", "success=\"true\"");
+    metrics_hist_write(&r->duration[0], out,
+                       "ingress_controller_translation_duration_milliseconds", "success=\"false\"");
     metrics_header(out, "ingress_controller_translation_broken_resource_count", "gauge",
                    "Kubernetes objects that failed to translate in the last translation.");
     buf_printf(out, "ingress_controller_translation_broken_resource_count %zu\n", r->broken);

@@ -227,7 +227,7 @@ static void test_new_failures_reported_once(void **state)
     recon_metrics(t.recon, &b);
     assert_non_null(strstr(b.data, "ingress_controller_translation_broken_resource_count 1\n"));
     assert_non_null(strstr(b.data, "ingress_controller_translation_count{success=\"false\"} 2\n"));
-    assert_non_null(strstr(b.data, "ingress_controller_translation_duration_milliseconds_count 2\n"));
+    assert_non_null(strstr(b.data, "ingress_controller_translation_duration_milliseconds_count{success=\"false\"} 2\n"));
     assert_non_null(strstr(b.data, "tether_revisions_published_total 2\n"));
     buf_deinit(&b);
     teardown_t(&t);
