@@ -144,6 +144,14 @@ static void on_revision(void *ud, Revision *rev, bool changed)
         c->ready = true;
         log_event(LOG_INFO, MOD, "ready (follower): caches synced and translated", "{}");
     }
+    if (c->held && c->flavor_known) {
+        /* the held revision waited for the router flavor: this result replaces or confirms it */
+        if (!changed)
+            publish(c, c->held);
+        c->held = revision_unref(c->held);
+        if (!changed)
+            return;
+    }
     if (!changed) {
         /* e.g. the sources produced what --state-dir restored: nothing to publish */
         check_once(c);
@@ -432,10 +440,14 @@ static void on_housekeeping(uv_timer_t *t)
             if (!f)
                 log_event(LOG_WARN, MOD, "no gateway reported its router flavor yet, translating "
                           "for traditional_compatible", "{s:i}", "waited_ms", FLAVOR_WAIT_MS);
-            /* when the flavor changed, the reconciler re-translates; publish what is held */
-            if (c->held && !recon_pending(c->recon))
+            /*
+             * Publish what is held, unless a translation is coming (the flavor changed, or the
+             * store did): then on_revision() publishes its result, or the held one if equal.
+             */
+            if (c->held && !recon_pending(c->recon)) {
                 publish(c, c->held);
-            c->held = revision_unref(c->held);
+                c->held = revision_unref(c->held);
+            }
         }
     }
 #if RUN_HAVE_KONNECT
