@@ -26,14 +26,14 @@ struct Recon {
     MetricsHist latency;     /* first change to revision, ms */
     /* off-loop translation */
     uv_work_t work;
-    bool busy;               /* a translation runs in the thread pool */
-    bool again;              /* the timer fired while busy: translate once more */
+    bool busy;  /* a translation runs in the thread pool */
+    bool again; /* the timer fired while busy: translate once more */
     bool closing;
-    Store *snapshot;         /* the worker's private copy of the store */
-    XlateOptions wopts;      /* the worker's copy of the options */
-    uint64_t snap_first_ns;  /* first change covered by the snapshot */
-    Revision *wrev;          /* the worker's result */
-    bool wfailed;            /* the worker's translation reported failures */
+    Store *snapshot;        /* the worker's private copy of the store */
+    XlateOptions wopts;     /* the worker's copy of the options */
+    uint64_t snap_first_ns; /* first change covered by the snapshot */
+    Revision *wrev;         /* the worker's result */
+    bool wfailed;           /* the worker's translation reported failures */
     int werr;
     double wms;
     void (*done)(void *ud);
@@ -78,8 +78,10 @@ static size_t count_broken(json_t *failures)
     json_t *f, *o;
     if (!seen)
         return 0;
-    json_array_foreach(failures, i, f) {
-        json_array_foreach(json_object_get(f, "objects"), j, o) {
+    json_array_foreach(failures, i, f)
+    {
+        json_array_foreach(json_object_get(f, "objects"), j, o)
+        {
             char key[768];
             snprintf(key, sizeof(key), "%s/%s/%s", str_or(o, "kind"), str_or(o, "namespace"),
                      str_or(o, "name"));
@@ -95,7 +97,8 @@ static bool failure_seen(json_t *prev, json_t *f)
 {
     size_t i;
     json_t *p;
-    json_array_foreach(prev, i, p) {
+    json_array_foreach(prev, i, p)
+    {
         if (json_equal(p, f))
             return true;
     }
@@ -107,7 +110,8 @@ static void log_failure(json_t *f)
     Buf names = BUF_INIT;
     size_t i;
     json_t *o;
-    json_array_foreach(json_object_get(f, "objects"), i, o) {
+    json_array_foreach(json_object_get(f, "objects"), i, o)
+    {
         const char *k = json_string_value(json_object_get(o, "kind"));
         const char *ns = json_string_value(json_object_get(o, "namespace"));
         const char *n = json_string_value(json_object_get(o, "name"));
@@ -115,8 +119,8 @@ static void log_failure(json_t *f)
                          ns && *ns ? "/" : "", n ? n : "?");
     }
     const char *msg = json_string_value(json_object_get(f, "message"));
-    log_event(LOG_WARN, "reconcile", "translation failure", "{s:s, s:s}", "error",
-              msg ? msg : "", "objects", names.data ? names.data : "");
+    log_event(LOG_WARN, "reconcile", "translation failure", "{s:s, s:s}", "error", msg ? msg : "",
+              "objects", names.data ? names.data : "");
     buf_deinit(&names);
 }
 
@@ -169,7 +173,8 @@ static void finish(Recon *r, Revision *rev, uint64_t first_ns)
     json_t *failures = revision_failures(rev);
     size_t i;
     json_t *f;
-    json_array_foreach(failures, i, f) {
+    json_array_foreach(failures, i, f)
+    {
         if (failure_seen(r->last_failures, f))
             continue;
         log_failure(f);
@@ -342,10 +347,10 @@ void recon_metrics(Recon *r, Buf *out)
                r->fail_count);
     metrics_header(out, "ingress_controller_translation_duration_milliseconds", "histogram",
                    "Time of one translation in milliseconds.");
-    metrics_hist_write(&r->duration[1], out,
-                       "ingress_controller_translation_duration_milliseconds", "success=\"true\"");
-    metrics_hist_write(&r->duration[0], out,
-                       "ingress_controller_translation_duration_milliseconds", "success=\"false\"");
+    metrics_hist_write(&r->duration[1], out, "ingress_controller_translation_duration_milliseconds",
+                       "success=\"true\"");
+    metrics_hist_write(&r->duration[0], out, "ingress_controller_translation_duration_milliseconds",
+                       "success=\"false\"");
     metrics_header(out, "ingress_controller_translation_broken_resource_count", "gauge",
                    "Kubernetes objects that failed to translate in the last translation.");
     buf_printf(out, "ingress_controller_translation_broken_resource_count %zu\n", r->broken);
@@ -371,7 +376,8 @@ void recon_metrics(Recon *r, Buf *out)
     size_t i;
     json_t *k;
     metrics_header(out, "tether_store_objects", "gauge", "Objects in the store by kind.");
-    json_array_foreach(kinds, i, k) {
+    json_array_foreach(kinds, i, k)
+    {
         buf_printf(out, "tether_store_objects{kind=\"%s\"} %zu\n", json_string_value(k),
                    store_count(r->store, json_string_value(k)));
     }
