@@ -215,6 +215,11 @@ static void do_work(uv_work_t *w)
     r->wrev = NULL;
     r->werr = build_rev(r->cfg.translate, r->snapshot, &r->wopts, 0, &r->wrev, &r->wms, &failed);
     r->wfailed = failed;
+    /*
+     * Freed here, not on the loop: the snapshot is private, and its objects are shared with the
+     * live store through jansson's atomic reference counts.
+     */
+    r->snapshot = store_free(r->snapshot);
 }
 
 static void on_closed(uv_handle_t *h);
@@ -225,7 +230,7 @@ static void after_work(uv_work_t *w, int status)
     Revision *rev = r->wrev;
     r->busy = false;
     r->wrev = NULL;
-    r->snapshot = store_free(r->snapshot);
+    r->snapshot = store_free(r->snapshot); /* only when the work was cancelled */
     int e = status < 0 ? status : r->werr;
     count_translation(r, e, r->wms, r->wfailed);
     if (r->closing) {
