@@ -34,7 +34,7 @@ typedef struct Opt {
     const char *name;
     OptType type;
     size_t off;
-    const char *def;     /* default as text (parsed like a flag value); NULL: none */
+    const char *def; /* default as text (parsed like a flag value); NULL: none */
     const char *help;
     const char *choices; /* T_ENUM: "a|b|c" ("" allowed when listed as an empty choice) */
 } Opt;
@@ -97,8 +97,8 @@ static const Opt opts[] = {
      "Admin API URLs (default http://localhost:8001 when no other sink is set)", NULL},
     {"kong-admin-svc", T_STR, F(kong_admin_svc), NULL,
      "NS/NAME of the Admin API Service (Gateway Discovery)", NULL},
-    {"kong-admin-svc-port-names", T_LIST, F(kong_admin_svc_port_names),
-     "admin-tls,kong-admin-tls", "EndpointSlice port names of the Admin API", NULL},
+    {"kong-admin-svc-port-names", T_LIST, F(kong_admin_svc_port_names), "admin-tls,kong-admin-tls",
+     "EndpointSlice port names of the Admin API", NULL},
     {"kong-admin-ca-cert", T_STR, F(kong_admin_ca_cert), NULL, "PEM CA for the Admin API", NULL},
     {"kong-admin-ca-cert-file", T_STR, F(kong_admin_ca_cert_file), NULL,
      "PEM CA file for the Admin API", NULL},
@@ -385,8 +385,8 @@ void cfg_usage(FILE *out)
           out);
     for (size_t i = 0; i < N_OPTS; i++) {
         const Opt *o = &opts[i];
-        static const char *const tn[] = {"string", "[=bool]", "list", "duration", "seconds", "int",
-                                         "string", "value"};
+        static const char *const tn[] = {"string",  "[=bool]", "list",   "duration",
+                                         "seconds", "int",     "string", "value"};
         fprintf(out, "  --%s %s\n        %s", o->name, tn[o->type], o->help);
         if (o->type == T_ENUM)
             fprintf(out, " (%s)", o->choices[0] == '|' ? o->choices + 1 : o->choices);

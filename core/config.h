@@ -17,25 +17,25 @@
 
 typedef struct RunConfig {
     /* general */
-    char *log_level;         /* --log-level info */
-    char *log_format;        /* --log-format json|text */
+    char *log_level;           /* --log-level info */
+    char *log_format;          /* --log-format json|text */
     uint64_t sync_debounce_ms; /* --sync-debounce 100ms */
     uint64_t sync_max_wait_ms; /* --sync-max-wait 1s: bound on debounce under constant change */
-    bool once;               /* --once */
-    char *state_dir;         /* --state-dir */
-    char *kong_config_out;   /* --kong-config-out */
-    char **manifests;        /* --manifests (list) */
-    char *router_flavor;     /* --router-flavor, NULL: ask the gateways */
-    char *ingress_class;     /* --ingress-class kong */
-    char **feature_gates;    /* --feature-gates (list of Name=bool) */
+    bool once;                 /* --once */
+    char *state_dir;           /* --state-dir */
+    char *kong_config_out;     /* --kong-config-out */
+    char **manifests;          /* --manifests (list) */
+    char *router_flavor;       /* --router-flavor, NULL: ask the gateways */
+    char *ingress_class;       /* --ingress-class kong */
+    char **feature_gates;      /* --feature-gates (list of Name=bool) */
     bool enable_drain_support; /* --enable-drain-support */
-    char *cluster_domain;    /* --cluster-domain */
-    char *kong_version;      /* --kong-version: assumed version when no gateway reports one */
+    char *cluster_domain;      /* --cluster-domain */
+    char *kong_version;        /* --kong-version: assumed version when no gateway reports one */
 
     /* endpoints: "" or "0" or "off" disables */
-    char *health_addr;       /* --health-probe-bind-address :10254 */
-    char *metrics_addr;      /* --metrics-bind-address :10255 */
-    char *diag_addr;         /* --diagnostics-bind-address 127.0.0.1:10256 */
+    char *health_addr;  /* --health-probe-bind-address :10254 */
+    char *metrics_addr; /* --metrics-bind-address :10255 */
+    char *diag_addr;    /* --diagnostics-bind-address 127.0.0.1:10256 */
 
     /* Kubernetes */
     char *kubeconfig;
@@ -46,7 +46,7 @@ typedef struct RunConfig {
     char *force_leader_election; /* "", "enabled", "disabled" */
     char *publish_service;
     bool update_status;
-    bool emit_events;        /* --emit-kubernetes-events */
+    bool emit_events; /* --emit-kubernetes-events */
 
     /* data plane */
     char **kong_admin_url;
@@ -76,9 +76,9 @@ typedef struct RunConfig {
     bool konnect_disable_consumers_sync;
 
     /* derived by cfg_parse */
-    char *feature_gates_joined;  /* "A=true,B=false" or NULL */
-    char *port_names_joined;     /* "admin-tls,kong-admin-tls" */
-    char *identity;              /* POD_NAMESPACE/POD_NAME or host_pid */
+    char *feature_gates_joined; /* "A=true,B=false" or NULL */
+    char *port_names_joined;    /* "admin-tls,kong-admin-tls" */
+    char *identity;             /* POD_NAMESPACE/POD_NAME or host_pid */
 } RunConfig;
 
 enum {

@@ -383,7 +383,8 @@ int httpd_new(uv_loop_t *loop, const char *name, const char *addr, HttpdHandler 
             h->port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
         }
     }
-    char *shown = util_strdup_printf(bound.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, h->port);
+    char *shown =
+        util_strdup_printf(bound.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, h->port);
     log_event(LOG_INFO, "httpd", "listening", "{s:s, s:s, s:i}", "server", name, "address",
               shown ? shown : "?", "port", h->port);
     free(shown);

@@ -18,10 +18,10 @@ typedef struct Httpd Httpd;
 typedef int (*HttpdHandler)(void *ud, const char *path, Buf *body, const char **ret_ctype);
 
 enum {
-    HTTPD_MAX_REQUEST = 8192,  /* bytes of request head */
-    HTTPD_MAX_CLIENTS = 256,   /* concurrent connections; more are closed at once */
-    HTTPD_IDLE_MS = 10000,     /* a client must send its request within this time */
-    HTTPD_DRAIN_MS = 1000,     /* after the response, wait this long for the client's EOF */
+    HTTPD_MAX_REQUEST = 8192, /* bytes of request head */
+    HTTPD_MAX_CLIENTS = 256,  /* concurrent connections; more are closed at once */
+    HTTPD_IDLE_MS = 10000,    /* a client must send its request within this time */
+    HTTPD_DRAIN_MS = 1000,    /* after the response, wait this long for the client's EOF */
 };
 
 /*

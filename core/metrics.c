@@ -38,8 +38,8 @@ int metrics_hist_write(const MetricsHist *h, Buf *out, const char *name, const c
     for (size_t i = 0; i <= h->n && r == 0; i++) {
         cum += h->counts[i];
         if (i < h->n)
-            r = buf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
-                           h->bounds[i], (unsigned long long)cum);
+            r = buf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, h->bounds[i],
+                           (unsigned long long)cum);
         else
             r = buf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
                            (unsigned long long)cum);

@@ -12,8 +12,8 @@
 enum { METRICS_MAX_BUCKETS = 24 };
 
 typedef struct MetricsHist {
-    size_t n;                                /* bucket bounds in use */
-    double bounds[METRICS_MAX_BUCKETS];      /* upper bounds, ascending */
+    size_t n;                                 /* bucket bounds in use */
+    double bounds[METRICS_MAX_BUCKETS];       /* upper bounds, ascending */
     uint64_t counts[METRICS_MAX_BUCKETS + 1]; /* per bucket (not cumulative); last is +Inf */
     double sum;
     uint64_t count;

@@ -22,18 +22,18 @@ struct Recon {
     /* metrics */
     unsigned long long ok_count, fail_count, published, unchanged;
     size_t broken;           /* objects named by failures of the last translation */
-    MetricsHist duration;    /* translation time, ms */
+    MetricsHist duration[2]; /* translation time, ms: [0] with failures, [1] without */
     MetricsHist latency;     /* first change to revision, ms */
     /* off-loop translation */
     uv_work_t work;
-    bool busy;               /* a translation runs in the thread pool */
-    bool again;              /* the timer fired while busy: translate once more */
+    bool busy;  /* a translation runs in the thread pool */
+    bool again; /* the timer fired while busy: translate once more */
     bool closing;
-    Store *snapshot;         /* the worker's private copy of the store */
-    XlateOptions wopts;      /* the worker's copy of the options */
-    uint64_t snap_first_ns;  /* first change covered by the snapshot */
-    Revision *wrev;          /* the worker's result */
-    bool wfailed;            /* the worker's translation reported failures */
+    Store *snapshot;        /* the worker's private copy of the store */
+    XlateOptions wopts;     /* the worker's copy of the options */
+    uint64_t snap_first_ns; /* first change covered by the snapshot */
+    Revision *wrev;         /* the worker's result */
+    bool wfailed;           /* the worker's translation reported failures */
     int werr;
     double wms;
     void (*done)(void *ud);
@@ -56,7 +56,9 @@ int recon_new(uv_loop_t *loop, Store *store, const ReconConfig *cfg, Recon **ret
         r->cfg.max_wait_ms = r->cfg.debounce_ms;
     r->timer.data = r;
     uv_timer_init(loop, &r->timer);
-    metrics_hist_init(&r->duration, dur_buckets, sizeof(dur_buckets) / sizeof(dur_buckets[0]));
+    for (int i = 0; i < 2; i++)
+        metrics_hist_init(&r->duration[i], dur_buckets,
+                          sizeof(dur_buckets) / sizeof(dur_buckets[0]));
     metrics_hist_init(&r->latency, dur_buckets, sizeof(dur_buckets) / sizeof(dur_buckets[0]));
     *ret = r;
     return 0;
@@ -76,8 +78,10 @@ static size_t count_broken(json_t *failures)
     json_t *f, *o;
     if (!seen)
         return 0;
-    json_array_foreach(failures, i, f) {
-        json_array_foreach(json_object_get(f, "objects"), j, o) {
+    json_array_foreach(failures, i, f)
+    {
+        json_array_foreach(json_object_get(f, "objects"), j, o)
+        {
             char key[768];
             snprintf(key, sizeof(key), "%s/%s/%s", str_or(o, "kind"), str_or(o, "namespace"),
                      str_or(o, "name"));
@@ -93,7 +97,8 @@ static bool failure_seen(json_t *prev, json_t *f)
 {
     size_t i;
     json_t *p;
-    json_array_foreach(prev, i, p) {
+    json_array_foreach(prev, i, p)
+    {
         if (json_equal(p, f))
             return true;
     }
@@ -105,7 +110,8 @@ static void log_failure(json_t *f)
     Buf names = BUF_INIT;
     size_t i;
     json_t *o;
-    json_array_foreach(json_object_get(f, "objects"), i, o) {
+    json_array_foreach(json_object_get(f, "objects"), i, o)
+    {
         const char *k = json_string_value(json_object_get(o, "kind"));
         const char *ns = json_string_value(json_object_get(o, "namespace"));
         const char *n = json_string_value(json_object_get(o, "name"));
@@ -113,8 +119,8 @@ static void log_failure(json_t *f)
                          ns && *ns ? "/" : "", n ? n : "?");
     }
     const char *msg = json_string_value(json_object_get(f, "message"));
-    log_event(LOG_WARN, "reconcile", "translation failure", "{s:s, s:s}", "error",
-              msg ? msg : "", "objects", names.data ? names.data : "");
+    log_event(LOG_WARN, "reconcile", "translation failure", "{s:s, s:s}", "error", msg ? msg : "",
+              "objects", names.data ? names.data : "");
     buf_deinit(&names);
 }
 
@@ -142,7 +148,7 @@ static int build_rev(ReconTranslateFn fn, Store *store, const XlateOptions *o, i
 
 static void count_translation(Recon *r, int e, double ms, bool failed)
 {
-    metrics_hist_observe(&r->duration, ms);
+    metrics_hist_observe(&r->duration[!(e < 0 || failed)], ms);
     if (e < 0 || failed)
         r->fail_count++;
     else
@@ -167,7 +173,8 @@ static void finish(Recon *r, Revision *rev, uint64_t first_ns)
     json_t *failures = revision_failures(rev);
     size_t i;
     json_t *f;
-    json_array_foreach(failures, i, f) {
+    json_array_foreach(failures, i, f)
+    {
         if (failure_seen(r->last_failures, f))
             continue;
         log_failure(f);
@@ -208,6 +215,11 @@ static void do_work(uv_work_t *w)
     r->wrev = NULL;
     r->werr = build_rev(r->cfg.translate, r->snapshot, &r->wopts, 0, &r->wrev, &r->wms, &failed);
     r->wfailed = failed;
+    /*
+     * Freed here, not on the loop: the snapshot is private, and its objects are shared with the
+     * live store through jansson's atomic reference counts.
+     */
+    r->snapshot = store_free(r->snapshot);
 }
 
 static void on_closed(uv_handle_t *h);
@@ -218,7 +230,7 @@ static void after_work(uv_work_t *w, int status)
     Revision *rev = r->wrev;
     r->busy = false;
     r->wrev = NULL;
-    r->snapshot = store_free(r->snapshot);
+    r->snapshot = store_free(r->snapshot); /* only when the work was cancelled */
     int e = status < 0 ? status : r->werr;
     count_translation(r, e, r->wms, r->wfailed);
     if (r->closing) {
@@ -340,8 +352,10 @@ void recon_metrics(Recon *r, Buf *out)
                r->fail_count);
     metrics_header(out, "ingress_controller_translation_duration_milliseconds", "histogram",
                    "Time of one translation in milliseconds.");
-    metrics_hist_write(&r->duration, out, "ingress_controller_translation_duration_milliseconds",
-                       "");
+    metrics_hist_write(&r->duration[1], out, "ingress_controller_translation_duration_milliseconds",
+                       "success=\"true\"");
+    metrics_hist_write(&r->duration[0], out, "ingress_controller_translation_duration_milliseconds",
+                       "success=\"false\"");
     metrics_header(out, "ingress_controller_translation_broken_resource_count", "gauge",
                    "Kubernetes objects that failed to translate in the last translation.");
     buf_printf(out, "ingress_controller_translation_broken_resource_count %zu\n", r->broken);
@@ -367,7 +381,8 @@ void recon_metrics(Recon *r, Buf *out)
     size_t i;
     json_t *k;
     metrics_header(out, "tether_store_objects", "gauge", "Objects in the store by kind.");
-    json_array_foreach(kinds, i, k) {
+    json_array_foreach(kinds, i, k)
+    {
         buf_printf(out, "tether_store_objects{kind=\"%s\"} %zu\n", json_string_value(k),
                    store_count(r->store, json_string_value(k)));
     }

@@ -76,21 +76,21 @@ typedef struct Ctl {
     uv_timer_t housekeeping;
     uv_timer_t discover;
 
-    bool leader;          /* may publish (always, unless leader election says otherwise) */
-    bool synced;          /* the source delivered its initial state */
-    bool ready;           /* a revision was handed to the sinks */
-    bool flavor_known;    /* router flavor fixed by flag or reported by a gateway */
+    bool leader;       /* may publish (always, unless leader election says otherwise) */
+    bool synced;       /* the source delivered its initial state */
+    bool ready;        /* a revision was handed to the sinks */
+    bool flavor_known; /* router flavor fixed by flag or reported by a gateway */
     uint64_t start_ms;
-    Revision *held;       /* first revision, held until the router flavor is known */
-    Revision *published;  /* last revision handed to the sinks */
-    Revision *accepted;   /* last revision the gateways (or the primary sink) accepted */
+    Revision *held;      /* first revision, held until the router flavor is known */
+    Revision *published; /* last revision handed to the sinks */
+    Revision *accepted;  /* last revision the gateways (or the primary sink) accepted */
     uint64_t restored_seq;
     json_t *gateways_sent; /* last gateway list given to Konnect */
     uint64_t once_seq;     /* --once: the revision every sink must report; 0 until known */
     bool once_done;
     int exit_code;
     bool stopping;
-    int closing;           /* close callbacks still outstanding in the current stage */
+    int closing; /* close callbacks still outstanding in the current stage */
     int stage;
 } Ctl;
 
@@ -144,6 +144,14 @@ static void on_revision(void *ud, Revision *rev, bool changed)
         c->ready = true;
         log_event(LOG_INFO, MOD, "ready (follower): caches synced and translated", "{}");
     }
+    if (c->held && c->flavor_known) {
+        /* the held revision waited for the router flavor: this result replaces or confirms it */
+        if (!changed)
+            publish(c, c->held);
+        c->held = revision_unref(c->held);
+        if (!changed)
+            return;
+    }
     if (!changed) {
         /* e.g. the sources produced what --state-dir restored: nothing to publish */
         check_once(c);
@@ -181,8 +189,8 @@ static json_t *event_ref(Ctl *c, json_t *o)
     else
         snprintf(api, sizeof(api), "%s%s%s", group && *group ? group : "",
                  group && *group ? "/" : "", version ? version : "v1");
-    return json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "kind", kind, "apiVersion", api,
-                     "metadata", "name", name, "namespace", ns ? ns : "", "uid", uid ? uid : "");
+    return json_pack("{s:s, s:s, s:{s:s, s:s, s:s}}", "kind", kind, "apiVersion", api, "metadata",
+                     "name", name, "namespace", ns ? ns : "", "uid", uid ? uid : "");
 }
 #endif
 
@@ -194,7 +202,8 @@ static void on_translation_failure(void *ud, json_t *failure)
         const char *msg = json_string_value(json_object_get(failure, "message"));
         size_t i;
         json_t *o;
-        json_array_foreach(json_object_get(failure, "objects"), i, o) {
+        json_array_foreach(json_object_get(failure, "objects"), i, o)
+        {
             json_t *ref = event_ref(c, o);
             if (ref)
                 k8s_event(c->k8s, ref, "Warning", "KongConfigurationTranslationFailed",
@@ -256,8 +265,8 @@ static void on_applied(SinkHost *h, Sink *sink, Revision *rev, int ok)
         sl->ok = ok;
         sl->reported = true;
     }
-    log_event(ok ? LOG_DEBUG : LOG_WARN, MOD, ok ? "sink applied the configuration"
-                                                 : "sink failed to apply the configuration",
+    log_event(ok ? LOG_DEBUG : LOG_WARN, MOD,
+              ok ? "sink applied the configuration" : "sink failed to apply the configuration",
               "{s:s, s:s, s:I}", "sink", sink->ops->kind, "hash", revision_hash(rev), "revision",
               (json_int_t)revision_seq(rev));
 #if RUN_HAVE_KONNECT
@@ -430,12 +439,18 @@ static void on_housekeeping(uv_timer_t *t)
         if (!c->flavor_known && (f || util_now_ms() - c->start_ms >= FLAVOR_WAIT_MS)) {
             c->flavor_known = true;
             if (!f)
-                log_event(LOG_WARN, MOD, "no gateway reported its router flavor yet, translating "
-                          "for traditional_compatible", "{s:i}", "waited_ms", FLAVOR_WAIT_MS);
-            /* when the flavor changed, the reconciler re-translates; publish what is held */
-            if (c->held && !recon_pending(c->recon))
+                log_event(LOG_WARN, MOD,
+                          "no gateway reported its router flavor yet, translating "
+                          "for traditional_compatible",
+                          "{s:i}", "waited_ms", FLAVOR_WAIT_MS);
+            /*
+             * Publish what is held, unless a translation is coming (the flavor changed, or the
+             * store did): then on_revision() publishes its result, or the held one if equal.
+             */
+            if (c->held && !recon_pending(c->recon)) {
                 publish(c, c->held);
-            c->held = revision_unref(c->held);
+                c->held = revision_unref(c->held);
+            }
         }
     }
 #if RUN_HAVE_KONNECT
@@ -518,7 +533,8 @@ static int on_diag(void *ud, const char *path, Buf *body, const char **ctype)
                 st = json_object();
             json_object_set_new(st, "kind", json_string(sl->sink->ops->kind));
             json_object_set_new(st, "applied_revision", json_integer((json_int_t)sl->seq));
-            json_object_set_new(st, "applied_ok", sl->reported ? json_boolean(sl->ok) : json_null());
+            json_object_set_new(st, "applied_ok",
+                                sl->reported ? json_boolean(sl->ok) : json_null());
 #if RUN_HAVE_DP
             if (i == SLOT_DP)
                 json_object_set_new(st, "gateways", dp_sink_gateways(sl->sink));
@@ -560,8 +576,7 @@ static void collect_recon(void *ud, Buf *out)
         Slot *sl = &c->slots[i];
         if (sl->sink)
             buf_printf(out, "tether_sink_applied_revision{sink=\"%s\",success=\"%s\"} %llu\n",
-                       sl->sink->ops->kind, sl->ok ? "true" : "false",
-                       (unsigned long long)sl->seq);
+                       sl->sink->ops->kind, sl->ok ? "true" : "false", (unsigned long long)sl->seq);
     }
 }
 
@@ -584,8 +599,8 @@ static void collect_modules(void *ud, Buf *out)
     (void)out;
 }
 
-static int start_server(Ctl *c, const char *name, const char *addr, HttpdHandler fn,
-                        Httpd **ret, bool fatal)
+static int start_server(Ctl *c, const char *name, const char *addr, HttpdHandler fn, Httpd **ret,
+                        bool fatal)
 {
     char *err = NULL;
     if (!*addr || !strcmp(addr, "0") || !strcmp(addr, "off"))
@@ -713,8 +728,8 @@ static int setup_sinks(Ctl *c)
         if (r < 0)
             return r;
     }
-    bool want_dp = f->kong_admin_url || f->kong_admin_svc ||
-                   (!f->kong_config_out && !f->konnect_sync_enabled);
+    bool want_dp =
+        f->kong_admin_url || f->kong_admin_svc || (!f->kong_config_out && !f->konnect_sync_enabled);
 #if RUN_HAVE_DP
     if (want_dp) {
         static const char *const def_urls[] = {DEFAULT_ADMIN_URL, NULL};
@@ -798,8 +813,8 @@ static void restore_state(Ctl *c)
     if (r == -ENOENT)
         return;
     if (r < 0) {
-        log_event(LOG_WARN, MOD, "cannot restore the saved configuration, ignoring", "{s:s}",
-                  "err", err ? err : strerror(-r));
+        log_event(LOG_WARN, MOD, "cannot restore the saved configuration, ignoring", "{s:s}", "err",
+                  err ? err : strerror(-r));
         free(err);
         return;
     }

@@ -19,9 +19,9 @@ typedef struct FileInfo {
     struct timespec mtime;
     off_t size;
     ino_t ino;
-    json_t *keys;   /* object: key -> [kind, ns, name] of the objects this file provided */
+    json_t *keys; /* object: key -> [kind, ns, name] of the objects this file provided */
     unsigned errors;
-    bool seen;      /* found by the current scan */
+    bool seen; /* found by the current scan */
 } FileInfo;
 
 typedef struct DirWatch {
@@ -58,8 +58,8 @@ static int has_suffix(const char *n)
            (l > 5 && !strcmp(n + l - 5, ".json"));
 }
 
-int msrc_new(uv_loop_t *loop, Store *store, char *const *paths, void (*changed)(void *ud),
-             void *ud, ManifestSource **ret)
+int msrc_new(uv_loop_t *loop, Store *store, char *const *paths, void (*changed)(void *ud), void *ud,
+             ManifestSource **ret)
 {
     ManifestSource *m = calloc(1, sizeof(*m));
     size_t n = 0;
@@ -146,7 +146,8 @@ static bool drop_missing(ManifestSource *m, const char *file, json_t *old_keys, 
     const char *key;
     json_t *v;
     bool changed = false;
-    json_object_foreach(old_keys, key, v) {
+    json_object_foreach(old_keys, key, v)
+    {
         if (new_keys && json_object_get(new_keys, key))
             continue;
         const char *owner = json_string_value(json_object_get(m->owner, key));
@@ -173,7 +174,8 @@ static bool load_file(ManifestSource *m, FileInfo *f)
         /* a file mid-edit must not take its objects away: keep what it provided before */
         const char *key;
         json_t *v;
-        json_object_foreach(f->keys, key, v) {
+        json_object_foreach(f->keys, key, v)
+        {
             if (!json_object_get(c.keys, key))
                 json_object_set(c.keys, key, v);
         }
@@ -183,8 +185,8 @@ static bool load_file(ManifestSource *m, FileInfo *f)
     json_decref(f->keys);
     f->keys = c.keys;
     f->errors = c.errors;
-    log_event(LOG_DEBUG, "manifests", "file loaded", "{s:s, s:i, s:i}", "file", f->path,
-              "objects", (int)json_object_size(c.keys), "errors", (int)c.errors);
+    log_event(LOG_DEBUG, "manifests", "file loaded", "{s:s, s:i, s:i}", "file", f->path, "objects",
+              (int)json_object_size(c.keys), "errors", (int)c.errors);
     return c.changed;
 }
 
@@ -379,8 +381,8 @@ int msrc_start(ManifestSource *m)
     size_t n = 0;
     for (size_t i = 0; i < m->nfiles; i++)
         n += json_object_size(m->files[i].keys);
-    log_event(LOG_INFO, "manifests", "manifests loaded", "{s:i, s:i, s:i}", "files",
-              (int)m->nfiles, "objects", (int)n, "errors", (int)msrc_errors(m));
+    log_event(LOG_INFO, "manifests", "manifests loaded", "{s:i, s:i, s:i}", "files", (int)m->nfiles,
+              "objects", (int)n, "errors", (int)msrc_errors(m));
     return (int)n;
 }
 

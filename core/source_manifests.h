@@ -23,9 +23,10 @@ enum {
  * msrc_new() - watch @paths (NULL-terminated, copied). @changed is called after a (re)load that
  * changed the store.
  */
-int msrc_new(uv_loop_t *loop, Store *store, char *const *paths, void (*changed)(void *ud),
-             void *ud, ManifestSource **ret);
-/* msrc_start() - initial load (synchronous) and start watching. Returns objects loaded or -errno. */
+int msrc_new(uv_loop_t *loop, Store *store, char *const *paths, void (*changed)(void *ud), void *ud,
+             ManifestSource **ret);
+/* msrc_start() - initial load (synchronous) and start watching. Returns objects loaded or -errno.
+ */
 int msrc_start(ManifestSource *m);
 /* msrc_errors() - documents or files that failed in the last load of each file. */
 unsigned msrc_errors(const ManifestSource *m);

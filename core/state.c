@@ -188,8 +188,8 @@ static void after_write(uv_work_t *w, int status)
     st->busy = 0;
     if (status == 0 && st->result == 0) {
         st->saved_seq = revision_seq(st->writing);
-        log_event(LOG_DEBUG, "state", "configuration saved", "{s:s, s:s}", "file", st->path,
-                  "hash", revision_hash(st->writing));
+        log_event(LOG_DEBUG, "state", "configuration saved", "{s:s, s:s}", "file", st->path, "hash",
+                  revision_hash(st->writing));
     } else {
         log_event(LOG_WARN, "state", "cannot save the configuration, ignoring", "{s:s, s:s}",
                   "file", st->path, "err", strerror(status ? ECANCELED : -st->result));

@@ -34,7 +34,8 @@ void state_save(State *st, Revision *rev);
 /* state_saved_seq() - seq of the last revision written successfully, 0 if none. */
 unsigned long long state_saved_seq(const State *st);
 
-/* state_close() - finish the write in progress (if any); @done runs from the loop, then @st is freed. */
+/* state_close() - finish the write in progress (if any); @done runs from the loop, then @st is
+ * freed. */
 void state_close(State *st, void (*done)(void *ud), void *ud);
 
 /* state_gzip() / state_gunzip() - in-memory gzip; malloc'd results. Exposed for tests. */

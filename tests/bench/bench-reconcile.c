@@ -124,17 +124,21 @@ int main(int argc, char **argv)
         char name[32], ns[16];
         snprintf(name, sizeof(name), "unrelated-%d", i);
         snprintf(ns, sizeof(ns), "ns%d", i % 50);
-        json_t *s = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:{s:s, s:s}}", "apiVersion", "v1",
-                              "kind", "Secret", "metadata", "name", name, "namespace", ns, "type",
-                              "Opaque", "data", "password", "c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OTA=",
-                              "token", "dG9rZW4tdmFsdWUtYWJjZGVmZ2hpamtsbW5vcA==");
+        json_t *s =
+            json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:{s:s, s:s}}", "apiVersion", "v1", "kind",
+                      "Secret", "metadata", "name", name, "namespace", ns, "type", "Opaque", "data",
+                      "password", "c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OTA=", "token",
+                      "dG9rZW4tdmFsdWUtYWJjZGVmZ2hpamtsbW5vcA==");
         store_put(b.store, s);
         json_decref(s);
     }
     long rss_store = rss_kb();
 
-    ReconConfig rc = {.debounce_ms = (uint64_t)debounce, .max_wait_ms = (uint64_t)debounce * 10,
-                      .translate = xlate_run, .threaded = true, .ud = &b,
+    ReconConfig rc = {.debounce_ms = (uint64_t)debounce,
+                      .max_wait_ms = (uint64_t)debounce * 10,
+                      .translate = xlate_run,
+                      .threaded = true,
+                      .ud = &b,
                       .revision = on_rev};
     xlate_options_default(&rc.xopts);
     recon_new(&b.loop, b.store, &rc, &b.recon);
@@ -182,17 +186,20 @@ int main(int argc, char **argv)
     }
     qsort(lat, (size_t)rounds, sizeof(double), cmp);
 
-    printf("bench-reconcile: %d Ingress sets (Ingress+Service+EndpointSlice), %d unrelated Secrets\n",
-           sets, secrets);
+    printf(
+        "bench-reconcile: %d Ingress sets (Ingress+Service+EndpointSlice), %d unrelated Secrets\n",
+        sets, secrets);
     printf("  store objects: %zu\n", store_count(b.store, NULL));
-    printf("  RSS: start %.1f MB, store filled %.1f MB, with first revision %.1f MB (limit 200 MB)\n",
-           rss0 / 1024.0, rss_store / 1024.0, rss_rev / 1024.0);
+    printf(
+        "  RSS: start %.1f MB, store filled %.1f MB, with first revision %.1f MB (limit 200 MB)\n",
+        rss0 / 1024.0, rss_store / 1024.0, rss_rev / 1024.0);
     printf("  first translation: %.1f ms, config %.1f MB\n", first_ms, bytes / 1048576.0);
     printf("  change -> published revision (debounce %d ms): median %.1f ms, max %.1f ms "
            "(limit %d ms)\n",
            debounce, lat[rounds / 2], lat[rounds - 1], debounce + 50);
     printf("  translation only: median %.1f ms over the changes\n", lat[rounds / 2] - debounce);
-    printf("  one translation, CPU time: snapshot %.1f ms, xlate_run %.1f ms, canonical JSON + SHA-256 %.1f "
+    printf("  one translation, CPU time: snapshot %.1f ms, xlate_run %.1f ms, canonical JSON + "
+           "SHA-256 %.1f "
            "ms, freeing the revision %.1f ms, the snapshot %.1f ms\n",
            (c1 - c0) / 1e6, (c2 - c1) / 1e6, (c3 - c2) / 1e6, (c4 - c3) / 1e6, (c5 - c4) / 1e6);
     int ok = lat[rounds - 1] >= 0 && lat[rounds - 1] <= debounce + 50 && rss_rev <= 200 * 1024;

@@ -63,10 +63,11 @@ static void test_forms(void **state)
     RunConfig c;
     char err[256];
     assert_int_equal(parse(&c, err, sizeof(err), "--once", "--sync-debounce=250ms",
-                           "--kong-admin-url", "http://a:8001,http://b:8001", "--kong-admin-url=https://c:8444",
-                           "--update-status=false", "--kong-admin-tls-skip-verify", "true",
-                           "--proxy-timeout-seconds", "2.5", "--router-flavor=expressions",
-                           "--watch-namespace", "a, b", "--watch-namespace", "c", NULL),
+                           "--kong-admin-url", "http://a:8001,http://b:8001",
+                           "--kong-admin-url=https://c:8444", "--update-status=false",
+                           "--kong-admin-tls-skip-verify", "true", "--proxy-timeout-seconds", "2.5",
+                           "--router-flavor=expressions", "--watch-namespace", "a, b",
+                           "--watch-namespace", "c", NULL),
                      0);
     assert_true(c.once);
     assert_int_equal(c.sync_debounce_ms, 250);
@@ -145,7 +146,8 @@ static void test_errors(void **state)
     expect_error("--once: invalid boolean", "--once=maybe", NULL);
     expect_error("--log-format", "--log-format", "xml", NULL);
     expect_error("--router-flavor", "--router-flavor", "fast", NULL);
-    expect_error("can't set both", "--kong-admin-url", "http://a", "--kong-admin-svc", "ns/k", NULL);
+    expect_error("can't set both", "--kong-admin-url", "http://a", "--kong-admin-svc", "ns/k",
+                 NULL);
     expect_error("NAMESPACE/NAME", "--kong-admin-svc", "kong", NULL);
     expect_error("not an http", "--kong-admin-url", "ftp://a", NULL);
     expect_error("key:value", "--kong-admin-header", "nocolon", NULL);

@@ -24,7 +24,7 @@ typedef struct T {
     int translations;
     int changed, unchanged;
     int failures_reported;
-    int marks_left;       /* changes still to make by the ticker */
+    int marks_left; /* changes still to make by the ticker */
     int translations_while_changing;
     uv_timer_t ticker, stopper;
     char last_hash[65];
@@ -42,9 +42,9 @@ static int fake_translate(Store *s, const XlateOptions *o, json_t **ret_config, 
     *ret_config = json_pack("{s:i}", "count", (int)store_count(s, "ConfigMap"));
     *ret_f = json_array();
     if (store_get(s, "ConfigMap", "ns", "broken"))
-        json_array_append_new(*ret_f, json_pack("{s:s, s:[{s:s,s:s,s:s}]}", "message", "bad",
-                                                "objects", "kind", "ConfigMap", "namespace", "ns",
-                                                "name", "broken"));
+        json_array_append_new(*ret_f,
+                              json_pack("{s:s, s:[{s:s,s:s,s:s}]}", "message", "bad", "objects",
+                                        "kind", "ConfigMap", "namespace", "ns", "name", "broken"));
     return 0;
 }
 
@@ -82,9 +82,13 @@ static void setup_t(T *t, uint64_t debounce, uint64_t max_wait)
     cur = t;
     assert_int_equal(uv_loop_init(&t->loop), 0);
     assert_int_equal(store_new(&t->store), 0);
-    ReconConfig rc = {.debounce_ms = debounce, .max_wait_ms = max_wait,
-                      .translate = fake_translate, .ud = t, .revision = on_rev,
-                      .failure = on_failure, .threaded = threaded};
+    ReconConfig rc = {.debounce_ms = debounce,
+                      .max_wait_ms = max_wait,
+                      .translate = fake_translate,
+                      .ud = t,
+                      .revision = on_rev,
+                      .failure = on_failure,
+                      .threaded = threaded};
     xlate_options_default(&rc.xopts);
     assert_int_equal(recon_new(&t->loop, t->store, &rc, &t->recon), 0);
     uv_timer_init(&t->loop, &t->ticker);
@@ -180,9 +184,9 @@ static void test_unchanged_hash_publishes_nothing(void **state)
     char first[65];
     memcpy(first, t.last_hash, sizeof(first));
     /* a change that translates to the same config */
-    json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}}", "apiVersion", "v1", "kind",
-                          "ConfigMap", "metadata", "name", "a", "namespace", "ns", "labels", "x",
-                          "y");
+    json_t *o =
+        json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}}", "apiVersion", "v1", "kind", "ConfigMap",
+                  "metadata", "name", "a", "namespace", "ns", "labels", "x", "y");
     assert_int_equal(store_put(t.store, o), 1);
     json_decref(o);
     recon_mark_dirty(t.recon);
@@ -227,7 +231,9 @@ static void test_new_failures_reported_once(void **state)
     recon_metrics(t.recon, &b);
     assert_non_null(strstr(b.data, "ingress_controller_translation_broken_resource_count 1\n"));
     assert_non_null(strstr(b.data, "ingress_controller_translation_count{success=\"false\"} 2\n"));
-    assert_non_null(strstr(b.data, "ingress_controller_translation_duration_milliseconds_count 2\n"));
+    assert_non_null(strstr(
+        b.data,
+        "ingress_controller_translation_duration_milliseconds_count{success=\"false\"} 2\n"));
     assert_non_null(strstr(b.data, "tether_revisions_published_total 2\n"));
     buf_deinit(&b);
     teardown_t(&t);

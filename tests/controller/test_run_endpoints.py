@@ -38,7 +38,7 @@ def main():
         check(st == 200, "/metrics %d" % st)
         for needle in ('ingress_controller_translation_count{success="true"} 1',
                        "# TYPE ingress_controller_translation_duration_milliseconds histogram",
-                       'ingress_controller_translation_duration_milliseconds_bucket{le="+Inf"} 1',
+                       'ingress_controller_translation_duration_milliseconds_bucket{success="true",le="+Inf"} 1',
                        "ingress_controller_translation_broken_resource_count 0",
                        "tether_revisions_published_total 1",
                        'tether_store_objects{kind="Ingress"} 1',
