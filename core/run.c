@@ -8,6 +8,7 @@
  * serves the health, metrics and diagnostics endpoints.
  */
 #include "run.h"
+#include "mtls.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -590,6 +591,23 @@ static void collect_modules(void *ud, Buf *out)
 #if RUN_HAVE_KONNECT
     if (c->slots[SLOT_KONNECT].sink)
         konnect_sink_metrics(c->slots[SLOT_KONNECT].sink, out);
+#endif
+#if RUN_HAVE_DP || RUN_HAVE_KONNECT
+    {
+        /* Expiry and reloads of the client certificates of both sinks (mtls/). */
+        Mtls *list[2];
+        size_t n = 0;
+#if RUN_HAVE_DP
+        if (c->slots[SLOT_DP].sink && dp_sink_mtls(c->slots[SLOT_DP].sink))
+            list[n++] = dp_sink_mtls(c->slots[SLOT_DP].sink);
+#endif
+#if RUN_HAVE_KONNECT
+        if (c->slots[SLOT_KONNECT].sink && konnect_sink_mtls(c->slots[SLOT_KONNECT].sink))
+            list[n++] = konnect_sink_mtls(c->slots[SLOT_KONNECT].sink);
+#endif
+        if (n)
+            mtls_metrics(list, n, out);
+    }
 #endif
 #if RUN_HAVE_K8S
     if (c->k8s)

@@ -1187,3 +1187,8 @@ fail:
     free(s);
     return r;
 }
+
+struct Mtls *dp_sink_mtls(Sink *sink)
+{
+    return dp__tls_mtls(((DpSink *)sink)->tls);
+}

@@ -50,6 +50,10 @@ json_t *dp_sink_gateways(Sink *s);
 struct Buf;
 void dp_sink_metrics(Sink *s, struct Buf *out);
 
+/* dp_sink_mtls() - the Admin API TLS material (borrowed) for mtls_metrics(), or NULL. */
+struct Mtls;
+struct Mtls *dp_sink_mtls(Sink *s);
+
 /* dp_router_flavor() - the router flavor the gateways reported ("expressions" or other), NULL until
  * known. */
 const char *dp_router_flavor(Sink *s);

@@ -40,6 +40,9 @@ json_t *dp__flattened_errors(const char *body, size_t len, size_t *ret_unmapped)
 /* dp__tls_*: TLS material for the Admin API (mtls/: validation, files watched for rotation). */
 typedef struct DpTls DpTls;
 struct DpConfig;
+struct Mtls;
+/* dp__tls_mtls() - the TLS material (borrowed) for metrics, NULL without TLS settings. */
+struct Mtls *dp__tls_mtls(DpTls *t);
 int dp__tls_new(uv_loop_t *loop, const struct DpConfig *cfg, DpTls **ret, char **ret_err);
 int dp__tls_apply(DpTls *t, CURL *easy);
 /* dp__tls_close() - release @t; @done runs once it is gone (possibly before this returns). */

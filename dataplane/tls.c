@@ -78,3 +78,8 @@ void dp__tls_close(DpTls *t, void (*done)(void *ud), void *ud)
     t->ud = ud;
     mtls_close(t->m, on_mtls_closed, t);
 }
+
+Mtls *dp__tls_mtls(DpTls *t)
+{
+    return t ? t->m : NULL;
+}
