@@ -866,10 +866,14 @@ static int setup_sources(Ctl *c)
         recon_mark_dirty(c->recon);
         return 0;
     }
-    bool cluster = f->kubeconfig || getenv("KUBERNETES_SERVICE_HOST");
+    /* The Kubernetes client also reads $KUBECONFIG and takes --apiserver-host on its own. */
+    bool cluster = f->kubeconfig || f->apiserver_host || getenv("KUBECONFIG") ||
+                   getenv("KUBERNETES_SERVICE_HOST");
     if (!cluster) {
         log_event(LOG_ERROR, MOD,
-                  "no source: give --manifests PATH, --kubeconfig FILE, or run in a cluster", "{}");
+                  "no source: give --manifests PATH, --kubeconfig FILE (or $KUBECONFIG), "
+                  "--apiserver-host URL, or run in a cluster",
+                  "{}");
         return -EINVAL;
     }
 #if RUN_HAVE_K8S
