@@ -125,21 +125,12 @@ static void override_route(XRoute *xr)
     if (xparse_bool(obj_annotation(obj, ANN "response-buffering"), &b))
         json_object_set_new(r, "response_buffering", json_boolean(b));
     if ((v = obj_annotation(obj, ANN "protocols"))) {
-        json_t *p = json_array();
-        bool ok = true;
-        const char *s = v;
-        for (;;) { /* entries are not trimmed, as KIC: " https" is invalid */
-            const char *e = strchr(s, ',');
-            size_t l = e ? (size_t)(e - s) : strlen(s);
-            char one[64];
-            snprintf(one, sizeof(one), "%.*s", (int)(l < 63 ? l : 63), s);
-            if (!in_list(one, route_protocols))
-                ok = false;
-            json_array_append_new(p, json_string(one));
-            if (!e)
-                break;
-            s = e + 1;
-        }
+        /* Comma-delimited and trimmed, as KIC reads it; any invalid entry voids the annotation. */
+        json_t *p = xsplit(v, ',');
+        bool ok = json_array_size(p) > 0;
+        size_t i;
+        json_t *e;
+        json_array_foreach(p, i, e) if (!in_list(json_string_value(e), route_protocols)) ok = false;
         if (ok)
             json_object_set_new(r, "protocols", p);
         else
