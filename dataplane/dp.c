@@ -124,6 +124,19 @@ static void set_rev(Revision **slot, Revision *r)
 
 /* ---- sink lifetime ------------------------------------------------------------------------- */
 
+
+/* The settings copied in dp_sink_new(), and the sink itself. */
+static void free_sink_settings(DpSink *s)
+{
+    curl_slist_free_all(s->post_headers);
+    curl_slist_free_all(s->get_headers);
+    free(s->svc_ns);
+    free(s->svc_name);
+    free(s->port_names);
+    free(s->server_name);
+    free(s);
+}
+
 static void maybe_done(DpSink *s)
 {
     if (!s->closing || s->open_handles > 0)
@@ -134,13 +147,7 @@ static void maybe_done(DpSink *s)
     revision_unref(s->last_good);
     revision_unref(s->fb_src);
     revision_unref(s->fb);
-    curl_slist_free_all(s->post_headers);
-    curl_slist_free_all(s->get_headers);
-    free(s->svc_ns);
-    free(s->svc_name);
-    free(s->port_names);
-    free(s->server_name);
-    free(s);
+    free_sink_settings(s);
     if (done)
         done(ud);
 }
@@ -1178,13 +1185,7 @@ fail:
         free(gw->pod);
         free(gw);
     }
-    curl_slist_free_all(s->post_headers);
-    curl_slist_free_all(s->get_headers);
-    free(s->svc_ns);
-    free(s->svc_name);
-    free(s->port_names);
-    free(s->server_name);
-    free(s);
+    free_sink_settings(s);
     return r;
 }
 
