@@ -12,4 +12,7 @@ if not os.path.exists(runner):
     sys.exit(77)
 skip = os.path.join(src, "tests", "conformance", "skip.txt")
 p = subprocess.run([sys.executable, runner, "--tether", os.environ["TETHER"], "-v", "--skip-file", skip])
-sys.exit(p.returncode)
+# Our own cases in the corpus' format (fallback for a broken Service and a broken Secret).
+ours = os.path.join(src, "tests", "conformance", "cases")
+q = subprocess.run([sys.executable, runner, "--tether", os.environ["TETHER"], "-v", "--cases", ours])
+sys.exit(p.returncode or q.returncode)
