@@ -11,7 +11,6 @@
 struct Revision {
     int refs;
     uint64_t seq;
-    uint64_t created_ms;
     int fallback;
     json_t *config;
     json_t *failures;
@@ -39,7 +38,6 @@ Revision *revision_new_consume(json_t *config, json_t *failures, int fallback)
     }
     util_sha256_hex(r->json, r->json_len, r->hash);
     r->seq = __atomic_fetch_add(&next_seq, 1, __ATOMIC_RELAXED); /* also from the thread pool */
-    r->created_ms = util_now_ms();
     return r;
 fail:
     if (r) {
@@ -104,9 +102,4 @@ json_t *revision_failures(const Revision *r)
 int revision_is_fallback(const Revision *r)
 {
     return r->fallback;
-}
-
-uint64_t revision_created_ms(const Revision *r)
-{
-    return r->created_ms;
 }

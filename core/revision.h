@@ -25,4 +25,3 @@ const char *revision_json(const Revision *r, size_t *ret_len); /* canonical byte
 json_t *revision_config(const Revision *r);         /* borrowed, do not modify */
 json_t *revision_failures(const Revision *r);       /* borrowed array, never NULL */
 int revision_is_fallback(const Revision *r);
-uint64_t revision_created_ms(const Revision *r);    /* util_now_ms() at creation */

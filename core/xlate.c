@@ -253,7 +253,7 @@ static void tag_add(json_t *tags, const char *prefix, const char *val)
     json_array_append_new(tags, json_stringn_nocheck(buf, pl + vl));
 }
 
-json_t *xtags_extra(const json_t *obj, const char *extra)
+json_t *xtags(const json_t *obj)
 {
     json_t *tags = json_array();
     char g[128], v[64];
@@ -265,8 +265,6 @@ json_t *xtags_extra(const json_t *obj, const char *extra)
     tag_add(tags, "k8s-uid:", obj_uid(obj));
     tag_add(tags, "k8s-group:", g);
     tag_add(tags, "k8s-version:", v);
-    if (extra)
-        json_array_append_new(tags, json_string(extra));
     json_t *user = xsplit(obj_annotation(obj, ANN "tags"), ',');
     size_t i;
     json_t *t;
@@ -283,10 +281,6 @@ json_t *xtags_extra(const json_t *obj, const char *extra)
     return tags;
 }
 
-json_t *xtags(const json_t *obj)
-{
-    return xtags_extra(obj, NULL);
-}
 
 /* ---- class filtering ---- */
 

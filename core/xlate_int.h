@@ -110,7 +110,6 @@ void xfail_objs(Xlate *x, json_t *objs, const char *msg);
 
 /* Tags of an object in KIC's order, plus the konghq.com/tags values. New reference. */
 json_t *xtags(const json_t *obj);
-json_t *xtags_extra(const json_t *obj, const char *extra);
 /* group and version of an object's apiVersion into caller buffers. */
 void xgroup_version(const json_t *obj, char *group, size_t gl, char *version, size_t vl);
 

@@ -28,42 +28,39 @@ static json_t **sorted(Xlate *x, const char *kind, size_t *ret_n)
     return v;
 }
 
+/* OR of one predicate per element of @list (strings quoted, ports as numbers), appended to @and. */
+static void add_or(json_t *and, json_t *list, const char *field)
+{
+    if (!json_array_size(list))
+        return;
+    json_t *ors = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+    {
+        char *p;
+        if (json_is_string(v)) {
+            char *q = xexpr_quote(json_string_value(v));
+            p = util_strdup_printf("%s == %s", field, q);
+            free(q);
+        } else {
+            p = util_strdup_printf("%s == %lld", field,
+                                   (long long)json_integer_value(json_object_get(v, "port")));
+        }
+        json_array_append_new(ors, json_string(p));
+        free(p);
+    }
+    char *j = xexpr_join(ors, "||");
+    json_array_append_new(and, json_string(j));
+    free(j);
+    json_decref(ors);
+}
+
 static void l4_expression(json_t *r)
 {
     json_t *and = json_array();
-    json_t *snis = json_object_get(r, "snis");
-    size_t i;
-    json_t *v;
-    if (json_array_size(snis)) {
-        json_t *ors = json_array();
-        json_array_foreach(snis, i, v)
-        {
-            char *q = xexpr_quote(json_string_value(v));
-            char *p = util_strdup_printf("tls.sni == %s", q);
-            json_array_append_new(ors, json_string(p));
-            free(q);
-            free(p);
-        }
-        char *j = xexpr_join(ors, "||");
-        json_array_append_new(and, json_string(j));
-        free(j);
-        json_decref(ors);
-    }
-    json_t *dests = json_object_get(r, "destinations");
-    if (json_array_size(dests)) {
-        json_t *ors = json_array();
-        json_array_foreach(dests, i, v)
-        {
-            char *p = util_strdup_printf("net.dst.port == %lld",
-                                         (long long)json_integer_value(json_object_get(v, "port")));
-            json_array_append_new(ors, json_string(p));
-            free(p);
-        }
-        char *j = xexpr_join(ors, "||");
-        json_array_append_new(and, json_string(j));
-        free(j);
-        json_decref(ors);
-    }
+    add_or(and, json_object_get(r, "snis"), "tls.sni");
+    add_or(and, json_object_get(r, "destinations"), "net.dst.port");
     char *e = xexpr_join(and, "&&");
     json_object_set_new(r, "expression", json_string(e));
     json_object_set_new(r, "priority", json_integer(1));
