@@ -92,8 +92,11 @@ void log_emit_new(int lvl, const char *mod, const char *msg, json_t *fields)
     json_decref(fields);
     char *line = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
     if (line) {
+        /* Translation logs from the thread pool: keep each record on a line of its own. */
+        flockfile(stderr);
         fputs(line, stderr);
         fputc('\n', stderr);
+        funlockfile(stderr);
         free(line);
     }
     json_decref(rec);

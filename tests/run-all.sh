@@ -25,10 +25,9 @@ run_suite() { # name, build dir, extra meson test args...
     local name=$1 dir=$2
     shift 2
     echo "=== $name"
-    meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" || true
-    results+=("$dir/meson-logs/testlog.json")
-    cp "$dir/meson-logs/testlog.json" "$dir/meson-logs/testlog-$name.json"
-    results[${#results[@]}-1]="$dir/meson-logs/testlog-$name.json"
+    # --logbase: each run keeps its own log (with --wrapper, meson would otherwise pick the name).
+    meson test -C "$dir" --print-errorlogs --num-processes 2 --logbase "testlog-$name" "$@" || true
+    results+=("$dir/meson-logs/testlog-$name.json")
 }
 
 echo "=== build (gcc, -Werror)"

@@ -38,7 +38,10 @@ with tempfile.TemporaryDirectory() as d:
         body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
     finally:
         p.terminate()
-        rest = p.communicate(timeout=30)[1]
+        # Read through p.stderr: communicate(timeout=) reads the raw pipe and would drop
+        # what readline() already buffered (the warning can arrive in the same chunk).
+        rest = p.stderr.read()
+        p.wait(timeout=30)
     m = re.search(r'^tether_tls_client_cert_expiry_seconds\{flag="kong-admin-tls-client-cert"\} (\d+)', body, re.M)
     ok = m is not None and 9 * 86400 < int(m.group(1)) <= 10 * 86400
     # A certificate that expires within 30 days is warned about.
