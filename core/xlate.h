@@ -41,6 +41,15 @@ int xlate_feature_gates(XlateOptions *o, const char *spec, char *err, size_t err
 int xlate_run(Store *store, const XlateOptions *o, json_t **ret_config, json_t **ret_failures);
 
 /*
+ * xlate_run_timed() - xlate_run() that also fills @times with the milliseconds each pass took
+ * (xlate_phase_name() names them), for the benchmark.
+ */
+#define XLATE_PHASES 15
+int xlate_run_timed(Store *store, const XlateOptions *o, json_t **ret_config, json_t **ret_failures,
+                    double times[XLATE_PHASES]);
+const char *xlate_phase_name(int i);
+
+/*
  * xlate_canonical_json() - the canonical bytes of a config (sorted keys, compact): the same
  * config always gives the same bytes. malloc'd; *ret_len set.
  */

@@ -614,14 +614,14 @@ void xlate_add_tls(Xlate *x, const json_t *obj, const json_t *tls)
     }
 }
 
-int xlate_ingresses(Xlate *x)
+void xlate_ingresses(Xlate *x)
 {
     size_t n;
     json_t *const *all = store_list(x->st, "Ingress", &n);
     json_t **ings = calloc(n ? n : 1, sizeof(*ings));
     size_t ni = 0;
     if (!ings)
-        return -1;
+        return;
     for (size_t i = 0; i < n; i++)
         if (xclass_ingress(x, all[i]))
             ings[ni++] = all[i];
@@ -740,5 +740,4 @@ int xlate_ingresses(Xlate *x)
     free(mv);
     json_decref(metas);
     free(ings);
-    return 0;
 }

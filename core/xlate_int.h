@@ -140,8 +140,8 @@ void xport_canonical(const PortDef *p, char *buf, size_t n);
 json_t *xservice_defaults(const char *name, const char *host, bool with_path);
 
 /* Pipeline steps, in the order xlate_run() calls them. */
-int xlate_ingresses(Xlate *x);
-int xlate_l4(Xlate *x);
+void xlate_ingresses(Xlate *x);
+void xlate_l4(Xlate *x);
 void xlate_populate_services(Xlate *x);
 void xlate_upstreams(Xlate *x);
 void xlate_overrides(Xlate *x);

@@ -128,9 +128,8 @@ static void translate_kind(Xlate *x, const char *kind, bool udp, int source)
     free(objs);
 }
 
-int xlate_l4(Xlate *x)
+void xlate_l4(Xlate *x)
 {
     translate_kind(x, "TCPIngress", false, 1);
     translate_kind(x, "UDPIngress", true, 2);
-    return 0;
 }

@@ -14,50 +14,82 @@
 
 #include "util.h"
 
-static void json_str(Buf *b, const char *s, size_t n)
+/*
+ * The canonical writer is on the path of every revision (megabytes at 10,000 Ingresses), so it
+ * writes into a buffer it has reserved room in instead of calling buf_append per character.
+ */
+typedef struct Out {
+    Buf b;
+    bool oom;
+} Out;
+
+/* Room for @n more bytes; false (and remembered) when memory runs out. */
+static inline bool room(Out *o, size_t n)
+{
+    if (o->b.len + n < o->b.cap)
+        return true;
+    if (!o->oom && buf_reserve(&o->b, n) < 0)
+        o->oom = true;
+    return !o->oom;
+}
+
+static inline void put(Out *o, const char *p, size_t n)
+{
+    if (room(o, n)) {
+        memcpy(o->b.data + o->b.len, p, n);
+        o->b.len += n;
+    }
+}
+
+static inline void putc1(Out *o, char c)
+{
+    if (room(o, 1))
+        o->b.data[o->b.len++] = c;
+}
+
+/* 0: copied as is; otherwise the character after the backslash ('u' for \u00XX). */
+static const char esc[256] = {
+    ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r', ['"'] = '"',
+    ['\\'] = '\\', [0] = 'u', [1] = 'u', [2] = 'u', [3] = 'u', [4] = 'u', [5] = 'u', [6] = 'u',
+    [7] = 'u', [11] = 'u', [14] = 'u', [15] = 'u', [16] = 'u', [17] = 'u', [18] = 'u', [19] = 'u',
+    [20] = 'u', [21] = 'u', [22] = 'u', [23] = 'u', [24] = 'u', [25] = 'u', [26] = 'u',
+    [27] = 'u', [28] = 'u', [29] = 'u', [30] = 'u', [31] = 'u',
+};
+
+static void json_str(Out *o, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    buf_reserve(b, n + 2);
-    buf_putc(b, '"');
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
+    /* Worst case is 6 bytes a character; strings in a configuration are mostly short. */
+    if (!room(o, n + 2))
+        return;
+    o->b.data[o->b.len++] = '"';
+    size_t i = 0;
+    while (i < n) {
+        size_t run = i;
+        while (run < n && !esc[(unsigned char)s[run]])
             run++;
-            continue;
-        }
-        buf_append(b, s + i - run, run);
-        run = 0;
-        switch (c) {
-        case '"':
-            buf_puts(b, "\\\"");
+        put(o, s + i, run - i);
+        if (run == n)
             break;
-        case '\\':
-            buf_puts(b, "\\\\");
-            break;
-        case '\n':
-            buf_puts(b, "\\n");
-            break;
-        case '\r':
-            buf_puts(b, "\\r");
-            break;
-        case '\t':
-            buf_puts(b, "\\t");
-            break;
-        case '\b':
-            buf_puts(b, "\\b");
-            break;
-        case '\f':
-            buf_puts(b, "\\f");
-            break;
-        default: {
-            char u[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
-            buf_puts(b, u);
-        }
-        }
+        unsigned char c = (unsigned char)s[run];
+        char e[6] = {'\\', esc[c], '0', '0', hex[c >> 4], hex[c & 15]};
+        put(o, e, esc[c] == 'u' ? 6 : 2);
+        i = run + 1;
     }
-    buf_append(b, s + n - run, run);
-    buf_putc(b, '"');
+    putc1(o, '"');
+}
+
+static void put_int(Out *o, long long v)
+{
+    char num[24], *p = num + sizeof(num);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    put(o, p, (size_t)(num + sizeof(num) - p));
 }
 
 typedef struct Key {
@@ -74,9 +106,8 @@ static int cmp_key(const void *a, const void *b)
     return c ? c : (x->n < y->n ? -1 : x->n > y->n);
 }
 
-static void canon(Buf *b, const json_t *v)
+static void canon(Out *o, const json_t *v)
 {
-    char num[64];
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         size_t n = json_object_size(v), i = 0;
@@ -84,8 +115,10 @@ static void canon(Buf *b, const json_t *v)
         Key *keys = n <= 16 ? small : malloc(n * sizeof(*keys));
         const char *k;
         json_t *c;
-        if (!keys)
+        if (!keys) {
+            o->oom = true;
             return;
+        }
         json_object_foreach((json_t *)v, k, c)
         {
             keys[i].k = k;
@@ -103,38 +136,39 @@ static void canon(Buf *b, const json_t *v)
                     keys[z - 1] = t;
                 }
         }
-        buf_putc(b, '{');
+        putc1(o, '{');
         for (i = 0; i < n; i++) {
             if (i)
-                buf_putc(b, ',');
-            json_str(b, keys[i].k, keys[i].n);
-            buf_putc(b, ':');
-            canon(b, keys[i].v);
+                putc1(o, ',');
+            json_str(o, keys[i].k, keys[i].n);
+            putc1(o, ':');
+            canon(o, keys[i].v);
         }
-        buf_putc(b, '}');
+        putc1(o, '}');
         if (keys != small)
             free(keys);
         break;
     }
     case JSON_ARRAY: {
-        buf_putc(b, '[');
-        for (size_t i = 0; i < json_array_size(v); i++) {
+        size_t n = json_array_size(v);
+        putc1(o, '[');
+        for (size_t i = 0; i < n; i++) {
             if (i)
-                buf_putc(b, ',');
-            canon(b, json_array_get(v, i));
+                putc1(o, ',');
+            canon(o, json_array_get(v, i));
         }
-        buf_putc(b, ']');
+        putc1(o, ']');
         break;
     }
     case JSON_STRING:
-        json_str(b, json_string_value(v), json_string_length(v));
+        json_str(o, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
-        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
-        buf_puts(b, num);
+        put_int(o, (long long)json_integer_value(v));
         break;
     case JSON_REAL: {
         /* Shortest text that reads back to the same double, always with a dot or exponent. */
+        char num[64];
         double d = json_real_value(v);
         for (int prec = 15; prec <= 17; prec++) {
             snprintf(num, sizeof(num), "%.*g", prec, d);
@@ -144,29 +178,34 @@ static void canon(Buf *b, const json_t *v)
         size_t l = strlen(num);
         if (!strpbrk(num, ".eEn") && l + 3 <= sizeof(num))
             memcpy(num + l, ".0", 3);
-        buf_puts(b, num);
+        put(o, num, strlen(num));
         break;
     }
     case JSON_TRUE:
-        buf_puts(b, "true");
+        put(o, "true", 4);
         break;
     case JSON_FALSE:
-        buf_puts(b, "false");
+        put(o, "false", 5);
         break;
     default:
-        buf_puts(b, "null");
+        put(o, "null", 4);
     }
 }
 
 char *xlate_canonical_json(const json_t *config, size_t *ret_len)
 {
-    Buf b = BUF_INIT;
-    if (buf_reserve(&b, 1 << 16) < 0)
+    Out o = {BUF_INIT, false};
+    if (buf_reserve(&o.b, 1 << 16) < 0)
         return NULL;
-    canon(&b, config);
+    canon(&o, config);
+    if (o.oom || buf_reserve(&o.b, 0) < 0) {
+        buf_deinit(&o.b);
+        return NULL;
+    }
+    o.b.data[o.b.len] = 0;
     if (ret_len)
-        *ret_len = b.len;
-    return buf_take(&b);
+        *ret_len = o.b.len;
+    return buf_take(&o.b);
 }
 
 static bool needs_quotes(const char *s)

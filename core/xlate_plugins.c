@@ -13,36 +13,122 @@
 #include "manifest.h"
 #include "util.h"
 
-/* pluginKey "ns:name" -> {"services":[],"routes":[],"consumers":[],"groups":[],"refs":[objs]} */
-typedef struct Rels {
-    json_t *map;
-    json_t *order; /* keys in first-reference order, for deterministic output */
-} Rels;
+/* Borrowed pointers (strings or objects) in the order they were added. */
+typedef struct PtrVec {
+    const void **v;
+    size_t n, cap;
+} PtrVec;
 
-/*
- * Relations keep insertion order in arrays and membership in a "seen" object, so a plugin that
- * thousands of Ingresses reference costs a hash lookup per reference, not a scan.
- */
-static void add_unique(json_t *rel, const char *what, const char *ref)
+static void vec_add(PtrVec *p, const void *v)
 {
-    char key[1100];
-    snprintf(key, sizeof(key), "%s\n%s", what, ref);
-    json_t *seen = json_object_get(rel, "seen");
-    if (json_object_get(seen, key))
-        return;
-    json_object_set_new(seen, key, json_true());
-    json_array_append_new(json_object_get(rel, what), json_string(ref));
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 4;
+        const void **nv = realloc(p->v, cap * sizeof(*nv));
+        if (!nv)
+            return;
+        p->v = nv;
+        p->cap = cap;
+    }
+    p->v[p->n++] = v;
 }
 
-static void add_ref_obj(json_t *rel, json_t *obj)
+enum { REL_SERVICES, REL_ROUTES, REL_CONSUMERS, REL_GROUPS, REL_KINDS };
+
+/* What one KongPlugin ("ns:name") is attached to. Strings are borrowed from the run's entities. */
+typedef struct Rel {
+    char *key;
+    PtrVec to[REL_KINDS];
+    PtrVec refs; /* the objects that reference it, for failures */
+} Rel;
+
+typedef struct Rels {
+    json_t *index; /* key -> position in v: one hash lookup per reference */
+    Rel *v;
+    size_t n, cap;
+} Rels;
+
+static Rel *rel_get(Rels *rels, const char *key)
 {
-    char key[64];
-    snprintf(key, sizeof(key), "obj\n%p", (void *)obj);
-    json_t *seen = json_object_get(rel, "seen");
-    if (json_object_get(seen, key))
+    json_t *i = json_object_get(rels->index, key);
+    if (i)
+        return &rels->v[json_integer_value(i)];
+    if (rels->n == rels->cap) {
+        size_t cap = rels->cap ? rels->cap * 2 : 16;
+        Rel *nv = realloc(rels->v, cap * sizeof(*nv));
+        if (!nv)
+            return NULL;
+        rels->v = nv;
+        rels->cap = cap;
+    }
+    Rel *r = &rels->v[rels->n];
+    memset(r, 0, sizeof(*r));
+    if (!(r->key = strdup(key)))
+        return NULL;
+    json_object_set_new(rels->index, key, json_integer((json_int_t)rels->n));
+    rels->n++;
+    return r;
+}
+
+static void rels_free(Rels *rels)
+{
+    for (size_t i = 0; i < rels->n; i++) {
+        free(rels->v[i].key);
+        for (int k = 0; k < REL_KINDS; k++)
+            free(rels->v[i].to[k].v);
+        free(rels->v[i].refs.v);
+    }
+    free(rels->v);
+    json_decref(rels->index);
+}
+
+typedef struct Item {
+    const void *v;
+    size_t pos;
+} Item;
+
+static int cmp_item_str(const void *a, const void *b)
+{
+    const Item *x = a, *y = b;
+    int c = strcmp(x->v, y->v);
+    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static int cmp_item_ptr(const void *a, const void *b)
+{
+    const Item *x = a, *y = b;
+    if (x->v != y->v)
+        return (uintptr_t)x->v < (uintptr_t)y->v ? -1 : 1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/*
+ * Drop repeats, keeping each first occurrence where it was. Sorting once is cheaper than a set
+ * lookup per reference when thousands of Ingresses share one plugin.
+ */
+static void vec_unique(PtrVec *p, bool strings)
+{
+    if (p->n < 2)
         return;
-    json_object_set_new(seen, key, json_true());
-    json_array_append(json_object_get(rel, "refs"), obj);
+    Item *it = malloc(p->n * sizeof(*it));
+    bool *drop = calloc(p->n, sizeof(*drop));
+    if (!it || !drop) {
+        free(it);
+        free(drop);
+        return;
+    }
+    for (size_t i = 0; i < p->n; i++)
+        it[i] = (Item){p->v[i], i};
+    qsort(it, p->n, sizeof(*it), strings ? cmp_item_str : cmp_item_ptr);
+    for (size_t i = 1; i < p->n; i++)
+        if (strings ? !strcmp(it[i].v, it[i - 1].v) : it[i].v == it[i - 1].v)
+            drop[it[i].pos] = true;
+    size_t o = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (!drop[i])
+            p->v[o++] = p->v[i];
+    p->n = o;
+    free(it);
+    free(drop);
 }
 
 /* A ReferenceGrant in @ns lets @from (its namespace, group, kind) use KongPlugin @name. */
@@ -82,40 +168,38 @@ static bool granted(Xlate *x, const char *ns, const json_t *from, const char *na
 }
 
 /* Add relation @what=@ref for every plugin named in @obj's konghq.com/plugins annotation. */
-static void relate(Xlate *x, Rels *rels, json_t *obj, const char *what, const char *ref)
+static void relate(Xlate *x, Rels *rels, json_t *obj, int what, const char *ref)
 {
-    json_t *names = xsplit(obj_annotation(obj, ANN "plugins"), ',');
+    const char *ann = obj_annotation(obj, ANN "plugins");
+    if (!ann || !ref)
+        return;
+    json_t *names = xsplit(ann, ',');
     size_t i;
     json_t *n;
     json_array_foreach(names, i, n)
     {
         const char *s = json_string_value(n);
         const char *colon = strchr(s, ':');
-        char ns[256], name[256], key[600];
+        char key[600];
         if (colon) {
+            char ns[256];
             snprintf(ns, sizeof(ns), "%.*s", (int)(colon - s), s);
-            snprintf(name, sizeof(name), "%s", colon + 1);
-            if (strcmp(ns, obj_ns(obj)) && !granted(x, ns, obj, name)) {
+            if (strcmp(ns, obj_ns(obj)) && !granted(x, ns, obj, colon + 1)) {
                 xfail(x, obj, NULL,
                       "no grant found to referenced \"%s\" plugin in the requested remote "
                       "KongPlugin bind",
                       s);
                 continue;
             }
+            snprintf(key, sizeof(key), "%s", s);
         } else {
-            snprintf(ns, sizeof(ns), "%s", obj_ns(obj));
-            snprintf(name, sizeof(name), "%s", s);
+            snprintf(key, sizeof(key), "%s:%s", obj_ns(obj), s);
         }
-        snprintf(key, sizeof(key), "%s:%s", ns, name);
-        json_t *r = json_object_get(rels->map, key);
-        if (!r) {
-            r = json_pack("{s:[], s:[], s:[], s:[], s:[], s:{}}", "services", "routes",
-                          "consumers", "groups", "refs", "seen");
-            json_object_set_new(rels->map, key, r);
-            json_array_append_new(rels->order, json_string(key));
-        }
-        add_unique(r, what, ref);
-        add_ref_obj(r, obj);
+        Rel *r = rel_get(rels, key);
+        if (!r)
+            continue;
+        vec_add(&r->to[what], ref);
+        vec_add(&r->refs, obj);
     }
     json_decref(names);
 }
@@ -228,8 +312,11 @@ static json_t *plugin_entity(Xlate *x, json_t *kp)
         return NULL;
     }
     json_t *cfg = NULL;
+    json_t *patches = json_object_get(kp, "configPatches");
     if (config && !json_is_null(config)) {
-        cfg = json_deep_copy(config);
+        /* The configuration is never modified (revisions are read-only): share the store's,
+         * unless patches will be written into it. */
+        cfg = json_array_size(patches) ? json_deep_copy(config) : json_incref(config);
     } else if (from) {
         json_t *ref = json_object_get(from, "secretKeyRef");
         const char *ns = cluster ? obj_get_str(ref, "namespace") : obj_ns(kp);
@@ -241,7 +328,7 @@ static json_t *plugin_entity(Xlate *x, json_t *kp)
     }
     size_t i;
     json_t *patch;
-    json_array_foreach(json_object_get(kp, "configPatches"), i, patch)
+    json_array_foreach(patches, i, patch)
     {
         const char *path = obj_get_str(patch, "path");
         json_t *ref = obj_get_path(patch, "valueFrom.secretKeyRef");
@@ -278,7 +365,8 @@ static json_t *plugin_entity(Xlate *x, json_t *kp)
 static void add_plugin(Xlate *x, json_t *base, const char *svc, const char *route,
                        const char *consumer, const char *group, json_t *used_names)
 {
-    json_t *p = json_deep_copy(base);
+    /* Each instance gets its own top-level object (ids, attachments); the rest is shared. */
+    json_t *p = json_copy(base);
     if (svc)
         json_object_set_new(p, "service", json_string(svc));
     if (route)
@@ -322,42 +410,35 @@ static const char *consumer_ref(json_t *c)
 
 void xlate_plugins(Xlate *x)
 {
-    Rels rels = {json_object(), json_array()};
+    Rels rels = {json_object(), NULL, 0, 0};
     for (size_t i = 0; i < x->nsvcs; i++) {
         XService *s = x->svcs[i];
         if (s->skip)
             continue;
         const char *k;
         json_t *svc;
-        json_object_foreach(s->k8s, k, svc) relate(x, &rels, svc, "services", s->name);
+        json_object_foreach(s->k8s, k, svc) relate(x, &rels, svc, REL_SERVICES, s->name);
         if (s->facade)
-            relate(x, &rels, s->facade, "services", s->name);
+            relate(x, &rels, s->facade, REL_SERVICES, s->name);
         for (size_t r = 0; r < s->nroutes; r++)
-            relate(x, &rels, s->routes[r].parent, "routes",
+            relate(x, &rels, s->routes[r].parent, REL_ROUTES,
                    json_string_value(json_object_get(s->routes[r].r, "name")));
     }
     size_t i;
     json_t *c;
     json_array_foreach(x->consumers, i, c)
-    {
-        const char *ref = consumer_ref(c);
-        if (ref)
-            relate(x, &rels, json_array_get(x->consumer_objs, i), "consumers", ref);
-    }
+        relate(x, &rels, json_array_get(x->consumer_objs, i), REL_CONSUMERS, consumer_ref(c));
     json_array_foreach(x->consumer_groups, i, c)
-        relate(x, &rels, json_array_get(x->cg_objs, i), "groups",
+        relate(x, &rels, json_array_get(x->cg_objs, i), REL_GROUPS,
                json_string_value(json_object_get(c, "name")));
 
     json_t *used = json_object();
-    json_t *key;
-    json_array_foreach(rels.order, i, key)
-    {
-        const char *ks = json_string_value(key);
-        const char *colon = strchr(ks, ':');
+    for (size_t ri = 0; ri < rels.n; ri++) {
+        Rel *r = &rels.v[ri];
+        const char *colon = strchr(r->key, ':');
         char ns[256];
-        snprintf(ns, sizeof(ns), "%.*s", (int)(colon - ks), ks);
+        snprintf(ns, sizeof(ns), "%.*s", (int)(colon - r->key), r->key);
         const char *name = colon + 1;
-        json_t *r = json_object_get(rels.map, ks);
         json_t *kp = store_get(x->st, "KongPlugin", ns, name);
         if (!kp)
             kp = store_get(x->st, "KongClusterPlugin", "", name);
@@ -365,43 +446,45 @@ void xlate_plugins(Xlate *x)
             char msg[600];
             snprintf(msg, sizeof(msg), "referenced KongPlugin or KongClusterPlugin \"%s\" does not exist",
                      name);
-            xfail_objs(x, json_object_get(r, "refs"), msg);
+            vec_unique(&r->refs, false);
+            json_t *objs = json_array();
+            for (size_t k = 0; k < r->refs.n; k++)
+                json_array_append(objs, (json_t *)r->refs.v[k]);
+            xfail_objs(x, objs, msg);
+            json_decref(objs);
             continue;
         }
         json_t *base = plugin_entity(x, kp);
         if (!base)
             continue;
-        json_t *svcs = json_object_get(r, "services"), *routes = json_object_get(r, "routes");
-        json_t *cons = json_object_get(r, "consumers"), *groups = json_object_get(r, "groups");
-        json_t *who = json_array_size(cons) ? cons : json_array_size(groups) ? groups : NULL;
-        bool is_group = !json_array_size(cons) && json_array_size(groups);
-        size_t a, b;
-        json_t *va, *vb;
+        for (int k = 0; k < REL_KINDS; k++)
+            vec_unique(&r->to[k], true);
+        const PtrVec *svcs = &r->to[REL_SERVICES], *routes = &r->to[REL_ROUTES];
+        const PtrVec *cons = &r->to[REL_CONSUMERS], *groups = &r->to[REL_GROUPS];
+        /* KIC's combinations: consumers (or else groups) times services and routes. */
+        bool is_group = !cons->n && groups->n;
+        const PtrVec *who = cons->n ? cons : groups->n ? groups : NULL;
         if (who) {
-            if (json_array_size(svcs) + json_array_size(routes) == 0) {
-                json_array_foreach(who, b, vb)
-                    add_plugin(x, base, NULL, NULL, is_group ? NULL : json_string_value(vb),
-                               is_group ? json_string_value(vb) : NULL, used);
-            }
-            json_array_foreach(svcs, a, va) json_array_foreach(who, b, vb)
-                add_plugin(x, base, json_string_value(va), NULL,
-                           is_group ? NULL : json_string_value(vb),
-                           is_group ? json_string_value(vb) : NULL, used);
-            json_array_foreach(routes, a, va) json_array_foreach(who, b, vb)
-                add_plugin(x, base, NULL, json_string_value(va),
-                           is_group ? NULL : json_string_value(vb),
-                           is_group ? json_string_value(vb) : NULL, used);
+#define WHO(b) is_group ? NULL : who->v[b], is_group ? who->v[b] : NULL
+            for (size_t b = 0; b < who->n && !svcs->n && !routes->n; b++)
+                add_plugin(x, base, NULL, NULL, WHO(b), used);
+            for (size_t a = 0; a < svcs->n; a++)
+                for (size_t b = 0; b < who->n; b++)
+                    add_plugin(x, base, svcs->v[a], NULL, WHO(b), used);
+            for (size_t a = 0; a < routes->n; a++)
+                for (size_t b = 0; b < who->n; b++)
+                    add_plugin(x, base, NULL, routes->v[a], WHO(b), used);
+#undef WHO
         } else {
-            json_array_foreach(svcs, a, va)
-                add_plugin(x, base, json_string_value(va), NULL, NULL, NULL, used);
-            json_array_foreach(routes, a, va)
-                add_plugin(x, base, NULL, json_string_value(va), NULL, NULL, used);
+            for (size_t a = 0; a < svcs->n; a++)
+                add_plugin(x, base, svcs->v[a], NULL, NULL, NULL, used);
+            for (size_t a = 0; a < routes->n; a++)
+                add_plugin(x, base, NULL, routes->v[a], NULL, NULL, used);
         }
         json_decref(base);
     }
     json_decref(used);
-    json_decref(rels.map);
-    json_decref(rels.order);
+    rels_free(&rels);
 
     /* Global KongClusterPlugins: a plugin name used twice drops all of them. */
     size_t n;

@@ -25,9 +25,10 @@ run_suite() { # name, build dir, extra meson test args...
     local name=$1 dir=$2
     shift 2
     echo "=== $name"
-    # --logbase: each run keeps its own log (with --wrapper, meson would otherwise pick the name).
+    # Each run keeps its own log; meson appends the wrapper's name to the base (testlog-NAME-valgrind).
+    rm -f "$dir/meson-logs/testlog-$name"*.json
     meson test -C "$dir" --print-errorlogs --num-processes 2 --logbase "testlog-$name" "$@" || true
-    results+=("$dir/meson-logs/testlog-$name.json")
+    results+=("$(ls "$dir/meson-logs/testlog-$name"*.json)")
 }
 
 echo "=== build (gcc, -Werror)"

@@ -3,7 +3,8 @@
  * Translation benchmark: N sets of {Ingress, Service, EndpointSlice with 3 endpoints, KongPlugin
  * attached to the Ingress} as one multi-document YAML manifest. For each N it prints the manifest
  * load time (YAML parse + store), translate+serialize+hash time (wall clock and CPU time of the
- * process, which a busy machine inflates less), and the peak RSS of a fresh process doing both. Usage: bench-translate [N...] (default 1000 10000 50000).
+ * process, which a busy machine inflates less), and the peak RSS of a fresh process doing both.
+ * Usage: bench-translate [N...] (default 1000 10000 50000); BENCH_PHASES=1 adds each pass's time.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,9 +98,12 @@ static void run(int n)
     }
     json_t *cfg, *failures;
     double t2 = now_ms(), c2 = cpu_ms();
-    xlate_run(s, NULL, &cfg, &failures);
+    double phase[XLATE_PHASES];
+    xlate_run_timed(s, NULL, &cfg, &failures, phase);
     size_t jl;
+    double ts = now_ms();
     char *json = xlate_canonical_json(cfg, &jl);
+    double th = now_ms();
     char hash[65];
     util_sha256_hex(json, jl, hash);
     double t3 = now_ms(), c3 = cpu_ms();
@@ -107,6 +111,13 @@ static void run(int n)
     getrusage(RUSAGE_SELF, &ru);
     printf("%8d %10zu %9.1f %9.1f %12.1f %13.1f %12.1f %10zu %6zu\n", n, store_count(s, NULL), load,
            load_cpu, t3 - t2, c3 - c2, ru.ru_maxrss / 1024.0, jl / 1024, json_array_size(failures));
+    if (getenv("BENCH_PHASES")) {
+        for (int i = 0; i < XLATE_PHASES; i++)
+            if (phase[i] >= 0.05)
+                printf("           %-16s %8.1f ms\n", xlate_phase_name(i), phase[i]);
+        printf("           %-16s %8.1f ms\n           %-16s %8.1f ms\n", "serialize", th - ts,
+               "hash", t3 - th);
+    }
     fflush(stdout);
     free(json);
     json_decref(cfg);
