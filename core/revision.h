@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 typedef struct Revision Revision;
 
@@ -18,6 +19,12 @@ typedef struct Revision Revision;
 Revision *revision_new_consume(json_t *config, json_t *failures, int fallback);
 Revision *revision_ref(Revision *r);
 Revision *revision_unref(Revision *r); /* NULL-safe, returns NULL */
+
+/*
+ * revision_free_off_loop() - from now on, big revisions whose last reference is dropped are
+ * freed in @loop's thread pool (the loop runs until that is done); NULL frees them in place.
+ */
+void revision_free_off_loop(uv_loop_t *loop);
 
 uint64_t revision_seq(const Revision *r);           /* 1, 2, ... in creation order */
 const char *revision_hash(const Revision *r);       /* 64 hex chars */

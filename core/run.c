@@ -999,6 +999,7 @@ int run_main(int argc, char **argv)
     }
     log_event(LOG_INFO, MOD, "starting", "{s:s, s:s}", "version", TETHER_VERSION, "identity",
               c->cfg.identity);
+    revision_free_off_loop(&c->loop);
     r = setup(c);
     if (r < 0) {
         c->exit_code = 1;
@@ -1009,6 +1010,7 @@ int run_main(int argc, char **argv)
         shutdown_ctl(c, "--once finished");
         uv_run(&c->loop, UV_RUN_DEFAULT);
     }
+    revision_free_off_loop(NULL); /* the loop no longer runs */
     revision_unref(c->held);
     revision_unref(c->published);
     revision_unref(c->accepted);

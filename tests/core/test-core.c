@@ -333,6 +333,36 @@ static void test_xlate_empty_and_canonical(void **state)
     revision_unref(r);
 }
 
+/* A big revision's last reference hands it to the thread pool; the loop still closes clean. */
+static void test_revision_freed_off_loop(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    json_t *ups = json_array();
+    for (int i = 0; i < 20000; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "upstream-%d", i);
+        json_array_append_new(ups, json_pack("{s:s}", "name", name));
+    }
+    Revision *big = revision_new_consume(json_pack("{s:s, s:o}", "_format_version", "3.0", "upstreams", ups), NULL, 0);
+    Revision *small = revision_new_consume(json_pack("{s:s}", "_format_version", "3.0"), NULL, 0);
+    size_t n;
+    revision_json(big, &n);
+    assert_true(n >= 256 * 1024);
+    revision_free_off_loop(&loop);
+    revision_unref(small); /* small: freed in place, nothing queued */
+    assert_false(uv_loop_alive(&loop));
+    revision_ref(big);
+    revision_unref(big); /* not the last reference */
+    assert_false(uv_loop_alive(&loop));
+    revision_unref(big);
+    assert_true(uv_loop_alive(&loop)); /* queued to the thread pool */
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    revision_free_off_loop(NULL);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_feature_gates),
         cmocka_unit_test(test_xlate_failures_keep_the_rest),
         cmocka_unit_test(test_xlate_empty_and_canonical),
+        cmocka_unit_test(test_revision_freed_off_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
