@@ -20,7 +20,7 @@ struct Recon {
     Revision *current;       /* last published */
     json_t *last_failures;   /* failures of the last translation */
     /* metrics */
-    unsigned long long ok_count, fail_count, published, unchanged;
+    unsigned long long ok_count, fail_count, published, unchanged, refreshes;
     size_t broken;           /* objects named by failures of the last translation */
     MetricsHist duration[2]; /* translation time, ms: [0] with failures, [1] without */
     MetricsHist latency;     /* first change to revision, ms */
@@ -30,10 +30,13 @@ struct Recon {
     bool again; /* the timer fired while busy: translate once more */
     bool closing;
     Store *snapshot;        /* the worker's private copy of the store */
+    Revision *wprev;        /* the worker refreshes this one's targets, when set */
+    bool full_next;         /* a refresh failed: translate everything next time */
     XlateOptions wopts;     /* the worker's copy of the options */
     uint64_t snap_first_ns; /* first change covered by the snapshot */
     Revision *wrev;         /* the worker's result */
     bool wfailed;           /* the worker's translation reported failures */
+    bool wrefreshed;        /* the worker only refreshed targets */
     int werr;
     double wms;
     void (*done)(void *ud);
@@ -146,6 +149,66 @@ static int build_rev(ReconTranslateFn fn, Store *store, const XlateOptions *o, i
     return 0;
 }
 
+/*
+ * Translate @store for publishing. With @prev (only EndpointSlices changed since its plan), redo
+ * its targets; otherwise, or if that fails, translate everything, with a plan when configured.
+ * @partial: @store holds only xlate_refresh_kinds, so a failed refresh is -EAGAIN. Touches no
+ * shared state: runs in the thread pool.
+ */
+static int build_store_rev(const ReconConfig *cfg, Store *store, const XlateOptions *o,
+                           Revision *prev, bool partial, Revision **ret, double *ret_ms,
+                           bool *ret_failed, bool *ret_refreshed)
+{
+    uint64_t t0 = uv_hrtime();
+    *ret_refreshed = false;
+    if (prev) {
+        json_t *config;
+        char *json;
+        size_t len, plen;
+        XlatePlan *plan;
+        const char *pjson = revision_json(prev, &plen);
+        if (xlate_refresh_targets(store, revision_plan(prev), revision_config(prev), pjson, plen,
+                                  &config, &json, &len, &plan) == 0) {
+            /* Targets never fail: the failures are the previous translation's. */
+            json_t *failures = json_incref(revision_failures(prev));
+            *ret_failed = json_array_size(failures) > 0;
+            *ret = revision_new_planned(config, failures, plan, json, len);
+            *ret_ms = (double)(uv_hrtime() - t0) / 1e6;
+            *ret_refreshed = true;
+            return *ret ? 0 : -ENOMEM;
+        }
+        if (partial) /* a snapshot of only the refresh's kinds: nothing else to do with it */
+            return -EAGAIN;
+    }
+    if (!cfg->translate_plan)
+        return build_rev(cfg->translate, store, o, 0, ret, ret_ms, ret_failed);
+    json_t *config = NULL, *failures = NULL;
+    XlatePlan *plan = NULL;
+    int e = cfg->translate_plan(store, o, &config, &failures, &plan);
+    if (e < 0 || !config) {
+        json_decref(config);
+        json_decref(failures);
+        xlate_plan_free(plan);
+        *ret_ms = (double)(uv_hrtime() - t0) / 1e6;
+        return e < 0 ? e : -ENOMEM;
+    }
+    *ret_failed = failures && json_array_size(failures);
+    *ret = revision_new_planned(config, failures, plan, NULL, 0);
+    *ret_ms = (double)(uv_hrtime() - t0) / 1e6;
+    return *ret ? 0 : -ENOMEM;
+}
+
+/* The current revision, when only its targets need redoing for the store as it is now. */
+static Revision *refreshable(Recon *r)
+{
+    if (!r->cfg.translate_plan || !r->current || r->full_next) {
+        r->full_next = false;
+        return NULL;
+    }
+    const XlatePlan *p = revision_plan(r->current);
+    return xlate_plan_reusable(p, r->store, &r->cfg.xopts) ? r->current : NULL;
+}
+
 static void count_translation(Recon *r, int e, double ms, bool failed)
 {
     metrics_hist_observe(&r->duration[!(e < 0 || failed)], ms);
@@ -187,6 +250,7 @@ static void finish(Recon *r, Revision *rev, uint64_t first_ns)
 
     if (r->current && !strcmp(revision_hash(r->current), revision_hash(rev))) {
         r->unchanged++;
+        revision_move_plan(rev, r->current); /* it knows the store as it is now */
         revision_unref(rev);
         log_event(LOG_DEBUG, "reconcile", "configuration unchanged", "{s:s}", "hash",
                   revision_hash(r->current));
@@ -213,7 +277,8 @@ static void do_work(uv_work_t *w)
     Recon *r = w->data;
     bool failed = false;
     r->wrev = NULL;
-    r->werr = build_rev(r->cfg.translate, r->snapshot, &r->wopts, 0, &r->wrev, &r->wms, &failed);
+    r->werr = build_store_rev(&r->cfg, r->snapshot, &r->wopts, r->wprev, r->wprev != NULL,
+                              &r->wrev, &r->wms, &failed, &r->wrefreshed);
     r->wfailed = failed;
     /*
      * Freed here, not on the loop: the snapshot is private, and its objects are shared with the
@@ -231,18 +296,28 @@ static void after_work(uv_work_t *w, int status)
     r->busy = false;
     r->wrev = NULL;
     r->snapshot = store_free(r->snapshot); /* only when the work was cancelled */
+    r->wprev = revision_unref(r->wprev);
     int e = status < 0 ? status : r->werr;
-    count_translation(r, e, r->wms, r->wfailed);
+    if (e != -EAGAIN)
+        count_translation(r, e, r->wms, r->wfailed);
+    if (e == 0 && r->wrefreshed)
+        r->refreshes++;
     if (r->closing) {
         revision_unref(rev);
         uv_close((uv_handle_t *)&r->timer, on_closed);
         return;
     }
-    if (e < 0) {
+    if (e == -EAGAIN) {
+        /* Redoing the targets did not work out: translate everything, at once. */
+        log_f(LOG_WARN, "reconcile", "refreshing targets failed; translating everything");
+        r->full_next = true;
+        r->again = true;
+        r->dirty = true;
+    } else if (e < 0) {
         log_event(LOG_ERROR, "reconcile", "translation failed", "{s:s}", "err", strerror(-e));
     } else {
-        log_event(LOG_DEBUG, "reconcile", "translated", "{s:f, s:s}", "ms", r->wms, "hash",
-                  revision_hash(rev));
+        log_event(LOG_DEBUG, "reconcile", "translated", "{s:f, s:s, s:b}", "ms", r->wms, "hash",
+                  revision_hash(rev), "targets_only", r->wrefreshed);
         finish(r, rev, r->snap_first_ns);
     }
     if (r->again) {
@@ -261,9 +336,13 @@ static void translate_now(Recon *r)
         r->dirty = true;
         return;
     }
-    if (r->cfg.threaded && store_clone(r->store, &r->snapshot) == 0) {
+    Revision *prev = refreshable(r);
+    /* A refresh reads only a few kinds: copying just those keeps the snapshot cheap. */
+    if (r->cfg.threaded &&
+        store_clone_kinds(r->store, prev ? xlate_refresh_kinds : NULL, &r->snapshot) == 0) {
         /* translate a private snapshot in the thread pool: the loop keeps serving */
         r->wopts = r->cfg.xopts;
+        r->wprev = revision_ref(prev);
         r->snap_first_ns = first_ns;
         r->work.data = r;
         if (uv_queue_work(r->loop, &r->work, do_work, after_work) == 0) {
@@ -271,13 +350,22 @@ static void translate_now(Recon *r)
             return;
         }
         r->snapshot = store_free(r->snapshot);
+        r->wprev = revision_unref(r->wprev);
     }
     Revision *rev = NULL;
-    int e = recon_build(r, r->store, 0, &rev);
+    double ms = 0;
+    bool failed = false, refreshed;
+    int e = build_store_rev(&r->cfg, r->store, &r->cfg.xopts, prev, false, &rev, &ms, &failed,
+                            &refreshed);
+    count_translation(r, e, ms, failed);
+    if (e == 0 && refreshed)
+        r->refreshes++;
     if (e < 0) {
         log_event(LOG_ERROR, "reconcile", "translation failed", "{s:s}", "err", strerror(-e));
         return;
     }
+    log_event(LOG_DEBUG, "reconcile", "translated", "{s:f, s:s, s:b}", "ms", ms, "hash",
+              revision_hash(rev), "targets_only", refreshed);
     finish(r, rev, first_ns);
 }
 
@@ -362,6 +450,10 @@ void recon_metrics(Recon *r, Buf *out)
     metrics_header(out, "tether_revisions_published_total", "counter",
                    "Configuration revisions with a new hash handed to the sinks.");
     buf_printf(out, "tether_revisions_published_total %llu\n", r->published);
+    metrics_header(out, "tether_translation_targets_only_total", "counter",
+                   "Translations that only redid upstream targets (nothing but EndpointSlices "
+                   "changed).");
+    buf_printf(out, "tether_translation_targets_only_total %llu\n", r->refreshes);
     metrics_header(out, "tether_revisions_unchanged_total", "counter",
                    "Translations whose hash equalled the published one (nothing published).");
     buf_printf(out, "tether_revisions_unchanged_total %llu\n", r->unchanged);

@@ -22,11 +22,21 @@ typedef struct Recon Recon;
 typedef int (*ReconTranslateFn)(Store *store, const XlateOptions *o, json_t **ret_config,
                                 json_t **ret_failures);
 
+/* A translator that also makes a plan for refreshing targets (xlate_run_plan). */
+typedef int (*ReconPlanFn)(Store *store, const XlateOptions *o, json_t **ret_config,
+                           json_t **ret_failures, XlatePlan **ret_plan);
+
 typedef struct ReconConfig {
     uint64_t debounce_ms;
     uint64_t max_wait_ms;
     XlateOptions xopts; /* strings borrowed for the reconciler's lifetime */
     ReconTranslateFn translate;
+    /*
+     * translate_plan: optional; translations of the store use it instead of @translate, and when
+     * nothing but EndpointSlices changed since the current revision, only its targets are redone
+     * (xlate_refresh_targets): pod churn costs a small fraction of a translation.
+     */
+    ReconPlanFn translate_plan;
     /*
      * threaded: translate a snapshot of the store (store_clone) in the libuv thread pool so the
      * loop keeps serving watches, pushes and probes meanwhile. @translate must then be pure

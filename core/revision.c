@@ -4,6 +4,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 
 #include "util.h"
@@ -18,6 +19,7 @@ struct Revision {
     char *json;
     size_t json_len;
     char hash[65];
+    XlatePlan *plan; /* for refreshing targets; not part of the revision's value */
 };
 
 static uint64_t next_seq = 1;
@@ -37,6 +39,7 @@ void revision_free_off_loop(uv_loop_t *loop)
 
 static void revision_free(Revision *r)
 {
+    xlate_plan_free(r->plan);
     json_decref(r->config);
     json_decref(r->failures);
     free(r->json);
@@ -55,7 +58,8 @@ static void reap_done(uv_work_t *w, int status)
     free(w);
 }
 
-Revision *revision_new_consume(json_t *config, json_t *failures, int fallback)
+static Revision *make(json_t *config, json_t *failures, int fallback, XlatePlan *plan,
+                      char *json, size_t json_len)
 {
     Revision *r = calloc(1, sizeof(*r));
     if (!r || !config)
@@ -64,7 +68,12 @@ Revision *revision_new_consume(json_t *config, json_t *failures, int fallback)
     r->config = config;
     r->failures = failures ? failures : json_array();
     r->fallback = fallback;
-    r->json = xlate_canonical_json(config, &r->json_len);
+    r->plan = plan;
+    r->json = json ? json : xlate_canonical_json_plan(config, &r->json_len, plan);
+    if (json)
+        r->json_len = json_len;
+    json = NULL;
+    plan = NULL;
     if (!r->json || !r->failures) {
         config = NULL;
         failures = NULL;
@@ -78,11 +87,39 @@ fail:
         json_decref(r->config);
         json_decref(r->failures);
         free(r->json);
+        xlate_plan_free(r->plan);
         free(r);
     }
     json_decref(config);
     json_decref(failures);
+    xlate_plan_free(plan);
+    free(json);
     return NULL;
+}
+
+Revision *revision_new_consume(json_t *config, json_t *failures, int fallback)
+{
+    return make(config, failures, fallback, NULL, NULL, 0);
+}
+
+Revision *revision_new_planned(json_t *config, json_t *failures, XlatePlan *plan, char *json,
+                               size_t json_len)
+{
+    return make(config, failures, 0, plan, json, json_len);
+}
+
+const XlatePlan *revision_plan(const Revision *r)
+{
+    return r->plan;
+}
+
+void revision_move_plan(Revision *from, Revision *to)
+{
+    if (!from->plan || strcmp(from->hash, to->hash))
+        return;
+    xlate_plan_free(to->plan);
+    to->plan = from->plan;
+    from->plan = NULL;
 }
 
 Revision *revision_ref(Revision *r)

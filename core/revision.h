@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "xlate.h"
+
 typedef struct Revision Revision;
 
 /*
@@ -17,6 +19,19 @@ typedef struct Revision Revision;
  * that leaves out objects a gateway rejected. Returns NULL on allocation failure.
  */
 Revision *revision_new_consume(json_t *config, json_t *failures, int fallback);
+/*
+ * revision_new_planned() - the same for a translation that made a plan (stolen, may be NULL):
+ * the revision keeps it for refreshing targets. @json (stolen) are the canonical bytes when the
+ * caller has them already (a refresh), else NULL.
+ */
+Revision *revision_new_planned(json_t *config, json_t *failures, XlatePlan *plan, char *json,
+                               size_t json_len);
+const XlatePlan *revision_plan(const Revision *r); /* NULL when there is none */
+/*
+ * revision_move_plan() - a newer translation gave the same bytes as @to: @to takes @from's plan,
+ * which knows the store as it is now (a plan fits any revision with the same canonical JSON).
+ */
+void revision_move_plan(Revision *from, Revision *to);
 Revision *revision_ref(Revision *r);
 Revision *revision_unref(Revision *r); /* NULL-safe, returns NULL */
 

@@ -933,6 +933,7 @@ static int setup(Ctl *c)
         .max_wait_ms = f->sync_max_wait_ms,
         .xopts = c->xopts,
         .translate = xlate_run,
+        .translate_plan = xlate_run_plan,
         .threaded = true,
         .ud = c,
         .revision = on_revision,

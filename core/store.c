@@ -7,6 +7,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,16 @@ typedef struct KindEntry {
     json_t **sorted;  /* borrowed pointers into map, valid while !dirty */
     size_t nsorted;
     int dirty;
+    uint64_t changes; /* puts and deletes that changed this kind */
 } KindEntry;
+
+/* The last changes, so a caller can learn what changed since a generation (see store.h). */
+#define LOG_SIZE 1024
+typedef struct Change {
+    uint64_t gen;
+    const char *kind; /* the KindEntry's string */
+    json_t *old, *cur;
+} Change;
 
 struct Store {
     KindEntry *kinds;
@@ -27,6 +37,8 @@ struct Store {
     size_t cap;
     uint64_t generation;
     json_t *kind_names;
+    Change *log; /* ring of LOG_SIZE, allocated on the first change */
+    size_t log_head, log_len;
 };
 
 int store_new(Store **ret)
@@ -38,10 +50,45 @@ int store_new(Store **ret)
     return 0;
 }
 
+static void log_change(Store *s, const char *kind, json_t *old, json_t *cur)
+{
+    if (!s->log && !(s->log = calloc(LOG_SIZE, sizeof(*s->log))))
+        return; /* store_changes() then reports the log as not reaching back */
+    Change *c = &s->log[(s->log_head + s->log_len) % LOG_SIZE];
+    if (s->log_len == LOG_SIZE) { /* full: the oldest goes */
+        json_decref(c->old);
+        json_decref(c->cur);
+        s->log_head = (s->log_head + 1) % LOG_SIZE;
+    } else {
+        s->log_len++;
+    }
+    *c = (Change){s->generation, kind, json_incref(old), json_incref(cur)};
+}
+
+int store_changes(const Store *s, uint64_t since, const char *kind,
+                  void (*fn)(void *ud, json_t *old, json_t *cur), void *ud)
+{
+    if (s->generation == since)
+        return 0;
+    if (!s->log_len || s->log[s->log_head].gen > since + 1 || since > s->generation)
+        return -ERANGE;
+    for (size_t i = 0; i < s->log_len; i++) {
+        const Change *c = &s->log[(s->log_head + i) % LOG_SIZE];
+        if (c->gen > since && !strcmp(c->kind, kind))
+            fn(ud, c->old, c->cur);
+    }
+    return 0;
+}
+
 Store *store_free(Store *s)
 {
     if (!s)
         return NULL;
+    for (size_t i = 0; i < s->log_len; i++) {
+        json_decref(s->log[(s->log_head + i) % LOG_SIZE].old);
+        json_decref(s->log[(s->log_head + i) % LOG_SIZE].cur);
+    }
+    free(s->log);
     for (size_t i = 0; i < s->nkinds; i++) {
         free(s->kinds[i].kind);
         json_decref(s->kinds[i].map);
@@ -250,10 +297,16 @@ static int put_trimmed(Store *s, json_t *t)
         json_decref(t);
         return 0;
     }
-    if (json_object_set_new(e->map, key, t) < 0)
+    json_incref(old); /* for the log: the map lets go of it */
+    if (json_object_set_new(e->map, key, t) < 0) {
+        json_decref(old);
         return -ENOMEM;
+    }
     e->dirty = 1;
+    e->changes++;
     s->generation++;
+    log_change(s, e->kind, old, t);
+    json_decref(old);
     return 1;
 }
 
@@ -279,10 +332,16 @@ int store_delete(Store *s, const char *kind, const char *ns, const char *name)
 
     if (!e || make_key(ns, name, key, sizeof(key)) < 0)
         return 0;
-    if (json_object_del(e->map, key) < 0)
+    json_t *old = json_incref(json_object_get(e->map, key));
+    if (json_object_del(e->map, key) < 0) {
+        json_decref(old);
         return 0;
+    }
     e->dirty = 1;
+    e->changes++;
     s->generation++;
+    log_change(s, e->kind, old, NULL);
+    json_decref(old);
     return 1;
 }
 
@@ -390,21 +449,48 @@ uint64_t store_generation(const Store *s)
     return s->generation;
 }
 
-int store_clone(const Store *s, Store **ret)
+uint64_t store_kind_changes(const Store *s, const char *kind)
+{
+    const KindEntry *e = find_kind(s, kind);
+    return e ? e->changes : 0;
+}
+
+static bool listed(const char *kind, const char *const *kinds)
+{
+    for (; kinds && *kinds; kinds++)
+        if (!strcmp(*kinds, kind))
+            return true;
+    return !kinds;
+}
+
+int store_clone_kinds(const Store *s, const char *const *kinds, Store **ret)
 {
     Store *c;
     int r = store_new(&c);
     if (r < 0)
         return r;
     for (size_t i = 0; i < s->nkinds; i++) {
+        /* Every kind's counters, even of a kind not copied: they tell what changed when. */
         KindEntry *e = add_kind(c, s->kinds[i].kind);
-        if (!e || json_object_update(e->map, s->kinds[i].map) < 0) {
+        if (!e || (listed(e->kind, kinds) && json_object_update(e->map, s->kinds[i].map) < 0)) {
             store_free(c);
             return -ENOMEM;
         }
         e->dirty = 1;
+        e->changes = s->kinds[i].changes;
+    }
+    for (size_t i = 0; i < s->log_len; i++) {
+        const Change *ch = &s->log[(s->log_head + i) % LOG_SIZE];
+        KindEntry *e = find_kind(c, ch->kind);
+        c->generation = ch->gen; /* log_change() takes the generation from the store */
+        log_change(c, e ? e->kind : "", ch->old, ch->cur);
     }
     c->generation = s->generation;
     *ret = c;
     return 0;
+}
+
+int store_clone(const Store *s, Store **ret)
+{
+    return store_clone_kinds(s, NULL, ret);
 }

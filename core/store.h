@@ -46,8 +46,24 @@ json_t *store_kinds(Store *s);
 /* store_generation() - increases on every change; lets callers skip work when nothing changed. */
 uint64_t store_generation(const Store *s);
 
+/*
+ * store_kind_changes() - how many changes the generation counted were to @kind (clones keep
+ * both counters), so a caller can tell that nothing but @kind changed since a generation.
+ */
+uint64_t store_kind_changes(const Store *s, const char *kind);
+
+/*
+ * store_changes() - call @fn for each change to @kind after generation @since, oldest first, with
+ * the object before and after (borrowed; NULL for an insert or a delete). The store remembers its
+ * last 1,024 changes (clones too): -ERANGE when that does not reach back to @since.
+ */
+int store_changes(const Store *s, uint64_t since, const char *kind,
+                  void (*fn)(void *ud, json_t *old, json_t *cur), void *ud);
+
 /* store_clone() - a new store sharing the (immutable) objects; for fallback translation. */
 int store_clone(const Store *s, Store **ret);
+/* store_clone_kinds() - the same with only the objects of @kinds (NULL-terminated) copied. */
+int store_clone_kinds(const Store *s, const char *const *kinds, Store **ret);
 
 /* store_trim() - a trimmed deep copy of @obj as the store keeps it (new reference). */
 json_t *store_trim(json_t *obj);

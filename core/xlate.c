@@ -305,7 +305,7 @@ bool xclass_exact_or_empty(Xlate *x, const json_t *obj)
     return (!ann || !*ann) && x->class_default;
 }
 
-static void load_class(Xlate *x)
+void xload_class(Xlate *x)
 {
     json_t *ic = store_get(x->st, "IngressClass", "", x->o->ingress_class);
     const char *def = ic ? obj_annotation(ic, "ingressclass.kubernetes.io/is-default-class") : NULL;
@@ -508,7 +508,7 @@ typedef struct SortKey {
  * lists. The keys are read once: comparing through the objects' hash tables made this the
  * costliest part of assembly at 10,000 services.
  */
-static void sort_array(json_t *arr, const char *field)
+void xsort_by_field(json_t *arr, const char *field)
 {
     size_t n = json_array_size(arr);
     if (n < 2)
@@ -610,23 +610,23 @@ static json_t *assemble(Xlate *x)
             s->routes[j].r = NULL;
             route_defaults(r, s->routes[j].expr);
             if (s->routes[j].plugins && json_array_size(s->routes[j].plugins)) {
-                sort_array(s->routes[j].plugins, "name");
+                xsort_by_field(s->routes[j].plugins, "name");
                 json_object_set(r, "plugins", s->routes[j].plugins);
             }
             json_array_append_new(routes, r);
         }
-        sort_array(routes, "name");
+        xsort_by_field(routes, "name");
         if (json_array_size(routes))
             json_object_set_new(svc, "routes", routes);
         else
             json_decref(routes);
         if (s->plugins && json_array_size(s->plugins)) {
-            sort_array(s->plugins, "name");
+            xsort_by_field(s->plugins, "name");
             json_object_set(svc, "plugins", s->plugins);
         }
         json_array_append_new(services, svc);
     }
-    sort_array(services, "name");
+    xsort_by_field(services, "name");
 
     size_t i;
     json_t *u;
@@ -637,17 +637,17 @@ static json_t *assemble(Xlate *x)
         json_t *t = json_object_get(u, "targets");
         if (t) {
             if (json_array_size(t))
-                sort_array(t, "target");
+                xsort_by_field(t, "target");
             else
                 json_object_del(u, "targets");
         }
     }
-    sort_array(x->upstreams, "name");
-    sort_array(x->certificates, "cert");
-    sort_array(x->ca_certificates, "cert");
-    sort_array(x->consumer_groups, "name");
+    xsort_by_field(x->upstreams, "name");
+    xsort_by_field(x->certificates, "cert");
+    xsort_by_field(x->ca_certificates, "cert");
+    xsort_by_field(x->consumer_groups, "name");
     sort_plugins(x->plugins);
-    sort_array(x->vaults, "prefix");
+    xsort_by_field(x->vaults, "prefix");
 
     struct {
         const char *key;
@@ -699,7 +699,7 @@ static const struct {
     void (*fn)(Xlate *x);
     size_t gate;
 } phases[XLATE_PHASES - 1] = {
-    {"class", load_class, 0},
+    {"class", xload_class, 0},
     {"ingresses", xlate_ingresses, 0},
     {"l4", xlate_l4, 0},
     {"services", xlate_populate_services, 0},
@@ -722,13 +722,8 @@ const char *xlate_phase_name(int i)
     return i >= 0 && i < XLATE_PHASES - 1 ? phases[i].name : NULL;
 }
 
-int xlate_run(Store *store, const XlateOptions *o, json_t **ret_config, json_t **ret_failures)
-{
-    return xlate_run_timed(store, o, ret_config, ret_failures, NULL);
-}
-
-int xlate_run_timed(Store *store, const XlateOptions *o, json_t **ret_config, json_t **ret_failures,
-                    double times[XLATE_PHASES])
+static int run(Store *store, const XlateOptions *o, json_t **ret_config, json_t **ret_failures,
+               double times[XLATE_PHASES], XlatePlan **ret_plan)
 {
     Xlate x;
     XlateOptions def;
@@ -756,6 +751,10 @@ int xlate_run_timed(Store *store, const XlateOptions *o, json_t **ret_config, js
     x.plugins = json_array();
     x.vaults = json_array();
     x.custom = json_object();
+    if (ret_plan) {
+        *ret_plan = NULL;
+        x.plan = xplan_new(store, o);
+    }
 
     for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
         uint64_t t0 = times ? now_us() : 0;
@@ -789,13 +788,33 @@ int xlate_run_timed(Store *store, const XlateOptions *o, json_t **ret_config, js
     json_decref(x.custom);
     json_decref(x.slices_by_svc);
     if (!cfg) {
+        xlate_plan_free(x.plan);
         json_decref(x.failures);
         return -ENOMEM;
     }
+    if (ret_plan)
+        *ret_plan = xplan_order(x.plan, json_object_get(cfg, "upstreams"));
     *ret_config = cfg;
     if (ret_failures)
         *ret_failures = x.failures;
     else
         json_decref(x.failures);
     return 0;
+}
+
+int xlate_run(Store *store, const XlateOptions *o, json_t **ret_config, json_t **ret_failures)
+{
+    return run(store, o, ret_config, ret_failures, NULL, NULL);
+}
+
+int xlate_run_timed(Store *store, const XlateOptions *o, json_t **ret_config, json_t **ret_failures,
+                    double times[XLATE_PHASES])
+{
+    return run(store, o, ret_config, ret_failures, times, NULL);
+}
+
+int xlate_run_plan(Store *store, const XlateOptions *o, json_t **ret_config, json_t **ret_failures,
+                   XlatePlan **ret_plan)
+{
+    return run(store, o, ret_config, ret_failures, NULL, ret_plan);
 }

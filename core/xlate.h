@@ -50,10 +50,38 @@ int xlate_run_timed(Store *store, const XlateOptions *o, json_t **ret_config, js
 const char *xlate_phase_name(int i);
 
 /*
+ * Endpoint changes are the most frequent change in a cluster and only move targets. A plan
+ * remembers where each upstream's targets came from, so such a change redoes the targets and
+ * splices them into the previous canonical JSON instead of translating everything again.
+ */
+typedef struct XlatePlan XlatePlan;
+
+/* xlate_run_plan() - xlate_run() that also returns a plan (*ret_plan may be NULL: no plan). */
+int xlate_run_plan(Store *store, const XlateOptions *o, json_t **ret_config, json_t **ret_failures,
+                   XlatePlan **ret_plan);
+void xlate_plan_free(XlatePlan *plan); /* NULL-safe */
+
+/* xlate_plan_reusable() - nothing but EndpointSlices changed in @store since @plan, same options. */
+bool xlate_plan_reusable(const XlatePlan *plan, const Store *store, const XlateOptions *o);
+
+/*
+ * xlate_refresh_targets() - the configuration of @store after an EndpointSlice-only change: the
+ * previous @config and its canonical @json (from xlate_canonical_json_plan() with @plan) with
+ * every upstream's targets redone. Returns the new config, canonical JSON and plan; the bytes
+ * equal what a full translation and xlate_canonical_json() give. Negative errno on failure.
+ */
+extern const char *const xlate_refresh_kinds[]; /* the kinds it reads from @store */
+int xlate_refresh_targets(Store *store, const XlatePlan *plan, const json_t *config,
+                          const char *json, size_t len, json_t **ret_config, char **ret_json,
+                          size_t *ret_len, XlatePlan **ret_plan);
+
+/*
  * xlate_canonical_json() - the canonical bytes of a config (sorted keys, compact): the same
  * config always gives the same bytes. malloc'd; *ret_len set.
  */
 char *xlate_canonical_json(const json_t *config, size_t *ret_len);
+/* The same, also noting in @plan (may be NULL) where each upstream's bytes are. */
+char *xlate_canonical_json_plan(const json_t *config, size_t *ret_len, XlatePlan *plan);
 
 /* xlate_to_yaml() - the config as YAML (keys sorted, PEM as literal blocks). malloc'd. */
 char *xlate_to_yaml(const json_t *config);

@@ -601,6 +601,41 @@ static void apply_kongingress(Xlate *x, XService *s, json_t *up)
     }
 }
 
+/* Targets of an upstream from its backends (in order); KIC splits a backend's weight evenly. */
+json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc)
+{
+    json_t *targets = json_array();
+    for (size_t b = 0; b < nsrc; b++) {
+        json_t *eps = endpoints(x, src[b].svc, src[b].port);
+        size_t n = json_array_size(eps);
+        long w = src[b].weight;
+        if (src[b].has_weight && n)
+            w = src[b].weight / (long)n;
+        size_t k;
+        json_t *e;
+        json_array_foreach(eps, k, e)
+        {
+            /* A draining endpoint gets weight 0: no new connections, existing ones finish. */
+            if (json_is_true(json_object_get(e, "drain")))
+                add_target(targets, json_string_value(json_object_get(e, "t")), true, 0);
+            else
+                add_target(targets, json_string_value(json_object_get(e, "t")), src[b].has_weight,
+                           w);
+        }
+        json_decref(eps);
+    }
+    return targets;
+}
+
+void xtarget_srcs_free(TargetSrc *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_decref(src[i].svc);
+        json_decref(src[i].port);
+    }
+    free(src);
+}
+
 void xlate_upstreams(Xlate *x)
 {
     json_t *seen = json_object();
@@ -612,7 +647,11 @@ void xlate_upstreams(Xlate *x)
         if (!host || json_object_get(seen, host))
             continue;
         json_object_set_new(seen, host, json_true());
-        json_t *targets = json_array();
+        /* Where the targets come from, kept so an EndpointSlice change can redo just this. */
+        TargetSrc *src = calloc(s->nbackends ? s->nbackends : 1, sizeof(*src));
+        size_t nsrc = 0;
+        if (!src)
+            continue;
         for (size_t b = 0; b < s->nbackends; b++) {
             Backend *be = &s->backends[b];
             PortDef pd = be->port;
@@ -644,25 +683,11 @@ void xlate_upstreams(Xlate *x)
                       obj_ns(svc), obj_name(svc), pc);
                 continue;
             }
-            json_t *eps = endpoints(x, svc, port);
-            size_t n = json_array_size(eps);
-            long w = be->weight;
-            if (be->has_weight && n)
-                w = be->weight / (long)n;
-            size_t k;
-            json_t *e;
-            json_array_foreach(eps, k, e)
-            {
-                /* A draining endpoint gets weight 0: no new connections, existing ones finish. */
-                if (json_is_true(json_object_get(e, "drain")))
-                    add_target(targets, json_string_value(json_object_get(e, "t")), true, 0);
-                else
-                    add_target(targets, json_string_value(json_object_get(e, "t")), be->has_weight, w);
-            }
-            json_decref(eps);
+            src[nsrc++] = (TargetSrc){json_incref(svc), synth ? synth : json_incref(port),
+                                      be->has_weight, be->weight};
             json_object_set(s->s, "port", json_object_get(port, "port"));
-            json_decref(synth);
         }
+        json_t *targets = xtargets(x, src, nsrc);
         json_t *tags = json_object_get(s->s, "tags");
         json_t *up = json_object();
         jset_s(up, "name", host);
@@ -679,6 +704,8 @@ void xlate_upstreams(Xlate *x)
         }
         apply_policy(x, s, up);
         json_array_append_new(x->upstreams, up);
+        if (!x->plan || xplan_add(x->plan, up, src, nsrc) < 0)
+            xtarget_srcs_free(src, nsrc);
     }
     json_decref(seen);
 }

@@ -8,8 +8,10 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store.h"
+#include "util.h"
 #include "xlate.h"
 
 #define ANN "konghq.com/"
@@ -56,6 +58,35 @@ typedef struct XService {
     int source;      /* order of the rule source (Ingress 0, TCPIngress 1, UDPIngress 2) */
 } XService;
 
+/* One backend of an upstream: where its targets come from. */
+typedef struct TargetSrc {
+    json_t *svc;  /* the Kubernetes Service (reference) */
+    json_t *port; /* the Service port the backend resolved to (reference; may be made up) */
+    bool has_weight;
+    long weight;
+} TargetSrc;
+
+typedef struct UpPlan {
+    json_t *up; /* the upstream object, while the plan is put in order (reference) */
+    TargetSrc *src;
+    size_t nsrc;
+} UpPlan;
+
+/*
+ * What redoing the targets needs after a change to EndpointSlices only: everything else in a
+ * configuration comes from other kinds, so the rest of it stays as it was.
+ */
+struct XlatePlan {
+    XlateOptions o;
+    char *strs[3];          /* owned copies of o's strings */
+    uint64_t gen;           /* store_generation() of the translated store */
+    uint64_t slice_changes; /* its store_kind_changes("EndpointSlice") */
+    UpPlan *ups;            /* in the order of the configuration's "upstreams" */
+    size_t nups, cap;
+    json_t *by_svc;         /* "ns/service" -> [upstream indices]; shared by refreshed plans */
+    size_t *spans;          /* upstream i is bytes [spans[2i], spans[2i+1]) of the JSON */
+};
+
 typedef struct Xlate {
     Store *st;
     const XlateOptions *o;
@@ -83,6 +114,7 @@ typedef struct Xlate {
     json_t *vaults;
     json_t *custom;           /* type -> array */
     json_t *slices_by_svc;    /* "ns/service" -> [EndpointSlice], built once per run */
+    XlatePlan *plan;          /* filled when the caller asked for one */
 } Xlate;
 
 /* Fast field setters for hot paths (json_pack parses its format string on every call). */
@@ -144,6 +176,14 @@ void xlate_ingresses(Xlate *x);
 void xlate_l4(Xlate *x);
 void xlate_populate_services(Xlate *x);
 void xlate_upstreams(Xlate *x);
+json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc);
+void xtarget_srcs_free(TargetSrc *src, size_t n);
+XlatePlan *xplan_new(const Store *st, const XlateOptions *o);
+int xplan_add(XlatePlan *p, json_t *up, TargetSrc *src, size_t nsrc);
+XlatePlan *xplan_order(XlatePlan *p, const json_t *upstreams);
+void xsort_by_field(json_t *arr, const char *field);
+void xload_class(Xlate *x);
+int xcanon_append(Buf *b, const json_t *v);
 void xlate_overrides(Xlate *x);
 void xlate_consumers(Xlate *x);
 void xlate_vaults(Xlate *x);

@@ -7,6 +7,7 @@
 #include "xlate_int.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,60 +107,80 @@ static int cmp_key(const void *a, const void *b)
     return c ? c : (x->n < y->n ? -1 : x->n > y->n);
 }
 
+static void canon(Out *o, const json_t *v);
+
+/* An array, noting where each element's bytes are when @spans is given. */
+static void canon_array(Out *o, const json_t *v, size_t *spans)
+{
+    size_t n = json_array_size(v);
+    putc1(o, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            putc1(o, ',');
+        if (spans)
+            spans[2 * i] = o->b.len;
+        canon(o, json_array_get(v, i));
+        if (spans)
+            spans[2 * i + 1] = o->b.len;
+    }
+    putc1(o, ']');
+}
+
+/* An object with its keys sorted; with @plan, the top level notes where the upstreams are. */
+static void canon_object(Out *o, const json_t *v, XlatePlan *plan)
+{
+    size_t n = json_object_size(v), i = 0;
+    Key small[16];
+    Key *keys = n <= 16 ? small : malloc(n * sizeof(*keys));
+    const char *k;
+    json_t *c;
+    if (!keys) {
+        o->oom = true;
+        return;
+    }
+    json_object_foreach((json_t *)v, k, c)
+    {
+        keys[i].k = k;
+        keys[i].n = strlen(k);
+        keys[i].v = c;
+        i++;
+    }
+    if (n > 16) {
+        qsort(keys, n, sizeof(*keys), cmp_key);
+    } else {
+        for (size_t a = 1; a < n; a++) /* small objects: insertion sort, no allocation */
+            for (size_t z = a; z > 0 && cmp_key(&keys[z - 1], &keys[z]) > 0; z--) {
+                Key t = keys[z];
+                keys[z] = keys[z - 1];
+                keys[z - 1] = t;
+            }
+    }
+    putc1(o, '{');
+    for (i = 0; i < n; i++) {
+        if (i)
+            putc1(o, ',');
+        json_str(o, keys[i].k, keys[i].n);
+        putc1(o, ':');
+        if (plan && json_is_array(keys[i].v) && !strcmp(keys[i].k, "upstreams") &&
+            json_array_size(keys[i].v) == plan->nups)
+            canon_array(o, keys[i].v, plan->spans);
+        else
+            canon(o, keys[i].v);
+    }
+    putc1(o, '}');
+    if (keys != small)
+        free(keys);
+}
+
 static void canon(Out *o, const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        size_t n = json_object_size(v), i = 0;
-        Key small[16];
-        Key *keys = n <= 16 ? small : malloc(n * sizeof(*keys));
-        const char *k;
-        json_t *c;
-        if (!keys) {
-            o->oom = true;
-            return;
-        }
-        json_object_foreach((json_t *)v, k, c)
-        {
-            keys[i].k = k;
-            keys[i].n = strlen(k);
-            keys[i].v = c;
-            i++;
-        }
-        if (n > 16) {
-            qsort(keys, n, sizeof(*keys), cmp_key);
-        } else {
-            for (size_t a = 1; a < n; a++) /* small objects: insertion sort, no allocation */
-                for (size_t z = a; z > 0 && cmp_key(&keys[z - 1], &keys[z]) > 0; z--) {
-                    Key t = keys[z];
-                    keys[z] = keys[z - 1];
-                    keys[z - 1] = t;
-                }
-        }
-        putc1(o, '{');
-        for (i = 0; i < n; i++) {
-            if (i)
-                putc1(o, ',');
-            json_str(o, keys[i].k, keys[i].n);
-            putc1(o, ':');
-            canon(o, keys[i].v);
-        }
-        putc1(o, '}');
-        if (keys != small)
-            free(keys);
+    case JSON_OBJECT:
+        canon_object(o, v, NULL);
         break;
-    }
-    case JSON_ARRAY: {
-        size_t n = json_array_size(v);
-        putc1(o, '[');
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                putc1(o, ',');
-            canon(o, json_array_get(v, i));
-        }
-        putc1(o, ']');
+    case JSON_ARRAY:
+        canon_array(o, v, NULL);
         break;
-    }
     case JSON_STRING:
         json_str(o, json_string_value(v), json_string_length(v));
         break;
@@ -192,12 +213,15 @@ static void canon(Out *o, const json_t *v)
     }
 }
 
-char *xlate_canonical_json(const json_t *config, size_t *ret_len)
+static char *canonical(const json_t *config, size_t *ret_len, XlatePlan *plan)
 {
     Out o = {BUF_INIT, false};
     if (buf_reserve(&o.b, 1 << 16) < 0)
         return NULL;
-    canon(&o, config);
+    if (plan && json_is_object(config))
+        canon_object(&o, config, plan);
+    else
+        canon(&o, config);
     if (o.oom || buf_reserve(&o.b, 0) < 0) {
         buf_deinit(&o.b);
         return NULL;
@@ -206,6 +230,25 @@ char *xlate_canonical_json(const json_t *config, size_t *ret_len)
     if (ret_len)
         *ret_len = o.b.len;
     return buf_take(&o.b);
+}
+
+char *xlate_canonical_json(const json_t *config, size_t *ret_len)
+{
+    return canonical(config, ret_len, NULL);
+}
+
+char *xlate_canonical_json_plan(const json_t *config, size_t *ret_len, XlatePlan *plan)
+{
+    return canonical(config, ret_len, plan);
+}
+
+/* For xlate_refresh_targets(): append @v's canonical bytes to @b. */
+int xcanon_append(Buf *b, const json_t *v)
+{
+    Out o = {*b, false};
+    canon(&o, v);
+    *b = o.b;
+    return o.oom ? -ENOMEM : 0;
 }
 
 static bool needs_quotes(const char *s)

@@ -16,6 +16,7 @@
 
 #include "reconcile.h"
 #include "store.h"
+#include "xlate.h"
 
 typedef struct T {
     uv_loop_t loop;
@@ -269,6 +270,113 @@ static void test_close_while_translating(void **state)
     assert_true(t.changed <= 1);
 }
 
+/* With a plan, an EndpointSlice change redoes only targets, and publishes what a full translation
+ * would; a change to anything else translates everything again. */
+static json_t *k8s(const char *yaml)
+{
+    json_error_t e;
+    json_t *o = json_loads(yaml, 0, &e);
+    assert_non_null(o);
+    return o;
+}
+
+static void put_obj(T *t, json_t *o)
+{
+    assert_true(store_put(t->store, o) > 0);
+    json_decref(o);
+    recon_mark_dirty(t->recon);
+}
+
+static json_t *slice(const char *ip)
+{
+    return json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:[s]}], s:[{s:s, s:i}]}",
+                     "apiVersion", "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata",
+                     "name", "web-1", "namespace", "ns", "labels", "kubernetes.io/service-name",
+                     "web", "addressType", "IPv4", "endpoints", "addresses", ip, "ports", "name",
+                     "http", "port", 8080);
+}
+
+static bool targets_only_count(T *t, const char *want)
+{
+    Buf m = BUF_INIT;
+    recon_metrics(t->recon, &m);
+    bool ok = strstr(m.data, want) != NULL;
+    buf_deinit(&m);
+    return ok;
+}
+
+static void full_translation_equals(T *t)
+{
+    json_t *cfg, *f;
+    size_t n, want_n;
+    assert_int_equal(xlate_run(t->store, recon_options(t->recon), &cfg, &f), 0);
+    char *want = xlate_canonical_json(cfg, &want_n);
+    const char *got = revision_json(recon_current(t->recon), &n);
+    assert_int_equal(n, want_n);
+    assert_memory_equal(got, want, n);
+    free(want);
+    json_decref(cfg);
+    json_decref(f);
+}
+
+static void test_slice_changes_refresh_targets(void **state)
+{
+    threaded = *state != NULL;
+    T t;
+    memset(&t, 0, sizeof(t));
+    cur = &t;
+    assert_int_equal(uv_loop_init(&t.loop), 0);
+    assert_int_equal(store_new(&t.store), 0);
+    ReconConfig rc = {.debounce_ms = 5,
+                      .max_wait_ms = 50,
+                      .translate = xlate_run,
+                      .translate_plan = xlate_run_plan,
+                      .ud = &t,
+                      .revision = on_rev,
+                      .threaded = threaded};
+    xlate_options_default(&rc.xopts);
+    assert_int_equal(recon_new(&t.loop, t.store, &rc, &t.recon), 0);
+    uv_timer_init(&t.loop, &t.ticker);
+    uv_timer_init(&t.loop, &t.stopper);
+    t.ticker.data = t.stopper.data = &t;
+
+    put_obj(&t, k8s("{\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"Ingress\", "
+                    "\"metadata\": {\"name\": \"web\", \"namespace\": \"ns\"}, \"spec\": "
+                    "{\"ingressClassName\": \"kong\", \"rules\": [{\"http\": {\"paths\": "
+                    "[{\"path\": \"/\", \"pathType\": \"Prefix\", \"backend\": {\"service\": "
+                    "{\"name\": \"web\", \"port\": {\"number\": 80}}}}]}}]}}"));
+    put_obj(&t, k8s("{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {\"name\": "
+                    "\"web\", \"namespace\": \"ns\"}, \"spec\": {\"ports\": [{\"name\": "
+                    "\"http\", \"port\": 80, \"targetPort\": 8080}]}}"));
+    put_obj(&t, slice("10.0.0.1"));
+    RUN_UNTIL(&t, t.changed == 1);
+    full_translation_equals(&t);
+    assert_true(targets_only_count(&t, "tether_translation_targets_only_total 0\n"));
+
+    put_obj(&t, slice("10.0.0.2")); /* the pod moved */
+    RUN_UNTIL(&t, t.changed == 2);
+    full_translation_equals(&t);
+    assert_non_null(strstr(revision_json(recon_current(t.recon), NULL), "10.0.0.2:8080"));
+    assert_true(targets_only_count(&t, "tether_translation_targets_only_total 1\n"));
+
+    /* A Service change needs everything: the port of the Kong service comes from it. */
+    put_obj(&t, k8s("{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {\"name\": "
+                    "\"web\", \"namespace\": \"ns\"}, \"spec\": {\"ports\": [{\"name\": "
+                    "\"http\", \"port\": 80, \"targetPort\": 8080}, {\"name\": \"x\", "
+                    "\"port\": 81}]}}"));
+    put_obj(&t, slice("10.0.0.3"));
+    RUN_UNTIL(&t, t.changed == 3);
+    full_translation_equals(&t);
+    assert_true(targets_only_count(&t, "tether_translation_targets_only_total 1\n"));
+
+    assert_int_equal(store_delete(t.store, "EndpointSlice", "ns", "web-1"), 1);
+    recon_mark_dirty(t.recon);
+    RUN_UNTIL(&t, t.changed == 4);
+    full_translation_equals(&t);
+    assert_true(targets_only_count(&t, "tether_translation_targets_only_total 2\n"));
+    teardown_t(&t);
+}
+
 int main(void)
 {
     static int on = 1; /* prestate &on: the same test translating in the thread pool */
@@ -280,6 +388,8 @@ int main(void)
         cmocka_unit_test(test_new_failures_reported_once),
         cmocka_unit_test(test_flush_and_build),
         cmocka_unit_test(test_close_while_translating),
+        cmocka_unit_test(test_slice_changes_refresh_targets),
+        cmocka_unit_test_prestate(test_slice_changes_refresh_targets, &on),
         cmocka_unit_test_prestate(test_batches_changes, &on),
         cmocka_unit_test_prestate(test_max_wait_bounds_debounce, &on),
         cmocka_unit_test_prestate(test_unchanged_hash_publishes_nothing, &on),

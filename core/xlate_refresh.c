@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Plans and target refreshes: after a change to EndpointSlices only, redo each upstream's
+ * targets from the Services and ports the last full translation resolved, and splice the
+ * upstreams that changed into the previous canonical JSON. See xlate.h.
+ */
+#include "xlate_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SLICES "EndpointSlice"
+
+/* Everything else comes from the plan and the previous configuration. */
+const char *const xlate_refresh_kinds[] = {SLICES, "IngressClass", "IngressClassParameters", NULL};
+
+XlatePlan *xplan_new(const Store *st, const XlateOptions *o)
+{
+    XlatePlan *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->o = *o;
+    const char **s[] = {&p->o.ingress_class, &p->o.kong_version, &p->o.cluster_domain};
+    for (int i = 0; i < 3; i++) {
+        if (*s[i] && !(p->strs[i] = strdup(*s[i]))) {
+            xlate_plan_free(p);
+            return NULL;
+        }
+        *s[i] = p->strs[i];
+    }
+    p->gen = store_generation(st);
+    p->slice_changes = store_kind_changes(st, SLICES);
+    return p;
+}
+
+void xlate_plan_free(XlatePlan *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->nups; i++) {
+        json_decref(p->ups[i].up);
+        xtarget_srcs_free(p->ups[i].src, p->ups[i].nsrc);
+    }
+    free(p->ups);
+    free(p->spans);
+    json_decref(p->by_svc);
+    for (int i = 0; i < 3; i++)
+        free(p->strs[i]);
+    free(p);
+}
+
+int xplan_add(XlatePlan *p, json_t *up, TargetSrc *src, size_t nsrc)
+{
+    if (p->nups == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        UpPlan *n = realloc(p->ups, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        p->ups = n;
+        p->cap = cap;
+    }
+    p->ups[p->nups++] = (UpPlan){json_incref(up), src, nsrc};
+    return 0;
+}
+
+static int cmp_up(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const UpPlan *)a)->up, y = (uintptr_t)((const UpPlan *)b)->up;
+    return (x > y) - (x < y);
+}
+
+/*
+ * Put the plan in the order of the configuration's sorted "upstreams". Returns the plan, or NULL
+ * (and frees it) when an upstream has no entry: then a refresh could not account for it.
+ */
+XlatePlan *xplan_order(XlatePlan *p, const json_t *upstreams)
+{
+    size_t n = json_array_size(upstreams);
+    if (!p || !n || n != p->nups)
+        goto drop;
+    UpPlan *sorted = malloc(n * sizeof(*sorted));
+    if (!sorted || !(p->spans = calloc(2 * n, sizeof(*p->spans)))) {
+        free(sorted);
+        goto drop;
+    }
+    qsort(p->ups, n, sizeof(*p->ups), cmp_up);
+    for (size_t i = 0; i < n; i++) {
+        UpPlan key = {json_array_get(upstreams, i), NULL, 0};
+        UpPlan *e = bsearch(&key, p->ups, n, sizeof(*p->ups), cmp_up);
+        if (!e) {
+            free(sorted);
+            goto drop;
+        }
+        sorted[i] = *e;
+    }
+    free(p->ups);
+    p->ups = sorted;
+    p->cap = n;
+    for (size_t i = 0; i < n; i++) { /* only needed to find the order */
+        json_decref(p->ups[i].up);
+        p->ups[i].up = NULL;
+    }
+    if (!(p->by_svc = json_object()))
+        goto drop;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < p->ups[i].nsrc; k++) {
+            char key[512];
+            json_t *svc = p->ups[i].src[k].svc;
+            snprintf(key, sizeof(key), "%s/%s", obj_ns(svc), obj_name(svc));
+            json_t *l = json_object_get(p->by_svc, key);
+            if (!l && json_object_set_new(p->by_svc, key, l = json_array()) < 0)
+                goto drop;
+            json_t *last = json_array_get(l, json_array_size(l) - 1);
+            if (!last || json_integer_value(last) != (json_int_t)i)
+                json_array_append_new(l, json_integer((json_int_t)i));
+        }
+    }
+    return p;
+drop:
+    xlate_plan_free(p);
+    return NULL;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+bool xlate_plan_reusable(const XlatePlan *p, const Store *st, const XlateOptions *o)
+{
+    if (!p || !p->spans)
+        return false;
+    const XlateOptions *a = &p->o;
+    if (!same_str(a->ingress_class, o->ingress_class) || a->expressions != o->expressions ||
+        a->fill_ids != o->fill_ids || a->custom_entity != o->custom_entity ||
+        a->service_facade != o->service_facade || a->rewrite_uris != o->rewrite_uris ||
+        a->enable_drain_support != o->enable_drain_support || a->enterprise != o->enterprise ||
+        !same_str(a->kong_version, o->kong_version) || !same_str(a->cluster_domain, o->cluster_domain))
+        return false;
+    /* Every change since the plan was to an EndpointSlice. */
+    return store_generation(st) - p->gen == store_kind_changes(st, SLICES) - p->slice_changes;
+}
+
+/* A copy of @p for the refreshed configuration: the same sources, the new upstream objects. */
+static XlatePlan *plan_copy(const XlatePlan *p, const Store *st)
+{
+    XlatePlan *c = xplan_new(st, &p->o);
+    if (!c || !(c->ups = calloc(p->nups, sizeof(*c->ups))) ||
+        !(c->spans = calloc(2 * p->nups, sizeof(*c->spans)))) {
+        xlate_plan_free(c);
+        return NULL;
+    }
+    c->cap = p->nups;
+    c->by_svc = json_incref(p->by_svc);
+    for (size_t i = 0; i < p->nups; i++) {
+        const UpPlan *u = &p->ups[i];
+        TargetSrc *src = calloc(u->nsrc ? u->nsrc : 1, sizeof(*src));
+        if (!src) {
+            xlate_plan_free(c);
+            return NULL;
+        }
+        for (size_t k = 0; k < u->nsrc; k++)
+            src[k] = (TargetSrc){json_incref(u->src[k].svc), json_incref(u->src[k].port),
+                                 u->src[k].has_weight, u->src[k].weight};
+        c->ups[c->nups++] = (UpPlan){NULL, src, u->nsrc};
+    }
+    return c;
+}
+
+/* The upstream @old with @targets (stolen) as assembly leaves them: sorted, or no key if none. */
+static json_t *with_targets(const json_t *old, json_t *targets, bool *changed)
+{
+    json_t *have = json_object_get(old, "targets");
+    if (json_array_size(targets))
+        xsort_by_field(targets, "target");
+    if (json_array_size(targets) ? json_equal(have, targets) : !have) {
+        json_decref(targets);
+        *changed = false;
+        return json_incref((json_t *)old);
+    }
+    *changed = true;
+    json_t *up = json_copy((json_t *)old);
+    if (up && json_array_size(targets))
+        json_object_set(up, "targets", targets);
+    else if (up)
+        json_object_del(up, "targets");
+    json_decref(targets);
+    return up;
+}
+
+#define OWNER "kubernetes.io/service-name"
+
+static void note_key(json_t *set, const char *ns, const char *name)
+{
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    json_object_set_new(set, key, json_true());
+}
+
+static void note_service(json_t *set, json_t *svc)
+{
+    note_key(set, obj_ns(svc), obj_name(svc));
+}
+
+/* The Service ("ns/name") an EndpointSlice feeds, marked in @set (an object used as a set). */
+static void note_owner(json_t *set, json_t *slice)
+{
+    const char *owner = slice ? obj_label(slice, OWNER) : NULL;
+    if (owner)
+        note_key(set, obj_ns(slice), owner);
+}
+
+static void on_slice_change(void *ud, json_t *old, json_t *cur)
+{
+    note_owner(ud, old);
+    note_owner(ud, cur);
+}
+
+static int cmp_ns(const char *ns, json_t *const *o)
+{
+    return strcmp(ns, obj_ns(*o));
+}
+
+/*
+ * An index of the EndpointSlices of just the @services, in the form endpoints() builds for all
+ * of them: the store lists slices by namespace, so each namespace is one short scan.
+ */
+static json_t *slices_of(Store *st, json_t *services)
+{
+    json_t *index = json_object();
+    size_t n;
+    json_t *const *all = store_list(st, "EndpointSlice", &n);
+    const char *key;
+    json_t *v;
+    json_object_foreach(services, key, v)
+    {
+        json_object_set_new(index, key, json_array()); /* none at all is an answer too */
+    }
+    json_object_foreach(services, key, v)
+    {
+        char ns[256];
+        const char *slash = strchr(key, '/');
+        snprintf(ns, sizeof(ns), "%.*s", (int)(slash - key), key);
+        size_t lo = 0, hi = n; /* first slice of the namespace */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (cmp_ns(ns, &all[mid]) > 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (size_t i = lo; i < n && !cmp_ns(ns, &all[i]); i++) {
+            const char *owner = obj_label(all[i], OWNER);
+            if (owner && !strcmp(owner, slash + 1))
+                json_array_append(json_object_get(index, key), all[i]);
+        }
+    }
+    return index;
+}
+
+int xlate_refresh_targets(Store *st, const XlatePlan *p, const json_t *config, const char *json,
+                          size_t len, json_t **ret_config, char **ret_json, size_t *ret_len,
+                          XlatePlan **ret_plan)
+{
+    const json_t *ups = json_object_get(config, "upstreams");
+    if (!p || !p->spans || !p->nups || json_array_size(ups) != p->nups ||
+        p->spans[2 * p->nups - 1] > len)
+        return -EINVAL;
+    XlatePlan *np = plan_copy(p, st);
+    if (!np)
+        return -ENOMEM;
+    json_t *nups = json_array();
+    Buf b = BUF_INIT;
+    Xlate x;
+    memset(&x, 0, sizeof(x));
+    x.st = st;
+    x.o = &np->o;
+    x.failures = json_array(); /* targets never fail: the sources were resolved before */
+    int r = nups && x.failures && buf_reserve(&b, len + len / 8) == 0 ? 0 : -ENOMEM;
+    /* Only upstreams of Services whose slices changed need their targets redone. */
+    bool *redo = calloc(p->nups, sizeof(*redo));
+    json_t *affected = json_object();
+    if (r == 0 && (!redo || !affected))
+        r = -ENOMEM;
+    if (r == 0 && store_changes(st, p->gen, "EndpointSlice", on_slice_change, affected) == 0) {
+        const char *key;
+        json_t *l;
+        json_object_foreach(affected, key, l)
+        {
+            size_t k;
+            json_t *idx;
+            json_array_foreach(json_object_get(p->by_svc, key), k, idx)
+                redo[json_integer_value(idx)] = true;
+        }
+        /* Those upstreams' other backends count too: index the slices of all their Services. */
+        json_t *need = json_object();
+        for (size_t i = 0; i < p->nups; i++)
+            for (size_t k = 0; redo[i] && k < p->ups[i].nsrc; k++)
+                note_service(need, p->ups[i].src[k].svc);
+        x.slices_by_svc = slices_of(st, need);
+        json_decref(need);
+    } else if (redo) { /* the store's log does not reach back: redo them all */
+        memset(redo, 1, p->nups * sizeof(*redo));
+    }
+    if (r == 0) {
+        xload_class(&x); /* IngressClassParameters' serviceUpstream */
+        r = buf_append(&b, json, p->spans[0]);
+    }
+    for (size_t i = 0; r == 0 && i < p->nups; i++) {
+        json_t *old = json_array_get(ups, i);
+        bool changed = false;
+        json_t *up = redo[i] ? with_targets(old, xtargets(&x, p->ups[i].src, p->ups[i].nsrc), &changed)
+                             : json_incref(old);
+        if (!up || json_array_append_new(nups, up) < 0) {
+            r = -ENOMEM;
+            break;
+        }
+        if (i)
+            r = buf_append(&b, ",", 1);
+        np->spans[2 * i] = b.len;
+        if (r == 0)
+            r = changed ? xcanon_append(&b, up)
+                        : buf_append(&b, json + p->spans[2 * i], p->spans[2 * i + 1] - p->spans[2 * i]);
+        np->spans[2 * i + 1] = b.len;
+    }
+    size_t tail = p->spans[2 * p->nups - 1];
+    if (r == 0)
+        r = buf_append(&b, json + tail, len - tail); /* also terminates the string */
+    json_t *cfg = r == 0 ? json_copy((json_t *)config) : NULL;
+    if (cfg && json_object_set(cfg, "upstreams", nups) < 0) {
+        json_decref(cfg);
+        cfg = NULL;
+    }
+    json_decref(x.failures);
+    json_decref(x.slices_by_svc);
+    json_decref(nups);
+    json_decref(affected);
+    free(redo);
+    if (!cfg) {
+        buf_deinit(&b);
+        xlate_plan_free(np);
+        return r < 0 ? r : -ENOMEM;
+    }
+    *ret_config = cfg;
+    *ret_len = b.len;
+    *ret_json = buf_take(&b);
+    *ret_plan = np;
+    return 0;
+}

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Target refreshes against full translations: after each of a few hundred random EndpointSlice
+ * changes, the refreshed configuration's canonical JSON must be byte for byte what translating
+ * the whole store gives, and any other change must make the plan unusable.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manifest.h"
+#include "store.h"
+#include "xlate.h"
+
+static const char base[] =
+    "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web, namespace: a}\n"
+    "spec:\n  ingressClassName: kong\n  rules:\n  - host: web.example.com\n    http:\n      paths:\n"
+    "      - {path: /a, pathType: Prefix, backend: {service: {name: svc1, port: {number: 80}}}}\n"
+    "      - {path: /b, pathType: Prefix, backend: {service: {name: svc2, port: {name: grpc}}}}\n"
+    "      - {path: /c, pathType: Prefix, backend: {service: {name: ext, port: {number: 443}}}}\n"
+    "      - {path: /d, pathType: Prefix, backend: {service: {name: up, port: {number: 80}}}}\n"
+    "      - {path: /e, pathType: Prefix, backend: {service: {name: empty, port: {number: 80}}}}\n"
+    "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web, namespace: b}\n"
+    "spec:\n  ingressClassName: kong\n  rules:\n  - http:\n      paths:\n"
+    "      - {path: /, pathType: Prefix, backend: {service: {name: svc1, port: {number: 80}}}}\n"
+    "---\napiVersion: v1\nkind: Service\nmetadata: {name: svc1, namespace: a}\n"
+    "spec: {ports: [{name: http, port: 80, targetPort: 8080}]}\n"
+    "---\napiVersion: v1\nkind: Service\nmetadata: {name: svc1, namespace: b}\n"
+    "spec: {ports: [{name: http, port: 80, targetPort: 8080}]}\n"
+    "---\napiVersion: v1\nkind: Service\nmetadata: {name: svc2, namespace: a}\n"
+    "spec: {ports: [{name: http, port: 80}, {name: grpc, port: 9000, targetPort: 9090}, "
+    "{name: dns, port: 53, protocol: UDP}]}\n"
+    "---\napiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: a}\n"
+    "spec: {type: ExternalName, externalName: ext.example.org, ports: [{port: 443}]}\n"
+    "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: up\n  namespace: a\n  annotations:\n"
+    "    ingress.kubernetes.io/service-upstream: \"true\"\nspec: {ports: [{port: 80}]}\n"
+    "---\napiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: a}\n"
+    "spec: {ports: [{port: 80, targetPort: 8080}]}\n";
+
+static int on_obj(void *ud, json_t *obj, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return store_put(ud, obj) < 0;
+}
+
+static uint32_t rnd_state = 12345;
+static uint32_t rnd(uint32_t n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 8) % n;
+}
+
+/* A random EndpointSlice of one of the Services (or of one nobody uses). */
+static void random_slice_change(Store *st)
+{
+    static const char *const owners[][2] = {{"a", "svc1"}, {"a", "svc2"}, {"a", "empty"},
+                                            {"b", "svc1"}, {"a", "up"},   {"a", "nobody"}};
+    const char *const *o = owners[rnd(6)];
+    char name[64];
+    snprintf(name, sizeof(name), "%s-%u", o[1], rnd(3));
+    if (rnd(10) < 3) {
+        store_delete(st, "EndpointSlice", o[0], name);
+        return;
+    }
+    bool v6 = rnd(5) == 0;
+    json_t *eps = json_array();
+    for (uint32_t i = 0, n = rnd(5); i < n; i++) {
+        char addr[32];
+        snprintf(addr, sizeof(addr), v6 ? "fd00::%u" : "10.0.0.%u", 1 + rnd(6));
+        json_t *cond = json_object();
+        if (rnd(3))
+            json_object_set_new(cond, "ready", json_boolean(rnd(4) != 0));
+        if (rnd(3) == 0)
+            json_object_set_new(cond, "terminating", json_boolean(rnd(2)));
+        json_array_append_new(eps, json_pack("{s:[s], s:o}", "addresses", addr, "conditions", cond));
+    }
+    static const char *const pnames[] = {"http", "grpc", "", "dns"};
+    static const int pnums[] = {8080, 9090, 80, 53};
+    json_t *ports = json_array();
+    for (uint32_t i = 0, n = 1 + rnd(2); i < n; i++) {
+        uint32_t k = rnd(4);
+        json_t *p = json_pack("{s:i, s:s}", "port", pnums[k], "protocol", k == 3 ? "UDP" : "TCP");
+        if (*pnames[k])
+            json_object_set_new(p, "name", json_string(pnames[k]));
+        json_array_append_new(ports, p);
+    }
+    json_t *es = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:o, s:o}", "apiVersion",
+                           "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata", "name", name,
+                           "namespace", o[0], "labels", "kubernetes.io/service-name", o[1],
+                           "addressType", v6 ? "IPv6" : "IPv4", "endpoints", eps, "ports", ports);
+    assert_true(store_put(st, es) >= 0);
+    json_decref(es);
+}
+
+static char *full_json(Store *st, const XlateOptions *o, size_t *len)
+{
+    json_t *cfg, *failures;
+    assert_int_equal(xlate_run(st, o, &cfg, &failures), 0);
+    char *j = xlate_canonical_json(cfg, len);
+    json_decref(cfg);
+    json_decref(failures);
+    return j;
+}
+
+static void refresh_matches_full(bool drain)
+{
+    Store *st;
+    assert_int_equal(store_new(&st), 0);
+    assert_int_equal(manifest_load_buffer(base, sizeof(base) - 1, "base", on_obj, NULL, st), 0);
+    XlateOptions o;
+    xlate_options_default(&o);
+    o.enable_drain_support = drain;
+
+    json_t *cfg, *failures;
+    XlatePlan *plan;
+    size_t len;
+    assert_int_equal(xlate_run_plan(st, &o, &cfg, &failures, &plan), 0);
+    assert_non_null(plan);
+    char *json = xlate_canonical_json_plan(cfg, &len, plan);
+    json_decref(failures);
+
+    int changed = 0;
+    for (int step = 0; step < 300; step++) {
+        /* Now and then more changes than the store remembers: then every upstream is redone. */
+        uint64_t until = store_generation(st) + (step % 100 == 99 ? 1100 : 1 + rnd(3));
+        while (store_generation(st) < until)
+            random_slice_change(st);
+        assert_true(xlate_plan_reusable(plan, st, &o));
+        json_t *ncfg;
+        char *njson;
+        size_t nlen, flen;
+        XlatePlan *nplan;
+        assert_int_equal(xlate_refresh_targets(st, plan, cfg, json, len, &ncfg, &njson, &nlen, &nplan), 0);
+        char *want = full_json(st, &o, &flen);
+        if (nlen != flen || memcmp(njson, want, nlen))
+            fail_msg("step %d: refreshed\n%s\nfull translation\n%s", step, njson, want);
+        /* The refreshed tree is what its bytes say, too. */
+        char *again = xlate_canonical_json(ncfg, &flen);
+        assert_int_equal(flen, nlen);
+        assert_memory_equal(again, njson, nlen);
+        free(again);
+        free(want);
+        changed += nlen != len || memcmp(njson, json, len);
+        json_decref(cfg);
+        free(json);
+        xlate_plan_free(plan);
+        cfg = ncfg, json = njson, len = nlen, plan = nplan; /* refresh the refreshed next time */
+    }
+    assert_true(changed > 40); /* the changes did move targets (66 of 300 with this seed) */
+
+    /* Anything but an EndpointSlice, or other options, need a full translation. */
+    XlateOptions o2 = o;
+    o2.cluster_domain = "cluster.local";
+    assert_false(xlate_plan_reusable(plan, st, &o2));
+    json_t *svc = json_deep_copy(store_get(st, "Service", "a", "empty"));
+    json_object_set_new(json_object_get(svc, "spec"), "type", json_string("ClusterIP"));
+    assert_int_equal(store_put(st, svc), 1);
+    json_decref(svc);
+    assert_false(xlate_plan_reusable(plan, st, &o));
+
+    json_decref(cfg);
+    free(json);
+    xlate_plan_free(plan);
+    store_free(st);
+}
+
+static void test_refresh_matches_full(void **state)
+{
+    (void)state;
+    refresh_matches_full(false);
+}
+
+static void test_refresh_matches_full_drain(void **state)
+{
+    (void)state;
+    refresh_matches_full(true);
+}
+
+/* The store's change log: what changed after a generation, as long as it reaches back. */
+static void count_change(void *ud, json_t *old, json_t *cur)
+{
+    int *n = ud;
+    n[0]++;
+    n[1] += old != NULL;
+    n[2] += cur != NULL;
+}
+
+static void test_store_changes(void **state)
+{
+    (void)state;
+    Store *st, *clone;
+    int n[3] = {0};
+    assert_int_equal(store_new(&st), 0);
+    assert_int_equal(store_changes(st, 0, "Service", count_change, n), 0);
+    assert_int_equal(manifest_load_buffer(base, sizeof(base) - 1, "base", on_obj, NULL, st), 0);
+    uint64_t g = store_generation(st);
+    assert_int_equal(store_changes(st, 0, "Service", count_change, n), 0);
+    assert_int_equal(n[0], 6); /* six Services inserted */
+    assert_int_equal(n[1], 0);
+    memset(n, 0, sizeof(n));
+    assert_int_equal(store_delete(st, "Service", "a", "up"), 1);
+    assert_int_equal(store_clone(st, &clone), 0);
+    assert_int_equal(store_changes(clone, g, "Service", count_change, n), 0);
+    assert_int_equal(n[0], 1); /* the delete: an old object and no new one */
+    assert_int_equal(n[1], 1);
+    assert_int_equal(n[2], 0);
+    assert_int_equal(store_changes(clone, g, "Ingress", count_change, n), 0);
+    assert_int_equal(n[0], 1);
+    while (store_generation(st) < g + 1100) /* more than the log keeps */
+        random_slice_change(st);
+    assert_int_equal(store_changes(st, g, "Service", count_change, n), -ERANGE);
+    assert_int_equal(store_changes(st, store_generation(st) - 5, "EndpointSlice", count_change, n), 0);
+    assert_int_equal(store_changes(clone, g, "Service", count_change, n), 0); /* its own log */
+    store_free(clone);
+    store_free(st);
+}
+
+/* A configuration without upstreams (or only the stub) has no plan to refresh with. */
+static void test_no_plan_without_upstreams(void **state)
+{
+    (void)state;
+    Store *st;
+    assert_int_equal(store_new(&st), 0);
+    json_t *cfg, *failures;
+    XlatePlan *plan = (XlatePlan *)1;
+    assert_int_equal(xlate_run_plan(st, NULL, &cfg, &failures, &plan), 0);
+    assert_null(plan);
+    json_decref(cfg);
+    json_decref(failures);
+    store_free(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refresh_matches_full),
+        cmocka_unit_test(test_refresh_matches_full_drain),
+        cmocka_unit_test(test_no_plan_without_upstreams),
+        cmocka_unit_test(test_store_changes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
