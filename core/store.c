@@ -276,6 +276,24 @@ static int make_key(const char *ns, const char *name, char *buf, size_t n)
     return l < 0 || (size_t)l >= n ? -ENAMETOOLONG : 0;
 }
 
+/*
+ * @t is @old but for metadata.resourceVersion: the API server bumps it on every write, status
+ * writes included (ours to Ingresses among them), and translation never reads it.
+ */
+static bool same_but_version(json_t *old, json_t *t)
+{
+    json_t *md = json_object_get(t, "metadata");
+    json_t *rv = json_object_get(md, "resourceVersion");
+    json_t *orv = json_object_get(json_object_get(old, "metadata"), "resourceVersion");
+    if (!rv || !orv)
+        return false;
+    json_incref(rv);
+    json_object_set(md, "resourceVersion", orv);
+    bool same = json_equal(old, t);
+    json_object_set_new(md, "resourceVersion", rv);
+    return same;
+}
+
 /* put_trimmed() - @t (stolen) is already trimmed. */
 static int put_trimmed(Store *s, json_t *t)
 {
@@ -295,6 +313,13 @@ static int put_trimmed(Store *s, json_t *t)
     json_t *old = json_object_get(e->map, key);
     if (old && json_equal(old, t)) {
         json_decref(t);
+        return 0;
+    }
+    if (old && same_but_version(old, t)) {
+        /* Keep the newer version (Events name it) without counting a change. */
+        if (json_object_set_new(e->map, key, t) < 0)
+            return -ENOMEM;
+        e->dirty = 1; /* the sorted view pointed at the old object */
         return 0;
     }
     json_incref(old); /* for the log: the map lets go of it */

@@ -16,8 +16,9 @@ Store *store_free(Store *s); /* NULL-safe, returns NULL */
 
 /*
  * store_put() - insert or replace @obj (borrowed; the store keeps its own trimmed copy).
- * Return: 1 if the store changed, 0 if an equal object was already there, negative errno
- * (-EINVAL when kind/metadata.name is missing).
+ * Return: 1 if the store changed, 0 if an equal object was already there (one that differs only
+ * in metadata.resourceVersion is kept, but is no change), negative errno (-EINVAL when
+ * kind/metadata.name is missing).
  */
 int store_put(Store *s, json_t *obj);
 /*

@@ -237,6 +237,22 @@ static void test_store(void **state)
     assert_int_equal(store_count(c, NULL), 1);
     assert_int_equal(store_count(s, "Service"), 2);
     assert_int_equal(store_generation(s), g);
+    /* A write that only bumped resourceVersion (a status update) is kept but is no change. */
+    json_t *v1 = json_pack("{s:s, s:{s:s, s:s, s:s}, s:{s:s}, s:{s:[]}}", "kind", "Ingress",
+                           "metadata", "name", "i", "namespace", "ns", "resourceVersion", "1",
+                           "spec", "ingressClassName", "kong", "status", "loadBalancer");
+    assert_int_equal(store_put(s, v1), 1);
+    g = store_generation(s);
+    json_object_set_new(json_object_get(v1, "metadata"), "resourceVersion", json_string("2"));
+    json_object_set_new(json_object_get(v1, "status"), "x", json_true());
+    assert_int_equal(store_put(s, v1), 0);
+    assert_int_equal(store_generation(s), g);
+    assert_string_equal(obj_get_str(store_get(s, "Ingress", "ns", "i"), "metadata.resourceVersion"), "2");
+    assert_int_equal(store_list(s, "Ingress", &n)[0], store_get(s, "Ingress", "ns", "i"));
+    json_object_set_new(json_object_get(v1, "metadata"), "resourceVersion", json_string("3"));
+    json_object_set_new(json_object_get(v1, "spec"), "ingressClassName", json_string("other"));
+    assert_int_equal(store_put(s, v1), 1); /* a real change, with a new version */
+    json_decref(v1);
     json_t *bad = json_pack("{s:s}", "kind", "Service");
     assert_int_equal(store_put(s, bad), -EINVAL);
     json_decref(bad);
