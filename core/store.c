@@ -173,7 +173,10 @@ const char *obj_uid(const json_t *o)
 
 const char *obj_annotation(const json_t *o, const char *key)
 {
-    json_t *v = json_object_get(json_object_get(meta(o), "annotations"), key);
+    json_t *a = json_object_get(meta(o), "annotations");
+    if (!json_object_size(a)) /* most objects have none: skip hashing the long key */
+        return NULL;
+    json_t *v = json_object_get(a, key);
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
@@ -185,19 +188,16 @@ const char *obj_label(const json_t *o, const char *key)
 
 json_t *obj_get_path(const json_t *o, const char *dotted)
 {
-    char part[256];
     const char *p = dotted;
     json_t *cur = (json_t *)o;
 
+    /* Hot in translation: look segments up in place, without copying them out. */
     while (cur && *p) {
         const char *dot = strchr(p, '.');
-        size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        if (n >= sizeof(part))
-            return NULL;
-        memcpy(part, p, n);
-        part[n] = 0;
-        cur = json_object_get(cur, part);
-        p += n + (dot ? 1 : 0);
+        if (!dot)
+            return json_object_get(cur, p);
+        cur = json_object_getn(cur, p, (size_t)(dot - p));
+        p = dot + 1;
     }
     return cur;
 }

@@ -147,31 +147,35 @@ static uint32_t rol(uint32_t v, int n)
     return (v << n) | (v >> (32 - n));
 }
 
+/* One round group per loop (no per-round branch) over a 16-word rolling message schedule. */
+#define SHA1_W(i) (w[(i) & 15] = rol(w[((i) + 13) & 15] ^ w[((i) + 8) & 15] ^ w[((i) + 2) & 15] ^ w[(i) & 15], 1))
+#define SHA1_ROUND(f, k, wi)                                                                       \
+    do {                                                                                           \
+        uint32_t t = rol(a, 5) + (f) + e + (k) + (wi);                                             \
+        e = d;                                                                                     \
+        d = c;                                                                                     \
+        c = rol(b, 30);                                                                            \
+        b = a;                                                                                     \
+        a = t;                                                                                     \
+    } while (0)
+
 static void sha1_block(uint32_t h[5], const unsigned char *p)
 {
-    uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 16; i++)
+    uint32_t w[16], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    int i;
+    for (i = 0; i < 16; i++) {
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 |
                p[4 * i + 3];
-    for (int i = 16; i < 80; i++)
-        w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20)
-            f = (b & c) | (~b & d), k = 0x5A827999;
-        else if (i < 40)
-            f = b ^ c ^ d, k = 0x6ED9EBA1;
-        else if (i < 60)
-            f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
-        else
-            f = b ^ c ^ d, k = 0xCA62C1D6;
-        uint32_t t = rol(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = rol(b, 30);
-        b = a;
-        a = t;
+        SHA1_ROUND((b & c) | (~b & d), 0x5A827999, w[i]);
     }
+    for (; i < 20; i++)
+        SHA1_ROUND((b & c) | (~b & d), 0x5A827999, SHA1_W(i));
+    for (; i < 40; i++)
+        SHA1_ROUND(b ^ c ^ d, 0x6ED9EBA1, SHA1_W(i));
+    for (; i < 60; i++)
+        SHA1_ROUND((b & c) | (b & d) | (c & d), 0x8F1BBCDC, SHA1_W(i));
+    for (; i < 80; i++)
+        SHA1_ROUND(b ^ c ^ d, 0xCA62C1D6, SHA1_W(i));
     h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
 }
 

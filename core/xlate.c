@@ -189,16 +189,24 @@ void xsort_by_creation(json_t **v, size_t n)
     free(t);
 }
 
+static void copy_str(char *dst, size_t dl, const char *src, size_t n)
+{
+    if (n >= dl)
+        n = dl - 1;
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
 void xgroup_version(const json_t *obj, char *group, size_t gl, char *version, size_t vl)
 {
     const char *av = obj_api_version(obj);
     const char *slash = strchr(av, '/');
     if (slash) {
-        snprintf(group, gl, "%.*s", (int)(slash - av), av);
-        snprintf(version, vl, "%s", slash + 1);
+        copy_str(group, gl, av, (size_t)(slash - av));
+        copy_str(version, vl, slash + 1, strlen(slash + 1));
     } else {
-        snprintf(group, gl, "%s", "");
-        snprintf(version, vl, "%s", av);
+        copy_str(group, gl, "", 0);
+        copy_str(version, vl, av, strlen(av));
     }
 }
 
@@ -266,7 +274,10 @@ json_t *xtags(const json_t *obj)
     tag_add(tags, "k8s-uid:", obj_uid(obj));
     tag_add(tags, "k8s-group:", g);
     tag_add(tags, "k8s-version:", v);
-    json_t *user = xsplit(obj_annotation(obj, ANN "tags"), ',');
+    const char *extra = obj_annotation(obj, ANN "tags");
+    if (!extra)
+        return tags;
+    json_t *user = xsplit(extra, ',');
     size_t i;
     json_t *t;
     json_array_foreach(user, i, t)
