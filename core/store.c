@@ -113,14 +113,8 @@ static KindEntry *add_kind(Store *s, const char *kind)
     KindEntry *e = find_kind(s, kind);
     if (e)
         return e;
-    if (s->nkinds == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        KindEntry *k = realloc(s->kinds, cap * sizeof(*k));
-        if (!k)
-            return NULL;
-        s->kinds = k;
-        s->cap = cap;
-    }
+    if (util_grow(&s->kinds, &s->cap, s->nkinds, sizeof(*s->kinds), 16) < 0)
+        return NULL;
     e = &s->kinds[s->nkinds];
     memset(e, 0, sizeof(*e));
     e->kind = strdup(kind);

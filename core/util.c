@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <openssl/sha.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,22 @@ int buf_reserve(Buf *b, size_t extra)
         return -ENOMEM;
     b->data = p;
     b->cap = cap;
+    return 0;
+}
+
+int util_grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
+{
+    void *old, *nv;
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : first;
+    if (c < *cap || c > SIZE_MAX / size)
+        return -ENOMEM;
+    memcpy(&old, v, sizeof(old)); /* @v points at a T *: copy it, do not alias it */
+    if (!(nv = realloc(old, c * size)))
+        return -ENOMEM;
+    memcpy(v, &nv, sizeof(nv));
+    *cap = c;
     return 0;
 }
 

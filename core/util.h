@@ -17,6 +17,12 @@ typedef struct Buf {
 #define BUF_INIT {NULL, 0, 0}
 
 int buf_reserve(Buf *b, size_t extra);
+
+/*
+ * util_grow() - make room for one more element in the array *@v of *@cap elements of @size
+ * bytes holding @n: doubles it (from @first) when full. 0, or -ENOMEM with the array untouched.
+ */
+int util_grow(void *v, size_t *cap, size_t n, size_t size, size_t first);
 int buf_append(Buf *b, const void *p, size_t n);
 int buf_puts(Buf *b, const char *s);
 int buf_putc(Buf *b, char c);

@@ -21,15 +21,8 @@ typedef struct PtrVec {
 
 static void vec_add(PtrVec *p, const void *v)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 4;
-        const void **nv = realloc(p->v, cap * sizeof(*nv));
-        if (!nv)
-            return;
-        p->v = nv;
-        p->cap = cap;
-    }
-    p->v[p->n++] = v;
+    if (util_grow(&p->v, &p->cap, p->n, sizeof(*p->v), 4) == 0)
+        p->v[p->n++] = v;
 }
 
 enum { REL_SERVICES, REL_ROUTES, REL_CONSUMERS, REL_GROUPS, REL_KINDS };
@@ -52,14 +45,8 @@ static Rel *rel_get(Rels *rels, const char *key)
     json_t *i = json_object_get(rels->index, key);
     if (i)
         return &rels->v[json_integer_value(i)];
-    if (rels->n == rels->cap) {
-        size_t cap = rels->cap ? rels->cap * 2 : 16;
-        Rel *nv = realloc(rels->v, cap * sizeof(*nv));
-        if (!nv)
-            return NULL;
-        rels->v = nv;
-        rels->cap = cap;
-    }
+    if (util_grow(&rels->v, &rels->cap, rels->n, sizeof(*rels->v), 16) < 0)
+        return NULL;
     Rel *r = &rels->v[rels->n];
     memset(r, 0, sizeof(*r));
     if (!(r->key = strdup(key)))

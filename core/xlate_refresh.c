@@ -53,14 +53,8 @@ void xlate_plan_free(XlatePlan *p)
 
 int xplan_add(XlatePlan *p, json_t *up, TargetSrc *src, size_t nsrc)
 {
-    if (p->nups == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 64;
-        UpPlan *n = realloc(p->ups, cap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        p->ups = n;
-        p->cap = cap;
-    }
+    if (util_grow(&p->ups, &p->cap, p->nups, sizeof(*p->ups), 64) < 0)
+        return -ENOMEM;
     p->ups[p->nups++] = (UpPlan){json_incref(up), src, nsrc};
     return 0;
 }
