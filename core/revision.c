@@ -3,6 +3,9 @@
 #include "revision.h"
 
 #include <assert.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -49,6 +52,13 @@ static void revision_free(Revision *r)
 static void reap_work(uv_work_t *w)
 {
     revision_free(w->data);
+#ifdef __GLIBC__
+    /*
+     * Translations allocate in the pool threads' malloc arenas, which keep what was freed: hand
+     * the pages of this tree back, or the RSS grows by a configuration at each revision.
+     */
+    malloc_trim(0);
+#endif
 }
 
 static void reap_done(uv_work_t *w, int status)
