@@ -280,10 +280,36 @@ static void do_work(uv_work_t *w)
     r->werr = build_store_rev(&r->cfg, r->snapshot, &r->wopts, r->wprev, r->wprev != NULL,
                               &r->wrev, &r->wms, &failed, &r->wrefreshed);
     r->wfailed = failed;
-    /*
-     * Freed here, not on the loop: the snapshot is private, and its objects are shared with the
-     * live store through jansson's atomic reference counts.
-     */
+}
+
+static void free_snapshot_work(uv_work_t *w)
+{
+    store_free(w->data);
+}
+
+static void free_snapshot_done(uv_work_t *w, int status)
+{
+    if (status < 0)
+        store_free(w->data);
+    free(w);
+}
+
+/*
+ * Free the worker's snapshot in the thread pool after the revision is out: ~40 ms at 10,000
+ * sets that neither the loop nor the change's latency should pay. Its objects are shared with
+ * the live store through jansson's atomic reference counts.
+ */
+static void free_snapshot(Recon *r)
+{
+    uv_work_t *w = r->snapshot ? malloc(sizeof(*w)) : NULL;
+    if (w) {
+        w->data = r->snapshot;
+        if (uv_queue_work(r->loop, w, free_snapshot_work, free_snapshot_done) == 0) {
+            r->snapshot = NULL;
+            return;
+        }
+        free(w);
+    }
     r->snapshot = store_free(r->snapshot);
 }
 
@@ -295,7 +321,6 @@ static void after_work(uv_work_t *w, int status)
     Revision *rev = r->wrev;
     r->busy = false;
     r->wrev = NULL;
-    r->snapshot = store_free(r->snapshot); /* only when the work was cancelled */
     r->wprev = revision_unref(r->wprev);
     int e = status < 0 ? status : r->werr;
     if (e != -EAGAIN)
@@ -304,6 +329,7 @@ static void after_work(uv_work_t *w, int status)
         r->refreshes++;
     if (r->closing) {
         revision_unref(rev);
+        r->snapshot = store_free(r->snapshot);
         uv_close((uv_handle_t *)&r->timer, on_closed);
         return;
     }
@@ -320,6 +346,7 @@ static void after_work(uv_work_t *w, int status)
                   revision_hash(rev), "targets_only", r->wrefreshed);
         finish(r, rev, r->snap_first_ns);
     }
+    free_snapshot(r);
     if (r->again) {
         r->again = false;
         translate_now(r);
