@@ -34,7 +34,7 @@ json_t *store_get(const Store *s, const char *kind, const char *ns, const char *
 
 /*
  * store_list() - every object of @kind sorted by namespace then name (borrowed; valid until the
- * next change of the store). *ret_n is the count; returns NULL when there are none.
+ * next store_put() or store_delete()). *ret_n is the count; returns NULL when there are none.
  */
 json_t *const *store_list(Store *s, const char *kind, size_t *ret_n);
 
