@@ -234,6 +234,40 @@ static void stringify_values(json_t *map)
     }
 }
 
+/*
+ * EndpointSlices are the most numerous objects and the most often written: keep what targets and
+ * Gateway Discovery read (the owning Service's label, address type, ports, and per endpoint its
+ * addresses, conditions and target), not the controller's bookkeeping.
+ */
+static void trim_slice(json_t *c, json_t *md)
+{
+    static const char *const drop[] = {"nodeName", "zone", "hints", "deprecatedTopology", NULL};
+    static const char *const drop_md[] = {"annotations", "uid", "generation", "creationTimestamp",
+                                          NULL};
+    for (size_t k = 0; drop_md[k]; k++) /* no entity comes from a slice: no tags, no order */
+        json_object_del(md, drop_md[k]);
+    json_t *labels = json_object_get(md, "labels");
+    json_t *owner = json_incref(json_object_get(labels, "kubernetes.io/service-name"));
+    if (json_is_object(labels)) {
+        json_object_clear(labels);
+        if (owner)
+            json_object_set(labels, "kubernetes.io/service-name", owner);
+    }
+    json_decref(owner);
+    size_t i;
+    json_t *ep;
+    json_array_foreach(json_object_get(c, "endpoints"), i, ep)
+    {
+        for (size_t k = 0; json_is_object(ep) && drop[k]; k++)
+            json_object_del(ep, drop[k]);
+        json_t *t = json_object_get(ep, "targetRef");
+        if (json_is_object(t)) {
+            json_object_del(t, "uid");
+            json_object_del(t, "resourceVersion");
+        }
+    }
+}
+
 static json_t *trim_in_place(json_t *c)
 {
     json_t *md = json_object_get(c, "metadata");
@@ -241,6 +275,7 @@ static json_t *trim_in_place(json_t *c)
         json_object_del(md, "managedFields");
         json_object_del(md, "generateName");
         json_object_del(md, "selfLink");
+        json_object_del(md, "ownerReferences"); /* translation follows names, not owners */
         json_t *ann = json_object_get(md, "annotations");
         if (json_is_object(ann))
             json_object_del(ann, "kubectl.kubernetes.io/last-applied-configuration");
@@ -251,6 +286,8 @@ static json_t *trim_in_place(json_t *c)
     if (strcmp(obj_kind(c), "Service") != 0)
         json_object_del(c, "status");
     const char *kind = obj_kind(c);
+    if (!strcmp(kind, "EndpointSlice") && json_is_object(md))
+        trim_slice(c, md);
     if (!strcmp(kind, "Secret") || !strcmp(kind, "ConfigMap")) {
         stringify_values(json_object_get(c, "data"));
         stringify_values(json_object_get(c, "stringData"));

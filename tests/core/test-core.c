@@ -253,6 +253,27 @@ static void test_store(void **state)
     json_object_set_new(json_object_get(v1, "spec"), "ingressClassName", json_string("other"));
     assert_int_equal(store_put(s, v1), 1); /* a real change, with a new version */
     json_decref(v1);
+    /* EndpointSlices keep what targets and Gateway Discovery read, not the bookkeeping. */
+    json_error_t je;
+    json_t *es = json_loads(
+        "{\"kind\": \"EndpointSlice\", \"metadata\": {\"name\": \"web-x\", \"namespace\": \"ns\", "
+        "\"uid\": \"u\", \"labels\": {\"app\": \"web\", \"kubernetes.io/service-name\": \"web\"}, "
+        "\"annotations\": {\"a\": \"b\"}, \"ownerReferences\": [{\"kind\": \"Service\"}]}, "
+        "\"endpoints\": [{\"addresses\": [\"10.0.0.1\"], \"conditions\": {\"ready\": true}, "
+        "\"nodeName\": \"n\", \"zone\": \"z\", \"targetRef\": {\"kind\": \"Pod\", \"name\": \"p\", "
+        "\"uid\": \"pu\"}}], \"ports\": [{\"name\": \"http\", \"port\": 80}]}",
+        0, &je);
+    assert_int_equal(store_put(s, es), 1);
+    json_decref(es);
+    es = store_get(s, "EndpointSlice", "ns", "web-x");
+    json_t *want = json_loads(
+        "{\"kind\": \"EndpointSlice\", \"metadata\": {\"name\": \"web-x\", \"namespace\": \"ns\", "
+        "\"labels\": {\"kubernetes.io/service-name\": \"web\"}}, \"endpoints\": [{\"addresses\": "
+        "[\"10.0.0.1\"], \"conditions\": {\"ready\": true}, \"targetRef\": {\"kind\": \"Pod\", "
+        "\"name\": \"p\"}}], \"ports\": [{\"name\": \"http\", \"port\": 80}]}",
+        0, &je);
+    assert_true(json_equal(es, want));
+    json_decref(want);
     json_t *bad = json_pack("{s:s}", "kind", "Service");
     assert_int_equal(store_put(s, bad), -EINVAL);
     json_decref(bad);
