@@ -307,6 +307,70 @@ static void add_target(json_t *targets, const char *t, bool has_weight, long wei
     json_array_append_new(targets, n);
 }
 
+#define OWNER "kubernetes.io/service-name"
+
+static void index_slice(json_t *index, json_t *slice, const char *key)
+{
+    json_t *l = json_object_get(index, key);
+    if (!l)
+        json_object_set_new(index, key, l = json_array());
+    json_array_append(l, slice);
+}
+
+/* The first of the sorted @all in namespace @ns (n when none). */
+static size_t first_in_ns(json_t *const *all, size_t n, const char *ns)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(ns, obj_ns(all[mid])) > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/*
+ * EndpointSlices by the Service that owns them ("ns/name" -> [slices]): of every Service, or
+ * only of the @only ones (keys of an object; each gets an entry, empty when it has no slices).
+ * The store lists slices by namespace, so a few Services cost a short scan each.
+ */
+json_t *xslice_index(Store *st, const json_t *only)
+{
+    json_t *index = json_object();
+    char key[600];
+    size_t n;
+    json_t *const *all = store_list(st, "EndpointSlice", &n);
+    if (!only) {
+        for (size_t i = 0; i < n; i++) {
+            const char *owner = obj_label(all[i], OWNER);
+            if (!owner)
+                continue;
+            snprintf(key, sizeof(key), "%s/%s", obj_ns(all[i]), owner);
+            index_slice(index, all[i], key);
+        }
+        return index;
+    }
+    const char *svc;
+    json_t *v;
+    json_object_foreach((json_t *)only, svc, v)
+    {
+        json_object_set_new(index, svc, json_array());
+        const char *slash = strchr(svc, '/');
+        char ns[256];
+        if (!slash)
+            continue;
+        snprintf(ns, sizeof(ns), "%.*s", (int)(slash - svc), svc);
+        for (size_t i = first_in_ns(all, n, ns); i < n && !strcmp(ns, obj_ns(all[i])); i++) {
+            const char *owner = obj_label(all[i], OWNER);
+            if (owner && !strcmp(owner, slash + 1))
+                index_slice(index, all[i], svc);
+        }
+    }
+    return index;
+}
+
 /* Endpoints of @svc for @port: service-upstream, ExternalName, or EndpointSlices. */
 static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
 {
@@ -349,24 +413,8 @@ static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
     json_array_foreach(obj_get_path(svc, "spec.ports"), i, sp)
         json_object_set_new(protos, str_or(sp, "protocol", ""), json_true());
     const char *pname = str_or(port, "name", "");
-    if (!x->slices_by_svc) {
-        /* Index EndpointSlices by owning Service once: a scan per Service is quadratic. */
-        x->slices_by_svc = json_object();
-        size_t n;
-        json_t *const *all = store_list(x->st, "EndpointSlice", &n);
-        for (size_t s = 0; s < n; s++) {
-            const char *owner = obj_label(all[s], "kubernetes.io/service-name");
-            if (!owner)
-                continue;
-            snprintf(buf, sizeof(buf), "%s/%s", obj_ns(all[s]), owner);
-            json_t *l = json_object_get(x->slices_by_svc, buf);
-            if (!l) {
-                l = json_array();
-                json_object_set_new(x->slices_by_svc, buf, l);
-            }
-            json_array_append(l, all[s]);
-        }
-    }
+    if (!x->slices_by_svc) /* once: a scan per Service is quadratic */
+        x->slices_by_svc = xslice_index(x->st, NULL);
     snprintf(buf, sizeof(buf), "%s/%s", obj_ns(svc), obj_name(svc));
     json_t *mine = json_object_get(x->slices_by_svc, buf);
     for (size_t s = 0; s < json_array_size(mine); s++) {

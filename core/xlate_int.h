@@ -177,6 +177,7 @@ void xlate_l4(Xlate *x);
 void xlate_populate_services(Xlate *x);
 void xlate_upstreams(Xlate *x);
 json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc);
+json_t *xslice_index(Store *st, const json_t *only);
 void xtarget_srcs_free(TargetSrc *src, size_t n);
 XlatePlan *xplan_new(const Store *st, const XlateOptions *o);
 int xplan_add(XlatePlan *p, json_t *up, TargetSrc *src, size_t nsrc);

@@ -184,7 +184,6 @@ static json_t *with_targets(const json_t *old, json_t *targets, bool *changed)
     return up;
 }
 
-#define OWNER "kubernetes.io/service-name"
 
 static void note_key(json_t *set, const char *ns, const char *name)
 {
@@ -201,7 +200,7 @@ static void note_service(json_t *set, json_t *svc)
 /* The Service ("ns/name") an EndpointSlice feeds, marked in @set (an object used as a set). */
 static void note_owner(json_t *set, json_t *slice)
 {
-    const char *owner = slice ? obj_label(slice, OWNER) : NULL;
+    const char *owner = slice ? obj_label(slice, "kubernetes.io/service-name") : NULL;
     if (owner)
         note_key(set, obj_ns(slice), owner);
 }
@@ -210,48 +209,6 @@ static void on_slice_change(void *ud, json_t *old, json_t *cur)
 {
     note_owner(ud, old);
     note_owner(ud, cur);
-}
-
-static int cmp_ns(const char *ns, json_t *const *o)
-{
-    return strcmp(ns, obj_ns(*o));
-}
-
-/*
- * An index of the EndpointSlices of just the @services, in the form endpoints() builds for all
- * of them: the store lists slices by namespace, so each namespace is one short scan.
- */
-static json_t *slices_of(Store *st, json_t *services)
-{
-    json_t *index = json_object();
-    size_t n;
-    json_t *const *all = store_list(st, "EndpointSlice", &n);
-    const char *key;
-    json_t *v;
-    json_object_foreach(services, key, v)
-    {
-        json_object_set_new(index, key, json_array()); /* none at all is an answer too */
-    }
-    json_object_foreach(services, key, v)
-    {
-        char ns[256];
-        const char *slash = strchr(key, '/');
-        snprintf(ns, sizeof(ns), "%.*s", (int)(slash - key), key);
-        size_t lo = 0, hi = n; /* first slice of the namespace */
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (cmp_ns(ns, &all[mid]) > 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        for (size_t i = lo; i < n && !cmp_ns(ns, &all[i]); i++) {
-            const char *owner = obj_label(all[i], OWNER);
-            if (owner && !strcmp(owner, slash + 1))
-                json_array_append(json_object_get(index, key), all[i]);
-        }
-    }
-    return index;
 }
 
 int xlate_refresh_targets(Store *st, const XlatePlan *p, const json_t *config, const char *json,
@@ -293,7 +250,7 @@ int xlate_refresh_targets(Store *st, const XlatePlan *p, const json_t *config, c
         for (size_t i = 0; i < p->nups; i++)
             for (size_t k = 0; redo[i] && k < p->ups[i].nsrc; k++)
                 note_service(need, p->ups[i].src[k].svc);
-        x.slices_by_svc = slices_of(st, need);
+        x.slices_by_svc = xslice_index(st, need);
         json_decref(need);
     } else if (redo) { /* the store's log does not reach back: redo them all */
         memset(redo, 1, p->nups * sizeof(*redo));
