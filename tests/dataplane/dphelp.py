@@ -123,6 +123,19 @@ class Driver:
         assert self.p.returncode == 0, "driver exit %s; stderr tail: %s" % (self.p.returncode, self.logs[-5:])
 
 
+# Readiness checks quick enough for tests, pushes with time to spare.
+FAST = {"readiness_interval_s": 0.5, "readiness_timeout_s": 0.4, "proxy_timeout_s": 20}
+
+
+def new_driver(driver, urls, **kw):
+    """A Driver for the static gateways @urls with FAST timings (@kw overrides them)."""
+    cfg = dict(FAST, admin_urls=urls)
+    cfg.update(kw)
+    d = Driver(driver, cfg)
+    assert d.error is None, d.error
+    return d
+
+
 def config(n=1, tag_kind="Ingress", ns="default", prefix="ing", extra_plugin=None):
     """A small translated-looking config: one service + route per object, k8s-* tags on each."""
     services = []

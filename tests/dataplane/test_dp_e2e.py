@@ -7,16 +7,16 @@ Skipped (exit 77) while the binary has no `run` with --kong-admin-url."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "controller"))
 from dphelp import FakeKong, wait_for  # noqa: E402
+from ctl_util import Tether as Run  # noqa: E402
 
 TETHER = os.environ.get("TETHER", "build/tether")
 
@@ -46,41 +46,6 @@ def hosts(cfg):
                   for h in r.get("hosts", []))
 
 
-class Run:
-    def __init__(self, args):
-        cmd = [TETHER, "run"] + args + ["--health-probe-bind-address", "127.0.0.1:0",
-                                         "--metrics-bind-address", "127.0.0.1:0",
-                                         "--diagnostics-bind-address", "127.0.0.1:0"]
-        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stderr:
-            with self.lock:
-                self.lines.append(line)
-
-    def records(self):
-        out = []
-        with self.lock:
-            for l in self.lines:
-                try:
-                    out.append(json.loads(l))
-                except ValueError:
-                    pass
-        return out
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        return self.p.wait(60)
-
-    def text(self):
-        with self.lock:
-            return "".join(self.lines)
-
-
 def test_once_two_gateways():
     d = tempfile.mkdtemp()
     ks = [FakeKong(), FakeKong()]
@@ -89,7 +54,7 @@ def test_once_two_gateways():
         r = Run(["--manifests", m, "--kong-admin-url", ",".join(k.url for k in ks), "--once",
                  "--state-dir", os.path.join(d, "state")])
         rc = r.p.wait(60)
-        assert rc == 0, "exit %d: %s" % (rc, r.text()[-2000:])
+        assert rc == 0, "exit %d: %s" % (rc, r.stderr()[-2000:])
         for k in ks:
             assert k.accepted == 1 and hosts(k.config) == ["a.example", "b.example"], hosts(k.config)
             post = k.posts_config()[0]
@@ -111,9 +76,9 @@ def test_fallback_without_broken_ingress():
         r = Run(["--manifests", m, "--kong-admin-url", k.url, "--once",
                  "--state-dir", os.path.join(d, "state")])
         r.p.wait(60)
-        assert k.rejected == 1, r.text()[-2000:]
-        assert k.accepted == 1 and hosts(k.config) == ["good.example"], (hosts(k.config), r.text()[-2000:])
-        assert any(x.get("msg") == "gateway rejected the configuration" for x in r.records())
+        assert k.rejected == 1, r.stderr()[-2000:]
+        assert k.accepted == 1 and hosts(k.config) == ["good.example"], (hosts(k.config), r.stderr()[-2000:])
+        assert any(x.get("msg") == "gateway rejected the configuration" for x in r.logs())
     finally:
         k.close()
         shutil.rmtree(d)
@@ -132,8 +97,7 @@ def test_restart_and_metrics():
             h = k.hash
             k.restart()
             wait_for(lambda: k.accepted == 2 and k.hash == h, "push again after a restart")
-            port = wait_for(lambda: next((x["port"] for x in r.records() if x.get("msg") == "listening"
-                                          and x.get("server") == "metrics"), None), "metrics port")
+            port = r.port("metrics")
             want = 'ingress_controller_configuration_push_count{success="true",protocol="db-less",' \
                    'failure_reason="",dataplane="%s"} 2' % k.url
 
@@ -144,7 +108,7 @@ def test_restart_and_metrics():
             assert 'tether_dataplane_gateways{state="ready"} 1' in text
         finally:
             rc = r.stop()
-        assert rc == 0, r.text()[-2000:]
+        assert rc == 0, r.stderr()[-2000:]
     finally:
         k.close()
         shutil.rmtree(d)
@@ -212,7 +176,7 @@ def test_discovery_through_the_api_server():
             assert g2.accepted == 1
         finally:
             rc = r.stop()
-        assert rc == 0, r.text()[-3000:]
+        assert rc == 0, r.stderr()[-3000:]
     finally:
         api.stop()
         g2.close()

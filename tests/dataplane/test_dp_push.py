@@ -8,19 +8,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dphelp import Driver, FakeKong, config, run_tests, wait_for  # noqa: E402
+from dphelp import Driver, FakeKong, config, new_driver, run_tests, wait_for  # noqa: E402
 
 DRIVER = sys.argv[1]
-FAST = {"readiness_interval_s": 0.5, "readiness_timeout_s": 0.4, "proxy_timeout_s": 20}
 
 
 def new(urls, **kw):
-    cfg = dict(FAST)
-    cfg["admin_urls"] = urls
-    cfg.update(kw)
-    d = Driver(DRIVER, cfg)
-    assert d.error is None, d.error
-    return d
+    return new_driver(DRIVER, urls, **kw)
 
 
 def applied(d, h, ok=None, start=0):

@@ -8,15 +8,15 @@ is missing."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "controller"))
 from kharness import CP_ID, fake, pki, wait_for  # noqa: E402
+from ctl_util import Tether as Run  # noqa: E402
 
 TETHER = os.environ.get("TETHER", "build/tether")
 
@@ -53,42 +53,6 @@ def konnect_hosts(fk):
         return sorted(h for r in fk.entities["routes"].values() for h in r.get("hosts") or [])
 
 
-class Run:
-    def __init__(self, args):
-        cmd = [TETHER, "run"] + args + ["--health-probe-bind-address", "127.0.0.1:0",
-                                         "--metrics-bind-address", "127.0.0.1:0",
-                                         "--diagnostics-bind-address", "127.0.0.1:0"]
-        self.p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  text=True)
-        self.lines = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stderr:
-            with self.lock:
-                self.lines.append(line)
-
-    def records(self):
-        out = []
-        with self.lock:
-            for line in self.lines:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-        return out
-
-    def text(self):
-        with self.lock:
-            return "".join(self.lines)
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        return self.p.wait(60)
-
-
 def main():
     if not os.path.exists(TETHER):
         skip("no tether binary")
@@ -119,7 +83,7 @@ def main():
         wait_for(lambda: gw_hosts(kong.config) == ["a.example", "b.example"], 60,
                  "the gateway configured")
         wait_for(lambda: konnect_hosts(fk) == ["a.example", "b.example"], 60,
-                 "Konnect configured: " + run.text()[-1500:])
+                 "Konnect configured: " + run.stderr()[-1500:])
         # Nodes: tether itself and the gateway (static URL: gateway_<host:port>).
         wait_for(lambda: sorted(n["type"] for n in fk.nodes.values()) ==
                  ["ingress-controller", "kong-proxy"], 60, "nodes reported")
@@ -132,14 +96,12 @@ def main():
         fk.set_mode("ok")
         wait_for(lambda: konnect_hosts(fk) == ["a.example", "b.example", "c.example"], 90,
                  "Konnect caught up")
-        port = wait_for(lambda: next((x["port"] for x in run.records()
-                                      if x.get("msg") == "listening" and
-                                      x.get("server") == "metrics"), None), 30, "metrics port")
+        port = run.port("metrics")
         text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read()
         text = text.decode()
         assert 'protocol="deck"' in text and "tether_konnect_sync_rounds_total" in text, text
         rc = run.stop()
-        assert rc == 0, run.text()[-2000:]
+        assert rc == 0, run.stderr()[-2000:]
         run = None
     finally:
         if run:
