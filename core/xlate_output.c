@@ -369,6 +369,18 @@ static bool is_collection(json_t *v)
 }
 
 /* @inline_start: the first line continues after "- " so it needs no indentation. */
+/* A scalar, or an empty object or array, ending its line. */
+static void emit_leaf(Buf *b, json_t *c, int ind)
+{
+    if (json_is_object(c))
+        buf_puts(b, "{}");
+    else if (json_is_array(c))
+        buf_puts(b, "[]");
+    else
+        emit_scalar(b, c, ind);
+    buf_putc(b, '\n');
+}
+
 static void emit(Buf *b, json_t *v, int ind, bool inline_start)
 {
     if (json_is_object(v) && json_object_size(v)) {
@@ -389,13 +401,7 @@ static void emit(Buf *b, json_t *v, int ind, bool inline_start)
                 emit(b, c, json_is_array(c) ? ind : ind + 2, false);
             } else {
                 buf_putc(b, ' ');
-                if (json_is_object(c))
-                    buf_puts(b, "{}");
-                else if (json_is_array(c))
-                    buf_puts(b, "[]");
-                else
-                    emit_scalar(b, c, ind + 2);
-                buf_putc(b, '\n');
+                emit_leaf(b, c, ind + 2);
             }
         }
         free(keys);
@@ -411,15 +417,8 @@ static void emit(Buf *b, json_t *v, int ind, bool inline_start)
             buf_puts(b, "- ");
             if (is_collection(c))
                 emit(b, c, ind + 2, true);
-            else {
-                if (json_is_object(c))
-                    buf_puts(b, "{}");
-                else if (json_is_array(c))
-                    buf_puts(b, "[]");
-                else
-                    emit_scalar(b, c, ind + 2);
-                buf_putc(b, '\n');
-            }
+            else
+                emit_leaf(b, c, ind + 2);
         }
         return;
     }
