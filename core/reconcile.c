@@ -3,6 +3,10 @@
 #include "reconcile.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,17 +166,16 @@ static int build_store_rev(const ReconConfig *cfg, Store *store, const XlateOpti
     uint64_t t0 = uv_hrtime();
     *ret_refreshed = false;
     if (prev) {
-        json_t *config;
         char *json;
         size_t len, plen;
         XlatePlan *plan;
         const char *pjson = revision_json(prev, &plen);
-        if (xlate_refresh_targets(store, revision_plan(prev), revision_config(prev), pjson, plen,
-                                  &config, &json, &len, &plan) == 0) {
+        if (xlate_refresh_targets(store, revision_plan(prev), pjson, plen, &json, &len, &plan) ==
+            0) {
             /* Targets never fail: the failures are the previous translation's. */
             json_t *failures = json_incref(revision_failures(prev));
             *ret_failed = json_array_size(failures) > 0;
-            *ret = revision_new_planned(config, failures, plan, json, len);
+            *ret = revision_new_planned(NULL, failures, plan, json, len);
             *ret_ms = (double)(uv_hrtime() - t0) / 1e6;
             *ret_refreshed = true;
             return *ret ? 0 : -ENOMEM;
@@ -218,15 +221,19 @@ static void count_translation(Recon *r, int e, double ms, bool failed)
         r->ok_count++;
 }
 
+static void free_later(Recon *r, Store *store, json_t *tree);
+
 int recon_build(Recon *r, Store *store, int fallback, Revision **ret)
 {
     double ms = 0;
     bool failed = false;
     int e = build_rev(r->cfg.translate, store, &r->cfg.xopts, fallback, ret, &ms, &failed);
     count_translation(r, e, ms, failed);
-    if (e == 0)
+    if (e == 0) {
         log_event(LOG_DEBUG, "reconcile", "translated", "{s:f, s:s, s:b}", "ms", ms, "hash",
                   revision_hash(*ret), "fallback", fallback);
+        free_later(r, NULL, revision_take_tree(*ret));
+    }
     return e;
 }
 
@@ -267,6 +274,8 @@ static void finish(Recon *r, Revision *rev, uint64_t first_ns)
               revision_hash(rev), "revision", (json_int_t)revision_seq(rev), "bytes",
               (json_int_t)bytes, "failures", (int)json_array_size(failures));
     r->cfg.revision(r->cfg.ud, rev, true);
+    /* Sinks that want a tree have taken a reference by now; later ones load it from the bytes. */
+    free_later(r, NULL, revision_take_tree(rev));
     revision_unref(old);
 }
 
@@ -282,35 +291,53 @@ static void do_work(uv_work_t *w)
     r->wfailed = failed;
 }
 
-static void free_snapshot_work(uv_work_t *w)
+typedef struct Garbage {
+    uv_work_t work;
+    Store *store;
+    json_t *tree;
+} Garbage;
+
+static void garbage_work(uv_work_t *w)
 {
-    store_free(w->data);
+    Garbage *g = w->data;
+    g->store = store_free(g->store);
+    json_decref(g->tree);
+    g->tree = NULL;
+#ifdef __GLIBC__
+    malloc_trim(0); /* the pool threads' arenas keep what was freed: hand the pages back */
+#endif
 }
 
-static void free_snapshot_done(uv_work_t *w, int status)
+static void garbage_done(uv_work_t *w, int status)
 {
-    if (status < 0)
-        store_free(w->data);
-    free(w);
+    if (status < 0) /* cancelled: the loop is going away, free it here */
+        garbage_work(w);
+    free(w->data);
 }
 
 /*
- * Free the worker's snapshot in the thread pool after the revision is out: ~40 ms at 10,000
- * sets that neither the loop nor the change's latency should pay. Its objects are shared with
- * the live store through jansson's atomic reference counts.
+ * Free a worker's snapshot and a published revision's tree in the thread pool: ~40 ms and
+ * ~100 ms at 10,000 sets that neither the loop nor the next change's latency should pay. The
+ * snapshot's objects are shared with the live store through jansson's atomic reference counts.
  */
+static void free_later(Recon *r, Store *store, json_t *tree)
+{
+    Garbage *g = store || tree ? malloc(sizeof(*g)) : NULL;
+    if (g) {
+        *g = (Garbage){.store = store, .tree = tree};
+        g->work.data = g;
+        if (uv_queue_work(r->loop, &g->work, garbage_work, garbage_done) == 0)
+            return;
+        free(g);
+    }
+    store_free(store);
+    json_decref(tree);
+}
+
 static void free_snapshot(Recon *r)
 {
-    uv_work_t *w = r->snapshot ? malloc(sizeof(*w)) : NULL;
-    if (w) {
-        w->data = r->snapshot;
-        if (uv_queue_work(r->loop, w, free_snapshot_work, free_snapshot_done) == 0) {
-            r->snapshot = NULL;
-            return;
-        }
-        free(w);
-    }
-    r->snapshot = store_free(r->snapshot);
+    free_later(r, r->snapshot, NULL);
+    r->snapshot = NULL;
 }
 
 static void on_closed(uv_handle_t *h);

@@ -3,6 +3,7 @@
 #include "revision.h"
 
 #include <assert.h>
+#include <pthread.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -17,7 +18,8 @@ struct Revision {
     int refs;
     uint64_t seq;
     int fallback;
-    json_t *config;
+    int empty;
+    json_t *config; /* until revision_take_tree() */
     json_t *failures;
     char *json;
     size_t json_len;
@@ -68,11 +70,23 @@ static void reap_done(uv_work_t *w, int status)
     free(w);
 }
 
+static int config_empty(const json_t *config)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)config, k, v)
+    {
+        if (k[0] != '_' && (!json_is_array(v) || json_array_size(v) > 0))
+            return 0;
+    }
+    return 1;
+}
+
 static Revision *make(json_t *config, json_t *failures, int fallback, XlatePlan *plan,
                       char *json, size_t json_len)
 {
     Revision *r = calloc(1, sizeof(*r));
-    if (!r || !config)
+    if (!r || (!config && !json))
         goto fail;
     r->refs = 1;
     r->config = config;
@@ -88,6 +102,13 @@ static Revision *make(json_t *config, json_t *failures, int fallback, XlatePlan 
         config = NULL;
         failures = NULL;
         goto fail;
+    }
+    if (config) {
+        r->empty = config_empty(config);
+    } else if (r->json_len < 4096) { /* an empty configuration is a few bytes */
+        json_t *c = json_loadb(r->json, r->json_len, 0, NULL);
+        r->empty = c && config_empty(c);
+        json_decref(c);
     }
     util_sha256_hex(r->json, r->json_len, r->hash);
     r->seq = __atomic_fetch_add(&next_seq, 1, __ATOMIC_RELAXED); /* also from the thread pool */
@@ -176,9 +197,29 @@ const char *revision_json(const Revision *r, size_t *ret_len)
     return r->json;
 }
 
-json_t *revision_config(const Revision *r)
+/* Sinks load trees in the thread pool while the loop may take the tree away. */
+static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
+
+json_t *revision_load_config(const Revision *r)
 {
-    return r->config;
+    pthread_mutex_lock(&tree_lock);
+    json_t *t = json_incref(r->config);
+    pthread_mutex_unlock(&tree_lock);
+    return t ? t : json_loadb(r->json, r->json_len, 0, NULL);
+}
+
+json_t *revision_take_tree(Revision *r)
+{
+    pthread_mutex_lock(&tree_lock);
+    json_t *t = r->config;
+    r->config = NULL;
+    pthread_mutex_unlock(&tree_lock);
+    return t;
+}
+
+int revision_is_empty(const Revision *r)
+{
+    return r->empty;
 }
 
 json_t *revision_failures(const Revision *r)

@@ -19,7 +19,7 @@ typedef struct FileSink {
     uv_timer_t timer; /* closed last; its close callback frees the sink */
     int busy;
     Revision *writing, *pending;
-    char *bytes; /* rendered YAML (owned) or NULL to write the revision's JSON */
+    char *bytes; /* YAML rendered in the thread pool (owned); JSON is the revision's */
     int result;
     unsigned long long written_seq;
     unsigned long long writes, failures;
@@ -33,11 +33,20 @@ static void do_write(uv_work_t *w)
 {
     FileSink *fs = w->data;
     size_t n;
-    const char *p = fs->bytes;
-    if (p)
+    const char *p;
+    if (fs->yaml) {
+        json_t *config = revision_load_config(fs->writing);
+        fs->bytes = config ? xlate_to_yaml(config) : NULL;
+        json_decref(config);
+        if (!fs->bytes) {
+            fs->result = -ENOMEM;
+            return;
+        }
+        p = fs->bytes;
         n = strlen(p);
-    else
+    } else {
         p = revision_json(fs->writing, &n);
+    }
     fs->result = util_write_file_atomic(fs->path, p, n, 0644);
 }
 
@@ -93,16 +102,6 @@ static void start_write(FileSink *fs)
 {
     fs->writing = fs->pending;
     fs->pending = NULL;
-    if (fs->yaml) {
-        /* jansson is not thread-safe for shared objects: render on the loop thread */
-        fs->bytes = xlate_to_yaml(revision_config(fs->writing));
-        if (!fs->bytes) {
-            fs->result = -ENOMEM;
-            fs->busy = 1;
-            after_write(&fs->work, 0);
-            return;
-        }
-    }
     fs->busy = 1;
     int r = uv_queue_work(fs->loop, &fs->work, do_write, after_write);
     if (r < 0) {

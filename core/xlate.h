@@ -66,14 +66,14 @@ bool xlate_plan_reusable(const XlatePlan *plan, const Store *store, const XlateO
 
 /*
  * xlate_refresh_targets() - the configuration of @store after an EndpointSlice-only change: the
- * previous @config and its canonical @json (from xlate_canonical_json_plan() with @plan) with
- * every upstream's targets redone. Returns the new config, canonical JSON and plan; the bytes
- * equal what a full translation and xlate_canonical_json() give. Negative errno on failure.
+ * previous canonical @json (from xlate_canonical_json_plan() with @plan) with the targets of
+ * every upstream whose Services' slices changed redone; those upstreams are read back from
+ * their bytes. Returns the new canonical JSON and plan; the bytes equal what a full
+ * translation and xlate_canonical_json() give. Negative errno on failure.
  */
 extern const char *const xlate_refresh_kinds[]; /* the kinds it reads from @store */
-int xlate_refresh_targets(Store *store, const XlatePlan *plan, const json_t *config,
-                          const char *json, size_t len, json_t **ret_config, char **ret_json,
-                          size_t *ret_len, XlatePlan **ret_plan);
+int xlate_refresh_targets(Store *store, const XlatePlan *plan, const char *json, size_t len,
+                          char **ret_json, size_t *ret_len, XlatePlan **ret_plan);
 
 /*
  * xlate_canonical_json() - the canonical bytes of a config (sorted keys, compact): the same

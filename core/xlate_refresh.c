@@ -35,17 +35,28 @@ XlatePlan *xplan_new(const Store *st, const XlateOptions *o)
     return p;
 }
 
+static void shared_unref(PlanShared *sh)
+{
+    if (!sh || __atomic_sub_fetch(&sh->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    xtarget_srcs_free(sh->src, sh->nsrc);
+    free(sh->by_svc);
+    free(sh->keys);
+    free(sh);
+}
+
 void xlate_plan_free(XlatePlan *p)
 {
     if (!p)
         return;
     for (size_t i = 0; i < p->nups; i++) {
         json_decref(p->ups[i].up);
-        xtarget_srcs_free(p->ups[i].src, p->ups[i].nsrc);
+        if (!p->sh)
+            xtarget_srcs_free(p->ups[i].src, p->ups[i].nsrc);
     }
+    shared_unref(p->sh);
     free(p->ups);
     free(p->spans);
-    json_decref(p->by_svc);
     for (int i = 0; i < 3; i++)
         free(p->strs[i]);
     free(p);
@@ -63,6 +74,75 @@ static int cmp_up(const void *a, const void *b)
 {
     uintptr_t x = (uintptr_t)((const UpPlan *)a)->up, y = (uintptr_t)((const UpPlan *)b)->up;
     return (x > y) - (x < y);
+}
+
+static int cmp_ref(const void *a, const void *b)
+{
+    const SvcRef *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->up > y->up) - (x->up < y->up);
+}
+
+/* Move the sources of @p (in order) into one block, and index them by Service. */
+static PlanShared *shared_new(XlatePlan *p)
+{
+    PlanShared *sh = calloc(1, sizeof(*sh));
+    size_t keylen = 0;
+    if (!sh)
+        return NULL;
+    sh->refs = 1;
+    for (size_t i = 0; i < p->nups; i++) {
+        sh->nsrc += p->ups[i].nsrc;
+        for (size_t k = 0; k < p->ups[i].nsrc; k++) {
+            json_t *svc = p->ups[i].src[k].svc;
+            keylen += strlen(obj_ns(svc)) + strlen(obj_name(svc)) + 2;
+        }
+    }
+    sh->src = malloc((sh->nsrc ? sh->nsrc : 1) * sizeof(*sh->src));
+    sh->by_svc = malloc((sh->nsrc ? sh->nsrc : 1) * sizeof(*sh->by_svc));
+    sh->keys = malloc(keylen ? keylen : 1);
+    if (!sh->src || !sh->by_svc || !sh->keys) {
+        free(sh->src);
+        free(sh->by_svc);
+        free(sh->keys);
+        free(sh);
+        return NULL;
+    }
+    char *kp = sh->keys;
+    size_t n = 0;
+    for (size_t i = 0; i < p->nups; i++) {
+        UpPlan *u = &p->ups[i];
+        for (size_t k = 0; k < u->nsrc; k++) {
+            json_t *svc = u->src[k].svc;
+            sh->by_svc[n] = (SvcRef){kp, i};
+            kp += snprintf(kp, (size_t)(sh->keys + keylen - kp), "%s/%s", obj_ns(svc),
+                           obj_name(svc)) + 1;
+            sh->src[n++] = u->src[k]; /* the references move */
+        }
+        free(u->src);
+        u->src = sh->src + n - u->nsrc;
+    }
+    qsort(sh->by_svc, n, sizeof(*sh->by_svc), cmp_ref);
+    for (size_t i = 0; i < n; i++) /* one entry per Service and upstream */
+        if (!sh->nby || cmp_ref(&sh->by_svc[sh->nby - 1], &sh->by_svc[i]))
+            sh->by_svc[sh->nby++] = sh->by_svc[i];
+    p->sh = sh;
+    return sh;
+}
+
+/* Mark in @redo the upstreams that Service @key ("ns/name") feeds. */
+static void mark_service(const PlanShared *sh, const char *key, bool *redo)
+{
+    size_t lo = 0, hi = sh->nby;
+    while (lo < hi) { /* the first entry not below @key */
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(sh->by_svc[mid].key, key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < sh->nby && !strcmp(sh->by_svc[lo].key, key); lo++)
+        redo[sh->by_svc[lo].up] = true;
 }
 
 /*
@@ -96,21 +176,8 @@ XlatePlan *xplan_order(XlatePlan *p, const json_t *upstreams)
         json_decref(p->ups[i].up);
         p->ups[i].up = NULL;
     }
-    if (!(p->by_svc = json_object()))
+    if (!shared_new(p))
         goto drop;
-    for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < p->ups[i].nsrc; k++) {
-            char key[512];
-            json_t *svc = p->ups[i].src[k].svc;
-            snprintf(key, sizeof(key), "%s/%s", obj_ns(svc), obj_name(svc));
-            json_t *l = json_object_get(p->by_svc, key);
-            if (!l && json_object_set_new(p->by_svc, key, l = json_array()) < 0)
-                goto drop;
-            json_t *last = json_array_get(l, json_array_size(l) - 1);
-            if (!last || json_integer_value(last) != (json_int_t)i)
-                json_array_append_new(l, json_integer((json_int_t)i));
-        }
-    }
     return p;
 drop:
     xlate_plan_free(p);
@@ -137,29 +204,19 @@ bool xlate_plan_reusable(const XlatePlan *p, const Store *st, const XlateOptions
     return store_generation(st) - p->gen == store_kind_changes(st, SLICES) - p->slice_changes;
 }
 
-/* A copy of @p for the refreshed configuration: the same sources, the new upstream objects. */
+/* A copy of @p for the refreshed configuration: the same sources, new spans. */
 static XlatePlan *plan_copy(const XlatePlan *p, const Store *st)
 {
     XlatePlan *c = xplan_new(st, &p->o);
-    if (!c || !(c->ups = calloc(p->nups, sizeof(*c->ups))) ||
+    if (!c || !(c->ups = malloc(p->nups * sizeof(*c->ups))) ||
         !(c->spans = calloc(2 * p->nups, sizeof(*c->spans)))) {
         xlate_plan_free(c);
         return NULL;
     }
-    c->cap = p->nups;
-    c->by_svc = json_incref(p->by_svc);
-    for (size_t i = 0; i < p->nups; i++) {
-        const UpPlan *u = &p->ups[i];
-        TargetSrc *src = calloc(u->nsrc ? u->nsrc : 1, sizeof(*src));
-        if (!src) {
-            xlate_plan_free(c);
-            return NULL;
-        }
-        for (size_t k = 0; k < u->nsrc; k++)
-            src[k] = (TargetSrc){json_incref(u->src[k].svc), json_incref(u->src[k].port),
-                                 u->src[k].has_weight, u->src[k].weight};
-        c->ups[c->nups++] = (UpPlan){NULL, src, u->nsrc};
-    }
+    memcpy(c->ups, p->ups, p->nups * sizeof(*c->ups)); /* sources in the shared block */
+    c->nups = c->cap = p->nups;
+    c->sh = p->sh;
+    __atomic_add_fetch(&c->sh->refs, 1, __ATOMIC_RELAXED);
     return c;
 }
 
@@ -211,25 +268,33 @@ static void on_slice_change(void *ud, json_t *old, json_t *cur)
     note_owner(ud, cur);
 }
 
-int xlate_refresh_targets(Store *st, const XlatePlan *p, const json_t *config, const char *json,
-                          size_t len, json_t **ret_config, char **ret_json, size_t *ret_len,
-                          XlatePlan **ret_plan)
+/* Upstream @i of the previous configuration, from its canonical bytes. */
+static json_t *old_upstream(const XlatePlan *p, size_t i, const char *json)
 {
-    const json_t *ups = json_object_get(config, "upstreams");
-    if (!p || !p->spans || !p->nups || json_array_size(ups) != p->nups ||
-        p->spans[2 * p->nups - 1] > len)
+    size_t a = p->spans[2 * i], b = p->spans[2 * i + 1];
+    json_t *up = json_loadb(json + a, b - a, 0, NULL);
+    if (!json_is_object(up)) {
+        json_decref(up);
+        return NULL;
+    }
+    return up;
+}
+
+int xlate_refresh_targets(Store *st, const XlatePlan *p, const char *json, size_t len,
+                          char **ret_json, size_t *ret_len, XlatePlan **ret_plan)
+{
+    if (!p || !p->sh || !p->spans || !p->nups || p->spans[2 * p->nups - 1] > len)
         return -EINVAL;
     XlatePlan *np = plan_copy(p, st);
     if (!np)
         return -ENOMEM;
-    json_t *nups = json_array();
     Buf b = BUF_INIT;
     Xlate x;
     memset(&x, 0, sizeof(x));
     x.st = st;
     x.o = &np->o;
     x.failures = json_array(); /* targets never fail: the sources were resolved before */
-    int r = nups && x.failures && buf_reserve(&b, len + len / 8) == 0 ? 0 : -ENOMEM;
+    int r = x.failures && buf_reserve(&b, len + len / 8) == 0 ? 0 : -ENOMEM;
     /* Only upstreams of Services whose slices changed need their targets redone. */
     bool *redo = calloc(p->nups, sizeof(*redo));
     json_t *affected = json_object();
@@ -239,12 +304,7 @@ int xlate_refresh_targets(Store *st, const XlatePlan *p, const json_t *config, c
         const char *key;
         json_t *l;
         json_object_foreach(affected, key, l)
-        {
-            size_t k;
-            json_t *idx;
-            json_array_foreach(json_object_get(p->by_svc, key), k, idx)
-                redo[json_integer_value(idx)] = true;
-        }
+            mark_service(p->sh, key, redo);
         /* Those upstreams' other backends count too: index the slices of all their Services. */
         json_t *need = json_object();
         for (size_t i = 0; i < p->nups; i++)
@@ -260,13 +320,20 @@ int xlate_refresh_targets(Store *st, const XlatePlan *p, const json_t *config, c
         r = buf_append(&b, json, p->spans[0]);
     }
     for (size_t i = 0; r == 0 && i < p->nups; i++) {
-        json_t *old = json_array_get(ups, i);
         bool changed = false;
-        json_t *up = redo[i] ? with_targets(old, xtargets(&x, p->ups[i].src, p->ups[i].nsrc), &changed)
-                             : json_incref(old);
-        if (!up || json_array_append_new(nups, up) < 0) {
-            r = -ENOMEM;
-            break;
+        json_t *up = NULL;
+        if (redo[i]) {
+            json_t *old = old_upstream(p, i, json);
+            if (!old) {
+                r = -EINVAL;
+                break;
+            }
+            up = with_targets(old, xtargets(&x, p->ups[i].src, p->ups[i].nsrc), &changed);
+            json_decref(old);
+            if (!up) {
+                r = -ENOMEM;
+                break;
+            }
         }
         if (i)
             r = buf_append(&b, ",", 1);
@@ -275,26 +342,20 @@ int xlate_refresh_targets(Store *st, const XlatePlan *p, const json_t *config, c
             r = changed ? xcanon_append(&b, up)
                         : buf_append(&b, json + p->spans[2 * i], p->spans[2 * i + 1] - p->spans[2 * i]);
         np->spans[2 * i + 1] = b.len;
+        json_decref(up);
     }
     size_t tail = p->spans[2 * p->nups - 1];
     if (r == 0)
         r = buf_append(&b, json + tail, len - tail); /* also terminates the string */
-    json_t *cfg = r == 0 ? json_copy((json_t *)config) : NULL;
-    if (cfg && json_object_set(cfg, "upstreams", nups) < 0) {
-        json_decref(cfg);
-        cfg = NULL;
-    }
     json_decref(x.failures);
     json_decref(x.slices_by_svc);
-    json_decref(nups);
     json_decref(affected);
     free(redo);
-    if (!cfg) {
+    if (r < 0) {
         buf_deinit(&b);
         xlate_plan_free(np);
-        return r < 0 ? r : -ENOMEM;
+        return r;
     }
-    *ret_config = cfg;
     *ret_len = b.len;
     *ret_json = buf_take(&b);
     *ret_plan = np;

@@ -294,18 +294,6 @@ static void record(Gateway *gw, int stage, bool ok, int reason, double ms, size_
 
 /* ---- pushing ------------------------------------------------------------------------------- */
 
-static bool config_is_empty(const Revision *r)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach(revision_config(r), k, v)
-    {
-        if (k[0] != '_' && (!json_is_array(v) || json_array_size(v) > 0))
-            return false;
-    }
-    return true;
-}
-
 static const char *stage_name(int stage)
 {
     return stage == STAGE_FALLBACK ? "fallback" : stage == STAGE_RECOVERY ? "last-good" : "current";
@@ -672,7 +660,7 @@ static void on_probe_done(void *ud, CURL *easy, const HttpResult *res)
         }
         /* Kong answers the all-zero hash when it runs no configuration: it restarted. */
         if (strcmp(gw->kong_hash, ZERO_HASH) == 0 && gw->accepted && !gw->push_easy &&
-            !config_is_empty(gw->accepted)) {
+            !revision_is_empty(gw->accepted)) {
             log_event(LOG_WARN, MOD, "gateway lost its configuration (restarted?); pushing again",
                       "{s:s}", "gateway", gw->url);
             gw->accepted = revision_unref(gw->accepted);

@@ -456,8 +456,11 @@ static void on_diff_work(uv_work_t *req)
 {
     DiffWork *w = req->data;
     uint64_t t0 = uv_hrtime();
-    if (w->build)
-        w->r = konnect__desired(revision_config(w->rev), w->no_consumers, &w->desired);
+    if (w->build) {
+        json_t *config = revision_load_config(w->rev);
+        w->r = config ? konnect__desired(config, w->no_consumers, &w->desired) : -ENOMEM;
+        json_decref(config);
+    }
     if (w->r == 0)
         w->r = konnect__diff(w->desired, w->state, w->written, &w->ops, &w->nops);
     w->ms = (double)(uv_hrtime() - t0) / 1e6;

@@ -156,6 +156,7 @@ int main(int argc, char **argv)
         revision_json(first, &bytes);
     recon_set_current(b.recon, first);
     revision_unref(first);
+    uv_run(&b.loop, UV_RUN_DEFAULT); /* the tree is freed in the thread pool */
     long rss_rev = rss_kb();
 
     /* where a translation's time goes */
@@ -194,6 +195,8 @@ int main(int argc, char **argv)
         uv_run(&b.loop, UV_RUN_DEFAULT);
         (slices ? lat_eps : lat)[r % rounds] = b.got ? b.last_ms : -1;
     }
+    uv_run(&b.loop, UV_RUN_DEFAULT);
+    long rss_after = rss_kb();
     qsort(lat, (size_t)rounds, sizeof(double), cmp);
     qsort(lat_eps, (size_t)rounds, sizeof(double), cmp);
 
@@ -202,8 +205,9 @@ int main(int argc, char **argv)
         sets, secrets);
     printf("  store objects: %zu\n", store_count(b.store, NULL));
     printf(
-        "  RSS: start %.1f MB, store filled %.1f MB, with first revision %.1f MB (limit 200 MB)\n",
-        rss0 / 1024.0, rss_store / 1024.0, rss_rev / 1024.0);
+        "  RSS: start %.1f MB, store filled %.1f MB, with first revision %.1f MB, after the "
+        "changes %.1f MB (limit 200 MB)\n",
+        rss0 / 1024.0, rss_store / 1024.0, rss_rev / 1024.0, rss_after / 1024.0);
     printf("  first translation: %.1f ms, config %.1f MB\n", first_ms, bytes / 1048576.0);
     printf("  Ingress change -> published revision (debounce %d ms): median %.1f ms, max %.1f ms "
            "(limit %d ms)\n",
@@ -219,7 +223,7 @@ int main(int argc, char **argv)
     bool ok_eps = lat_eps[0] >= 0 && lat_eps[rounds - 1] <= debounce + 50;
     printf("  Ingress changes: %s, EndpointSlice changes: %s, RSS: %s\n",
            ok_ing ? "PASS" : "OVER LIMIT", ok_eps ? "PASS" : "OVER LIMIT",
-           rss_rev <= 200 * 1024 ? "PASS" : "OVER LIMIT");
+           rss_rev <= 200 * 1024 && rss_after <= 200 * 1024 ? "PASS" : "OVER LIMIT");
     free(lat);
     free(lat_eps);
     recon_close(b.recon, NULL, NULL);

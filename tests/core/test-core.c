@@ -370,6 +370,42 @@ static void test_xlate_empty_and_canonical(void **state)
     revision_unref(r);
 }
 
+/* A revision gives its tree back and still serves the configuration, from its bytes. */
+static void test_revision_tree_handed_back(void **state)
+{
+    (void)state;
+    json_t *cfg = json_pack("{s:s, s:[{s:s, s:i, s:f}]}", "_format_version", "3.0", "services",
+                            "name", "a", "port", 80, "ratio", 0.1);
+    Revision *r = revision_new_consume(json_incref(cfg), NULL, 0);
+    assert_false(revision_is_empty(r));
+    json_t *shared = revision_load_config(r);
+    assert_ptr_equal(shared, cfg); /* while it has its tree, no parse */
+    json_decref(shared);
+    json_t *tree = revision_take_tree(r);
+    assert_ptr_equal(tree, cfg);
+    assert_null(revision_take_tree(r));
+    json_t *loaded = revision_load_config(r);
+    assert_ptr_not_equal(loaded, cfg);
+    assert_true(json_equal(loaded, cfg));
+    json_decref(loaded);
+    json_decref(tree);
+    json_decref(cfg);
+
+    /* A revision made from bytes alone (a target refresh) knows whether it is empty. */
+    size_t n;
+    const char *bytes = revision_json(r, &n);
+    Revision *from_bytes = revision_new_planned(NULL, NULL, NULL, strndup(bytes, n), n);
+    assert_false(revision_is_empty(from_bytes));
+    assert_string_equal(revision_hash(from_bytes), revision_hash(r));
+    const char *none = "{\"_format_version\":\"3.0\",\"services\":[]}";
+    Revision *empty = revision_new_planned(NULL, NULL, NULL, strdup(none), strlen(none));
+    assert_true(revision_is_empty(empty));
+    assert_null(revision_take_tree(empty));
+    revision_unref(empty);
+    revision_unref(from_bytes);
+    revision_unref(r);
+}
+
 /* A big revision's last reference hands it to the thread pool; the loop still closes clean. */
 static void test_revision_freed_off_loop(void **state)
 {
@@ -404,6 +440,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uuid5),
+        cmocka_unit_test(test_revision_tree_handed_back),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_manifest_documents),

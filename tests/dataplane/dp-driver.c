@@ -151,7 +151,9 @@ static Revision *on_rejected(SinkHost *h, Sink *s, Revision *rev, json_t *broken
 {
     emit(json_pack("{s:s, s:s, s:O}", "event", "rejected", "hash", revision_hash(rev), "broken",
                    broken));
-    json_t *cfg = json_deep_copy(revision_config(rev));
+    json_t *tree = revision_load_config(rev);
+    json_t *cfg = json_deep_copy(tree);
+    json_decref(tree);
     prune(cfg, broken);
     return revision_new_consume(cfg, NULL, 1);
 }
