@@ -205,6 +205,8 @@ XlatePlan *xplan_order(XlatePlan *p, const json_t *upstreams);
 void xsort_by_field(json_t *arr, const char *field);
 void xload_class(Xlate *x);
 int xcanon_append(Buf *b, const json_t *v);
+/* Configurations with fewer array elements are written by one thread (tests lower it to 0). */
+extern size_t xcanon_split_min;
 void xlate_overrides(Xlate *x);
 void xlate_consumers(Xlate *x);
 void xlate_vaults(Xlate *x);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <uv.h>
 
 #include "util.h"
 
@@ -213,15 +214,151 @@ static void canon(Out *o, const json_t *v)
     }
 }
 
+/*
+ * A configuration's big arrays are written by two threads: the second half of each array on a
+ * helper thread into a buffer of its own, the rest on the caller's thread straight into the
+ * output, which takes each second half as soon as it is done. The canonical writer is a fifth
+ * of a translation's time at 10,000 Ingress sets, and tether has the second core to itself
+ * while it translates. Below xcanon_split_min elements a thread is not worth starting.
+ */
+size_t xcanon_split_min = 512;
+
+typedef struct Half {
+    const json_t *arr;
+    size_t from, to;
+    size_t *spans; /* where elements start and end; made absolute when joined */
+    Out *o;        /* the output (first half) or own (second half) */
+    Out own;
+    uv_sem_t done;
+} Half;
+
+typedef struct Split {
+    Key keys[16]; /* a configuration's top-level keys, sorted */
+    size_t nkeys;
+    bool split[16];
+    Half second[16];
+} Split;
+
+static void write_half(Half *h)
+{
+    Out *o = h->o;
+    for (size_t i = h->from; i < h->to; i++) {
+        if (i > h->from)
+            putc1(o, ',');
+        if (h->spans)
+            h->spans[2 * (i - h->from)] = o->b.len;
+        canon(o, json_array_get(h->arr, i));
+        if (h->spans)
+            h->spans[2 * (i - h->from) + 1] = o->b.len;
+    }
+}
+
+static void write_second_halves(void *arg)
+{
+    Split *sp = arg;
+    for (size_t k = 0; k < sp->nkeys; k++) {
+        if (sp->split[k]) {
+            write_half(&sp->second[k]);
+            uv_sem_post(&sp->second[k].done);
+        }
+    }
+}
+
+/* An array's spans, when it is the plan's upstreams. */
+static size_t *spans_of(const Key *k, XlatePlan *plan)
+{
+    if (plan && !strcmp(k->k, "upstreams") && json_array_size(k->v) == plan->nups)
+        return plan->spans;
+    return NULL;
+}
+
+/* Plan @sp for @config; false when it is not worth a thread (or not a configuration). */
+static bool split_plan(Split *sp, const json_t *config, XlatePlan *plan)
+{
+    size_t total = 0;
+    const char *k;
+    json_t *v;
+    if (!json_is_object(config) || json_object_size(config) > 16)
+        return false;
+    memset(sp, 0, sizeof(*sp));
+    json_object_foreach((json_t *)config, k, v)
+    {
+        sp->keys[sp->nkeys++] = (Key){k, strlen(k), v};
+        total += json_array_size(v);
+    }
+    if (total < xcanon_split_min)
+        return false;
+    qsort(sp->keys, sp->nkeys, sizeof(*sp->keys), cmp_key);
+    for (size_t i = 0; i < sp->nkeys; i++) {
+        size_t n = json_array_size(sp->keys[i].v);
+        if (n < 2 || uv_sem_init(&sp->second[i].done, 0) < 0)
+            continue;
+        sp->split[i] = true;
+        Half *h = &sp->second[i];
+        h->arr = sp->keys[i].v;
+        h->from = n / 2;
+        h->to = n;
+        h->o = &h->own;
+        size_t *spans = spans_of(&sp->keys[i], plan);
+        h->spans = spans ? spans + 2 * h->from : NULL;
+    }
+    return true;
+}
+
+static void canon_split(Out *o, Split *sp, XlatePlan *plan)
+{
+    uv_thread_t helper;
+    bool threaded = uv_thread_create(&helper, write_second_halves, sp) == 0;
+    if (!threaded)
+        write_second_halves(sp);
+    putc1(o, '{');
+    for (size_t i = 0; i < sp->nkeys; i++) {
+        Key *k = &sp->keys[i];
+        size_t *spans = spans_of(k, plan);
+        if (i)
+            putc1(o, ',');
+        json_str(o, k->k, k->n);
+        putc1(o, ':');
+        if (!sp->split[i]) {
+            if (spans && json_is_array(k->v))
+                canon_array(o, k->v, spans);
+            else
+                canon(o, k->v);
+            continue;
+        }
+        Half *second = &sp->second[i];
+        Half first = {.arr = k->v, .from = 0, .to = second->from, .spans = spans, .o = o};
+        putc1(o, '[');
+        write_half(&first);
+        uv_sem_wait(&second->done);
+        uv_sem_destroy(&second->done);
+        putc1(o, ',');
+        size_t base = o->b.len;
+        put(o, second->own.b.data, second->own.b.len);
+        o->oom |= second->own.oom;
+        buf_deinit(&second->own.b);
+        for (size_t e = 0; second->spans && e < 2 * (second->to - second->from); e++)
+            second->spans[e] += base;
+        putc1(o, ']');
+    }
+    putc1(o, '}');
+    if (threaded)
+        uv_thread_join(&helper);
+}
+
 static char *canonical(const json_t *config, size_t *ret_len, XlatePlan *plan)
 {
     Out o = {BUF_INIT, false};
+    Split sp;
     if (buf_reserve(&o.b, 1 << 16) < 0)
         return NULL;
-    if (plan && json_is_object(config))
+    if (split_plan(&sp, config, plan)) {
+        canon_split(&o, &sp, plan);
+    } else if (plan && json_is_object(config)) {
         canon_object(&o, config, plan);
-    else
+    } else {
         canon(&o, config);
+    }
     if (o.oom || buf_reserve(&o.b, 0) < 0) {
         buf_deinit(&o.b);
         return NULL;

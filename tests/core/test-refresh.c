@@ -17,6 +17,7 @@
 #include "manifest.h"
 #include "store.h"
 #include "xlate.h"
+#include "xlate_int.h"
 
 static const char base[] =
     "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web, namespace: a}\n"
@@ -99,17 +100,27 @@ static void random_slice_change(Store *st)
     json_decref(es);
 }
 
+/* The store translated, written by one thread and by two: the bytes must be the same. */
 static char *full_json(Store *st, const XlateOptions *o, size_t *len)
 {
     json_t *cfg, *failures;
     assert_int_equal(xlate_run(st, o, &cfg, &failures), 0);
+    size_t saved = xcanon_split_min, len2;
+    xcanon_split_min = SIZE_MAX;
     char *j = xlate_canonical_json(cfg, len);
+    xcanon_split_min = 0;
+    char *j2 = xlate_canonical_json(cfg, &len2);
+    xcanon_split_min = saved;
+    if (*len != len2 || memcmp(j, j2, len2))
+        fail_msg("one thread wrote\n%s\ntwo threads wrote\n%s", j, j2);
+    free(j2);
     json_decref(cfg);
     json_decref(failures);
     return j;
 }
 
-static void refresh_matches_full(bool drain)
+/* @split: the plan's bytes and spans come from the two-thread writer. */
+static void refresh_matches_full(bool drain, bool split)
 {
     Store *st;
     assert_int_equal(store_new(&st), 0);
@@ -123,7 +134,10 @@ static void refresh_matches_full(bool drain)
     size_t len;
     assert_int_equal(xlate_run_plan(st, &o, &cfg, &failures, &plan), 0);
     assert_non_null(plan);
+    size_t saved = xcanon_split_min;
+    xcanon_split_min = split ? 0 : SIZE_MAX;
     char *json = xlate_canonical_json_plan(cfg, &len, plan);
+    xcanon_split_min = saved;
     json_decref(failures);
     json_decref(cfg); /* a refresh reads the previous configuration from its bytes */
 
@@ -167,13 +181,13 @@ static void refresh_matches_full(bool drain)
 static void test_refresh_matches_full(void **state)
 {
     (void)state;
-    refresh_matches_full(false);
+    refresh_matches_full(false, false);
 }
 
 static void test_refresh_matches_full_drain(void **state)
 {
     (void)state;
-    refresh_matches_full(true);
+    refresh_matches_full(true, true);
 }
 
 /* The store's change log: what changed after a generation, as long as it reaches back. */
