@@ -6,6 +6,8 @@
  */
 #include "xlate_int.h"
 
+#include <uv.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -684,76 +686,155 @@ void xtarget_srcs_free(TargetSrc *src, size_t n)
     free(src);
 }
 
+/* The upstream of Service group @s, appended to x->upstreams (and its sources to x->plan). */
+static void upstream_for(Xlate *x, XService *s)
+{
+    const char *host = json_string_value(json_object_get(s->s, "host"));
+    /* Where the targets come from, kept so an EndpointSlice change can redo just this. */
+    TargetSrc *src = calloc(s->nbackends ? s->nbackends : 1, sizeof(*src));
+    size_t nsrc = 0;
+    if (!src)
+        return;
+    for (size_t b = 0; b < s->nbackends; b++) {
+        Backend *be = &s->backends[b];
+        PortDef pd = be->port;
+        char key[512];
+        const char *svcname = be->name;
+        if (be->is_facade && s->facade) {
+            svcname = obj_get_str(s->facade, "spec.backendRef.name");
+            json_t *port = obj_get_path(s->facade, "spec.backendRef.port");
+            if (json_is_integer(port)) {
+                pd.mode = PORT_NUMBER;
+                pd.number = (long)json_integer_value(port);
+            }
+        }
+        snprintf(key, sizeof(key), "%s/%s", be->ns, svcname ? svcname : "");
+        json_t *svc = json_object_get(s->k8s, key);
+        if (!svc) {
+            xfail(x, s->parent, NULL, "can't add target for backend %s: no kubernetes service found",
+                  be->name);
+            continue;
+        }
+        json_t *synth = NULL;
+        json_t *port = find_port(svc, &pd, &synth);
+        if (!port) {
+            char pc[80];
+            xport_canonical(&pd, pc, sizeof(pc));
+            xfail(x, svc, s->parent,
+                  "can't find port for backend kubernetes service %s/%s: no suitable port "
+                  "found for port %s",
+                  obj_ns(svc), obj_name(svc), pc);
+            continue;
+        }
+        src[nsrc++] = (TargetSrc){json_incref(svc), synth ? synth : json_incref(port),
+                                  be->has_weight, be->weight};
+        json_object_set(s->s, "port", json_object_get(port, "port"));
+    }
+    json_t *targets = xtargets(x, src, nsrc);
+    json_t *tags = json_object_get(s->s, "tags");
+    json_t *up = json_object();
+    jset_s(up, "name", host);
+    jset_o(up, "tags", tags ? json_incref(tags) : service_tags(s));
+    jset_o(up, "targets", targets);
+    apply_kongingress(x, s, up);
+    const char *k;
+    json_t *svc;
+    json_object_foreach(s->k8s, k, svc)
+    {
+        const char *hh = svc_ann(s, svc, ANN "host-header");
+        if (hh && *hh)
+            json_object_set_new(up, "host_header", json_string(hh));
+    }
+    apply_policy(x, s, up);
+    json_array_append_new(x->upstreams, up);
+    if (!x->plan || xplan_add(x->plan, up, src, nsrc) < 0)
+        xtarget_srcs_free(src, nsrc);
+}
+
+/*
+ * Upstreams are a fifth of a translation, and each reads only its own Service group and the
+ * store: a helper thread builds the second half of them into a private failure list, upstream
+ * list and plan, appended after the first half's, so everything comes out in the same order as
+ * from one thread. The store and the slice index are only read; jansson's reference counts are
+ * atomic.
+ */
+size_t xupstreams_split_min = 512; /* 0: never (tests compare both ways) */
+
+typedef struct UpRange {
+    Xlate *x;
+    XService **svcs;
+    const bool *make;
+    size_t from, to;
+} UpRange;
+
+static void upstream_range(void *arg)
+{
+    UpRange *r = arg;
+    for (size_t i = r->from; i < r->to; i++)
+        if (r->make[i])
+            upstream_for(r->x, r->svcs[i]);
+}
+
 void xlate_upstreams(Xlate *x)
 {
     json_t *seen = json_object();
-    for (size_t i = 0; i < x->nsvcs; i++) {
+    bool *make = calloc(x->nsvcs ? x->nsvcs : 1, sizeof(*make));
+    size_t count = 0;
+    if (!seen || !make) {
+        json_decref(seen);
+        free(make);
+        return;
+    }
+    for (size_t i = 0; i < x->nsvcs; i++) { /* one upstream per host: the first group wins */
         XService *s = x->svcs[i];
-        if (s->no_upstream)
-            continue;
         const char *host = json_string_value(json_object_get(s->s, "host"));
-        if (!host || json_object_get(seen, host))
+        if (s->no_upstream || !host || json_object_get(seen, host))
             continue;
         json_object_set_new(seen, host, json_true());
-        /* Where the targets come from, kept so an EndpointSlice change can redo just this. */
-        TargetSrc *src = calloc(s->nbackends ? s->nbackends : 1, sizeof(*src));
-        size_t nsrc = 0;
-        if (!src)
-            continue;
-        for (size_t b = 0; b < s->nbackends; b++) {
-            Backend *be = &s->backends[b];
-            PortDef pd = be->port;
-            char key[512];
-            const char *svcname = be->name;
-            if (be->is_facade && s->facade) {
-                svcname = obj_get_str(s->facade, "spec.backendRef.name");
-                json_t *port = obj_get_path(s->facade, "spec.backendRef.port");
-                if (json_is_integer(port)) {
-                    pd.mode = PORT_NUMBER;
-                    pd.number = (long)json_integer_value(port);
-                }
-            }
-            snprintf(key, sizeof(key), "%s/%s", be->ns, svcname ? svcname : "");
-            json_t *svc = json_object_get(s->k8s, key);
-            if (!svc) {
-                xfail(x, s->parent, NULL, "can't add target for backend %s: no kubernetes service found",
-                      be->name);
-                continue;
-            }
-            json_t *synth = NULL;
-            json_t *port = find_port(svc, &pd, &synth);
-            if (!port) {
-                char pc[80];
-                xport_canonical(&pd, pc, sizeof(pc));
-                xfail(x, svc, s->parent,
-                      "can't find port for backend kubernetes service %s/%s: no suitable port "
-                      "found for port %s",
-                      obj_ns(svc), obj_name(svc), pc);
-                continue;
-            }
-            src[nsrc++] = (TargetSrc){json_incref(svc), synth ? synth : json_incref(port),
-                                      be->has_weight, be->weight};
-            json_object_set(s->s, "port", json_object_get(port, "port"));
-        }
-        json_t *targets = xtargets(x, src, nsrc);
-        json_t *tags = json_object_get(s->s, "tags");
-        json_t *up = json_object();
-        jset_s(up, "name", host);
-        jset_o(up, "tags", tags ? json_incref(tags) : service_tags(s));
-        jset_o(up, "targets", targets);
-        apply_kongingress(x, s, up);
-        const char *k;
-        json_t *svc;
-        json_object_foreach(s->k8s, k, svc)
-        {
-            const char *hh = svc_ann(s, svc, ANN "host-header");
-            if (hh && *hh)
-                json_object_set_new(up, "host_header", json_string(hh));
-        }
-        apply_policy(x, s, up);
-        json_array_append_new(x->upstreams, up);
-        if (!x->plan || xplan_add(x->plan, up, src, nsrc) < 0)
-            xtarget_srcs_free(src, nsrc);
+        make[i] = true;
+        count++;
     }
     json_decref(seen);
+    if (!x->slices_by_svc) /* built before any thread reads it */
+        x->slices_by_svc = xslice_index(x->st, NULL);
+
+    Xlate hx = *x; /* the helper's: private lists, everything else shared read-only */
+    UpRange first = {x, x->svcs, make, 0, x->nsvcs}, second = {&hx, x->svcs, make, 0, x->nsvcs};
+    uv_thread_t helper;
+    bool threaded = false;
+    if (xupstreams_split_min && count >= xupstreams_split_min) {
+        size_t half = 0, mid = 0;
+        while (half < count / 2)
+            half += make[mid++];
+        first.to = second.from = mid;
+        hx.failures = json_array();
+        hx.upstreams = json_array();
+        hx.plan = x->plan ? calloc(1, sizeof(*x->plan)) : NULL;
+        if (hx.failures && hx.upstreams && (hx.plan || !x->plan))
+            threaded = uv_thread_create(&helper, upstream_range, &second) == 0;
+        if (!threaded) {
+            json_decref(hx.failures);
+            json_decref(hx.upstreams);
+            free(hx.plan);
+            first.to = x->nsvcs;
+        }
+    }
+    upstream_range(&first);
+    if (threaded) {
+        uv_thread_join(&helper);
+        json_array_extend(x->failures, hx.failures);
+        json_array_extend(x->upstreams, hx.upstreams);
+        for (size_t i = 0; hx.plan && i < hx.plan->nups; i++) {
+            UpPlan *u = &hx.plan->ups[i];
+            if (xplan_add(x->plan, u->up, u->src, u->nsrc) < 0)
+                xtarget_srcs_free(u->src, u->nsrc);
+            json_decref(u->up);
+        }
+        if (hx.plan)
+            free(hx.plan->ups);
+        free(hx.plan);
+        json_decref(hx.failures);
+        json_decref(hx.upstreams);
+    }
+    free(make);
 }

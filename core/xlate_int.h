@@ -207,6 +207,8 @@ void xload_class(Xlate *x);
 int xcanon_append(Buf *b, const json_t *v);
 /* Configurations with fewer array elements are written by one thread (tests lower it to 0). */
 extern size_t xcanon_split_min;
+/* From this many upstreams on, a helper thread builds half of them (0: never). */
+extern size_t xupstreams_split_min;
 void xlate_overrides(Xlate *x);
 void xlate_consumers(Xlate *x);
 void xlate_vaults(Xlate *x);

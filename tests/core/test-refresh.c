@@ -27,9 +27,11 @@ static const char base[] =
     "      - {path: /c, pathType: Prefix, backend: {service: {name: ext, port: {number: 443}}}}\n"
     "      - {path: /d, pathType: Prefix, backend: {service: {name: up, port: {number: 80}}}}\n"
     "      - {path: /e, pathType: Prefix, backend: {service: {name: empty, port: {number: 80}}}}\n"
+    "      - {path: /f, pathType: Prefix, backend: {service: {name: svc2, port: {number: 7}}}}\n"
     "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web, namespace: b}\n"
     "spec:\n  ingressClassName: kong\n  rules:\n  - http:\n      paths:\n"
     "      - {path: /, pathType: Prefix, backend: {service: {name: svc1, port: {number: 80}}}}\n"
+    "      - {path: /g, pathType: Prefix, backend: {service: {name: svc1, port: {number: 9}}}}\n"
     "---\napiVersion: v1\nkind: Service\nmetadata: {name: svc1, namespace: a}\n"
     "spec: {ports: [{name: http, port: 80, targetPort: 8080}]}\n"
     "---\napiVersion: v1\nkind: Service\nmetadata: {name: svc1, namespace: b}\n"
@@ -100,11 +102,24 @@ static void random_slice_change(Store *st)
     json_decref(es);
 }
 
-/* The store translated, written by one thread and by two: the bytes must be the same. */
+/*
+ * The store translated, its upstreams built by one thread and by two, and written by one thread
+ * and by two: the failures and the bytes must be the same.
+ */
 static char *full_json(Store *st, const XlateOptions *o, size_t *len)
 {
-    json_t *cfg, *failures;
+    json_t *cfg, *failures, *cfg1, *failures1;
+    size_t saved_up = xupstreams_split_min;
+    xupstreams_split_min = 0;
+    assert_int_equal(xlate_run(st, o, &cfg1, &failures1), 0);
+    xupstreams_split_min = 1;
     assert_int_equal(xlate_run(st, o, &cfg, &failures), 0);
+    xupstreams_split_min = saved_up;
+    assert_true(json_equal(cfg, cfg1));
+    assert_true(json_equal(failures, failures1));
+    assert_true(json_array_size(failures) >= 2); /* the base has some: their order is checked */
+    json_decref(cfg1);
+    json_decref(failures1);
     size_t saved = xcanon_split_min, len2;
     xcanon_split_min = SIZE_MAX;
     char *j = xlate_canonical_json(cfg, len);
@@ -119,7 +134,7 @@ static char *full_json(Store *st, const XlateOptions *o, size_t *len)
     return j;
 }
 
-/* @split: the plan's bytes and spans come from the two-thread writer. */
+/* @split: the plan, its bytes and spans come from the two-thread builder and writer. */
 static void refresh_matches_full(bool drain, bool split)
 {
     Store *st;
@@ -131,10 +146,11 @@ static void refresh_matches_full(bool drain, bool split)
 
     json_t *cfg, *failures;
     XlatePlan *plan;
-    size_t len;
+    size_t len, saved_up = xupstreams_split_min, saved = xcanon_split_min;
+    xupstreams_split_min = split ? 1 : 0;
     assert_int_equal(xlate_run_plan(st, &o, &cfg, &failures, &plan), 0);
+    xupstreams_split_min = saved_up;
     assert_non_null(plan);
-    size_t saved = xcanon_split_min;
     xcanon_split_min = split ? 0 : SIZE_MAX;
     char *json = xlate_canonical_json_plan(cfg, &len, plan);
     xcanon_split_min = saved;
