@@ -38,6 +38,9 @@ static const struct {
     {"RewriteURIs", offsetof(XlateOptions, rewrite_uris)},
 };
 
+
+size_t xsplit_min = 512;
+
 /* Gates KIC knows that do not change translation; accepted so existing flags keep working. */
 static const char *const other_gates[] = {
     "GatewayAlpha", "FallbackConfiguration", "SanitizeKonnectConfigDumps", "KongLicense", NULL,

@@ -758,7 +758,6 @@ static void upstream_for(Xlate *x, XService *s)
  * from one thread. The store and the slice index are only read; jansson's reference counts are
  * atomic.
  */
-size_t xupstreams_split_min = 512; /* 0: never (tests compare both ways) */
 
 typedef struct UpRange {
     Xlate *x;
@@ -802,7 +801,7 @@ void xlate_upstreams(Xlate *x)
     UpRange first = {x, x->svcs, make, 0, x->nsvcs}, second = {&hx, x->svcs, make, 0, x->nsvcs};
     uv_thread_t helper;
     bool threaded = false;
-    if (xupstreams_split_min && count >= xupstreams_split_min) {
+    if (xsplit_min && count >= xsplit_min) {
         size_t half = 0, mid = 0;
         while (half < count / 2)
             half += make[mid++];

@@ -6,6 +6,8 @@
  */
 #include "xlate_int.h"
 
+#include <uv.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -614,6 +616,30 @@ void xlate_add_tls(Xlate *x, const json_t *obj, const json_t *tls)
     }
 }
 
+/*
+ * Routes are built from their Meta and Ingress alone, so with many of them a helper thread
+ * builds the first three quarters of the routes while the caller finds or makes their services
+ * (which must go in order) and then builds the rest: a route costs about twice a service.
+ */
+typedef struct RouteWork {
+    Meta *mv;
+    size_t nm; /* the helper builds routes [0, nm) */
+    bool expressions, legacy;
+    json_t **routes; /* NULL: built on the caller's thread */
+} RouteWork;
+
+static json_t *route_of(RouteWork *w, size_t i)
+{
+    return w->expressions ? expr_route(&w->mv[i]) : trad_route(&w->mv[i], w->legacy);
+}
+
+static void build_routes(void *arg)
+{
+    RouteWork *w = arg;
+    for (size_t i = 0; i < w->nm; i++)
+        w->routes[i] = route_of(w, i);
+}
+
 void xlate_ingresses(Xlate *x)
 {
     size_t n;
@@ -698,13 +724,33 @@ void xlate_ingresses(Xlate *x)
         }
     }
 
+    RouteWork rw = {mv, nm - nm / 4, x->o->expressions, legacy, NULL};
+    XService **owners = NULL;
+    uv_thread_t helper;
+    bool threaded = false;
+    if (xsplit_min && nm >= xsplit_min && (rw.routes = calloc(nm, sizeof(*rw.routes))) &&
+        (owners = calloc(nm, sizeof(*owners))))
+        threaded = uv_thread_create(&helper, build_routes, &rw) == 0;
     for (size_t i = 0; i < nm; i++) {
         XService *s = service_for(x, &mv[i], false);
-        if (!s)
-            continue;
-        json_t *r = x->o->expressions ? expr_route(&mv[i]) : trad_route(&mv[i], legacy);
-        xsvc_add_route(s, r, mv[i].ing, x->o->expressions);
+        if (threaded)
+            owners[i] = s;
+        else if (s)
+            xsvc_add_route(s, route_of(&rw, i), mv[i].ing, x->o->expressions);
     }
+    if (threaded) {
+        for (size_t i = rw.nm; i < nm; i++)
+            rw.routes[i] = route_of(&rw, i);
+        uv_thread_join(&helper);
+        for (size_t i = 0; i < nm; i++) {
+            if (owners[i])
+                xsvc_add_route(owners[i], rw.routes[i], mv[i].ing, x->o->expressions);
+            else
+                json_decref(rw.routes[i]);
+        }
+    }
+    free(owners);
+    free(rw.routes);
     for (size_t i = 0; i < x->nsvcs; i++)
         apply_rewrite(x, x->svcs[i]);
 

@@ -205,10 +205,11 @@ XlatePlan *xplan_order(XlatePlan *p, const json_t *upstreams);
 void xsort_by_field(json_t *arr, const char *field);
 void xload_class(Xlate *x);
 int xcanon_append(Buf *b, const json_t *v);
-/* Configurations with fewer array elements are written by one thread (tests lower it to 0). */
-extern size_t xcanon_split_min;
-/* From this many upstreams on, a helper thread builds half of them (0: never). */
-extern size_t xupstreams_split_min;
+/*
+ * From this many elements on (upstreams, routes, array elements of a configuration), a pass
+ * shares its work with a helper thread; 0: never. Tests set 1 and 0 to hold both ways equal.
+ */
+extern size_t xsplit_min;
 void xlate_overrides(Xlate *x);
 void xlate_consumers(Xlate *x);
 void xlate_vaults(Xlate *x);

@@ -219,9 +219,8 @@ static void canon(Out *o, const json_t *v)
  * helper thread into a buffer of its own, the rest on the caller's thread straight into the
  * output, which takes each second half as soon as it is done. The canonical writer is a fifth
  * of a translation's time at 10,000 Ingress sets, and tether has the second core to itself
- * while it translates. Below xcanon_split_min elements a thread is not worth starting.
+ * while it translates. Below xsplit_min elements a thread is not worth starting.
  */
-size_t xcanon_split_min = 512;
 
 typedef struct Half {
     const json_t *arr;
@@ -286,7 +285,7 @@ static bool split_plan(Split *sp, const json_t *config, XlatePlan *plan)
         sp->keys[sp->nkeys++] = (Key){k, strlen(k), v};
         total += json_array_size(v);
     }
-    if (total < xcanon_split_min)
+    if (!xsplit_min || total < xsplit_min)
         return false;
     qsort(sp->keys, sp->nkeys, sizeof(*sp->keys), cmp_key);
     for (size_t i = 0; i < sp->nkeys; i++) {

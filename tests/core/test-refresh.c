@@ -109,23 +109,21 @@ static void random_slice_change(Store *st)
 static char *full_json(Store *st, const XlateOptions *o, size_t *len)
 {
     json_t *cfg, *failures, *cfg1, *failures1;
-    size_t saved_up = xupstreams_split_min;
-    xupstreams_split_min = 0;
+    size_t saved = xsplit_min, len2;
+    xsplit_min = 0;
     assert_int_equal(xlate_run(st, o, &cfg1, &failures1), 0);
-    xupstreams_split_min = 1;
+    xsplit_min = 1;
     assert_int_equal(xlate_run(st, o, &cfg, &failures), 0);
-    xupstreams_split_min = saved_up;
     assert_true(json_equal(cfg, cfg1));
     assert_true(json_equal(failures, failures1));
     assert_true(json_array_size(failures) >= 2); /* the base has some: their order is checked */
     json_decref(cfg1);
     json_decref(failures1);
-    size_t saved = xcanon_split_min, len2;
-    xcanon_split_min = SIZE_MAX;
+    xsplit_min = 0;
     char *j = xlate_canonical_json(cfg, len);
-    xcanon_split_min = 0;
+    xsplit_min = 1;
     char *j2 = xlate_canonical_json(cfg, &len2);
-    xcanon_split_min = saved;
+    xsplit_min = saved;
     if (*len != len2 || memcmp(j, j2, len2))
         fail_msg("one thread wrote\n%s\ntwo threads wrote\n%s", j, j2);
     free(j2);
@@ -146,14 +144,12 @@ static void refresh_matches_full(bool drain, bool split)
 
     json_t *cfg, *failures;
     XlatePlan *plan;
-    size_t len, saved_up = xupstreams_split_min, saved = xcanon_split_min;
-    xupstreams_split_min = split ? 1 : 0;
+    size_t len, saved = xsplit_min;
+    xsplit_min = split ? 1 : 0;
     assert_int_equal(xlate_run_plan(st, &o, &cfg, &failures, &plan), 0);
-    xupstreams_split_min = saved_up;
     assert_non_null(plan);
-    xcanon_split_min = split ? 0 : SIZE_MAX;
     char *json = xlate_canonical_json_plan(cfg, &len, plan);
-    xcanon_split_min = saved;
+    xsplit_min = saved;
     json_decref(failures);
     json_decref(cfg); /* a refresh reads the previous configuration from its bytes */
 
