@@ -10,6 +10,7 @@
 #include "certs_cli.h"
 #include "cmd_translate.h"
 #include "run.h"
+#include "xlate.h"
 
 static const char usage[] =
     "Usage: tether <command> [flags]\n"
@@ -29,6 +30,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    xlate_split_min_from_env();
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         fputs(usage, stdout);
         return 0;

@@ -41,6 +41,17 @@ static const struct {
 
 size_t xsplit_min = 512;
 
+void xlate_split_min_from_env(void)
+{
+    const char *e = getenv("TETHER_SPLIT_MIN");
+    char *end;
+    if (!e || !*e)
+        return;
+    unsigned long long v = strtoull(e, &end, 10);
+    if (!*end)
+        xsplit_min = (size_t)v;
+}
+
 /* Gates KIC knows that do not change translation; accepted so existing flags keep working. */
 static const char *const other_gates[] = {
     "GatewayAlpha", "FallbackConfiguration", "SanitizeKonnectConfigDumps", "KongLicense", NULL,

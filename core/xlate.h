@@ -26,6 +26,14 @@ typedef struct XlateOptions {
 void xlate_options_default(XlateOptions *o);
 
 /*
+ * xlate_split_min_from_env() - TETHER_SPLIT_MIN, when set, replaces the number of routes,
+ * upstreams or array elements from which translation shares a pass with a helper thread
+ * (default 512; 0: never; 1: always). The output is the same either way; the test suite runs
+ * the golden corpus with 1 to hold that.
+ */
+void xlate_split_min_from_env(void);
+
+/*
  * xlate_feature_gates() - apply "Name=true,Other=false" (KIC's gate names). Unknown names and
  * bad values are an error with a message in @err.
  */
