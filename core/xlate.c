@@ -7,6 +7,7 @@
 #include "xlate_int.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -257,7 +258,67 @@ void xfail(Xlate *x, json_t *o1, json_t *o2, const char *fmt, ...)
     json_decref(objs);
 }
 
-static void tag_add(json_t *tags, const char *prefix, const char *val)
+/* ---- shared constants ---- */
+
+static json_t *const_ints[5];
+static const json_int_t const_int_values[5] = {0, 5, 80, 426, 60000};
+static const char *const const_str_values[] = {
+    "/", "http", "v0", "round-robin", NULL,
+};
+static json_t *const_strs[4];
+static pthread_once_t consts_once = PTHREAD_ONCE_INIT;
+
+/* Interned tags: "k8s-kind:", "k8s-group:" and "k8s-version:" values, a handful per cluster. */
+#define INTERN_CAP 128
+static struct {
+    pthread_mutex_t lock;
+    size_t n;
+    json_t *v[INTERN_CAP];
+} interned = {PTHREAD_MUTEX_INITIALIZER, 0, {0}};
+
+static void consts_init(void)
+{
+    for (size_t i = 0; i < sizeof(const_ints) / sizeof(const_ints[0]); i++)
+        const_ints[i] = json_integer(const_int_values[i]);
+    for (size_t i = 0; const_str_values[i]; i++)
+        const_strs[i] = json_string(const_str_values[i]);
+}
+
+json_t *xconst_int(json_int_t v)
+{
+    pthread_once(&consts_once, consts_init);
+    for (size_t i = 0; i < sizeof(const_ints) / sizeof(const_ints[0]); i++)
+        if (const_int_values[i] == v && const_ints[i])
+            return json_incref(const_ints[i]);
+    return json_integer(v);
+}
+
+json_t *xconst_str(const char *s, size_t n)
+{
+    pthread_once(&consts_once, consts_init);
+    for (size_t i = 0; const_str_values[i]; i++)
+        if (const_strs[i] && json_string_length(const_strs[i]) == n &&
+            !memcmp(json_string_value(const_strs[i]), s, n))
+            return json_incref(const_strs[i]);
+    return json_stringn_nocheck(s, n);
+}
+
+static json_t *intern(const char *s, size_t n)
+{
+    json_t *v = NULL;
+    pthread_mutex_lock(&interned.lock);
+    for (size_t i = 0; i < interned.n && !v; i++)
+        if (json_string_length(interned.v[i]) == n && !memcmp(json_string_value(interned.v[i]), s, n))
+            v = interned.v[i];
+    if (!v && interned.n < INTERN_CAP && (v = json_stringn_nocheck(s, n)))
+        interned.v[interned.n++] = v;
+    v = json_incref(v);
+    pthread_mutex_unlock(&interned.lock);
+    return v ? v : json_stringn_nocheck(s, n);
+}
+
+/* @shared: a value of a handful (kind, group, version), interned; names and uids are not. */
+static void tag_add(json_t *tags, const char *prefix, const char *val, bool shared)
 {
     char buf[512];
     size_t pl = strlen(prefix), vl;
@@ -273,7 +334,7 @@ static void tag_add(json_t *tags, const char *prefix, const char *val)
     }
     memcpy(buf, prefix, pl);
     memcpy(buf + pl, val, vl + 1);
-    json_array_append_new(tags, json_stringn_nocheck(buf, pl + vl));
+    json_array_append_new(tags, shared ? intern(buf, pl + vl) : json_stringn_nocheck(buf, pl + vl));
 }
 
 json_t *xtags(const json_t *obj)
@@ -282,12 +343,12 @@ json_t *xtags(const json_t *obj)
     char g[128], v[64];
 
     xgroup_version(obj, g, sizeof(g), v, sizeof(v));
-    tag_add(tags, "k8s-name:", obj_name(obj));
-    tag_add(tags, "k8s-namespace:", obj_ns(obj));
-    tag_add(tags, "k8s-kind:", obj_kind(obj));
-    tag_add(tags, "k8s-uid:", obj_uid(obj));
-    tag_add(tags, "k8s-group:", g);
-    tag_add(tags, "k8s-version:", v);
+    tag_add(tags, "k8s-name:", obj_name(obj), false);
+    tag_add(tags, "k8s-namespace:", obj_ns(obj), false);
+    tag_add(tags, "k8s-kind:", obj_kind(obj), true);
+    tag_add(tags, "k8s-uid:", obj_uid(obj), false);
+    tag_add(tags, "k8s-group:", g, true);
+    tag_add(tags, "k8s-version:", v, true);
     const char *extra = obj_annotation(obj, ANN "tags");
     if (!extra)
         return tags;
@@ -475,14 +536,14 @@ json_t *xservice_defaults(const char *name, const char *host, bool with_path)
     json_t *s = json_object();
     jset_s(s, "name", name);
     jset_s(s, "host", host);
-    jset_i(s, "port", 80);
-    jset_s(s, "protocol", "http");
-    jset_i(s, "connect_timeout", 60000);
-    jset_i(s, "read_timeout", 60000);
-    jset_i(s, "write_timeout", 60000);
-    jset_i(s, "retries", 5);
+    jset_ci(s, "port", 80);
+    jset_cs(s, "protocol", "http");
+    jset_ci(s, "connect_timeout", 60000);
+    jset_ci(s, "read_timeout", 60000);
+    jset_ci(s, "write_timeout", 60000);
+    jset_ci(s, "retries", 5);
     if (with_path)
-        jset_s(s, "path", "/");
+        jset_cs(s, "path", "/");
     return s;
 }
 
@@ -611,9 +672,9 @@ static void sort_plugins(json_t *arr)
 static void route_defaults(json_t *r, bool expr)
 {
     if (!json_object_get(r, "https_redirect_status_code"))
-        json_object_set_new(r, "https_redirect_status_code", json_integer(426));
+        jset_ci(r, "https_redirect_status_code", 426);
     if (!expr && !json_object_get(r, "path_handling"))
-        json_object_set_new(r, "path_handling", json_string("v0"));
+        jset_cs(r, "path_handling", "v0");
 }
 
 static json_t *assemble(Xlate *x)
@@ -658,7 +719,7 @@ static json_t *assemble(Xlate *x)
     json_array_foreach(x->upstreams, i, u)
     {
         if (!json_object_get(u, "algorithm"))
-            json_object_set_new(u, "algorithm", json_string("round-robin"));
+            jset_cs(u, "algorithm", "round-robin");
         json_t *t = json_object_get(u, "targets");
         if (t) {
             if (json_array_size(t))

@@ -418,7 +418,7 @@ static json_t *trad_route(Meta *m, bool legacy)
                        json_string_value(json_object_get(v, "pathType")), regex_prefix(m->ing),
                        legacy);
     json_t *r = route_base(m->route_name, m->ing);
-    jset_i(r, "regex_priority", 0);
+    jset_ci(r, "regex_priority", 0);
     jset_o(r, "paths", paths);
     if (*m->host)
         json_object_set_new(r, "hosts", json_pack("[s]", m->host));
