@@ -33,6 +33,8 @@ const KKind konnect__kinds[] = {
     {"mtls-auths", "consumer", "consumers", "mtls-auth", 1, true},
     {"routes", NULL, NULL, NULL, 2, false},
     {"targets", "upstream", "upstreams", "targets", 2, false},
+    /* Group membership: "<group id>:<consumer id>", read per group, POSTed and DELETEd. */
+    {"consumer_group_consumers", NULL, NULL, NULL, 2, true},
     {"plugins", NULL, NULL, NULL, 3, false},
 };
 const size_t konnect__nkinds = sizeof(konnect__kinds) / sizeof(konnect__kinds[0]);
@@ -536,6 +538,48 @@ static int flat_consumers(Flat *f, json_t *config)
     return 0;
 }
 
+/* The id a membership row's reference (a name, or an id) stands for; NULL if unknown. */
+static const char *member_ref(Flat *f, json_t *names, const char *kind, json_t *v)
+{
+    const char *s = json_string_value(v);
+    if (!s)
+        return NULL;
+    const char *id = json_string_value(json_object_get(names, s));
+    if (id)
+        return id;
+    char key[160];
+    snprintf(key, sizeof(key), "%s/%s", kind, s);
+    return json_object_get(f->out, key) ? s : NULL;
+}
+
+/*
+ * DB-less consumer_group_consumers rows ({"consumer": username|id, "consumer_group": name|id})
+ * become memberships keyed "<group id>:<consumer id>"; the body names both by id.
+ */
+static int flat_members(Flat *f, json_t *config)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(json_object_get(config, "consumer_group_consumers"), i, row)
+    {
+        const char *gid = member_ref(f, f->group_names, "consumer_groups",
+                                     json_object_get(row, "consumer_group"));
+        const char *cid =
+            member_ref(f, f->consumer_names, "consumers", json_object_get(row, "consumer"));
+        if (!gid || !cid)
+            continue; /* a row the data plane would reject too */
+        char *key = util_strdup_printf("consumer_group_consumers/%s:%s", gid, cid);
+        json_t *body = json_pack("{s:{s:s}, s:{s:s}}", "consumer_group", "id", gid, "consumer",
+                                 "id", cid);
+        int r = key && body && json_object_set(f->out, key, body) == 0 ? 0 : -ENOMEM;
+        free(key);
+        json_decref(body);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 static int flat_rest(Flat *f, json_t *config)
 {
     size_t i;
@@ -552,6 +596,11 @@ static int flat_rest(Flat *f, json_t *config)
                     copy_without(e, (const char *const[]){"plugins", "consumers", NULL}));
         if (r < 0 ||
             (r = add_plugins(f, json_object_get(e, "plugins"), NULL, NULL, NULL, gid_copy)) < 0)
+            return r;
+    }
+    if (!f->no_consumers) {
+        int r = flat_members(f, config);
+        if (r < 0)
             return r;
     }
     json_array_foreach(json_object_get(config, "vaults"), i, e)
@@ -731,6 +780,16 @@ static char *escape(const char *s)
 char *konnect__entity_path(int kind, const char *id, json_t *body)
 {
     const KKind *k = &konnect__kinds[kind];
+    if (kind == konnect__members_kind()) {
+        const char *gid = ref_id(json_object_get(body, "consumer_group"));
+        const char *cid = ref_id(json_object_get(body, "consumer"));
+        char *eg = gid ? escape(gid) : NULL, *ec = cid ? escape(cid) : NULL, *out = NULL;
+        if (eg && ec)
+            out = util_strdup_printf("/consumer_groups/%s/consumers/%s", eg, ec);
+        free(eg);
+        free(ec);
+        return out;
+    }
     const char *parent = k->parent ? ref_id(json_object_get(body, k->parent)) : NULL;
     if (k->parent && !parent)
         return NULL;
@@ -741,6 +800,65 @@ char *konnect__entity_path(int kind, const char *id, json_t *body)
     free(eid);
     free(epar);
     return out;
+}
+
+int konnect__members_kind(void)
+{
+    return konnect__kind_index("consumer_group_consumers");
+}
+
+char *konnect__members_list_path(const char *gid)
+{
+    char *eg = escape(gid);
+    char *out = eg ? util_strdup_printf("/consumer_groups/%s/consumers", eg) : NULL;
+    free(eg);
+    return out;
+}
+
+int konnect__member_add(json_t *member, char **ret_path, char **ret_body)
+{
+    const char *gid = ref_id(json_object_get(member, "consumer_group"));
+    const char *cid = ref_id(json_object_get(member, "consumer"));
+    json_t *req = cid ? json_pack("{s:s}", "consumer", cid) : NULL;
+    *ret_path = gid ? konnect__members_list_path(gid) : NULL;
+    *ret_body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (*ret_path && *ret_body)
+        return 0;
+    free(*ret_path);
+    free(*ret_body);
+    *ret_path = *ret_body = NULL;
+    return -EINVAL;
+}
+
+int konnect__parse_members(const char *body, size_t len, const char *gid, json_t *into,
+                           char **ret_offset)
+{
+    json_t *page = json_object();
+    int r = page ? konnect__parse_page(body, len, konnect__kind_index("consumers"), page,
+                                       ret_offset)
+                 : -ENOMEM;
+    const char *key;
+    json_t *c;
+    json_object_foreach(page, key, c)
+    {
+        if (r < 0)
+            break;
+        const char *cid = str(c, "id");
+        char *mkey = util_strdup_printf("consumer_group_consumers/%s:%s", gid, cid);
+        json_t *m = json_pack("{s:{s:s}, s:{s:s}}", "consumer_group", "id", gid, "consumer", "id",
+                              cid);
+        if (!mkey || !m || json_object_set(into, mkey, m) < 0)
+            r = -ENOMEM;
+        free(mkey);
+        json_decref(m);
+    }
+    json_decref(page);
+    if (r < 0) {
+        free(*ret_offset);
+        *ret_offset = NULL;
+    }
+    return r;
 }
 
 int konnect__parse_page(const char *body, size_t len, int kind, json_t *into, char **ret_offset)

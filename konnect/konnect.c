@@ -110,6 +110,7 @@ typedef struct Job {
     int kind;
     size_t op;    /* JOB_WRITE: index in k->ops */
     char *offset; /* JOB_READ: page token, NULL for the first page */
+    char *group;  /* JOB_READ of memberships: the consumer group's id */
     int attempt;
     uint64_t due_ms; /* waiting for a retry until then */
     CURL *easy;
@@ -123,6 +124,7 @@ static void job_free(Job *j)
     if (!j)
         return;
     free(j->offset);
+    free(j->group);
     free(j);
 }
 
@@ -229,26 +231,53 @@ void konnect__on_retry_timer(uv_timer_t *t)
     pump(k);
 }
 
+/* A read job of @kind (of group @group's members when set) from page @offset (stolen). */
+static int enqueue_read(KonnectSink *k, int kind, const char *group, char *offset)
+{
+    Job *n = calloc(1, sizeof(*n));
+    if (!n || (group && !(n->group = strdup(group)))) {
+        free(n);
+        free(offset);
+        return -ENOMEM;
+    }
+    n->offset = offset;
+    n->k = k;
+    n->type = JOB_READ;
+    n->kind = kind;
+    enqueue(k, n);
+    return 0;
+}
+
+/* With every consumer group read, read each group's members (unless consumers are not synced). */
+static int read_members(KonnectSink *k)
+{
+    const char *key;
+    json_t *e;
+    int r = 0;
+    if (k->disable_consumers)
+        return 0;
+    json_object_foreach(k->reading, key, e)
+    {
+        if (r == 0 && !strncmp(key, "consumer_groups/", 16))
+            r = enqueue_read(k, konnect__members_kind(), key + 16, NULL);
+    }
+    return r;
+}
+
 /* read_page_done() - one page of one kind: keep its entities, queue the next page. */
 static int read_page_done(KonnectSink *k, Job *j, const HttpResult *res)
 {
-    if (res->status == 404)
-        return 0; /* this control plane does not serve the kind: nothing of it to diff */
+    bool groups = j->kind == konnect__kind_index("consumer_groups");
+    if (res->status == 404) /* this control plane does not serve the kind (or the group went) */
+        return groups ? read_members(k) : 0;
     char *off = NULL;
-    int r = konnect__parse_page(res->body, res->body_len, j->kind, k->reading, &off);
-    if (r < 0 || !off)
+    int r = j->group ? konnect__parse_members(res->body, res->body_len, j->group, k->reading, &off)
+                     : konnect__parse_page(res->body, res->body_len, j->kind, k->reading, &off);
+    if (r < 0)
         return r;
-    Job *n = calloc(1, sizeof(*n));
-    if (!n) {
-        free(off);
-        return -ENOMEM;
-    }
-    n->offset = off;
-    n->k = k;
-    n->type = JOB_READ;
-    n->kind = j->kind;
-    enqueue(k, n);
-    return 0;
+    if (off)
+        return enqueue_read(k, j->kind, j->group, off);
+    return groups ? read_members(k) : 0;
 }
 
 static void write_done(KonnectSink *k, Job *j, const HttpResult *res)
@@ -261,7 +290,8 @@ static void write_done(KonnectSink *k, Job *j, const HttpResult *res)
         return;
     }
     /* Konnect's copy (with its defaults) is what the next diff compares against. */
-    json_t *got = res->body_len ? json_loadb(res->body, res->body_len, 0, NULL) : NULL;
+    bool member = op->kind == konnect__members_kind(); /* the answer is the group, not this */
+    json_t *got = res->body_len && !member ? json_loadb(res->body, res->body_len, 0, NULL) : NULL;
     if (!json_is_object(got) || !json_object_get(got, "id")) {
         json_decref(got);
         got = json_deep_copy(op->body);
@@ -341,19 +371,30 @@ static int job_start(KonnectSink *k, Job *j)
     const char *method = "GET";
     if (j->type == JOB_READ) {
         char *esc = j->offset ? curl_easy_escape(NULL, j->offset, 0) : NULL;
-        url = util_strdup_printf("%s/%s?size=%d%s%s", k->base_url, konnect__kinds[j->kind].name,
-                                 PAGE_SIZE, esc ? "&offset=" : "", esc ? esc : "");
+        char *list = j->group ? konnect__members_list_path(j->group)
+                              : util_strdup_printf("/%s", konnect__kinds[j->kind].name);
+        if (list)
+            url = util_strdup_printf("%s%s?size=%d%s%s", k->base_url, list, PAGE_SIZE,
+                                     esc ? "&offset=" : "", esc ? esc : "");
+        free(list);
         curl_free(esc);
     } else {
         KOp *op = &k->ops[j->op];
         const char *id = strchr(op->key, '/') + 1;
-        char *path = konnect__entity_path(op->kind, id, op->body);
-        if (!path)
+        bool member = op->kind == konnect__members_kind();
+        char *path = NULL;
+        if (member && !op->del) /* joining a group: POST the consumer to its member list */
+            konnect__member_add(op->body, &path, &body);
+        else
+            path = konnect__entity_path(op->kind, id, op->body);
+        if (!path) {
+            free(body);
             return -EINVAL;
+        }
         url = util_strdup_printf("%s%s", k->base_url, path);
         free(path);
-        method = op->del ? "DELETE" : "PUT";
-        if (!op->del && !(body = json_dumps(op->body, JSON_COMPACT))) {
+        method = op->del ? "DELETE" : member ? "POST" : "PUT";
+        if (!op->del && !body && !(body = json_dumps(op->body, JSON_COMPACT))) {
             free(url);
             return -ENOMEM;
         }
@@ -695,6 +736,8 @@ static void on_round_timer(uv_timer_t *t)
     json_decref(k->reading);
     k->reading = json_object();
     for (size_t i = 0; k->reading && i < konnect__nkinds; i++) {
+        if ((int)i == konnect__members_kind())
+            continue; /* read per group, once the groups are */
         Job *j = calloc(1, sizeof(*j));
         if (!j) {
             round_fail(k, KFAIL_OTHER, 0, -1, "out of memory");
@@ -1096,7 +1139,10 @@ void konnect_sink_metrics(Sink *s, Buf *out)
         for (int d = 0; d < 2; d++)
             if (k->m.writes[i][d])
                 buf_printf(out, "tether_konnect_writes_total{kind=\"%s\",method=\"%s\"} %llu\n",
-                           konnect__kinds[i].name, d ? "DELETE" : "PUT",
+                           konnect__kinds[i].name,
+                           d                                      ? "DELETE"
+                           : (int)i == konnect__members_kind() ? "POST"
+                                                                  : "PUT",
                            (unsigned long long)k->m.writes[i][d]);
     uint64_t now = util_now_ms();
     buf_printf(

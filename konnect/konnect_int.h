@@ -80,6 +80,20 @@ int konnect__phase(const KOp *op);
 char *konnect__entity_path(int kind, const char *id, json_t *body);
 
 /*
+ * Consumer group membership has no id and no PUT: it is read per group (GET
+ * /consumer_groups/{g}/consumers lists the members), added with POST to that path with
+ * {"consumer": id} and removed with DELETE /consumer_groups/{g}/consumers/{c}. Its entities are
+ * keyed "consumer_group_consumers/<g>:<c>" with body {"consumer_group":{"id"},"consumer":{"id"}}.
+ */
+int konnect__members_kind(void);
+char *konnect__members_list_path(const char *gid); /* malloc'd */
+/* konnect__member_add() - the POST that puts @member in place: path and JSON body, malloc'd. */
+int konnect__member_add(json_t *member, char **ret_path, char **ret_body);
+/* konnect__parse_members() - one page of group @gid's members into @into, like parse_page. */
+int konnect__parse_members(const char *body, size_t len, const char *gid, json_t *into,
+                           char **ret_offset);
+
+/*
  * konnect__parse_page() - one page of a list answer ({"data":[...],"offset":"..."}) of @kind:
  * entities with an id go into @into under "kind/id". *ret_offset (malloc'd) is the next page's
  * token, NULL on the last page. Return: 0, -EBADMSG for an answer that is not a page, -ENOMEM.

@@ -3,7 +3,8 @@
 """Fake Kong Konnect (the KIC control-plane API) on loopback, over mutual TLS.
 
 Serves {base}/kic/api/control-planes/{cp}/<entity> with size/offset paging, PUT/DELETE by id
-(targets under /upstreams/{u}/targets, credentials under /consumers/{c}/<type>), foreign-key and
+(targets under /upstreams/{u}/targets, credentials under /consumers/{c}/<type>), consumer group
+membership (GET/POST /consumer_groups/{g}/consumers, DELETE .../consumers/{c}), foreign-key and
 uniqueness checks like Kong's, and the nodes API /v1/kic-nodes with cursor paging. A client
 certificate verified against a test CA is required on every connection.
 
@@ -230,6 +231,7 @@ class FakeKonnect:
         self.prefix = "/kic/api/control-planes/" + cp_id
         self.lock = threading.RLock()
         self.entities = {k: OrderedDict() for k in KINDS}
+        self.members = {}           # consumer group id -> OrderedDict of consumer ids
         self.nodes = OrderedDict()
         self.requests = []          # (method, path below the control plane, query)
         self.connections = {}       # mode -> count
@@ -337,7 +339,16 @@ class FakeKonnect:
 
     def snapshot(self):
         with self.lock:
-            return {k: [dict(e) for e in v.values()] for k, v in self.entities.items() if v}
+            snap = {k: [dict(e) for e in v.values()] for k, v in self.entities.items() if v}
+            rows = [{"consumer_group": g, "consumer": c}
+                    for g, cs in self.members.items() for c in cs]
+            if rows:
+                snap["consumer_group_consumers"] = rows
+            return snap
+
+    def add_member_behind(self, gid, cid):
+        with self.lock:
+            self.members.setdefault(gid, OrderedDict())[cid] = True
 
     def _note_connection(self, mode):
         with self.lock:
@@ -404,7 +415,37 @@ class FakeKonnect:
             doc["next"] = "?offset=" + tok
         return 200, doc, None
 
+    def _members(self, method, gid, cid, query, doc):
+        """/consumer_groups/{g}/consumers[/{c}]: list, add (POST {"consumer": id or username})
+        and remove a group's members, as Kong's consumer group API does."""
+        group = self.entities["consumer_groups"].get(gid)
+        if not group:
+            return 404, {"message": "Not found"}, None
+        members = self.members.setdefault(gid, OrderedDict())
+        consumers = self.entities["consumers"]
+        if method == "GET" and cid is None:
+            return self._page([consumers[c] for c in members if c in consumers], query)
+        if method == "POST" and cid is None:
+            ref = (doc or {}).get("consumer") if isinstance(doc, dict) else None
+            c = consumers.get(ref) or next((e for e in consumers.values()
+                                            if ref and e.get("username") == ref), None)
+            if not c:
+                return 400, {"message": "consumer %s does not exist" % ref}, None
+            if c["id"] in members:
+                return 409, {"message": "consumer already in group"}, None
+            members[c["id"]] = True
+            return 201, {"consumer_group": group, "consumers": [c]}, None
+        if method == "DELETE" and cid is not None:
+            if cid not in members:
+                return 404, {"message": "Not found"}, None
+            del members[cid]
+            return 204, None, None
+        return 405, {"message": "Method not allowed"}, None
+
     def _entities(self, method, parts, query, doc):
+        if len(parts) in (3, 4) and parts[0] == "consumer_groups" and parts[2] == "consumers":
+            return self._members(method, parts[1], parts[3] if len(parts) == 4 else None, query,
+                                 doc)
         # Nested write paths: /upstreams/{u}/targets/{id}, /consumers/{c}/<cred>/{id}.
         parent = None
         if len(parts) == 4 and parts[0] == "upstreams" and parts[2] == "targets":
@@ -432,6 +473,12 @@ class FakeKonnect:
                                                     "'%s' entity" % (k, kind)}, None
             del store[eid]
             self._cascade(kind, eid)
+            # Memberships go with their group or their consumer.
+            if kind == "consumer_groups":
+                self.members.pop(eid, None)
+            elif kind == "consumers":
+                for cs in self.members.values():
+                    cs.pop(eid, None)
             return 204, None, None
         if method != "PUT":
             return 405, {"message": "Method not allowed"}, None

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Fuzz target: a Konnect list answer (untrusted JSON) parsed as a page of each entity kind, then
- * diffed against a small desired state, and every operation's path built. Must never crash,
- * leak, or build a path that leaves the entity namespace.
+ * Fuzz target: a Konnect list answer (untrusted JSON) parsed as a page of each entity kind and
+ * of a consumer group's members, then diffed against a small desired state, and every
+ * operation's path built. Must never crash, leak, or build a path that leaves the entity
+ * namespace.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,7 +15,9 @@ static const char CFG[] =
     "{\"services\":[{\"name\":\"s\",\"id\":\"5b1c1a8e-0000-4000-8000-000000000001\","
     "\"routes\":[{\"name\":\"r\",\"paths\":[\"/\"]}]}],"
     "\"upstreams\":[{\"name\":\"u\",\"targets\":[{\"target\":\"1.2.3.4:80\"}]}],"
-    "\"consumers\":[{\"username\":\"c\",\"keyauth_credentials\":[{\"key\":\"k\"}]}]}";
+    "\"consumers\":[{\"username\":\"c\",\"keyauth_credentials\":[{\"key\":\"k\"}]}],"
+    "\"consumer_groups\":[{\"name\":\"g\"}],"
+    "\"consumer_group_consumers\":[{\"consumer\":\"c\",\"consumer_group\":\"g\"}]}";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -26,6 +29,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)konnect__parse_page((const char *)data, size, (int)k, cur, &off);
         free(off);
     }
+    char *moff = NULL; /* the same answer as a page of a group's members */
+    (void)konnect__parse_members((const char *)data, size, "g/../1", cur, &moff);
+    free(moff);
     KOp *ops = NULL;
     size_t n = 0;
     if (konnect__diff(desired, cur, NULL, &ops, &n) < 0)
@@ -35,6 +41,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (p && (strstr(p, "/../") || strchr(p, '?') || strchr(p, '#') || strchr(p, ' ')))
             abort();
         free(p);
+        char *body = NULL;
+        if (ops[i].kind == konnect__members_kind() && !ops[i].del &&
+            konnect__member_add(ops[i].body, &p, &body) == 0) {
+            if (strstr(p, "/../") || strchr(p, '?') || strchr(p, '#') || strchr(p, ' '))
+                abort();
+            free(p);
+            free(body);
+        }
     }
     konnect__ops_free(ops, n);
     json_decref(cur);

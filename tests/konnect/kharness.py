@@ -196,6 +196,8 @@ def config(n=10, variant=0, consumers=True):
             {"username": "bob", "id": kid("consumers", "bob"),
              "hmacauth_credentials": [{"username": "bob", "secret": "bob-SECRET-hmac"}]}]
         cfg["consumer_groups"] = [{"name": "gold", "id": kid("consumergroups", "gold")}]
+        # Membership as KIC writes it for DB-less: by username and group name.
+        cfg["consumer_group_consumers"] = [{"consumer": "alice", "consumer_group": "gold"}]
     return cfg
 
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the Konnect entity flattening, redaction and diff (konnect/entities.c). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -302,6 +303,64 @@ static void test_paths(void **state)
     json_decref(c);
 }
 
+/* Group membership: rows by name become "<group id>:<consumer id>"; paths, POST, list pages. */
+static void test_members(void **state)
+{
+    (void)state;
+    json_t *d = desired("{\"consumers\":[{\"username\":\"alice\",\"id\":\"c1\"},"
+                        "{\"custom_id\":\"bob-7\",\"id\":\"c2\"}],"
+                        "\"consumer_groups\":[{\"name\":\"gold\",\"id\":\"g1\"}],"
+                        "\"consumer_group_consumers\":[{\"consumer\":\"alice\",\"consumer_group\":"
+                        "\"gold\"},{\"consumer\":\"bob-7\",\"consumer_group\":\"g1\"},"
+                        "{\"consumer\":\"carol\",\"consumer_group\":\"gold\"},"
+                        "{\"consumer\":\"alice\",\"consumer_group\":\"silver\"}]}",
+                        false);
+    json_t *m = json_object_get(d, "consumer_group_consumers/g1:c1");
+    assert_non_null(m);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(m, "consumer"), "id")), "c1");
+    assert_non_null(json_object_get(d, "consumer_group_consumers/g1:c2")); /* by custom_id and id */
+    size_t members = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(d, k, v) members += !strncmp(k, "consumer_group_consumers/", 25);
+    assert_int_equal(members, 2); /* unknown consumer or group: left out */
+
+    int kind = konnect__members_kind();
+    assert_true(kind >= 0 && konnect__kinds[kind].consumer_data);
+    /* After the consumer (level 0) and the group (1); removed before either is. */
+    assert_true(konnect__kinds[kind].level > konnect__kinds[konnect__kind_index("consumer_groups")].level);
+    char *p = konnect__entity_path(kind, "g1:c1", m);
+    assert_string_equal(p, "/consumer_groups/g1/consumers/c1");
+    free(p);
+    char *body;
+    assert_int_equal(konnect__member_add(m, &p, &body), 0);
+    assert_string_equal(p, "/consumer_groups/g1/consumers");
+    assert_string_equal(body, "{\"consumer\":\"c1\"}");
+    free(p);
+    free(body);
+
+    json_t *into = json_object();
+    char *off = NULL;
+    const char *page = "{\"data\":[{\"id\":\"c1\",\"username\":\"alice\"},{\"username\":\"x\"}],"
+                       "\"offset\":\"T2\"}";
+    assert_int_equal(konnect__parse_members(page, strlen(page), "g1", into, &off), 0);
+    assert_string_equal(off, "T2");
+    assert_int_equal(json_object_size(into), 1);
+    assert_true(konnect__subset_equal(m, json_object_get(into, "consumer_group_consumers/g1:c1")));
+    free(off);
+    assert_int_equal(konnect__parse_members("nope", 4, "g1", into, &off), -EBADMSG);
+    assert_null(off);
+    json_decref(into);
+    json_decref(d);
+
+    d = desired("{\"consumers\":[{\"username\":\"alice\",\"id\":\"c1\"}],\"consumer_groups\":"
+                "[{\"name\":\"gold\",\"id\":\"g1\"}],\"consumer_group_consumers\":"
+                "[{\"consumer\":\"alice\",\"consumer_group\":\"gold\"}]}",
+                true);
+    assert_null(json_object_get(d, "consumer_group_consumers/g1:c1"));
+    json_decref(d);
+}
+
 static void test_no_consumers(void **state)
 {
     (void)state;
@@ -335,7 +394,7 @@ int main(void)
         cmocka_unit_test(test_redaction),      cmocka_unit_test(test_subset_equal),
         cmocka_unit_test(test_diff_order),     cmocka_unit_test(test_diff_nothing_and_written),
         cmocka_unit_test(test_paths),          cmocka_unit_test(test_no_consumers),
-        cmocka_unit_test(test_fuzzish_inputs),
+        cmocka_unit_test(test_fuzzish_inputs), cmocka_unit_test(test_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

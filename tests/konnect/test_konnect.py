@@ -19,7 +19,8 @@ def expected_counts(n, consumers=True):
     c = {"services": n, "routes": n, "upstreams": n, "targets": n, "certificates": 1, "snis": 2,
          "plugins": math.ceil(n / 5) + math.ceil(n / 7) + 1 + (1 if consumers else 0)}
     if consumers:
-        c.update({"consumers": 2, "key-auths": 1, "basic-auths": 1, "acls": 1, "hmac-auths": 1})
+        c.update({"consumers": 2, "key-auths": 1, "basic-auths": 1, "acls": 1, "hmac-auths": 1,
+                  "consumer_group_consumers": 1})
     c["consumer_groups"] = 1
     return {k: v for k, v in c.items() if v}
 
@@ -491,6 +492,56 @@ def scenario_nodes(exe):
         wait_for(lambda: any(n.get("status") ==
                              "INGRESS_CONTROLLER_STATE_OPERATIONAL_KONNECT_OUT_OF_SYNC"
                              for n in fk.nodes.values()), 20, "out-of-sync status")
+        d.quit()
+    finally:
+        d.kill()
+        fk.stop()
+
+
+def members(fk):
+    return sorted((r["consumer_group"], r["consumer"])
+                  for r in fk.snapshot().get("consumer_group_consumers", []))
+
+
+def scenario_group_members(exe):
+    """Consumer group membership: added with POST after the consumer and the group exist,
+    changed with POST and DELETE, read back per group, and put back after drift."""
+    fk = fake()
+    d = run(exe, fk, full_resync=1)
+    gold, alice, bob = kid("consumergroups", "gold"), kid("consumers", "alice"), \
+        kid("consumers", "bob")
+    base = "/consumer_groups/%s/consumers" % gold
+    try:
+        seq = d.publish(config(3))
+        d.wait_applied(seq)
+        assert members(fk) == [(gold, alice)], members(fk)
+        order = [(m, p) for m, p in fk.writes()]
+        post = order.index(("POST", base))
+        assert order.index(("PUT", "/consumers/" + alice)) < post, order
+        assert order.index(("PUT", "/consumer_groups/" + gold)) < post, order
+        # bob joins, alice leaves.
+        cfg = config(3)
+        cfg["consumer_group_consumers"] = [{"consumer": "bob", "consumer_group": "gold"}]
+        fk.reset_counts()
+        seq = d.publish(cfg)
+        d.wait_applied(seq)
+        assert members(fk) == [(gold, bob)], members(fk)
+        assert sorted(fk.writes()) == [("DELETE", base + "/" + alice), ("POST", base)], \
+            fk.writes()
+        assert d.metric('tether_konnect_writes_total{kind="consumer_group_consumers",'
+                        'method="POST"}') == 2
+        # Behind tether's back: alice put in, bob taken out. The next full re-read (which lists
+        # the group's members) puts it back.
+        fk.add_member_behind(gold, alice)
+        with fk.lock:
+            del fk.members[gold][bob]
+        wait_for(lambda: members(fk) == [(gold, bob)], 30, "membership put back")
+        assert fk.count("GET", exact=base) >= 1
+        # Without the group, nothing of its membership is left.
+        cfg["consumer_groups"] = []
+        seq = d.publish(cfg)
+        d.wait_applied(seq)
+        assert members(fk) == [] and not fk.entities["consumer_groups"], fk.snapshot()
         d.quit()
     finally:
         d.kill()
