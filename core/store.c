@@ -74,7 +74,7 @@ int store_changes(const Store *s, uint64_t since, const char *kind,
         return -ERANGE;
     for (size_t i = 0; i < s->log_len; i++) {
         const Change *c = &s->log[(s->log_head + i) % LOG_SIZE];
-        if (c->gen > since && !strcmp(c->kind, kind))
+        if (c->gen > since && (!kind || !strcmp(c->kind, kind)))
             fn(ud, c->old, c->cur);
     }
     return 0;
@@ -542,6 +542,35 @@ int store_clone_kinds(const Store *s, const char *const *kinds, Store **ret)
         log_change(c, e ? e->kind : "", ch->old, ch->cur);
     }
     c->generation = s->generation;
+    *ret = c;
+    return 0;
+}
+
+int store_clone_where(const Store *s, bool (*keep)(void *ud, const char *kind, const char *ns),
+                      void *ud, Store **ret)
+{
+    Store *c;
+    int r = store_clone_kinds(s, (const char *const[]){NULL}, &c);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < s->nkinds; i++) {
+        KindEntry *e = find_kind(c, s->kinds[i].kind);
+        const char *key;
+        json_t *obj;
+        json_object_foreach(s->kinds[i].map, key, obj)
+        {
+            char ns[256];
+            size_t l = strcspn(key, "/");
+            if (l >= sizeof(ns))
+                continue;
+            memcpy(ns, key, l);
+            ns[l] = 0;
+            if (keep(ud, e->kind, ns) && json_object_set(e->map, key, obj) < 0) {
+                store_free(c);
+                return -ENOMEM;
+            }
+        }
+    }
     *ret = c;
     return 0;
 }

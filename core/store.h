@@ -6,6 +6,7 @@
  * last-applied annotations dropped). Loop thread only. Readers borrow; store_put takes a reference.
  */
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,13 +55,19 @@ uint64_t store_generation(const Store *s);
 uint64_t store_kind_changes(const Store *s, const char *kind);
 
 /*
- * store_changes() - call @fn for each change to @kind after generation @since, oldest first, with
- * the object before and after (borrowed; NULL for an insert or a delete). The store remembers its
- * last 1,024 changes (clones too): -ERANGE when that does not reach back to @since.
+ * store_changes() - call @fn for each change to @kind (NULL: any kind) after generation @since,
+ * oldest first, with the object before and after (borrowed; NULL for an insert or a delete). The
+ * store remembers its last 1,024 changes (clones too): -ERANGE when that does not reach back.
  */
 int store_changes(const Store *s, uint64_t since, const char *kind,
                   void (*fn)(void *ud, json_t *old, json_t *cur), void *ud);
 
+/*
+ * store_clone_where() - a clone with only the objects @keep says yes to (@ns is "" for
+ * cluster-scoped objects); counters and change log as store_clone_kinds() keeps them.
+ */
+int store_clone_where(const Store *s, bool (*keep)(void *ud, const char *kind, const char *ns),
+                      void *ud, Store **ret);
 /* store_clone() - a new store sharing the (immutable) objects; for fallback translation. */
 int store_clone(const Store *s, Store **ret);
 /* store_clone_kinds() - the same with only the objects of @kinds (NULL-terminated) copied. */

@@ -646,6 +646,12 @@ static int cmp_pkey_desc(const void *a, const void *b)
     return c ? c : (x->idx < y->idx ? -1 : x->idx > y->idx); /* stable, as Go's sort */
 }
 
+char *xplugin_sort_key(const json_t *p)
+{
+    return util_strdup_printf("%s%s%s%s%s", sget(p, "name"), sget(p, "consumer"),
+                              sget(p, "consumer_group"), sget(p, "route"), sget(p, "service"));
+}
+
 /* decK's PluginString order, descending: name + consumer + consumer_group + route + service. */
 static void sort_plugins(json_t *arr)
 {
@@ -657,8 +663,7 @@ static void sort_plugins(json_t *arr)
         json_t *p = json_array_get(arr, i);
         k[i].p = json_incref(p);
         k[i].idx = i;
-        k[i].key = util_strdup_printf("%s%s%s%s%s", sget(p, "name"), sget(p, "consumer"),
-                                      sget(p, "consumer_group"), sget(p, "route"), sget(p, "service"));
+        k[i].key = xplugin_sort_key(p);
     }
     qsort(k, n, sizeof(*k), cmp_pkey_desc);
     json_array_clear(arr);

@@ -24,6 +24,7 @@ typedef struct XlateOptions {
 
 /* xlate_options_default() - KIC's defaults. */
 void xlate_options_default(XlateOptions *o);
+bool xlate_options_equal(const XlateOptions *a, const XlateOptions *b);
 
 /*
  * xlate_split_min_from_env() - TETHER_SPLIT_MIN, when set, replaces the number of routes,
@@ -93,3 +94,26 @@ char *xlate_canonical_json_plan(const json_t *config, size_t *ret_len, XlatePlan
 
 /* xlate_to_yaml() - the config as YAML (keys sorted, PEM as literal blocks). malloc'd. */
 char *xlate_to_yaml(const json_t *config);
+
+/*
+ * Namespace plans (core/xlate_ns.c): when no object in @store reaches into another namespace,
+ * the configuration can be redone namespace by namespace after a change.
+ *
+ * xlate_ns_build() - a plan for @store, made only when translating it namespace by namespace and
+ * merging gives exactly @full (the canonical JSON of a full translation of @store with @o).
+ * -EXDEV with *why (a static string) when the store does not split by namespace.
+ */
+typedef struct NsPlan NsPlan;
+int xlate_ns_build(Store *store, const XlateOptions *o, const char *full, size_t len,
+                   NsPlan **ret, const char **why);
+/*
+ * xlate_ns_refresh() - the configuration of @store after changes since @plan was made: the
+ * namespaces that changed are translated again and merged with the others. Returns the
+ * canonical JSON, the failures and the next plan; -EXDEV with *why when a change needs a full
+ * translation (a cluster-wide kind, a namespace that no longer splits, more changes than the
+ * store remembers), other negative errno on failure.
+ */
+int xlate_ns_refresh(Store *store, const NsPlan *plan, const XlateOptions *o, char **ret_json,
+                     size_t *ret_len, json_t **ret_failures, NsPlan **ret_plan, const char **why);
+bool xlate_ns_plan_usable(const NsPlan *plan, const XlateOptions *o);
+void xlate_ns_plan_free(NsPlan *plan); /* NULL-safe; plans may be freed on any thread */

@@ -220,7 +220,10 @@ void xtarget_srcs_free(TargetSrc *src, size_t n);
 XlatePlan *xplan_new(const Store *st, const XlateOptions *o);
 int xplan_add(XlatePlan *p, json_t *up, TargetSrc *src, size_t nsrc);
 XlatePlan *xplan_order(XlatePlan *p, const json_t *upstreams);
+/* Top-level arrays are sorted descending (stable) by a string key: "name" for services and
+ * upstreams, xplugin_sort_key() for plugins (malloc'd). */
 void xsort_by_field(json_t *arr, const char *field);
+char *xplugin_sort_key(const json_t *p);
 void xload_class(Xlate *x);
 int xcanon_append(Buf *b, const json_t *v);
 /*

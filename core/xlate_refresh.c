@@ -189,16 +189,21 @@ static bool same_str(const char *a, const char *b)
     return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
+bool xlate_options_equal(const XlateOptions *a, const XlateOptions *o)
+{
+    return same_str(a->ingress_class, o->ingress_class) && a->expressions == o->expressions &&
+           a->fill_ids == o->fill_ids && a->custom_entity == o->custom_entity &&
+           a->service_facade == o->service_facade && a->rewrite_uris == o->rewrite_uris &&
+           a->enable_drain_support == o->enable_drain_support && a->enterprise == o->enterprise &&
+           same_str(a->kong_version, o->kong_version) &&
+           same_str(a->cluster_domain, o->cluster_domain);
+}
+
 bool xlate_plan_reusable(const XlatePlan *p, const Store *st, const XlateOptions *o)
 {
     if (!p || !p->spans)
         return false;
-    const XlateOptions *a = &p->o;
-    if (!same_str(a->ingress_class, o->ingress_class) || a->expressions != o->expressions ||
-        a->fill_ids != o->fill_ids || a->custom_entity != o->custom_entity ||
-        a->service_facade != o->service_facade || a->rewrite_uris != o->rewrite_uris ||
-        a->enable_drain_support != o->enable_drain_support || a->enterprise != o->enterprise ||
-        !same_str(a->kong_version, o->kong_version) || !same_str(a->cluster_domain, o->cluster_domain))
+    if (!xlate_options_equal(&p->o, o))
         return false;
     /* Every change since the plan was to an EndpointSlice. */
     return store_generation(st) - p->gen == store_kind_changes(st, SLICES) - p->slice_changes;

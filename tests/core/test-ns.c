@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Namespace plans against full translations: after each of a few hundred random changes to
+ * Ingresses, Services, EndpointSlices, KongPlugins, KongIngresses and KongUpstreamPolicies in
+ * random namespaces, redoing only the namespaces that changed must give byte for byte what
+ * translating the whole store gives, with the same failures; and what reaches across
+ * namespaces must ask for a full translation.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "store.h"
+#include "xlate.h"
+
+/* A self-signed certificate and its key, made now (keys are never committed). */
+static void make_cert(char **cert, char **key)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    assert_non_null(k);
+    assert_non_null(x);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, k);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"a.example.com", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+    BIO *cb = BIO_new(BIO_s_mem()), *kb = BIO_new(BIO_s_mem());
+    assert_true(PEM_write_bio_X509(cb, x) && PEM_write_bio_PrivateKey(kb, k, NULL, NULL, 0, NULL, NULL));
+    char *p;
+    long n = BIO_get_mem_data(cb, &p);
+    *cert = strndup(p, (size_t)n);
+    n = BIO_get_mem_data(kb, &p);
+    *key = strndup(p, (size_t)n);
+    BIO_free(cb);
+    BIO_free(kb);
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
+static uint32_t rnd_state = 4242;
+static uint32_t rnd(uint32_t n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 8) % n;
+}
+
+#define NS 4
+#define APPS 6
+
+static void put(Store *st, json_t *o)
+{
+    assert_true(store_put(st, o) >= 0);
+    json_decref(o);
+}
+
+static void ingress(Store *st, int ns, int app, int variant)
+{
+    char nsn[16], name[32], host[64], path[32], svc[32], plugins[64];
+    snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+    snprintf(name, sizeof(name), "ing-%d", app);
+    snprintf(host, sizeof(host), "app-%d-%d.example.com", app, variant % 3);
+    snprintf(path, sizeof(path), "/v%d", variant % 4);
+    snprintf(svc, sizeof(svc), variant % 7 == 6 ? "missing-%d" : "svc-%d", app); /* a failure */
+    snprintf(plugins, sizeof(plugins), variant % 5 == 4 ? "limit-%d,nope" : "limit-%d", app % 3);
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:{s:s, s:s}}, s:{s:s, s:[{s:s, s:{s:[{s:s, "
+                      "s:s, s:{s:{s:s, s:{s:i}}}}]}}]}}",
+                      "apiVersion", "networking.k8s.io/v1", "kind", "Ingress", "metadata", "name",
+                      name, "namespace", nsn, "creationTimestamp",
+                      app % 2 ? "2024-01-01T00:00:00Z" : "2024-02-01T00:00:00Z", "annotations",
+                      "konghq.com/plugins", plugins, "konghq.com/strip-path",
+                      variant % 2 ? "true" : "false", "spec", "ingressClassName", "kong", "rules",
+                      "host", host, "http", "paths", "path", path, "pathType",
+                      variant % 3 ? "Prefix" : "Exact", "backend", "service", "name", svc, "port",
+                      "number", 80));
+}
+
+static void service(Store *st, int ns, int app, int variant)
+{
+    char nsn[16], name[32];
+    snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+    snprintf(name, sizeof(name), "svc-%d", app);
+    json_t *ann = json_object();
+    if (variant % 3 == 1)
+        json_object_set_new(ann, "konghq.com/override", json_string("ki"));
+    if (variant % 3 == 2)
+        json_object_set_new(ann, "konghq.com/upstream-policy", json_string("pol"));
+    if (variant % 4 == 3)
+        json_object_set_new(ann, "konghq.com/read-timeout", json_string("5000"));
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:o}, s:{s:[{s:s, s:i, s:i}]}}", "apiVersion", "v1",
+                      "kind", "Service", "metadata", "name", name, "namespace", nsn, "annotations",
+                      ann, "spec", "ports", "name", "http", "port", 80, "targetPort", 8080));
+}
+
+static void slice(Store *st, int ns, int app, int variant)
+{
+    char nsn[16], name[32], svc[32];
+    snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+    snprintf(name, sizeof(name), "svc-%d-x", app);
+    snprintf(svc, sizeof(svc), "svc-%d", app);
+    json_t *eps = json_array();
+    for (int i = 0; i < 1 + variant % 3; i++) {
+        char ip[32];
+        snprintf(ip, sizeof(ip), "10.%d.%d.%d", ns, app, i + variant % 5);
+        json_array_append_new(eps, json_pack("{s:[s], s:{s:b}}", "addresses", ip, "conditions",
+                                             "ready", 1));
+    }
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:o, s:[{s:s, s:i, s:s}]}",
+                      "apiVersion", "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata",
+                      "name", name, "namespace", nsn, "labels", "kubernetes.io/service-name", svc,
+                      "addressType", "IPv4", "endpoints", eps, "ports", "name", "http", "port",
+                      8080, "protocol", "TCP"));
+}
+
+static void plugin(Store *st, int ns, int k, int variant)
+{
+    char nsn[16], name[32];
+    snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+    snprintf(name, sizeof(name), "limit-%d", k);
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:{s:i, s:s}}", "apiVersion",
+                      "configuration.konghq.com/v1", "kind", "KongPlugin", "metadata", "name", name,
+                      "namespace", nsn, "plugin", "rate-limiting", "config", "minute",
+                      10 + variant, "policy", "local"));
+}
+
+static void extras(Store *st, int ns, int variant)
+{
+    char nsn[16];
+    snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:i, s:s}}", "apiVersion",
+                      "configuration.konghq.com/v1", "kind", "KongIngress", "metadata", "name", "ki",
+                      "namespace", nsn, "upstream", "slots", 100 + variant, "hash_on", "ip"));
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion",
+                      "configuration.konghq.com/v1beta1", "kind", "KongUpstreamPolicy", "metadata",
+                      "name", "pol", "namespace", nsn, "spec", "algorithm",
+                      variant % 2 ? "least-connections" : "round-robin"));
+}
+
+static Store *base_store(void)
+{
+    Store *st;
+    assert_int_equal(store_new(&st), 0);
+    put(st, json_pack("{s:s, s:s, s:{s:s}, s:{s:s}}", "apiVersion", "networking.k8s.io/v1", "kind",
+                      "IngressClass", "metadata", "name", "kong", "spec", "controller",
+                      "ingress-controllers.konghq.com/kong"));
+    for (int ns = 0; ns < NS; ns++) {
+        for (int a = 0; a < APPS; a++) {
+            ingress(st, ns, a, 0);
+            service(st, ns, a, 0);
+            slice(st, ns, a, 0);
+        }
+        for (int k = 0; k < 3; k++)
+            plugin(st, ns, k, 0);
+        extras(st, ns, 0);
+    }
+    return st;
+}
+
+static char *full(Store *st, json_t **failures, size_t *len)
+{
+    XlateOptions o;
+    xlate_options_default(&o);
+    json_t *cfg;
+    assert_int_equal(xlate_run(st, &o, &cfg, failures), 0);
+    char *j = xlate_canonical_json(cfg, len);
+    json_decref(cfg);
+    return j;
+}
+
+/* The same failures, whatever their order. */
+static bool same_set(json_t *a, json_t *b)
+{
+    size_t i, j;
+    json_t *x, *y;
+    json_array_foreach(a, i, x)
+    {
+        bool found = false;
+        json_array_foreach(b, j, y) found = found || json_equal(x, y);
+        if (!found)
+            return false;
+    }
+    json_array_foreach(b, i, x)
+    {
+        bool found = false;
+        json_array_foreach(a, j, y) found = found || json_equal(x, y);
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static void random_change(Store *st, int step)
+{
+    int ns = (int)rnd(NS + 1); /* NS: a namespace that comes and goes */
+    int app = (int)rnd(APPS), v = step + 1;
+    switch (rnd(8)) {
+    case 0:
+        ingress(st, ns, app, v);
+        break;
+    case 1:
+        service(st, ns, app, v);
+        break;
+    case 2:
+        slice(st, ns, app, v);
+        break;
+    case 3:
+        plugin(st, ns, app % 3, v);
+        break;
+    case 4:
+        extras(st, ns, v);
+        break;
+    case 5: {
+        char nsn[16], name[32];
+        snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+        snprintf(name, sizeof(name), "ing-%d", app);
+        store_delete(st, "Ingress", nsn, name);
+        break;
+    }
+    case 6: {
+        char nsn[16], name[32];
+        snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+        snprintf(name, sizeof(name), "svc-%d", app);
+        store_delete(st, "Service", nsn, name);
+        break;
+    }
+    default: /* a whole namespace goes */
+        for (int a = 0; a < APPS; a++) {
+            char nsn[16], name[32];
+            snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+            snprintf(name, sizeof(name), "ing-%d", a);
+            store_delete(st, "Ingress", nsn, name);
+            snprintf(name, sizeof(name), "svc-%d", a);
+            store_delete(st, "Service", nsn, name);
+            snprintf(name, sizeof(name), "svc-%d-x", a);
+            store_delete(st, "EndpointSlice", nsn, name);
+        }
+    }
+}
+
+static void test_refresh_matches_full(void **state)
+{
+    (void)state;
+    Store *st = base_store();
+    XlateOptions o;
+    xlate_options_default(&o);
+    size_t len;
+    json_t *failures;
+    char *json = full(st, &failures, &len);
+    json_decref(failures);
+    NsPlan *plan = NULL;
+    const char *why = NULL;
+    assert_int_equal(xlate_ns_build(st, &o, json, len, &plan, &why), 0);
+    free(json);
+    int refreshed = 0, exdev = 0;
+    for (int step = 0; step < 300; step++) {
+        int n = 1 + (int)rnd(3);
+        for (int i = 0; i < n; i++)
+            random_change(st, step);
+        char *njson = NULL;
+        size_t nlen, flen;
+        json_t *nfail = NULL, *ffail;
+        NsPlan *nplan = NULL;
+        char *want = full(st, &ffail, &flen);
+        int r = xlate_ns_refresh(st, plan, &o, &njson, &nlen, &nfail, &nplan, &why);
+        if (r == -EXDEV) {
+            /* Only an empty configuration (nothing to merge) may not split here. */
+            assert_string_equal(why, "no entities");
+            exdev++;
+            xlate_ns_plan_free(plan);
+            plan = NULL;
+            assert_int_equal(xlate_ns_build(st, &o, want, flen, &plan, &why), -EXDEV);
+            /* Fill the store again and start over from a full translation. */
+            for (int a = 0; a < APPS; a++) {
+                ingress(st, 1, a, step);
+                service(st, 1, a, step);
+            }
+            json_decref(ffail);
+            free(want);
+            want = full(st, &ffail, &flen);
+            assert_int_equal(xlate_ns_build(st, &o, want, flen, &plan, &why), 0);
+            json_decref(ffail);
+            free(want);
+            continue;
+        }
+        assert_int_equal(r, 0);
+        if (nlen != flen || memcmp(njson, want, nlen))
+            fail_msg("step %d: merged\n%s\nfull translation\n%s", step, njson, want);
+        if (!same_set(nfail, ffail))
+            fail_msg("step %d: failures differ\n%s\n%s", step, json_dumps(nfail, 0),
+                     json_dumps(ffail, 0));
+        refreshed++;
+        free(njson);
+        free(want);
+        json_decref(nfail);
+        json_decref(ffail);
+        xlate_ns_plan_free(plan);
+        plan = nplan; /* refresh the refreshed next time */
+    }
+    assert_true(refreshed > 250);
+    xlate_ns_plan_free(plan);
+    store_free(st);
+    (void)exdev;
+}
+
+/* What reaches across namespaces, or configures all of them, asks for a full translation. */
+static void test_cross_namespace_needs_full(void **state)
+{
+    (void)state;
+    XlateOptions o;
+    xlate_options_default(&o);
+    static const char *const cases[] = {"tls", "consumer", "class", "two defaults", "slices log"};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        Store *st = base_store();
+        size_t len;
+        json_t *failures;
+        char *json = full(st, &failures, &len);
+        json_decref(failures);
+        NsPlan *plan = NULL, *nplan = NULL;
+        const char *why = NULL;
+        assert_int_equal(xlate_ns_build(st, &o, json, len, &plan, &why), 0);
+        free(json);
+        const char *name = cases[c];
+        if (!strcmp(name, "tls")) { /* certificates: SNIs are claimed cluster-wide */
+            char *crt, *key;
+            make_cert(&crt, &key);
+            put(st, json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:{s:s, s:s}}", "apiVersion", "v1",
+                              "kind", "Secret", "metadata", "name", "tls", "namespace", "ns-1",
+                              "type", "kubernetes.io/tls", "stringData", "tls.crt", crt, "tls.key",
+                              key));
+            free(crt);
+            free(key);
+            json_t *ing = json_deep_copy(store_get(st, "Ingress", "ns-1", "ing-0"));
+            json_object_set_new(json_object_get(ing, "spec"), "tls",
+                                json_pack("[{s:[s], s:s}]", "hosts", "a.example.com",
+                                          "secretName", "tls"));
+            put(st, ing);
+        } else if (!strcmp(name, "consumer")) {
+            put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s}", "apiVersion",
+                              "configuration.konghq.com/v1", "kind", "KongConsumer", "metadata",
+                              "name", "alice", "namespace", "ns-2", "annotations",
+                              "kubernetes.io/ingress.class", "kong", "username", "alice"));
+        } else if (!strcmp(name, "class")) {
+            put(st, json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:{s:s}}", "apiVersion",
+                              "networking.k8s.io/v1", "kind", "IngressClass", "metadata", "name",
+                              "kong", "annotations", "ingressclass.kubernetes.io/is-default-class",
+                              "true", "spec", "controller", "ingress-controllers.konghq.com/kong"));
+        } else if (!strcmp(name, "two defaults")) { /* the oldest in the cluster wins */
+            for (int ns = 0; ns < 2; ns++) {
+                char nsn[16];
+                snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+                json_t *ing = json_deep_copy(store_get(st, "Ingress", nsn, "ing-1"));
+                json_object_set_new(json_object_get(ing, "spec"), "defaultBackend",
+                                    json_pack("{s:{s:s, s:{s:i}}}", "service", "name", "svc-1",
+                                              "port", "number", 80));
+                put(st, ing);
+            }
+        } else { /* more changes than the store's log holds */
+            for (int i = 0; i < 1100; i++)
+                slice(st, i % NS, i % APPS, i + 1);
+        }
+        char *njson = NULL;
+        size_t nlen;
+        json_t *nfail = NULL;
+        int rr = xlate_ns_refresh(st, plan, &o, &njson, &nlen, &nfail, &nplan, &why);
+        if (rr != -EXDEV)
+            fail_msg("%s: refresh gave %d", name, rr);
+        assert_non_null(why);
+        /* Nor does such a store make a plan; a new class or a long log are fine for a new one. */
+        json = full(st, &failures, &len);
+        json_decref(failures);
+        NsPlan *again = NULL;
+        int r = xlate_ns_build(st, &o, json, len, &again, &why);
+        bool fine = !strcmp(name, "slices log") || !strcmp(name, "class");
+        if (r != (fine ? 0 : -EXDEV))
+            fail_msg("%s: build gave %d", name, r);
+        xlate_ns_plan_free(again);
+        free(json);
+        xlate_ns_plan_free(plan);
+        store_free(st);
+    }
+}
+
+/* Other options, or a plan of another store's past, are refused. */
+static void test_other_options(void **state)
+{
+    (void)state;
+    Store *st = base_store();
+    XlateOptions o;
+    xlate_options_default(&o);
+    size_t len;
+    json_t *failures;
+    char *json = full(st, &failures, &len);
+    json_decref(failures);
+    NsPlan *plan = NULL, *nplan = NULL;
+    const char *why = NULL;
+    json[len / 2] ^= 1; /* not what the store translates to */
+    assert_int_equal(xlate_ns_build(st, &o, json, len, &plan, &why), -EXDEV);
+    json[len / 2] ^= 1;
+    assert_int_equal(xlate_ns_build(st, &o, json, len, &plan, &why), 0);
+    assert_true(xlate_ns_plan_usable(plan, &o));
+    XlateOptions o2 = o;
+    o2.expressions = true;
+    assert_false(xlate_ns_plan_usable(plan, &o2));
+    char *njson;
+    size_t nlen;
+    json_t *nfail;
+    assert_int_equal(xlate_ns_refresh(st, plan, &o2, &njson, &nlen, &nfail, &nplan, &why), -EXDEV);
+    free(json);
+    xlate_ns_plan_free(plan);
+    store_free(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refresh_matches_full),
+        cmocka_unit_test(test_cross_namespace_needs_full),
+        cmocka_unit_test(test_other_options),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
