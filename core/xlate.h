@@ -115,5 +115,11 @@ int xlate_ns_build(Store *store, const XlateOptions *o, const char *full, size_t
  */
 int xlate_ns_refresh(Store *store, const NsPlan *plan, const XlateOptions *o, char **ret_json,
                      size_t *ret_len, json_t **ret_failures, NsPlan **ret_plan, const char **why);
+/*
+ * xlate_ns_snapshot() - what a refresh of @plan reads: a clone of @store with the namespaces that
+ * changed since @plan and the cluster-wide settings (a small copy). -EXDEV with *why as above.
+ */
+int xlate_ns_snapshot(Store *store, const NsPlan *plan, Store **ret, const char **why);
 bool xlate_ns_plan_usable(const NsPlan *plan, const XlateOptions *o);
-void xlate_ns_plan_free(NsPlan *plan); /* NULL-safe; plans may be freed on any thread */
+NsPlan *xlate_ns_plan_ref(NsPlan *plan);
+void xlate_ns_plan_free(NsPlan *plan); /* drops a reference; NULL-safe, any thread */

@@ -48,6 +48,7 @@ typedef struct Part {
 } Part;
 
 struct NsPlan {
+    int refs; /* atomic */
     XlateOptions o;
     char *strs[3];
     uint64_t gen;
@@ -84,9 +85,16 @@ static void part_unref(Part *p)
     free(p);
 }
 
+NsPlan *xlate_ns_plan_ref(NsPlan *p)
+{
+    if (p)
+        __atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
+    return p;
+}
+
 void xlate_ns_plan_free(NsPlan *p)
 {
-    if (!p)
+    if (!p || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     for (size_t i = 0; i < p->nparts; i++)
         part_unref(p->parts[i]);
@@ -101,6 +109,7 @@ static NsPlan *plan_new(const Store *st, const XlateOptions *o)
     NsPlan *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
+    p->refs = 1;
     p->o = *o;
     const char **s[] = {&p->o.ingress_class, &p->o.kong_version, &p->o.cluster_domain};
     for (int i = 0; i < 3; i++) {
@@ -419,26 +428,52 @@ static void note_change(void *ud, json_t *old, json_t *cur)
     c->nss[c->n++] = obj_ns(o);
 }
 
+/* The changes since @p was made, or -EXDEV with *why when one needs a full translation. */
+static int changes(Store *st, const NsPlan *p, Changed *ch, const char **why)
+{
+    memset(ch, 0, sizeof(*ch));
+    if (store_changes(st, p->gen, NULL, note_change, ch) < 0) {
+        free(ch->nss);
+        *why = "more changes than the store remembers";
+        return -EXDEV;
+    }
+    if (ch->oom || ch->global || !kinds_allowed(st, why)) {
+        if (ch->global)
+            *why = "a change to a cluster-wide kind";
+        free(ch->nss);
+        return ch->oom ? -ENOMEM : -EXDEV;
+    }
+    if (ch->n)
+        qsort(ch->nss, ch->n, sizeof(*ch->nss), cmp_str);
+    return 0;
+}
+
+int xlate_ns_snapshot(Store *st, const NsPlan *p, Store **ret, const char **why)
+{
+    Changed ch;
+    int r = changes(st, p, &ch, why);
+    if (r < 0)
+        return r;
+    Keep keep = {ch.nss, ch.n};
+    r = store_clone_where(st, keep_ns, &keep, ret);
+    free(ch.nss);
+    return r;
+}
+
 int xlate_ns_refresh(Store *st, const NsPlan *p, const XlateOptions *o, char **ret_json,
                      size_t *ret_len, json_t **ret_failures, NsPlan **ret_plan, const char **why)
 {
-    Changed ch = {0};
-    *why = "a change to a cluster-wide kind";
-    if (!xlate_ns_plan_usable(p, o))
-        return (*why = "other options"), -EXDEV;
-    if (store_changes(st, p->gen, NULL, note_change, &ch) < 0) {
-        free(ch.nss);
-        return (*why = "more changes than the store remembers"), -EXDEV;
+    Changed ch;
+    if (!xlate_ns_plan_usable(p, o)) {
+        *why = "other options";
+        return -EXDEV;
     }
-    if (ch.oom || ch.global || !kinds_allowed(st, why)) {
-        free(ch.nss);
-        return ch.oom ? -ENOMEM : -EXDEV;
-    }
-    if (ch.n)
-        qsort(ch.nss, ch.n, sizeof(*ch.nss), cmp_str);
+    int r = changes(st, p, &ch, why);
+    if (r < 0)
+        return r;
     NsPlan *np = plan_new(st, &p->o);
     size_t cap = 0, i = 0, k = 0;
-    int r = np ? 0 : -ENOMEM;
+    r = np ? 0 : -ENOMEM;
     /* Walk the old parts and the changed namespaces together, both sorted. */
     while (r == 0 && (i < p->nparts || k < ch.n)) {
         int c = i == p->nparts ? 1 : k == ch.n ? -1 : strcmp(p->parts[i]->ns, ch.nss[k]);

@@ -298,6 +298,20 @@ static void test_refresh_matches_full(void **state)
         assert_int_equal(r, 0);
         if (nlen != flen || memcmp(njson, want, nlen))
             fail_msg("step %d: merged\n%s\nfull translation\n%s", step, njson, want);
+        /* The reconciler refreshes from a small snapshot: the same bytes. */
+        Store *snap;
+        char *sjson;
+        size_t slen;
+        json_t *sfail;
+        NsPlan *splan;
+        assert_int_equal(xlate_ns_snapshot(st, plan, &snap, &why), 0);
+        assert_int_equal(xlate_ns_refresh(snap, plan, &o, &sjson, &slen, &sfail, &splan, &why), 0);
+        assert_int_equal(slen, nlen);
+        assert_memory_equal(sjson, njson, nlen);
+        free(sjson);
+        json_decref(sfail);
+        xlate_ns_plan_free(splan);
+        store_free(snap);
         if (!same_set(nfail, ffail))
             fail_msg("step %d: failures differ\n%s\n%s", step, json_dumps(nfail, 0),
                      json_dumps(ffail, 0));
