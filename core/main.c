@@ -10,6 +10,7 @@
 #include "certs_cli.h"
 #include "cmd_translate.h"
 #include "run.h"
+#include "util.h"
 #include "xlate.h"
 
 static const char usage[] =
@@ -31,6 +32,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     xlate_split_min_from_env();
+    util_tune_malloc();
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         fputs(usage, stdout);
         return 0;

@@ -43,9 +43,25 @@ struct Recon {
     bool wrefreshed;        /* the worker only refreshed targets */
     int werr;
     double wms;
+    /* namespace plans (cfg.ns_plans) */
+    NsPlan *ns_plan;        /* a plan of the store at some generation, or NULL */
+    bool ns_building;       /* a plan is being made in the thread pool */
+    bool ns_off;            /* a check found a mismatch: no more plans */
+    bool unverified;        /* the current revision was merged from namespaces, not yet checked */
+    uv_timer_t verify_timer;
+    bool wns;               /* the worker merges namespaces from wns_plan */
+    bool wverify;           /* the worker translates everything to check the current revision */
+    NsPlan *wns_plan, *wns_next;
+    const char *wwhy;       /* why merging namespaces did not work out */
+    uint64_t wgen;          /* store generation of the worker's snapshot */
+    unsigned long long ns_refreshes, ns_builds, ns_checks[2];
+    int open_timers;
     void (*done)(void *ud);
     void *done_ud;
 };
+
+/* A revision merged from namespaces is checked once the store has been quiet this long. */
+#define VERIFY_QUIET_MS 1000
 
 static const double dur_buckets[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
 
@@ -63,6 +79,9 @@ int recon_new(uv_loop_t *loop, Store *store, const ReconConfig *cfg, Recon **ret
         r->cfg.max_wait_ms = r->cfg.debounce_ms;
     r->timer.data = r;
     uv_timer_init(loop, &r->timer);
+    r->verify_timer.data = r;
+    uv_timer_init(loop, &r->verify_timer);
+    r->open_timers = 2;
     for (int i = 0; i < 2; i++)
         metrics_hist_init(&r->duration[i], dur_buckets,
                           sizeof(dur_buckets) / sizeof(dur_buckets[0]));
@@ -281,11 +300,36 @@ static void finish(Recon *r, Revision *rev, uint64_t first_ns)
 
 static void translate_now(Recon *r);
 
+/* Merge the namespaces that changed since r->wns_plan (in the thread pool). */
+static void do_ns_work(Recon *r)
+{
+    uint64_t t0 = uv_hrtime();
+    Bytes *bytes = NULL;
+    json_t *failures = NULL;
+    r->wns_next = NULL;
+    int e = xlate_ns_refresh(r->snapshot, r->wns_plan, &r->wopts, &bytes, &failures,
+                             &r->wns_next, &r->wwhy);
+    if (e == 0) {
+        r->wfailed = json_array_size(failures) > 0;
+        r->wrev = revision_new_bytes(failures, bytes);
+        e = r->wrev ? 0 : -ENOMEM;
+        if (r->wrev) /* the next merge writes into its bytes once it is replaced */
+            revision_recycle_bytes(r->wrev);
+    }
+    /* The snapshot holds only what the merge reads: anything else is a full translation. */
+    r->werr = e == -EXDEV ? -EAGAIN : e;
+    r->wms = (double)(uv_hrtime() - t0) / 1e6;
+}
+
 static void do_work(uv_work_t *w)
 {
     Recon *r = w->data;
     bool failed = false;
     r->wrev = NULL;
+    if (r->wns) {
+        do_ns_work(r);
+        return;
+    }
     r->werr = build_store_rev(&r->cfg, r->snapshot, &r->wopts, r->wprev, r->wprev != NULL,
                               &r->wrev, &r->wms, &failed, &r->wrefreshed);
     r->wfailed = failed;
@@ -300,11 +344,16 @@ typedef struct Garbage {
 static void garbage_work(uv_work_t *w)
 {
     Garbage *g = w->data;
+    /* A snapshot of a few namespaces is small: trimming would only hold the arenas' locks. */
+    bool big = g->tree || store_count(g->store, NULL) > 1000;
     g->store = store_free(g->store);
     json_decref(g->tree);
     g->tree = NULL;
 #ifdef __GLIBC__
-    malloc_trim(0); /* the pool threads' arenas keep what was freed: hand the pages back */
+    if (big) /* the pool threads' arenas keep what was freed: hand the pages back */
+        malloc_trim(0);
+#else
+    (void)big;
 #endif
 }
 
@@ -342,42 +391,228 @@ static void free_snapshot(Recon *r)
 
 static void on_closed(uv_handle_t *h);
 
+static void close_timers(Recon *r)
+{
+    uv_close((uv_handle_t *)&r->timer, on_closed);
+    uv_close((uv_handle_t *)&r->verify_timer, on_closed);
+}
+
+/* ---- namespace plans ---- */
+
+typedef struct NsBuild {
+    uv_work_t work;
+    Recon *r;
+    Store *snapshot;
+    Revision *rev; /* the full translation of the snapshot */
+    XlateOptions o;
+    NsPlan *plan;
+    const char *why;
+    double ms;
+} NsBuild;
+
+static void ns_build_work(uv_work_t *w)
+{
+    NsBuild *b = w->data;
+    uint64_t t0 = uv_hrtime();
+    size_t len;
+    revision_json(b->rev, &len);
+    b->why = NULL;
+    if (xlate_ns_build(b->snapshot, &b->o, revision_bytes(b->rev), &b->plan, &b->why) < 0 &&
+        !b->why)
+        b->why = "out of memory";
+    /* The first merge writes into a buffer already in memory too, like those after it. */
+    size_t cap = len + len / 8;
+    char *spare = b->plan && len >= (1 << 20) ? malloc(cap) : NULL;
+    if (spare) {
+        memset(spare, 0, cap);
+        util_spare_give(spare, cap);
+    }
+    b->ms = (double)(uv_hrtime() - t0) / 1e6;
+}
+
+static void set_ns_plan(Recon *r, NsPlan *p)
+{
+    xlate_ns_plan_free(r->ns_plan);
+    r->ns_plan = p;
+}
+
+static void ns_build_done(uv_work_t *w, int status)
+{
+    NsBuild *b = w->data;
+    Recon *r = b->r;
+    r->ns_building = false;
+    if (status == 0 && !r->closing && !r->ns_off) {
+        if (b->plan) {
+            r->ns_builds++;
+            log_event(LOG_DEBUG, "reconcile", "namespace plan made", "{s:f}", "ms", b->ms);
+            set_ns_plan(r, b->plan);
+            b->plan = NULL;
+        } else {
+            log_event(LOG_DEBUG, "reconcile", "no namespace plan", "{s:s}", "why", b->why);
+        }
+    }
+    xlate_ns_plan_free(b->plan);
+    revision_unref(b->rev);
+    free_later(r, b->snapshot, NULL);
+    free(b);
+    if (r->closing && !r->busy)
+        close_timers(r);
+}
+
+/* After a full translation: make a namespace plan of its snapshot (stolen) in the pool. */
+static void start_ns_build(Recon *r, Store *snapshot, Revision *rev)
+{
+    NsBuild *b = NULL;
+    if (r->cfg.ns_plans && !r->ns_off && !r->ns_building && (b = calloc(1, sizeof(*b)))) {
+        *b = (NsBuild){.r = r, .snapshot = snapshot, .rev = revision_ref(rev), .o = r->cfg.xopts};
+        b->work.data = b;
+        if (uv_queue_work(r->loop, &b->work, ns_build_work, ns_build_done) == 0) {
+            r->ns_building = true;
+            return;
+        }
+        revision_unref(b->rev);
+        free(b);
+    }
+    free_later(r, snapshot, NULL);
+}
+
+static void on_verify(uv_timer_t *t);
+
+static void arm_verify(Recon *r)
+{
+    uv_timer_start(&r->verify_timer, on_verify, VERIFY_QUIET_MS, 0);
+}
+
+/* A full translation meant to check the current revision came back. */
+static void verified(Recon *r, int e, Revision *rev)
+{
+    if (e < 0 || store_generation(r->store) != r->wgen || !r->unverified) {
+        revision_unref(rev); /* inconclusive: the store moved on, or a newer revision is out */
+        if (r->unverified)
+            arm_verify(r);
+        return;
+    }
+    r->unverified = false;
+    if (!strcmp(revision_hash(rev), revision_hash(r->current))) {
+        r->ns_checks[0]++;
+        revision_unref(rev);
+        return;
+    }
+    /* A bug: the merge missed something that reaches across namespaces. Correct it, loudly. */
+    r->ns_checks[1]++;
+    r->ns_off = true;
+    set_ns_plan(r, NULL);
+    log_event(LOG_ERROR, "reconcile",
+              "configuration merged from namespaces differs from a full translation; publishing "
+              "the full one and translating everything from now on",
+              "{s:s, s:s}", "merged", revision_hash(r->current), "full", revision_hash(rev));
+    finish(r, rev, uv_hrtime());
+}
+
 static void after_work(uv_work_t *w, int status)
 {
     Recon *r = w->data;
     Revision *rev = r->wrev;
+    bool ns = r->wns, verify = r->wverify;
     r->busy = false;
     r->wrev = NULL;
+    r->wns = r->wverify = false;
     r->wprev = revision_unref(r->wprev);
+    xlate_ns_plan_free(r->wns_plan);
+    r->wns_plan = NULL;
+    NsPlan *next = r->wns_next;
+    r->wns_next = NULL;
     int e = status < 0 ? status : r->werr;
-    if (e != -EAGAIN)
+    if (e != -EAGAIN && !verify)
         count_translation(r, e, r->wms, r->wfailed);
     if (e == 0 && r->wrefreshed)
         r->refreshes++;
     if (r->closing) {
         revision_unref(rev);
+        xlate_ns_plan_free(next);
         r->snapshot = store_free(r->snapshot);
-        uv_close((uv_handle_t *)&r->timer, on_closed);
+        if (!r->ns_building)
+            close_timers(r);
         return;
     }
-    if (e == -EAGAIN) {
-        /* Redoing the targets did not work out: translate everything, at once. */
-        log_f(LOG_WARN, "reconcile", "refreshing targets failed; translating everything");
+    if (verify) {
+        verified(r, e, rev);
+    } else if (e == -EAGAIN) {
+        /* Redoing targets or namespaces did not work out: translate everything, at once. */
+        if (ns)
+            log_event(LOG_DEBUG, "reconcile", "translating everything", "{s:s}", "why",
+                      r->wwhy ? r->wwhy : "");
+        else
+            log_f(LOG_WARN, "reconcile", "refreshing targets failed; translating everything");
         r->full_next = true;
         r->again = true;
         r->dirty = true;
     } else if (e < 0) {
         log_event(LOG_ERROR, "reconcile", "translation failed", "{s:s}", "err", strerror(-e));
     } else {
-        log_event(LOG_DEBUG, "reconcile", "translated", "{s:f, s:s, s:b}", "ms", r->wms, "hash",
-                  revision_hash(rev), "targets_only", r->wrefreshed);
+        log_event(LOG_DEBUG, "reconcile", "translated", "{s:f, s:s, s:b, s:b}", "ms", r->wms,
+                  "hash", revision_hash(rev), "targets_only", r->wrefreshed, "namespaces", ns);
+        if (ns) {
+            r->ns_refreshes++;
+            set_ns_plan(r, next);
+            next = NULL;
+        }
+        bool full = !ns && !r->wrefreshed;
+        Revision *keep = full ? revision_ref(rev) : NULL;
+        Revision *before = r->current;
         finish(r, rev, r->snap_first_ns);
+        if (ns && r->current != before) {
+            r->unverified = true;
+            arm_verify(r);
+        } else if (full) {
+            r->unverified = false; /* everything was translated: nothing to check */
+        }
+        if (full) { /* the snapshot is the whole store: make a plan of it */
+            start_ns_build(r, r->snapshot, keep);
+            r->snapshot = NULL;
+            revision_unref(keep);
+        }
     }
+    xlate_ns_plan_free(next);
     free_snapshot(r);
     if (r->again) {
         r->again = false;
         translate_now(r);
     }
+}
+
+/* Start the worker on r->snapshot; false when the pool refused (the snapshot is then freed). */
+static bool start_worker(Recon *r, uint64_t first_ns)
+{
+    r->wopts = r->cfg.xopts;
+    r->snap_first_ns = first_ns;
+    r->wgen = store_generation(r->store);
+    r->work.data = r;
+    if (uv_queue_work(r->loop, &r->work, do_work, after_work) == 0) {
+        r->busy = true;
+        return true;
+    }
+    r->snapshot = store_free(r->snapshot);
+    r->wprev = revision_unref(r->wprev);
+    xlate_ns_plan_free(r->wns_plan);
+    r->wns_plan = NULL;
+    r->wns = r->wverify = false;
+    return false;
+}
+
+static void on_verify(uv_timer_t *t)
+{
+    Recon *r = t->data;
+    if (r->closing || !r->unverified)
+        return;
+    if (r->busy || r->dirty) { /* not quiet yet */
+        arm_verify(r);
+        return;
+    }
+    if (store_clone(r->store, &r->snapshot) < 0)
+        return;
+    r->wverify = true;
+    start_worker(r, uv_hrtime());
 }
 
 static void translate_now(Recon *r)
@@ -390,21 +625,30 @@ static void translate_now(Recon *r)
         r->dirty = true;
         return;
     }
+    bool full = r->full_next;
     Revision *prev = refreshable(r);
+    if (r->cfg.threaded && !prev && !full && r->cfg.ns_plans && !r->ns_off &&
+        xlate_ns_plan_usable(r->ns_plan, &r->cfg.xopts)) {
+        /* Only the namespaces that changed are translated again (in a small snapshot). */
+        const char *why = NULL;
+        int e = xlate_ns_snapshot(r->store, r->ns_plan, &r->snapshot, &why);
+        if (e == 0) {
+            r->wns = true;
+            r->wns_plan = xlate_ns_plan_ref(r->ns_plan);
+            if (start_worker(r, first_ns))
+                return;
+        } else {
+            log_event(LOG_DEBUG, "reconcile", "translating everything", "{s:s}", "why",
+                      why ? why : strerror(-e));
+        }
+    }
     /* A refresh reads only a few kinds: copying just those keeps the snapshot cheap. */
     if (r->cfg.threaded &&
         store_clone_kinds(r->store, prev ? xlate_refresh_kinds : NULL, &r->snapshot) == 0) {
         /* translate a private snapshot in the thread pool: the loop keeps serving */
-        r->wopts = r->cfg.xopts;
         r->wprev = revision_ref(prev);
-        r->snap_first_ns = first_ns;
-        r->work.data = r;
-        if (uv_queue_work(r->loop, &r->work, do_work, after_work) == 0) {
-            r->busy = true;
+        if (start_worker(r, first_ns))
             return;
-        }
-        r->snapshot = store_free(r->snapshot);
-        r->wprev = revision_unref(r->wprev);
     }
     Revision *rev = NULL;
     double ms = 0;
@@ -450,6 +694,11 @@ void recon_flush(Recon *r)
 {
     if (r->dirty)
         translate_now(r);
+}
+
+bool recon_ns_ready(const Recon *r)
+{
+    return r->ns_plan && !r->ns_building;
 }
 
 bool recon_pending(const Recon *r)
@@ -508,6 +757,15 @@ void recon_metrics(Recon *r, Buf *out)
                    "Translations that only redid upstream targets (nothing but EndpointSlices "
                    "changed).");
     buf_printf(out, "tether_translation_targets_only_total %llu\n", r->refreshes);
+    metrics_header(out, "tether_translation_namespaces_only_total", "counter",
+                   "Translations that redid only the namespaces that changed.");
+    buf_printf(out, "tether_translation_namespaces_only_total %llu\n", r->ns_refreshes);
+    metrics_header(out, "tether_translation_namespace_checks_total", "counter",
+                   "Configurations merged from namespaces checked against a full translation.");
+    buf_printf(out,
+               "tether_translation_namespace_checks_total{result=\"match\"} %llu\n"
+               "tether_translation_namespace_checks_total{result=\"mismatch\"} %llu\n",
+               r->ns_checks[0], r->ns_checks[1]);
     metrics_header(out, "tether_revisions_unchanged_total", "counter",
                    "Translations whose hash equalled the published one (nothing published).");
     buf_printf(out, "tether_revisions_unchanged_total %llu\n", r->unchanged);
@@ -537,8 +795,11 @@ void recon_metrics(Recon *r, Buf *out)
 static void on_closed(uv_handle_t *h)
 {
     Recon *r = h->data;
+    if (--r->open_timers > 0)
+        return;
     void (*done)(void *) = r->done;
     void *ud = r->done_ud;
+    xlate_ns_plan_free(r->ns_plan);
     revision_unref(r->current);
     json_decref(r->last_failures);
     free(r);
@@ -552,6 +813,8 @@ void recon_close(Recon *r, void (*done)(void *ud), void *ud)
     r->done_ud = ud;
     r->closing = true;
     uv_timer_stop(&r->timer);
-    if (!r->busy) /* else after_work closes, once the worker is done with the snapshot */
-        uv_close((uv_handle_t *)&r->timer, on_closed);
+    uv_timer_stop(&r->verify_timer);
+    /* else after_work or ns_build_done closes, once the pool is done with the snapshots */
+    if (!r->busy && !r->ns_building)
+        close_timers(r);
 }

@@ -43,6 +43,14 @@ typedef struct ReconConfig {
      * (xlate_run is). Translations never overlap: changes during one lead to one more.
      */
     bool threaded;
+    /*
+     * ns_plans (with threaded): after a full translation, a namespace plan (xlate_ns_build) is
+     * made in the thread pool; while there is one, changes that stay within namespaces redo only
+     * those namespaces. A revision merged that way is checked against a full translation once
+     * the store has been quiet for a second; a mismatch publishes the full one and turns plans
+     * off for good.
+     */
+    bool ns_plans;
     void *ud;
     /*
      * revision() - a translation finished. @changed: its hash differs from the last published
@@ -74,6 +82,8 @@ const XlateOptions *recon_options(const Recon *r);
  * options into a new revision (*ret, new reference). Does not publish.
  */
 int recon_build(Recon *r, Store *store, int fallback, Revision **ret);
+/* recon_ns_ready() - whether a namespace plan is ready for the next change (cfg.ns_plans). */
+bool recon_ns_ready(const Recon *r);
 /* recon_pending() - whether a translation is armed or running. */
 bool recon_pending(const Recon *r);
 /* recon_metrics() - translation and revision metrics (Prometheus text). */

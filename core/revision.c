@@ -7,6 +7,7 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -21,7 +22,8 @@ struct Revision {
     int empty;
     json_t *config; /* until revision_take_tree() */
     json_t *failures;
-    char *json;
+    Bytes *bytes; /* the canonical JSON, shared with a namespace plan */
+    char *json;   /* bytes->data */
     size_t json_len;
     char hash[65];
     XlatePlan *plan; /* for refreshing targets; not part of the revision's value */
@@ -47,19 +49,35 @@ static void revision_free(Revision *r)
     xlate_plan_free(r->plan);
     json_decref(r->config);
     json_decref(r->failures);
-    free(r->json);
+    bytes_unref(r->bytes);
     free(r);
+}
+
+void revision_recycle_bytes(Revision *r)
+{
+    r->bytes->recycle = true;
+}
+
+Bytes *revision_bytes(const Revision *r)
+{
+    return r->bytes;
 }
 
 static void reap_work(uv_work_t *w)
 {
-    revision_free(w->data);
+    Revision *r = w->data;
+    bool tree = r->config != NULL;
+    revision_free(r);
 #ifdef __GLIBC__
     /*
      * Translations allocate in the pool threads' malloc arenas, which keep what was freed: hand
-     * the pages of this tree back, or the RSS grows by a configuration at each revision.
+     * the pages of this tree back, or the RSS grows by a configuration at each revision. (Big
+     * buffers are mapped on their own: see util_tune_malloc(). Trimming locks every arena.)
      */
-    malloc_trim(0);
+    if (tree)
+        malloc_trim(0);
+#else
+    (void)tree;
 #endif
 }
 
@@ -82,27 +100,33 @@ static int config_empty(const json_t *config)
     return 1;
 }
 
+/* @bytes (stolen, may be NULL: then the canonical JSON of @config) */
 static Revision *make(json_t *config, json_t *failures, int fallback, XlatePlan *plan,
-                      char *json, size_t json_len)
+                      Bytes *bytes)
 {
     Revision *r = calloc(1, sizeof(*r));
-    if (!r || (!config && !json))
+    if (!r || (!config && !bytes))
         goto fail;
     r->refs = 1;
     r->config = config;
     r->failures = failures ? failures : json_array();
     r->fallback = fallback;
     r->plan = plan;
-    r->json = json ? json : xlate_canonical_json_plan(config, &r->json_len, plan);
-    if (json)
-        r->json_len = json_len;
-    json = NULL;
     plan = NULL;
-    if (!r->json || !r->failures) {
+    if (!bytes) {
+        size_t len = 0;
+        char *json = xlate_canonical_json_plan(config, &len, r->plan);
+        bytes = json ? bytes_new(json, len) : NULL;
+    }
+    r->bytes = bytes;
+    bytes = NULL;
+    if (!r->bytes || !r->failures) {
         config = NULL;
         failures = NULL;
         goto fail;
     }
+    r->json = r->bytes->data;
+    r->json_len = r->bytes->len;
     if (config) {
         r->empty = config_empty(config);
     } else if (r->json_len < 4096) { /* an empty configuration is a few bytes */
@@ -117,26 +141,38 @@ fail:
     if (r) {
         json_decref(r->config);
         json_decref(r->failures);
-        free(r->json);
+        bytes_unref(r->bytes);
         xlate_plan_free(r->plan);
         free(r);
     }
     json_decref(config);
     json_decref(failures);
     xlate_plan_free(plan);
-    free(json);
+    bytes_unref(bytes);
     return NULL;
 }
 
 Revision *revision_new_consume(json_t *config, json_t *failures, int fallback)
 {
-    return make(config, failures, fallback, NULL, NULL, 0);
+    return make(config, failures, fallback, NULL, NULL);
 }
 
 Revision *revision_new_planned(json_t *config, json_t *failures, XlatePlan *plan, char *json,
                                size_t json_len)
 {
-    return make(config, failures, 0, plan, json, json_len);
+    Bytes *b = json ? bytes_new(json, json_len) : NULL;
+    if (json && !b) {
+        json_decref(config);
+        json_decref(failures);
+        xlate_plan_free(plan);
+        return NULL;
+    }
+    return make(config, failures, 0, plan, b);
+}
+
+Revision *revision_new_bytes(json_t *failures, Bytes *bytes)
+{
+    return make(NULL, failures, 0, NULL, bytes);
 }
 
 const XlatePlan *revision_plan(const Revision *r)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "util.h"
 #include "xlate.h"
 
 typedef struct Revision Revision;
@@ -29,7 +30,12 @@ Revision *revision_new_consume(json_t *config, json_t *failures, int fallback);
  */
 Revision *revision_new_planned(json_t *config, json_t *failures, XlatePlan *plan, char *json,
                                size_t json_len);
+/* revision_new_bytes() - a revision of canonical JSON @bytes (a reference is stolen). */
+Revision *revision_new_bytes(json_t *failures, Bytes *bytes);
 const XlatePlan *revision_plan(const Revision *r); /* NULL when there is none */
+Bytes *revision_bytes(const Revision *r);           /* borrowed: bytes_ref() to keep */
+/* revision_recycle_bytes() - when freed, @r's bytes become the spare buffer (util_spare_give). */
+void revision_recycle_bytes(Revision *r);
 /*
  * revision_move_plan() - a newer translation gave the same bytes as @to: @to takes @from's plan,
  * which knows the store as it is now (a plan fits any revision with the same canonical JSON).

@@ -935,6 +935,7 @@ static int setup(Ctl *c)
         .translate = xlate_run,
         .translate_plan = xlate_run_plan,
         .threaded = true,
+        .ns_plans = true,
         .ud = c,
         .revision = on_revision,
         .failure = on_translation_failure,

@@ -3,9 +3,13 @@
 #include "util.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -427,4 +431,73 @@ int util_write_file_atomic(const char *path, const void *p, size_t n, int mode)
         return r;
     }
     return 0;
+}
+
+void util_tune_malloc(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+#endif
+}
+
+Bytes *bytes_new(char *data, size_t len)
+{
+    Bytes *b = malloc(sizeof(*b));
+    if (!b) {
+        free(data);
+        return NULL;
+    }
+    *b = (Bytes){1, false, len, data};
+    return b;
+}
+
+Bytes *bytes_ref(Bytes *b)
+{
+    if (b)
+        __atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
+    return b;
+}
+
+void bytes_unref(Bytes *b)
+{
+    if (!b || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+#ifdef __GLIBC__
+    if (b->recycle && b->len >= (1 << 20))
+        util_spare_give(b->data, malloc_usable_size(b->data));
+    else
+#endif
+        free(b->data);
+    free(b);
+}
+
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *spare;
+static size_t spare_cap;
+
+void util_spare_give(void *p, size_t cap)
+{
+    pthread_mutex_lock(&spare_lock);
+    if (!spare) {
+        spare = p;
+        spare_cap = cap;
+        p = NULL;
+    }
+    pthread_mutex_unlock(&spare_lock);
+    free(p);
+}
+
+void *util_spare_take(size_t need, size_t *ret_cap)
+{
+    void *p = NULL;
+    pthread_mutex_lock(&spare_lock);
+    if (spare && spare_cap >= need) {
+        p = spare;
+        *ret_cap = spare_cap;
+        spare = NULL;
+    }
+    pthread_mutex_unlock(&spare_lock);
+    return p;
 }

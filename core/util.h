@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 /* Small helpers shared by every module: a growable buffer, hashing, UUIDv5, base64. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,3 +57,37 @@ uint64_t util_now_ms(void);
 int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 /* util_write_file_atomic() - write to a temp file beside @path, fsync, rename over @path. */
 int util_write_file_atomic(const char *path, const void *p, size_t n, int mode);
+
+/*
+ * util_tune_malloc() - glibc malloc settings for a long-running tether: two arenas (the loop and
+ * the thread pool would otherwise make one each, every one keeping what it freed), big buffers
+ * mapped on their own (256 KB and up: configurations come and go in one piece), and free memory
+ * at the top of a heap handed back from 1 MB on. Without them the dynamic thresholds grow with
+ * each 10 MB configuration and thread arenas keep tens of MB. No-op elsewhere.
+ */
+void util_tune_malloc(void);
+
+/*
+ * Bytes: a refcounted buffer that threads share (a configuration's canonical JSON, held by its
+ * revision and by the namespace plan that points into it). bytes_new() takes @data (malloc'd);
+ * the last unref frees it, or makes it the spare buffer (below) when @recycle is set.
+ */
+typedef struct Bytes {
+    int refs; /* atomic */
+    bool recycle;
+    size_t len;
+    char *data;
+} Bytes;
+Bytes *bytes_new(char *data, size_t len); /* NULL (and @data freed) on allocation failure */
+Bytes *bytes_ref(Bytes *b);               /* NULL-safe */
+void bytes_unref(Bytes *b);               /* NULL-safe */
+
+/*
+ * A spare big buffer: the configuration being replaced hands its bytes over, and the next one
+ * is written into them, already in memory (a fresh 10 MB buffer costs ~2,500 page faults, a
+ * fifth of redoing one namespace). One at a time; any thread.
+ * util_spare_give() - keep @p (malloc'd, @cap usable bytes) if there is none yet, else free it.
+ * util_spare_take() - the spare if it has room for @need bytes (*ret_cap set), else NULL.
+ */
+void util_spare_give(void *p, size_t cap);
+void *util_spare_take(size_t need, size_t *ret_cap);

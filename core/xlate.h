@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "store.h"
+#include "util.h"
 
 typedef struct XlateOptions {
     const char *ingress_class;  /* default "kong" */
@@ -100,21 +101,23 @@ char *xlate_to_yaml(const json_t *config);
  * the configuration can be redone namespace by namespace after a change.
  *
  * xlate_ns_build() - a plan for @store, made only when translating it namespace by namespace and
- * merging gives exactly @full (the canonical JSON of a full translation of @store with @o).
- * -EXDEV with *why (a static string) when the store does not split by namespace.
+ * merging gives exactly @full (the canonical JSON of a full translation of @store with @o), which
+ * the plan keeps a reference to. -EXDEV with *why (a static string) when the store does not
+ * split by namespace.
  */
 typedef struct NsPlan NsPlan;
-int xlate_ns_build(Store *store, const XlateOptions *o, const char *full, size_t len,
-                   NsPlan **ret, const char **why);
+int xlate_ns_build(Store *store, const XlateOptions *o, Bytes *full, NsPlan **ret,
+                   const char **why);
 /*
  * xlate_ns_refresh() - the configuration of @store after changes since @plan was made: the
  * namespaces that changed are translated again and merged with the others. Returns the
- * canonical JSON, the failures and the next plan; -EXDEV with *why when a change needs a full
+ * canonical JSON (a reference; the next plan holds another), the failures and the next plan;
+ * -EXDEV with *why when a change needs a full
  * translation (a cluster-wide kind, a namespace that no longer splits, more changes than the
  * store remembers), other negative errno on failure.
  */
-int xlate_ns_refresh(Store *store, const NsPlan *plan, const XlateOptions *o, char **ret_json,
-                     size_t *ret_len, json_t **ret_failures, NsPlan **ret_plan, const char **why);
+int xlate_ns_refresh(Store *store, const NsPlan *plan, const XlateOptions *o, Bytes **ret_bytes,
+                     json_t **ret_failures, NsPlan **ret_plan, const char **why);
 /*
  * xlate_ns_snapshot() - what a refresh of @plan reads: a clone of @store with the namespaces that
  * changed since @plan and the cluster-wide settings (a small copy). -EXDEV with *why as above.

@@ -32,20 +32,35 @@ enum { A_PLUGINS, A_SERVICES, A_UPSTREAMS, A_N };
 static const char *const array_names[A_N] = {"plugins", "services", "upstreams"};
 
 typedef struct Piece {
-    char *key;   /* the assembly's sort key */
-    char *bytes; /* canonical JSON of the entity */
+    const char *key;   /* the assembly's sort key */
+    const char *bytes; /* canonical JSON of the entity, until merged into a configuration */
     size_t len;
 } Piece;
 
-/* One namespace's share of the configuration; immutable once made, shared between plans. */
+/*
+ * One namespace's share of the configuration; shared between plans, immutable once merged. A
+ * part lives as long as plans use it, so what it keeps (the keys) is one block, made after its
+ * translation's temporaries are gone: small long-lived allocations among those would keep the
+ * pages of the whole translation. Its entities' bytes are kept only until the first merge; from
+ * then on they are read from the configuration they were merged into.
+ */
 typedef struct Part {
     int refs; /* atomic: plans are freed on any thread */
     char *ns;
-    Piece *pieces[A_N];
+    Piece *pieces[A_N]; /* into one array */
     size_t n[A_N];
+    char *keys;
+    char *tmp; /* the entities' bytes, until merged */
     json_t *failures;
     bool default_backend; /* an Ingress here has spec.defaultBackend */
 } Part;
+
+/* An entity in the merged order, and where its bytes are in the plan's configuration. */
+typedef struct Ref {
+    const Part *part;
+    size_t idx;
+    size_t off, len;
+} Ref;
 
 struct NsPlan {
     int refs; /* atomic */
@@ -54,6 +69,9 @@ struct NsPlan {
     uint64_t gen;
     Part **parts; /* sorted by namespace */
     size_t nparts;
+    Ref *order[A_N]; /* each array's entities as the configuration has them */
+    size_t norder[A_N];
+    Bytes *json; /* the configuration (shared with its revision) */
 };
 
 static const char *str_or_empty(const json_t *v)
@@ -73,13 +91,9 @@ static void part_unref(Part *p)
 {
     if (!p || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
-    for (int a = 0; a < A_N; a++) {
-        for (size_t i = 0; i < p->n[a]; i++) {
-            free(p->pieces[a][i].key);
-            free(p->pieces[a][i].bytes);
-        }
-        free(p->pieces[a]);
-    }
+    free(p->pieces[0]);
+    free(p->keys);
+    free(p->tmp);
     json_decref(p->failures);
     free(p->ns);
     free(p);
@@ -99,6 +113,9 @@ void xlate_ns_plan_free(NsPlan *p)
     for (size_t i = 0; i < p->nparts; i++)
         part_unref(p->parts[i]);
     free(p->parts);
+    for (int a = 0; a < A_N; a++)
+        free(p->order[a]);
+    bytes_unref(p->json);
     for (int i = 0; i < 3; i++)
         free(p->strs[i]);
     free(p);
@@ -183,6 +200,29 @@ static bool only_stub(json_t *cfg)
            !strcmp(str_or_empty(json_object_get(json_array_get(ups, 0), "name")), "kong");
 }
 
+/* Where a piece's key and bytes are in the block being written. */
+typedef struct Span {
+    size_t key, bytes, len;
+} Span;
+
+/* Append the key of every entity of array @arr (of kind @a) to @kb, its bytes to @bb. */
+static int write_pieces(json_t *arr, int a, Buf *kb, Buf *bb, Span *spans)
+{
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *e = json_array_get(arr, i);
+        char *pk = a == A_PLUGINS ? xplugin_sort_key(e) : NULL;
+        const char *key = a == A_PLUGINS ? pk : str_or_empty(json_object_get(e, "name"));
+        spans[i].key = kb->len;
+        int r = key ? buf_append(kb, key, strlen(key) + 1) : -ENOMEM;
+        free(pk);
+        spans[i].bytes = bb->len;
+        if (r < 0 || (r = xcanon_append(bb, e)) < 0)
+            return r;
+        spans[i].len = bb->len - spans[i].bytes;
+    }
+    return 0;
+}
+
 /*
  * The part of namespace @ns: its objects and the shared ones translated alone. Returns NULL with
  * *why set when the namespace makes something a plan cannot hold, or on allocation failure.
@@ -191,17 +231,15 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
 {
     Keep keep = {(const char *const[]){ns}, 1};
     Store *sub = NULL;
-    json_t *cfg = NULL, *failures = NULL;
-    Part *p = calloc(1, sizeof(*p));
+    json_t *cfg = NULL, *failures = NULL, *arrays[A_N] = {NULL};
+    Span *spans = NULL;
+    Buf kb = BUF_INIT, bb = BUF_INIT;
+    size_t total = 0;
+    bool defaults = false;
     *why = "out of memory";
-    if (!p || !(p->ns = strdup(ns)) || store_clone_where(st, keep_ns, &keep, &sub) < 0 ||
-        xlate_run(sub, o, &cfg, &failures) < 0)
+    if (store_clone_where(st, keep_ns, &keep, &sub) < 0 || xlate_run(sub, o, &cfg, &failures) < 0)
         goto fail;
-    p->refs = 1;
-    p->failures = failures;
-    failures = NULL;
-    p->default_backend = has_default_backend(sub);
-    bool stub = only_stub(cfg);
+    defaults = has_default_backend(sub);
     const char *k;
     json_t *v;
     json_object_foreach(cfg, k, v)
@@ -215,99 +253,215 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
             *why = k; /* certificates, consumers, ...: they may reach across namespaces */
             goto fail;
         }
-        if (stub)
-            continue;
-        size_t n = json_array_size(v);
-        if (!(p->pieces[a] = calloc(n, sizeof(Piece))))
-            goto fail;
-        for (size_t i = 0; i < n; i++) {
-            json_t *e = json_array_get(v, i);
-            Buf b = BUF_INIT;
-            Piece *pc = &p->pieces[a][p->n[a]++];
-            pc->key = a == A_PLUGINS ? xplugin_sort_key(e)
-                                     : strdup(str_or_empty(json_object_get(e, "name")));
-            if (!pc->key || xcanon_append(&b, e) < 0 || buf_reserve(&b, 0) < 0) {
-                buf_deinit(&b);
-                goto fail;
-            }
-            pc->len = b.len;
-            pc->bytes = buf_take(&b);
-        }
+        arrays[a] = v;
     }
+    if (only_stub(cfg))
+        arrays[A_UPSTREAMS] = NULL;
+    for (int a = 0; a < A_N; a++)
+        total += json_array_size(arrays[a]);
+    if (!(spans = calloc(total ? total : 1, sizeof(*spans))))
+        goto fail;
+    for (int a = 0, at = 0; a < A_N; at += (int)json_array_size(arrays[a]), a++)
+        if (write_pieces(arrays[a], a, &kb, &bb, spans + at) < 0)
+            goto fail;
+    size_t n[A_N];
+    for (int a = 0; a < A_N; a++)
+        n[a] = json_array_size(arrays[a]);
+    /* Now that the translation is gone, the few allocations the part keeps. */
     json_decref(cfg);
+    cfg = NULL;
     store_free(sub);
+    sub = NULL;
+    Part *p = calloc(1, sizeof(*p));
+    Piece *pieces = calloc(total ? total : 1, sizeof(*pieces));
+    char *keys = kb.len ? malloc(kb.len) : NULL;
+    char *nsdup = strdup(ns);
+    if (!p || !pieces || (kb.len && !keys) || !nsdup) {
+        free(p);
+        free(pieces);
+        free(keys);
+        free(nsdup);
+        goto fail;
+    }
+    if (kb.len)
+        memcpy(keys, kb.data, kb.len);
+    buf_deinit(&kb);
+    *p = (Part){.refs = 1, .ns = nsdup, .keys = keys, .tmp = bb.data, .failures = failures,
+                .default_backend = defaults};
+    bb = (Buf)BUF_INIT;
+    for (size_t i = 0; i < total; i++)
+        pieces[i] = (Piece){keys + spans[i].key, p->tmp + spans[i].bytes, spans[i].len};
+    for (int a = 0, at = 0; a < A_N; at += (int)n[a], a++) {
+        p->pieces[a] = pieces + at;
+        p->n[a] = n[a];
+    }
+    free(spans);
     return p;
 fail:
     json_decref(cfg);
     json_decref(failures);
     store_free(sub);
-    if (p)
-        p->refs = 1;
-    part_unref(p);
+    buf_deinit(&kb);
+    buf_deinit(&bb);
+    free(spans);
     return NULL;
 }
 
-typedef struct Ref {
-    const Piece *pc;
-    size_t part, idx;
-} Ref;
-
-/* Assembly's order: descending by key; equal keys keep their order (only within a part). */
-static int cmp_ref(const void *a, const void *b)
+static const Piece *piece(const Ref *r, int a)
 {
-    const Ref *x = a, *y = b;
-    int c = strcmp(y->pc->key, x->pc->key);
-    if (c)
-        return c;
-    if (x->part != y->part)
-        return x->part < y->part ? -1 : 1;
-    return (x->idx > y->idx) - (x->idx < y->idx);
+    return &r->part->pieces[a][r->idx];
 }
 
-/* The configuration the parts make, as canonical JSON; -EXDEV when they cannot be merged. */
-static int merge(const NsPlan *p, char **ret_json, size_t *ret_len, const char **why)
+/* Assembly's order: descending by key. */
+static int cmp_key(const Ref *x, const Ref *y, int a)
+{
+    return strcmp(piece(y, a)->key, piece(x, a)->key);
+}
+
+static int cmp_ref(const void *x, const void *y, void *arg)
+{
+    int a = *(const int *)arg;
+    int c = cmp_key(x, y, a);
+    if (c)
+        return c;
+    const Ref *p = x, *q = y;
+    if (p->part != q->part) /* by namespace: parts are in that order */
+        return strcmp(p->part->ns, q->part->ns);
+    return (p->idx > q->idx) - (p->idx < q->idx); /* equal keys keep their order */
+}
+
+/* Equal keys in two namespaces: assembly would order them by how translation met them. */
+static bool ties(const Ref *v, size_t n, int a)
+{
+    for (size_t k = 1; k < n; k++)
+        if (v[k].part != v[k - 1].part && !cmp_key(&v[k], &v[k - 1], a))
+            return true;
+    return false;
+}
+
+/* Every array's order from scratch (a new plan). */
+static int order_all(NsPlan *p)
+{
+    for (int a = 0; a < A_N; a++) {
+        size_t n = 0;
+        for (size_t i = 0; i < p->nparts; i++)
+            n += p->parts[i]->n[a];
+        if (!(p->order[a] = malloc((n ? n : 1) * sizeof(Ref))))
+            return -ENOMEM;
+        for (size_t i = 0; i < p->nparts; i++)
+            for (size_t k = 0; k < p->parts[i]->n[a]; k++)
+                p->order[a][p->norder[a]++] = (Ref){p->parts[i], k, 0, 0};
+        qsort_r(p->order[a], n, sizeof(Ref), cmp_ref, &a);
+        if (ties(p->order[a], n, a))
+            return -EXDEV;
+    }
+    return 0;
+}
+
+static bool listed_part(const Part *part, Part *const *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == part)
+            return true;
+    return false;
+}
+
+/*
+ * @np's order from @old's: the entities of the parts not @gone keep their places, and those of
+ * the @nfresh new parts (each already in order) are merged in. Linear in the entities.
+ */
+static int order_from(NsPlan *np, const NsPlan *old, Part *const *gone, size_t ngone,
+                      Part *const *fresh, size_t nfresh)
+{
+    for (int a = 0; a < A_N; a++) {
+        size_t n = 0;
+        for (size_t i = 0; i < np->nparts; i++)
+            n += np->parts[i]->n[a];
+        Ref *cur = malloc((n ? n : 1) * sizeof(Ref)), *tmp = malloc((n ? n : 1) * sizeof(Ref));
+        if (!cur || !tmp) {
+            free(cur);
+            free(tmp);
+            return -ENOMEM;
+        }
+        size_t m = 0;
+        for (size_t k = 0; k < old->norder[a]; k++) /* the old order, minus replaced parts */
+            if (!listed_part(old->order[a][k].part, gone, ngone))
+                cur[m++] = old->order[a][k];
+        for (size_t f = 0; f < nfresh; f++) { /* merge each new part in */
+            size_t i = 0, j = 0, o = 0, fn = fresh[f]->n[a];
+            while (i < m || j < fn) {
+                Ref nr = {fresh[f], j, 0, 0};
+                if (j == fn || (i < m && cmp_ref(&cur[i], &nr, &a) < 0))
+                    tmp[o++] = cur[i++];
+                else
+                    tmp[o++] = (Ref){fresh[f], j++, 0, 0};
+            }
+            Ref *t = cur;
+            cur = tmp;
+            tmp = t;
+            m = o;
+        }
+        free(tmp);
+        np->order[a] = cur;
+        np->norder[a] = m;
+        if (ties(cur, m, a))
+            return -EXDEV;
+    }
+    return 0;
+}
+
+/*
+ * The configuration in @p's order, as canonical JSON: entities of new parts from their own bytes,
+ * the others from @prev (the configuration they were merged into last); each Ref then notes
+ * where its entity is in the result. -EXDEV when the parts cannot be merged.
+ */
+static int merge(NsPlan *p, const Bytes *prev, char **ret_json, size_t *ret_len, const char **why)
 {
     Buf b = BUF_INIT;
-    size_t total = 0, defaults = 0;
-    int r = buf_puts(&b, "{\"_format_version\":\"3.0\"");
-    for (size_t i = 0; i < p->nparts; i++) {
+    size_t total = 0, bytes = 64, defaults = 0;
+    for (size_t i = 0; i < p->nparts; i++)
         defaults += p->parts[i]->default_backend;
-        for (int a = 0; a < A_N; a++)
-            total += p->parts[i]->n[a];
+    for (int a = 0; a < A_N; a++) {
+        total += p->norder[a];
+        for (size_t k = 0; k < p->norder[a]; k++) {
+            Ref *rf = &p->order[a][k];
+            bytes += (rf->part->tmp ? piece(rf, a)->len : rf->len) + 1;
+        }
+        bytes += 16;
     }
     if (defaults > 1 || !total) {
         /* The oldest default backend in the cluster wins; an empty one gets a stand-in. */
         *why = defaults > 1 ? "default backends in several namespaces" : "no entities";
-        buf_deinit(&b);
         return -EXDEV;
     }
-    Ref *refs = malloc(total * sizeof(*refs));
-    if (!refs)
-        r = -ENOMEM;
+    size_t cap;
+    if ((b.data = util_spare_take(bytes + 1, &cap))) /* pages already in memory */
+        b.cap = cap;
+    int r = buf_reserve(&b, bytes);
+    if (r == 0)
+        r = buf_puts(&b, "{\"_format_version\":\"3.0\"");
     for (int a = 0; r == 0 && a < A_N; a++) {
-        size_t n = 0;
-        for (size_t i = 0; i < p->nparts; i++)
-            for (size_t k = 0; k < p->parts[i]->n[a]; k++)
-                refs[n++] = (Ref){&p->parts[i]->pieces[a][k], i, k};
-        if (!n)
+        if (!p->norder[a])
             continue;
-        qsort(refs, n, sizeof(*refs), cmp_ref);
-        for (size_t k = 1; k < n; k++) {
-            if (refs[k].part != refs[k - 1].part && !strcmp(refs[k].pc->key, refs[k - 1].pc->key)) {
-                *why = "equal sort keys in two namespaces"; /* their order would be a guess */
-                r = -EXDEV;
+        r = buf_printf(&b, ",\"%s\":[", array_names[a]);
+        for (size_t k = 0; r == 0 && k < p->norder[a]; k++) {
+            Ref *rf = &p->order[a][k];
+            const Piece *pc = piece(rf, a);
+            const char *src = rf->part->tmp ? pc->bytes : prev ? prev->data + rf->off : NULL;
+            size_t len = rf->part->tmp ? pc->len : rf->len;
+            if (!src) {
+                r = -EINVAL;
+                break;
             }
-        }
-        r = r ? r : buf_printf(&b, ",\"%s\":[", array_names[a]);
-        for (size_t k = 0; r == 0 && k < n; k++) {
             if (k)
                 r = buf_putc(&b, ',');
+            rf->off = b.len;
+            rf->len = len;
             if (r == 0)
-                r = buf_append(&b, refs[k].pc->bytes, refs[k].pc->len);
+                r = buf_append(&b, src, len);
         }
         r = r ? r : buf_putc(&b, ']');
     }
-    free(refs);
     if (r == 0)
         r = buf_putc(&b, '}');
     if (r == 0)
@@ -319,6 +473,21 @@ static int merge(const NsPlan *p, char **ret_json, size_t *ret_len, const char *
     *ret_len = b.len;
     *ret_json = buf_take(&b);
     return 0;
+}
+
+/* After a merge: new parts read their entities from the configuration from now on. */
+static void settle(NsPlan *p)
+{
+    for (size_t i = 0; i < p->nparts; i++) {
+        Part *pt = p->parts[i];
+        if (!pt->tmp)
+            continue;
+        free(pt->tmp);
+        pt->tmp = NULL;
+        for (int a = 0; a < A_N; a++)
+            for (size_t k = 0; k < pt->n[a]; k++)
+                pt->pieces[a][k].bytes = NULL;
+    }
 }
 
 /* Failures of all parts, in namespace order, each once (shared objects fail in every part). */
@@ -366,8 +535,7 @@ static const char **namespaces(Store *st, size_t *ret_n)
     return v ? v : calloc(1, sizeof(*v));
 }
 
-int xlate_ns_build(Store *st, const XlateOptions *o, const char *full, size_t len, NsPlan **ret,
-                   const char **why)
+int xlate_ns_build(Store *st, const XlateOptions *o, Bytes *full, NsPlan **ret, const char **why)
 {
     *ret = NULL;
     if (!kinds_allowed(st, why))
@@ -385,9 +553,11 @@ int xlate_ns_build(Store *st, const XlateOptions *o, const char *full, size_t le
     free(nss);
     char *json = NULL;
     size_t jl = 0;
+    if (r == 0 && (r = order_all(p)) == -EXDEV)
+        *why = "equal sort keys in two namespaces"; /* their order would be a guess */
     if (r == 0)
-        r = merge(p, &json, &jl, why);
-    if (r == 0 && (jl != len || memcmp(json, full, len))) {
+        r = merge(p, NULL, &json, &jl, why);
+    if (r == 0 && (jl != full->len || memcmp(json, full->data, jl))) {
         *why = "the namespaces put together differ from the whole";
         r = -EXDEV;
     }
@@ -396,6 +566,8 @@ int xlate_ns_build(Store *st, const XlateOptions *o, const char *full, size_t le
         xlate_ns_plan_free(p);
         return r;
     }
+    settle(p); /* the same bytes: read them from @full */
+    p->json = bytes_ref(full);
     *ret = p;
     return 0;
 }
@@ -460,8 +632,8 @@ int xlate_ns_snapshot(Store *st, const NsPlan *p, Store **ret, const char **why)
     return r;
 }
 
-int xlate_ns_refresh(Store *st, const NsPlan *p, const XlateOptions *o, char **ret_json,
-                     size_t *ret_len, json_t **ret_failures, NsPlan **ret_plan, const char **why)
+int xlate_ns_refresh(Store *st, const NsPlan *p, const XlateOptions *o, Bytes **ret_bytes,
+                     json_t **ret_failures, NsPlan **ret_plan, const char **why)
 {
     Changed ch;
     if (!xlate_ns_plan_usable(p, o)) {
@@ -472,8 +644,10 @@ int xlate_ns_refresh(Store *st, const NsPlan *p, const XlateOptions *o, char **r
     if (r < 0)
         return r;
     NsPlan *np = plan_new(st, &p->o);
-    size_t cap = 0, i = 0, k = 0;
-    r = np ? 0 : -ENOMEM;
+    Part **fresh = calloc(ch.n ? ch.n : 1, sizeof(*fresh));
+    Part **gone = calloc(ch.n ? ch.n : 1, sizeof(*gone));
+    size_t cap = 0, i = 0, k = 0, nfresh = 0, ngone = 0;
+    r = np && fresh && gone ? 0 : -ENOMEM;
     /* Walk the old parts and the changed namespaces together, both sorted. */
     while (r == 0 && (i < p->nparts || k < ch.n)) {
         int c = i == p->nparts ? 1 : k == ch.n ? -1 : strcmp(p->parts[i]->ns, ch.nss[k]);
@@ -482,6 +656,8 @@ int xlate_ns_refresh(Store *st, const NsPlan *p, const XlateOptions *o, char **r
             r = add_part(np, p->parts[i++], &cap);
             continue;
         }
+        if (c == 0)
+            gone[ngone++] = p->parts[i];
         const char *ns = c == 0 ? p->parts[i++]->ns : ch.nss[k];
         while (k < ch.n && !strcmp(ch.nss[k], ns))
             k++;
@@ -497,18 +673,27 @@ int xlate_ns_refresh(Store *st, const NsPlan *p, const XlateOptions *o, char **r
         }
         if ((r = add_part(np, part, &cap)) < 0)
             part_unref(part);
+        else
+            fresh[nfresh++] = part;
     }
     free(ch.nss);
-    if (r == 0)
-        r = merge(np, ret_json, ret_len, why);
-    if (r == 0 && !(*ret_failures = merged_failures(np))) {
-        free(*ret_json);
-        r = -ENOMEM;
+    if (r == 0 && (r = order_from(np, p, gone, ngone, fresh, nfresh)) == -EXDEV)
+        *why = "equal sort keys in two namespaces";
+    free(fresh);
+    free(gone);
+    char *json = NULL;
+    size_t len = 0;
+    if (r == 0 && (r = merge(np, p->json, &json, &len, why)) == 0) {
+        settle(np);
+        r = (np->json = bytes_new(json, len)) ? 0 : -ENOMEM;
     }
+    if (r == 0 && !(*ret_failures = merged_failures(np)))
+        r = -ENOMEM;
     if (r < 0) {
         xlate_ns_plan_free(np);
         return r;
     }
+    *ret_bytes = bytes_ref(np->json);
     *ret_plan = np;
     return 0;
 }

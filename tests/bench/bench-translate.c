@@ -128,6 +128,7 @@ static void run(int n)
 int main(int argc, char **argv)
 {
     int defaults[] = {1000, 10000, 50000};
+    util_tune_malloc(); /* as tether does */
     int count = argc > 1 ? argc - 1 : 3;
     printf("%8s %10s %9s %9s %12s %13s %12s %10s %6s\n", "N", "objects", "load_ms", "load_cpu",
            "translate_ms", "translate_cpu", "peak_rss_mb", "config_kb", "fails");

@@ -169,15 +169,16 @@ static Store *base_store(void)
     return st;
 }
 
-static char *full(Store *st, json_t **failures, size_t *len)
+static Bytes *full(Store *st, json_t **failures)
 {
     XlateOptions o;
     xlate_options_default(&o);
     json_t *cfg;
+    size_t len;
     assert_int_equal(xlate_run(st, &o, &cfg, failures), 0);
-    char *j = xlate_canonical_json(cfg, len);
+    char *j = xlate_canonical_json(cfg, &len);
     json_decref(cfg);
-    return j;
+    return bytes_new(j, len);
 }
 
 /* The same failures, whatever their order. */
@@ -256,59 +257,56 @@ static void test_refresh_matches_full(void **state)
     Store *st = base_store();
     XlateOptions o;
     xlate_options_default(&o);
-    size_t len;
     json_t *failures;
-    char *json = full(st, &failures, &len);
+    Bytes *json = full(st, &failures);
     json_decref(failures);
     NsPlan *plan = NULL;
     const char *why = NULL;
-    assert_int_equal(xlate_ns_build(st, &o, json, len, &plan, &why), 0);
-    free(json);
+    assert_int_equal(xlate_ns_build(st, &o, json, &plan, &why), 0);
+    bytes_unref(json);
     int refreshed = 0, exdev = 0;
     for (int step = 0; step < 300; step++) {
         int n = 1 + (int)rnd(3);
         for (int i = 0; i < n; i++)
             random_change(st, step);
-        char *njson = NULL;
-        size_t nlen, flen;
+        Bytes *nb = NULL;
         json_t *nfail = NULL, *ffail;
         NsPlan *nplan = NULL;
-        char *want = full(st, &ffail, &flen);
-        int r = xlate_ns_refresh(st, plan, &o, &njson, &nlen, &nfail, &nplan, &why);
+        Bytes *want = full(st, &ffail);
+        int r = xlate_ns_refresh(st, plan, &o, &nb, &nfail, &nplan, &why);
         if (r == -EXDEV) {
             /* Only an empty configuration (nothing to merge) may not split here. */
             assert_string_equal(why, "no entities");
             exdev++;
             xlate_ns_plan_free(plan);
             plan = NULL;
-            assert_int_equal(xlate_ns_build(st, &o, want, flen, &plan, &why), -EXDEV);
+            assert_int_equal(xlate_ns_build(st, &o, want, &plan, &why), -EXDEV);
             /* Fill the store again and start over from a full translation. */
             for (int a = 0; a < APPS; a++) {
                 ingress(st, 1, a, step);
                 service(st, 1, a, step);
             }
             json_decref(ffail);
-            free(want);
-            want = full(st, &ffail, &flen);
-            assert_int_equal(xlate_ns_build(st, &o, want, flen, &plan, &why), 0);
+            bytes_unref(want);
+            want = full(st, &ffail);
+            assert_int_equal(xlate_ns_build(st, &o, want, &plan, &why), 0);
             json_decref(ffail);
-            free(want);
+            bytes_unref(want);
             continue;
         }
         assert_int_equal(r, 0);
-        if (nlen != flen || memcmp(njson, want, nlen))
-            fail_msg("step %d: merged\n%s\nfull translation\n%s", step, njson, want);
+        if (nb->len != want->len || memcmp(nb->data, want->data, nb->len))
+            fail_msg("step %d: merged\n%s\nfull translation\n%s", step, nb->data, want->data);
         /* The reconciler refreshes from a small snapshot: the same bytes. */
         Store *snap;
-        char *sjson;
-        size_t slen;
+        Bytes *sb;
         json_t *sfail;
         NsPlan *splan;
         assert_int_equal(xlate_ns_snapshot(st, plan, &snap, &why), 0);
-        assert_int_equal(xlate_ns_refresh(snap, plan, &o, &sjson, &slen, &sfail, &splan, &why), 0);
-        assert_int_equal(slen, nlen);
-        assert_memory_equal(sjson, njson, nlen);
-        free(sjson);
+        assert_int_equal(xlate_ns_refresh(snap, plan, &o, &sb, &sfail, &splan, &why), 0);
+        assert_int_equal(sb->len, nb->len);
+        assert_memory_equal(sb->data, nb->data, nb->len);
+        bytes_unref(sb);
         json_decref(sfail);
         xlate_ns_plan_free(splan);
         store_free(snap);
@@ -316,8 +314,8 @@ static void test_refresh_matches_full(void **state)
             fail_msg("step %d: failures differ\n%s\n%s", step, json_dumps(nfail, 0),
                      json_dumps(ffail, 0));
         refreshed++;
-        free(njson);
-        free(want);
+        bytes_unref(nb);
+        bytes_unref(want);
         json_decref(nfail);
         json_decref(ffail);
         xlate_ns_plan_free(plan);
@@ -338,14 +336,13 @@ static void test_cross_namespace_needs_full(void **state)
     static const char *const cases[] = {"tls", "consumer", "class", "two defaults", "slices log"};
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         Store *st = base_store();
-        size_t len;
         json_t *failures;
-        char *json = full(st, &failures, &len);
+        Bytes *json = full(st, &failures);
         json_decref(failures);
         NsPlan *plan = NULL, *nplan = NULL;
         const char *why = NULL;
-        assert_int_equal(xlate_ns_build(st, &o, json, len, &plan, &why), 0);
-        free(json);
+        assert_int_equal(xlate_ns_build(st, &o, json, &plan, &why), 0);
+        bytes_unref(json);
         const char *name = cases[c];
         if (!strcmp(name, "tls")) { /* certificates: SNIs are claimed cluster-wide */
             char *crt, *key;
@@ -385,23 +382,22 @@ static void test_cross_namespace_needs_full(void **state)
             for (int i = 0; i < 1100; i++)
                 slice(st, i % NS, i % APPS, i + 1);
         }
-        char *njson = NULL;
-        size_t nlen;
+        Bytes *nb = NULL;
         json_t *nfail = NULL;
-        int rr = xlate_ns_refresh(st, plan, &o, &njson, &nlen, &nfail, &nplan, &why);
+        int rr = xlate_ns_refresh(st, plan, &o, &nb, &nfail, &nplan, &why);
         if (rr != -EXDEV)
             fail_msg("%s: refresh gave %d", name, rr);
         assert_non_null(why);
         /* Nor does such a store make a plan; a new class or a long log are fine for a new one. */
-        json = full(st, &failures, &len);
+        json = full(st, &failures);
         json_decref(failures);
         NsPlan *again = NULL;
-        int r = xlate_ns_build(st, &o, json, len, &again, &why);
+        int r = xlate_ns_build(st, &o, json, &again, &why);
         bool fine = !strcmp(name, "slices log") || !strcmp(name, "class");
         if (r != (fine ? 0 : -EXDEV))
             fail_msg("%s: build gave %d", name, r);
         xlate_ns_plan_free(again);
-        free(json);
+        bytes_unref(json);
         xlate_ns_plan_free(plan);
         store_free(st);
     }
@@ -414,25 +410,23 @@ static void test_other_options(void **state)
     Store *st = base_store();
     XlateOptions o;
     xlate_options_default(&o);
-    size_t len;
     json_t *failures;
-    char *json = full(st, &failures, &len);
+    Bytes *json = full(st, &failures);
     json_decref(failures);
     NsPlan *plan = NULL, *nplan = NULL;
     const char *why = NULL;
-    json[len / 2] ^= 1; /* not what the store translates to */
-    assert_int_equal(xlate_ns_build(st, &o, json, len, &plan, &why), -EXDEV);
-    json[len / 2] ^= 1;
-    assert_int_equal(xlate_ns_build(st, &o, json, len, &plan, &why), 0);
+    json->data[json->len / 2] ^= 1; /* not what the store translates to */
+    assert_int_equal(xlate_ns_build(st, &o, json, &plan, &why), -EXDEV);
+    json->data[json->len / 2] ^= 1;
+    assert_int_equal(xlate_ns_build(st, &o, json, &plan, &why), 0);
     assert_true(xlate_ns_plan_usable(plan, &o));
     XlateOptions o2 = o;
     o2.expressions = true;
     assert_false(xlate_ns_plan_usable(plan, &o2));
-    char *njson;
-    size_t nlen;
+    Bytes *nb;
     json_t *nfail;
-    assert_int_equal(xlate_ns_refresh(st, plan, &o2, &njson, &nlen, &nfail, &nplan, &why), -EXDEV);
-    free(json);
+    assert_int_equal(xlate_ns_refresh(st, plan, &o2, &nb, &nfail, &nplan, &why), -EXDEV);
+    bytes_unref(json);
     xlate_ns_plan_free(plan);
     store_free(st);
 }
