@@ -179,7 +179,7 @@ static bool keep_ns(void *ud, const char *kind, const char *ns)
     Keep *k = ud;
     if (in(kind, shared_kinds))
         return true;
-    return bsearch(&ns, k->nss, k->n, sizeof(*k->nss), cmp_str) != NULL;
+    return k->n && bsearch(&ns, k->nss, k->n, sizeof(*k->nss), cmp_str) != NULL;
 }
 
 static bool has_default_backend(Store *st)

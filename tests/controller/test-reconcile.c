@@ -377,6 +377,77 @@ static void test_slice_changes_refresh_targets(void **state)
     teardown_t(&t);
 }
 
+static json_t *web_ingress(const char *ns, const char *path)
+{
+    return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:[{s:{s:[{s:s, s:s, s:{s:{s:s, "
+                     "s:{s:i}}}}]}}]}}",
+                     "apiVersion", "networking.k8s.io/v1", "kind", "Ingress", "metadata", "name",
+                     "web", "namespace", ns, "spec", "ingressClassName", "kong", "rules", "http",
+                     "paths", "path", path, "pathType", "Prefix", "backend", "service", "name",
+                     "web", "port", "number", 80);
+}
+
+/*
+ * Namespace plans: a change in one namespace redoes that one and merges; the merged revision is
+ * checked once the store is quiet; a mismatch (here a change the store's log never saw, as a
+ * dependency the merge missed would look) publishes the full translation and stops merging.
+ */
+static void test_namespace_changes_merge(void **state)
+{
+    (void)state;
+    threaded = true;
+    T t;
+    memset(&t, 0, sizeof(t));
+    cur = &t;
+    assert_int_equal(uv_loop_init(&t.loop), 0);
+    assert_int_equal(store_new(&t.store), 0);
+    ReconConfig rc = {.debounce_ms = 5,
+                      .max_wait_ms = 50,
+                      .translate = xlate_run,
+                      .translate_plan = xlate_run_plan,
+                      .ud = &t,
+                      .revision = on_rev,
+                      .threaded = true,
+                      .ns_plans = true};
+    xlate_options_default(&rc.xopts);
+    assert_int_equal(recon_new(&t.loop, t.store, &rc, &t.recon), 0);
+    uv_timer_init(&t.loop, &t.ticker);
+    uv_timer_init(&t.loop, &t.stopper);
+    t.ticker.data = t.stopper.data = &t;
+    static const char *const nss[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        put_obj(&t, web_ingress(nss[i], "/"));
+        put_obj(&t, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:s, s:i}]}}", "apiVersion", "v1",
+                              "kind", "Service", "metadata", "name", "web", "namespace", nss[i],
+                              "spec", "ports", "name", "http", "port", 80));
+    }
+    RUN_UNTIL(&t, t.changed == 1 && recon_ns_ready(t.recon));
+    full_translation_equals(&t);
+
+    put_obj(&t, web_ingress("a", "/v2"));
+    RUN_UNTIL(&t, t.changed == 2);
+    full_translation_equals(&t);
+    assert_non_null(strstr(revision_json(recon_current(t.recon), NULL), "/v2"));
+    assert_true(targets_only_count(&t, "tether_translation_namespaces_only_total 1\n"));
+    RUN_UNTIL(&t, targets_only_count(&t, "tether_translation_namespace_checks_total{result=\"match\"} 1\n"));
+
+    /* Behind the log's back: b's path changes in place. Merging c's change misses it. */
+    json_t *b = store_get(t.store, "Ingress", "b", "web");
+    json_t *paths = obj_get_path(json_array_get(obj_get_path(b, "spec.rules"), 0), "http.paths");
+    json_object_set_new(json_array_get(paths, 0), "path", json_string("/sneaky"));
+    put_obj(&t, web_ingress("c", "/v3"));
+    RUN_UNTIL(&t, t.changed == 3);
+    assert_null(strstr(revision_json(recon_current(t.recon), NULL), "/sneaky"));
+    RUN_UNTIL(&t, t.changed == 4); /* the check published the full translation */
+    full_translation_equals(&t);
+    assert_true(targets_only_count(&t, "tether_translation_namespace_checks_total{result=\"mismatch\"} 1\n"));
+    put_obj(&t, web_ingress("a", "/v4")); /* from now on: full translations */
+    RUN_UNTIL(&t, t.changed == 5);
+    full_translation_equals(&t);
+    assert_true(targets_only_count(&t, "tether_translation_namespaces_only_total 2\n"));
+    teardown_t(&t);
+}
+
 int main(void)
 {
     static int on = 1; /* prestate &on: the same test translating in the thread pool */
@@ -397,6 +468,7 @@ int main(void)
         cmocka_unit_test_prestate(test_new_failures_reported_once, &on),
         cmocka_unit_test_prestate(test_flush_and_build, &on),
         cmocka_unit_test_prestate(test_close_while_translating, &on),
+        cmocka_unit_test(test_namespace_changes_merge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
