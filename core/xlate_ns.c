@@ -249,8 +249,14 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
         int a = 0;
         while (a < A_N && strcmp(k, array_names[a]))
             a++;
-        if (a == A_N) {
-            *why = k; /* certificates, consumers, ...: they may reach across namespaces */
+        if (a == A_N) { /* certificates, consumers, ...: they may reach across namespaces */
+            static const char *const known[] = {"certificates", "ca_certificates", "consumers",
+                                                "consumer_groups", "consumer_group_consumers",
+                                                "vaults", NULL};
+            *why = "custom entities"; /* a static string: @cfg goes away */
+            for (int i = 0; known[i]; i++)
+                if (!strcmp(k, known[i]))
+                    *why = known[i];
             goto fail;
         }
         arrays[a] = v;
