@@ -935,7 +935,7 @@ static int setup(Ctl *c)
         .translate = xlate_run,
         .translate_plan = xlate_run_plan,
         .threaded = true,
-        .ns_plans = true,
+        .ns_plans = !c->cfg.once, /* --once exits after one revision: no plan to make */
         .ud = c,
         .revision = on_revision,
         .failure = on_translation_failure,
