@@ -50,7 +50,7 @@ struct Recon {
     bool unverified;        /* the current revision was merged from namespaces, not yet checked */
     uv_timer_t verify_timer;
     bool wns;               /* the worker merges namespaces from wns_plan */
-    bool wverify;           /* the worker translates everything to check the current revision */
+    bool verifying;         /* a full translation checks the current revision in the pool */
     NsPlan *wns_plan, *wns_next;
     const char *wwhy;       /* why merging namespaces did not work out */
     uint64_t wgen;          /* store generation of the worker's snapshot */
@@ -455,7 +455,7 @@ static void ns_build_done(uv_work_t *w, int status)
     revision_unref(b->rev);
     free_later(r, b->snapshot, NULL);
     free(b);
-    if (r->closing && !r->busy)
+    if (r->closing && !r->busy && !r->verifying)
         close_timers(r);
 }
 
@@ -483,47 +483,84 @@ static void arm_verify(Recon *r)
     uv_timer_start(&r->verify_timer, on_verify, VERIFY_QUIET_MS, 0);
 }
 
-/* A full translation meant to check the current revision came back. */
-static void verified(Recon *r, int e, Revision *rev)
+/*
+ * The check of a merged revision: a full translation of a snapshot, on a work slot of its own so
+ * that changes meanwhile are not held up behind it.
+ */
+typedef struct Verify {
+    uv_work_t work;
+    Recon *r;
+    Store *snapshot;
+    XlateOptions o;
+    uint64_t gen;     /* the store's generation at the snapshot */
+    Revision *merged; /* the revision checked */
+    Revision *full;
+} Verify;
+
+static void verify_work(uv_work_t *w)
 {
-    if (e < 0 || store_generation(r->store) != r->wgen || !r->unverified) {
-        revision_unref(rev); /* inconclusive: the store moved on, or a newer revision is out */
-        if (r->unverified)
+    Verify *v = w->data;
+    json_t *cfg = NULL, *failures = NULL;
+    if (xlate_run(v->snapshot, &v->o, &cfg, &failures) == 0 && cfg)
+        v->full = revision_new_consume(cfg, failures, 0);
+    else {
+        json_decref(cfg);
+        json_decref(failures);
+    }
+    if (v->full) /* only its bytes are compared */
+        json_decref(revision_take_tree(v->full));
+}
+
+static void verify_done(uv_work_t *w, int status)
+{
+    Verify *v = w->data;
+    Recon *r = v->r;
+    r->verifying = false;
+    bool current = v->merged == r->current && store_generation(r->store) == v->gen;
+    if (status < 0 || r->closing || !v->full || !current || !r->unverified) {
+        /* Inconclusive: the store moved on, or a newer revision is out. */
+        if (!r->closing && r->unverified)
             arm_verify(r);
-        return;
-    }
-    r->unverified = false;
-    if (!strcmp(revision_hash(rev), revision_hash(r->current))) {
+    } else if (!strcmp(revision_hash(v->full), revision_hash(r->current))) {
+        r->unverified = false;
         r->ns_checks[0]++;
-        revision_unref(rev);
-        return;
+    } else {
+        /* A bug: the merge missed something that reaches across namespaces. Correct it, loudly. */
+        r->unverified = false;
+        r->ns_checks[1]++;
+        r->ns_off = true;
+        set_ns_plan(r, NULL);
+        log_event(LOG_ERROR, "reconcile",
+                  "configuration merged from namespaces differs from a full translation; "
+                  "publishing the full one and translating everything from now on",
+                  "{s:s, s:s}", "merged", revision_hash(r->current), "full",
+                  revision_hash(v->full));
+        finish(r, v->full, uv_hrtime());
+        v->full = NULL;
     }
-    /* A bug: the merge missed something that reaches across namespaces. Correct it, loudly. */
-    r->ns_checks[1]++;
-    r->ns_off = true;
-    set_ns_plan(r, NULL);
-    log_event(LOG_ERROR, "reconcile",
-              "configuration merged from namespaces differs from a full translation; publishing "
-              "the full one and translating everything from now on",
-              "{s:s, s:s}", "merged", revision_hash(r->current), "full", revision_hash(rev));
-    finish(r, rev, uv_hrtime());
+    revision_unref(v->full);
+    revision_unref(v->merged);
+    free_later(r, v->snapshot, NULL);
+    free(v);
+    if (r->closing && !r->busy && !r->ns_building)
+        close_timers(r);
 }
 
 static void after_work(uv_work_t *w, int status)
 {
     Recon *r = w->data;
     Revision *rev = r->wrev;
-    bool ns = r->wns, verify = r->wverify;
+    bool ns = r->wns;
     r->busy = false;
     r->wrev = NULL;
-    r->wns = r->wverify = false;
+    r->wns = false;
     r->wprev = revision_unref(r->wprev);
     xlate_ns_plan_free(r->wns_plan);
     r->wns_plan = NULL;
     NsPlan *next = r->wns_next;
     r->wns_next = NULL;
     int e = status < 0 ? status : r->werr;
-    if (e != -EAGAIN && !verify)
+    if (e != -EAGAIN)
         count_translation(r, e, r->wms, r->wfailed);
     if (e == 0 && r->wrefreshed)
         r->refreshes++;
@@ -531,13 +568,11 @@ static void after_work(uv_work_t *w, int status)
         revision_unref(rev);
         xlate_ns_plan_free(next);
         r->snapshot = store_free(r->snapshot);
-        if (!r->ns_building)
+        if (!r->ns_building && !r->verifying)
             close_timers(r);
         return;
     }
-    if (verify) {
-        verified(r, e, rev);
-    } else if (e == -EAGAIN) {
+    if (e == -EAGAIN) {
         /* Redoing targets or namespaces did not work out: translate everything, at once. */
         if (ns)
             log_event(LOG_DEBUG, "reconcile", "translating everything", "{s:s}", "why",
@@ -596,23 +631,36 @@ static bool start_worker(Recon *r, uint64_t first_ns)
     r->wprev = revision_unref(r->wprev);
     xlate_ns_plan_free(r->wns_plan);
     r->wns_plan = NULL;
-    r->wns = r->wverify = false;
+    r->wns = false;
     return false;
 }
 
 static void on_verify(uv_timer_t *t)
 {
     Recon *r = t->data;
-    if (r->closing || !r->unverified)
+    if (r->closing || !r->unverified || r->verifying)
         return;
     if (r->busy || r->dirty) { /* not quiet yet */
         arm_verify(r);
         return;
     }
-    if (store_clone(r->store, &r->snapshot) < 0)
+    Verify *v = calloc(1, sizeof(*v));
+    if (!v || store_clone(r->store, &v->snapshot) < 0) {
+        free(v);
         return;
-    r->wverify = true;
-    start_worker(r, uv_hrtime());
+    }
+    v->r = r;
+    v->o = r->cfg.xopts;
+    v->gen = store_generation(r->store);
+    v->merged = revision_ref(r->current);
+    v->work.data = v;
+    if (uv_queue_work(r->loop, &v->work, verify_work, verify_done) == 0) {
+        r->verifying = true;
+        return;
+    }
+    revision_unref(v->merged);
+    store_free(v->snapshot);
+    free(v);
 }
 
 static void translate_now(Recon *r)
@@ -815,6 +863,6 @@ void recon_close(Recon *r, void (*done)(void *ud), void *ud)
     uv_timer_stop(&r->timer);
     uv_timer_stop(&r->verify_timer);
     /* else after_work or ns_build_done closes, once the pool is done with the snapshots */
-    if (!r->busy && !r->ns_building)
+    if (!r->busy && !r->ns_building && !r->verifying)
         close_timers(r);
 }
