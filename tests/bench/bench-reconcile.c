@@ -247,7 +247,7 @@ int main(int argc, char **argv)
            "(limit %d ms)\n",
            debounce, lat[rounds / 2], lat[rounds - 1], debounce + 50);
     printf("  EndpointSlice change -> published revision: median %.1f ms, max %.1f ms "
-           "(targets only)\n",
+           "(namespaces or targets only)\n",
            lat_eps[rounds / 2], lat_eps[rounds - 1]);
     printf("  one translation, CPU time: snapshot %.1f ms, xlate_run %.1f ms, canonical JSON + "
            "SHA-256 %.1f "
