@@ -9,8 +9,9 @@
  * Safety comes from three rules. A plan is made only when its merge equals a full translation
  * byte for byte. Only kinds whose objects act within their own namespace may be in the store
  * (anything else, and any change to a cluster-wide kind, needs a full translation). And a
- * namespace whose translation makes anything but services, upstreams and plugins, or a second
- * namespace with a default backend (the oldest one in the cluster wins), ends the plan.
+ * namespace whose translation makes anything but certificates, services, upstreams and plugins,
+ * a second namespace with a default backend or naming a TLS host another one names (the oldest
+ * Ingress in the cluster wins both), or equal sort keys in two namespaces, ends the plan.
  */
 #include "xlate_int.h"
 
@@ -28,8 +29,8 @@ static const char *const local_kinds[] = {
 static const char *const shared_kinds[] = {"IngressClass", "IngressClassParameters", NULL};
 
 /* The top-level arrays a plan handles, in canonical (sorted key) order. */
-enum { A_PLUGINS, A_SERVICES, A_UPSTREAMS, A_N };
-static const char *const array_names[A_N] = {"plugins", "services", "upstreams"};
+enum { A_CERTIFICATES, A_PLUGINS, A_SERVICES, A_UPSTREAMS, A_N };
+static const char *const array_names[A_N] = {"certificates", "plugins", "services", "upstreams"};
 
 typedef struct Piece {
     const char *key;   /* the assembly's sort key */
@@ -51,6 +52,8 @@ typedef struct Part {
     size_t n[A_N];
     char *keys;
     char *tmp; /* the entities' bytes, until merged */
+    const char **hosts; /* TLS hosts of its Ingresses (in @keys): claimed cluster-wide */
+    size_t nhosts;
     json_t *failures;
     bool default_backend; /* an Ingress here has spec.defaultBackend */
 } Part;
@@ -94,6 +97,7 @@ static void part_unref(Part *p)
     free(p->pieces[0]);
     free(p->keys);
     free(p->tmp);
+    free(p->hosts);
     json_decref(p->failures);
     free(p->ns);
     free(p);
@@ -211,7 +215,9 @@ static int write_pieces(json_t *arr, int a, Buf *kb, Buf *bb, Span *spans)
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *e = json_array_get(arr, i);
         char *pk = a == A_PLUGINS ? xplugin_sort_key(e) : NULL;
-        const char *key = a == A_PLUGINS ? pk : str_or_empty(json_object_get(e, "name"));
+        const char *key = a == A_PLUGINS        ? pk
+                          : a == A_CERTIFICATES ? str_or_empty(json_object_get(e, "cert"))
+                                                : str_or_empty(json_object_get(e, "name"));
         spans[i].key = kb->len;
         int r = key ? buf_append(kb, key, strlen(key) + 1) : -ENOMEM;
         free(pk);
@@ -219,6 +225,34 @@ static int write_pieces(json_t *arr, int a, Buf *kb, Buf *bb, Span *spans)
         if (r < 0 || (r = xcanon_append(bb, e)) < 0)
             return r;
         spans[i].len = bb->len - spans[i].bytes;
+    }
+    return 0;
+}
+
+/*
+ * The TLS hosts of every Ingress of @st, appended to @kb (NUL-terminated); *ret_at their offsets.
+ * The first Ingress in the cluster to claim a host gets it: a host in two namespaces ends a plan.
+ */
+static int tls_hosts(Store *st, Buf *kb, size_t **ret_at, size_t *ret_n)
+{
+    size_t n, cap = 0;
+    json_t *const *ings = store_list(st, "Ingress", &n);
+    for (size_t i = 0; i < n; i++) {
+        size_t t, h;
+        json_t *tls, *host;
+        json_array_foreach(obj_get_path(ings[i], "spec.tls"), t, tls)
+        {
+            json_array_foreach(json_object_get(tls, "hosts"), h, host)
+            {
+                if (!json_is_string(host))
+                    continue;
+                if (util_grow(ret_at, &cap, *ret_n, sizeof(**ret_at), 16) < 0)
+                    return -ENOMEM;
+                (*ret_at)[(*ret_n)++] = kb->len;
+                if (buf_append(kb, json_string_value(host), json_string_length(host) + 1) < 0)
+                    return -ENOMEM;
+            }
+        }
     }
     return 0;
 }
@@ -234,12 +268,14 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
     json_t *cfg = NULL, *failures = NULL, *arrays[A_N] = {NULL};
     Span *spans = NULL;
     Buf kb = BUF_INIT, bb = BUF_INIT;
-    size_t total = 0;
+    size_t total = 0, nhosts = 0, *host_at = NULL;
     bool defaults = false;
     *why = "out of memory";
     if (store_clone_where(st, keep_ns, &keep, &sub) < 0 || xlate_run(sub, o, &cfg, &failures) < 0)
         goto fail;
     defaults = has_default_backend(sub);
+    if (tls_hosts(sub, &kb, &host_at, &nhosts) < 0)
+        goto fail;
     const char *k;
     json_t *v;
     json_object_foreach(cfg, k, v)
@@ -249,8 +285,8 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
         int a = 0;
         while (a < A_N && strcmp(k, array_names[a]))
             a++;
-        if (a == A_N) { /* certificates, consumers, ...: they may reach across namespaces */
-            static const char *const known[] = {"certificates", "ca_certificates", "consumers",
+        if (a == A_N) { /* CA certificates, consumers, ...: they may reach across namespaces */
+            static const char *const known[] = {"ca_certificates", "consumers",
                                                 "consumer_groups", "consumer_group_consumers",
                                                 "vaults", NULL};
             *why = "custom entities"; /* a static string: @cfg goes away */
@@ -282,18 +318,24 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
     Piece *pieces = calloc(total ? total : 1, sizeof(*pieces));
     char *keys = kb.len ? malloc(kb.len) : NULL;
     char *nsdup = strdup(ns);
-    if (!p || !pieces || (kb.len && !keys) || !nsdup) {
+    const char **hosts = nhosts ? malloc(nhosts * sizeof(*hosts)) : NULL;
+    if (!p || !pieces || (kb.len && !keys) || !nsdup || (nhosts && !hosts)) {
         free(p);
         free(pieces);
         free(keys);
         free(nsdup);
+        free(hosts);
         goto fail;
     }
+    for (size_t i = 0; i < nhosts; i++)
+        hosts[i] = keys + host_at[i];
+    free(host_at);
+    host_at = NULL;
     if (kb.len)
         memcpy(keys, kb.data, kb.len);
     buf_deinit(&kb);
-    *p = (Part){.refs = 1, .ns = nsdup, .keys = keys, .tmp = bb.data, .failures = failures,
-                .default_backend = defaults};
+    *p = (Part){.refs = 1, .ns = nsdup, .keys = keys, .tmp = bb.data, .hosts = hosts,
+                .nhosts = nhosts, .failures = failures, .default_backend = defaults};
     bb = (Buf)BUF_INIT;
     for (size_t i = 0; i < total; i++)
         pieces[i] = (Piece){keys + spans[i].key, p->tmp + spans[i].bytes, spans[i].len};
@@ -310,6 +352,7 @@ fail:
     buf_deinit(&kb);
     buf_deinit(&bb);
     free(spans);
+    free(host_at);
     return NULL;
 }
 
@@ -416,6 +459,40 @@ static int order_from(NsPlan *np, const NsPlan *old, Part *const *gone, size_t n
     return 0;
 }
 
+typedef struct HostRef {
+    const char *host;
+    const Part *part;
+} HostRef;
+
+static int cmp_host(const void *a, const void *b)
+{
+    return strcmp(((const HostRef *)a)->host, ((const HostRef *)b)->host);
+}
+
+/* -EXDEV when two namespaces' Ingresses name the same TLS host (the older claim would win). */
+static int hosts_apart(const NsPlan *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->nparts; i++)
+        n += p->parts[i]->nhosts;
+    if (n < 2)
+        return 0;
+    HostRef *v = malloc(n * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    n = 0;
+    for (size_t i = 0; i < p->nparts; i++)
+        for (size_t k = 0; k < p->parts[i]->nhosts; k++)
+            v[n++] = (HostRef){p->parts[i]->hosts[k], p->parts[i]};
+    qsort(v, n, sizeof(*v), cmp_host);
+    int r = 0;
+    for (size_t k = 1; k < n && !r; k++)
+        if (v[k].part != v[k - 1].part && !strcmp(v[k].host, v[k - 1].host))
+            r = -EXDEV;
+    free(v);
+    return r;
+}
+
 /*
  * The configuration in @p's order, as canonical JSON: entities of new parts from their own bytes,
  * the others from @prev (the configuration they were merged into last); each Ref then notes
@@ -439,6 +516,11 @@ static int merge(NsPlan *p, const Bytes *prev, char **ret_json, size_t *ret_len,
         /* The oldest default backend in the cluster wins; an empty one gets a stand-in. */
         *why = defaults > 1 ? "default backends in several namespaces" : "no entities";
         return -EXDEV;
+    }
+    int hr = hosts_apart(p);
+    if (hr < 0) {
+        *why = "a TLS host in two namespaces";
+        return hr;
     }
     size_t cap;
     if ((b.data = util_spare_take(bytes + 1, &cap))) /* pages already in memory */
@@ -672,8 +754,11 @@ int xlate_ns_refresh(Store *st, const NsPlan *p, const XlateOptions *o, Bytes **
             r = strcmp(*why, "out of memory") ? -EXDEV : -ENOMEM;
             break;
         }
-        size_t total = part->n[A_PLUGINS] + part->n[A_SERVICES] + part->n[A_UPSTREAMS];
-        if (!total && !json_array_size(part->failures) && !part->default_backend) {
+        size_t total = 0;
+        for (int a = 0; a < A_N; a++)
+            total += part->n[a];
+        if (!total && !json_array_size(part->failures) && !part->default_backend &&
+            !part->nhosts) {
             part_unref(part); /* nothing left in that namespace */
             continue;
         }

@@ -72,7 +72,7 @@ static void ingress(Store *st, int ns, int app, int variant)
     char nsn[16], name[32], host[64], path[32], svc[32], plugins[64];
     snprintf(nsn, sizeof(nsn), "ns-%d", ns);
     snprintf(name, sizeof(name), "ing-%d", app);
-    snprintf(host, sizeof(host), "app-%d-%d.example.com", app, variant % 3);
+    snprintf(host, sizeof(host), "app-%d-%d.ns%d.example.com", app, variant % 3, ns);
     snprintf(path, sizeof(path), "/v%d", variant % 4);
     snprintf(svc, sizeof(svc), variant % 7 == 6 ? "missing-%d" : "svc-%d", app); /* a failure */
     snprintf(plugins, sizeof(plugins), variant % 5 == 4 ? "limit-%d,nope" : "limit-%d", app % 3);
@@ -86,6 +86,24 @@ static void ingress(Store *st, int ns, int app, int variant)
                       "host", host, "http", "paths", "path", path, "pathType",
                       variant % 3 ? "Prefix" : "Exact", "backend", "service", "name", svc, "port",
                       "number", 80));
+    if ((app + variant) % 3 == 0) { /* TLS for its host, from the namespace's Secret */
+        json_t *ing = json_deep_copy(store_get(st, "Ingress", nsn, name));
+        json_object_set_new(json_object_get(ing, "spec"), "tls",
+                            json_pack("[{s:[s], s:s}]", "hosts", host, "secretName", "tls"));
+        put(st, ing);
+    }
+}
+
+static void tls_secret(Store *st, int ns)
+{
+    char nsn[16], *crt, *key;
+    snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+    make_cert(&crt, &key);
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:{s:s, s:s}}", "apiVersion", "v1", "kind",
+                      "Secret", "metadata", "name", "tls", "namespace", nsn, "type",
+                      "kubernetes.io/tls", "stringData", "tls.crt", crt, "tls.key", key));
+    free(crt);
+    free(key);
 }
 
 static void service(Store *st, int ns, int app, int variant)
@@ -165,6 +183,7 @@ static Store *base_store(void)
         for (int k = 0; k < 3; k++)
             plugin(st, ns, k, 0);
         extras(st, ns, 0);
+        tls_secret(st, ns);
     }
     return st;
 }
@@ -262,6 +281,7 @@ static void test_refresh_matches_full(void **state)
     json_decref(failures);
     NsPlan *plan = NULL;
     const char *why = NULL;
+    assert_non_null(strstr(json->data, "\"certificates\":[")); /* TLS in every namespace */
     assert_int_equal(xlate_ns_build(st, &o, json, &plan, &why), 0);
     bytes_unref(json);
     int refreshed = 0, exdev = 0;
@@ -333,7 +353,8 @@ static void test_cross_namespace_needs_full(void **state)
     (void)state;
     XlateOptions o;
     xlate_options_default(&o);
-    static const char *const cases[] = {"tls", "consumer", "class", "two defaults", "slices log"};
+    static const char *const cases[] = {"tls host", "same certificate", "consumer", "class",
+                                        "two defaults", "slices log"};
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         Store *st = base_store();
         json_t *failures;
@@ -344,20 +365,16 @@ static void test_cross_namespace_needs_full(void **state)
         assert_int_equal(xlate_ns_build(st, &o, json, &plan, &why), 0);
         bytes_unref(json);
         const char *name = cases[c];
-        if (!strcmp(name, "tls")) { /* certificates: SNIs are claimed cluster-wide */
-            char *crt, *key;
-            make_cert(&crt, &key);
-            put(st, json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:{s:s, s:s}}", "apiVersion", "v1",
-                              "kind", "Secret", "metadata", "name", "tls", "namespace", "ns-1",
-                              "type", "kubernetes.io/tls", "stringData", "tls.crt", crt, "tls.key",
-                              key));
-            free(crt);
-            free(key);
-            json_t *ing = json_deep_copy(store_get(st, "Ingress", "ns-1", "ing-0"));
+        if (!strcmp(name, "tls host")) { /* the oldest Ingress in the cluster gets a host */
+            json_t *ing = json_deep_copy(store_get(st, "Ingress", "ns-2", "ing-1"));
             json_object_set_new(json_object_get(ing, "spec"), "tls",
-                                json_pack("[{s:[s], s:s}]", "hosts", "a.example.com",
+                                json_pack("[{s:[s], s:s}]", "hosts", "app-0-0.ns0.example.com",
                                           "secretName", "tls"));
             put(st, ing);
+        } else if (!strcmp(name, "same certificate")) { /* one certificate entity, two Secrets */
+            json_t *sec = json_deep_copy(store_get(st, "Secret", "ns-0", "tls"));
+            json_object_set_new(json_object_get(sec, "metadata"), "namespace", json_string("ns-3"));
+            put(st, sec);
         } else if (!strcmp(name, "consumer")) {
             put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s}", "apiVersion",
                               "configuration.konghq.com/v1", "kind", "KongConsumer", "metadata",
