@@ -46,6 +46,7 @@ struct Recon {
     /* namespace plans (cfg.ns_plans) */
     NsPlan *ns_plan;        /* a plan of the store at some generation, or NULL */
     bool ns_building;       /* a plan is being made in the thread pool */
+    uint64_t ns_retry_ms;   /* loop time before which no plan is tried (the store did not split) */
     bool ns_off;            /* a check found a mismatch: no more plans */
     bool unverified;        /* the current revision was merged from namespaces, not yet checked */
     uv_timer_t verify_timer;
@@ -62,6 +63,8 @@ struct Recon {
 
 /* A revision merged from namespaces is checked once the store has been quiet this long. */
 #define VERIFY_QUIET_MS 1000
+/* A store that did not split is tried again after this long, not after every translation. */
+#define NS_RETRY_MS 60000
 
 static const double dur_buckets[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
 
@@ -119,16 +122,31 @@ static size_t count_broken(json_t *failures)
     return n;
 }
 
-static bool failure_seen(json_t *prev, json_t *f)
+/*
+ * The failures of a translation as a set (canonical text -> true): a cluster with thousands of
+ * broken objects compared them pairwise before, 10,000 x 10,000 json_equal() on the loop.
+ */
+static json_t *failure_set(json_t *failures)
 {
+    json_t *set = json_object();
     size_t i;
-    json_t *p;
-    json_array_foreach(prev, i, p)
+    json_t *f;
+    json_array_foreach(failures, i, f)
     {
-        if (json_equal(p, f))
-            return true;
+        char *k = json_dumps(f, JSON_COMPACT | JSON_SORT_KEYS);
+        if (k)
+            json_object_set_new(set, k, json_true());
+        free(k);
     }
-    return false;
+    return set;
+}
+
+static bool failure_seen(json_t *set, json_t *f)
+{
+    char *k = json_dumps(f, JSON_COMPACT | JSON_SORT_KEYS);
+    bool seen = k && json_object_get(set, k);
+    free(k);
+    return seen;
 }
 
 static void log_failure(json_t *f)
@@ -262,14 +280,16 @@ static void finish(Recon *r, Revision *rev, uint64_t first_ns)
     json_t *failures = revision_failures(rev);
     size_t i;
     json_t *f;
+    json_t *prev = json_array_size(failures) ? failure_set(r->last_failures) : NULL;
     json_array_foreach(failures, i, f)
     {
-        if (failure_seen(r->last_failures, f))
+        if (failure_seen(prev, f))
             continue;
         log_failure(f);
         if (r->cfg.failure)
             r->cfg.failure(r->cfg.ud, f);
     }
+    json_decref(prev);
     json_decref(r->last_failures);
     r->last_failures = json_incref(failures);
     r->broken = count_broken(failures);
@@ -449,6 +469,7 @@ static void ns_build_done(uv_work_t *w, int status)
             b->plan = NULL;
         } else {
             log_event(LOG_DEBUG, "reconcile", "no namespace plan", "{s:s}", "why", b->why);
+            r->ns_retry_ms = uv_now(r->loop) + NS_RETRY_MS;
         }
     }
     xlate_ns_plan_free(b->plan);
@@ -463,7 +484,8 @@ static void ns_build_done(uv_work_t *w, int status)
 static void start_ns_build(Recon *r, Store *snapshot, Revision *rev)
 {
     NsBuild *b = NULL;
-    if (r->cfg.ns_plans && !r->ns_off && !r->ns_building && (b = calloc(1, sizeof(*b)))) {
+    if (r->cfg.ns_plans && !r->ns_off && !r->ns_building && uv_now(r->loop) >= r->ns_retry_ms &&
+        (b = calloc(1, sizeof(*b)))) {
         *b = (NsBuild){.r = r, .snapshot = snapshot, .rev = revision_ref(rev), .o = r->cfg.xopts};
         b->work.data = b;
         if (uv_queue_work(r->loop, &b->work, ns_build_work, ns_build_done) == 0) {

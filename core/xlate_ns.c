@@ -581,19 +581,21 @@ static void settle(NsPlan *p)
 /* Failures of all parts, in namespace order, each once (shared objects fail in every part). */
 static json_t *merged_failures(const NsPlan *p)
 {
-    json_t *all = json_array();
-    for (size_t i = 0; all && i < p->nparts; i++) {
+    json_t *all = json_array(), *seen = json_object();
+    for (size_t i = 0; all && seen && i < p->nparts; i++) {
         size_t k;
         json_t *f;
         json_array_foreach(p->parts[i]->failures, k, f)
         {
-            bool seen = false;
-            for (size_t j = 0; j < json_array_size(all) && !seen; j++)
-                seen = json_equal(json_array_get(all, j), f);
-            if (!seen)
+            char *key = json_dumps(f, JSON_COMPACT | JSON_SORT_KEYS);
+            if (key && !json_object_get(seen, key)) {
+                json_object_set_new(seen, key, json_true());
                 json_array_append(all, f);
+            }
+            free(key);
         }
     }
+    json_decref(seen);
     return all;
 }
 
