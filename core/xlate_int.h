@@ -217,6 +217,8 @@ void xlate_upstreams(Xlate *x);
 json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc);
 json_t *xslice_index(Store *st, const json_t *only);
 void xtarget_srcs_free(TargetSrc *src, size_t n);
+/* xopts_own() - @o copied into @dst with its strings in @strs (malloc'd, freed by the owner). */
+int xopts_own(XlateOptions *dst, char *strs[3], const XlateOptions *o);
 XlatePlan *xplan_new(const Store *st, const XlateOptions *o);
 int xplan_add(XlatePlan *p, json_t *up, TargetSrc *src, size_t nsrc);
 XlatePlan *xplan_order(XlatePlan *p, const json_t *upstreams);

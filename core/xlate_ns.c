@@ -131,14 +131,9 @@ static NsPlan *plan_new(const Store *st, const XlateOptions *o)
     if (!p)
         return NULL;
     p->refs = 1;
-    p->o = *o;
-    const char **s[] = {&p->o.ingress_class, &p->o.kong_version, &p->o.cluster_domain};
-    for (int i = 0; i < 3; i++) {
-        if (*s[i] && !(p->strs[i] = strdup(*s[i]))) {
-            xlate_ns_plan_free(p);
-            return NULL;
-        }
-        *s[i] = p->strs[i];
+    if (xopts_own(&p->o, p->strs, o) < 0) {
+        xlate_ns_plan_free(p);
+        return NULL;
     }
     p->gen = store_generation(st);
     return p;

@@ -16,19 +16,26 @@
 /* Everything else comes from the plan and the previous configuration. */
 const char *const xlate_refresh_kinds[] = {SLICES, "IngressClass", "IngressClassParameters", NULL};
 
+int xopts_own(XlateOptions *dst, char *strs[3], const XlateOptions *o)
+{
+    *dst = *o;
+    const char **s[] = {&dst->ingress_class, &dst->kong_version, &dst->cluster_domain};
+    for (int i = 0; i < 3; i++) {
+        if (*s[i] && !(strs[i] = strdup(*s[i])))
+            return -ENOMEM;
+        *s[i] = strs[i];
+    }
+    return 0;
+}
+
 XlatePlan *xplan_new(const Store *st, const XlateOptions *o)
 {
     XlatePlan *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
-    p->o = *o;
-    const char **s[] = {&p->o.ingress_class, &p->o.kong_version, &p->o.cluster_domain};
-    for (int i = 0; i < 3; i++) {
-        if (*s[i] && !(p->strs[i] = strdup(*s[i]))) {
-            xlate_plan_free(p);
-            return NULL;
-        }
-        *s[i] = p->strs[i];
+    if (xopts_own(&p->o, p->strs, o) < 0) {
+        xlate_plan_free(p);
+        return NULL;
     }
     p->gen = store_generation(st);
     p->slice_changes = store_kind_changes(st, SLICES);

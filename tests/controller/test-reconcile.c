@@ -319,26 +319,33 @@ static void full_translation_equals(T *t)
     json_decref(f);
 }
 
-static void test_slice_changes_refresh_targets(void **state)
+/* A reconciler with the real translator (and namespace plans when asked), 5 ms debounce. */
+static void setup_real(T *t, bool ns_plans)
 {
-    threaded = *state != NULL;
-    T t;
-    memset(&t, 0, sizeof(t));
-    cur = &t;
-    assert_int_equal(uv_loop_init(&t.loop), 0);
-    assert_int_equal(store_new(&t.store), 0);
+    memset(t, 0, sizeof(*t));
+    cur = t;
+    assert_int_equal(uv_loop_init(&t->loop), 0);
+    assert_int_equal(store_new(&t->store), 0);
     ReconConfig rc = {.debounce_ms = 5,
                       .max_wait_ms = 50,
                       .translate = xlate_run,
                       .translate_plan = xlate_run_plan,
-                      .ud = &t,
+                      .ud = t,
                       .revision = on_rev,
-                      .threaded = threaded};
+                      .threaded = threaded,
+                      .ns_plans = ns_plans};
     xlate_options_default(&rc.xopts);
-    assert_int_equal(recon_new(&t.loop, t.store, &rc, &t.recon), 0);
-    uv_timer_init(&t.loop, &t.ticker);
-    uv_timer_init(&t.loop, &t.stopper);
-    t.ticker.data = t.stopper.data = &t;
+    assert_int_equal(recon_new(&t->loop, t->store, &rc, &t->recon), 0);
+    uv_timer_init(&t->loop, &t->ticker);
+    uv_timer_init(&t->loop, &t->stopper);
+    t->ticker.data = t->stopper.data = t;
+}
+
+static void test_slice_changes_refresh_targets(void **state)
+{
+    threaded = *state != NULL;
+    T t;
+    setup_real(&t, false);
 
     put_obj(&t, k8s("{\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"Ingress\", "
                     "\"metadata\": {\"name\": \"web\", \"namespace\": \"ns\"}, \"spec\": "
@@ -397,23 +404,7 @@ static void test_namespace_changes_merge(void **state)
     (void)state;
     threaded = true;
     T t;
-    memset(&t, 0, sizeof(t));
-    cur = &t;
-    assert_int_equal(uv_loop_init(&t.loop), 0);
-    assert_int_equal(store_new(&t.store), 0);
-    ReconConfig rc = {.debounce_ms = 5,
-                      .max_wait_ms = 50,
-                      .translate = xlate_run,
-                      .translate_plan = xlate_run_plan,
-                      .ud = &t,
-                      .revision = on_rev,
-                      .threaded = true,
-                      .ns_plans = true};
-    xlate_options_default(&rc.xopts);
-    assert_int_equal(recon_new(&t.loop, t.store, &rc, &t.recon), 0);
-    uv_timer_init(&t.loop, &t.ticker);
-    uv_timer_init(&t.loop, &t.stopper);
-    t.ticker.data = t.stopper.data = &t;
+    setup_real(&t, true);
     static const char *const nss[] = {"a", "b", "c"};
     for (int i = 0; i < 3; i++) {
         put_obj(&t, web_ingress(nss[i], "/"));
