@@ -57,6 +57,7 @@ struct Recon {
     uint64_t wgen;          /* store generation of the worker's snapshot */
     unsigned long long ns_refreshes, ns_builds, ns_checks[2];
     int open_timers;
+    bool timers_closing;
     void (*done)(void *ud);
     void *done_ud;
 };
@@ -411,8 +412,15 @@ static void free_snapshot(Recon *r)
 
 static void on_closed(uv_handle_t *h);
 
-static void close_timers(Recon *r)
+/*
+ * Once closing and the pool holds nothing of ours (a translation, a plan being made, a check),
+ * close the timers; the last close callback frees @r. Every one of those calls this when done.
+ */
+static void maybe_close(Recon *r)
 {
+    if (!r->closing || r->busy || r->ns_building || r->verifying || r->timers_closing)
+        return;
+    r->timers_closing = true;
     uv_close((uv_handle_t *)&r->timer, on_closed);
     uv_close((uv_handle_t *)&r->verify_timer, on_closed);
 }
@@ -434,8 +442,7 @@ static void ns_build_work(uv_work_t *w)
 {
     NsBuild *b = w->data;
     uint64_t t0 = uv_hrtime();
-    size_t len;
-    revision_json(b->rev, &len);
+    size_t len = revision_bytes(b->rev)->len;
     b->why = NULL;
     if (xlate_ns_build(b->snapshot, &b->o, revision_bytes(b->rev), &b->plan, &b->why) < 0 &&
         !b->why)
@@ -476,8 +483,7 @@ static void ns_build_done(uv_work_t *w, int status)
     revision_unref(b->rev);
     free_later(r, b->snapshot, NULL);
     free(b);
-    if (r->closing && !r->busy && !r->verifying)
-        close_timers(r);
+    maybe_close(r);
 }
 
 /* After a full translation: make a namespace plan of its snapshot (stolen) in the pool. */
@@ -564,8 +570,7 @@ static void verify_done(uv_work_t *w, int status)
     revision_unref(v->merged);
     free_later(r, v->snapshot, NULL);
     free(v);
-    if (r->closing && !r->busy && !r->ns_building)
-        close_timers(r);
+    maybe_close(r);
 }
 
 static void after_work(uv_work_t *w, int status)
@@ -590,8 +595,7 @@ static void after_work(uv_work_t *w, int status)
         revision_unref(rev);
         xlate_ns_plan_free(next);
         r->snapshot = store_free(r->snapshot);
-        if (!r->ns_building && !r->verifying)
-            close_timers(r);
+        maybe_close(r);
         return;
     }
     if (e == -EAGAIN) {
@@ -884,7 +888,5 @@ void recon_close(Recon *r, void (*done)(void *ud), void *ud)
     r->closing = true;
     uv_timer_stop(&r->timer);
     uv_timer_stop(&r->verify_timer);
-    /* else after_work or ns_build_done closes, once the pool is done with the snapshots */
-    if (!r->busy && !r->ns_building && !r->verifying)
-        close_timers(r);
+    maybe_close(r); /* or the last pool job, once it is done with its snapshot */
 }
