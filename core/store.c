@@ -174,6 +174,38 @@ const char *obj_annotation(const json_t *o, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+void obj_anns_init(ObjAnns *a, const json_t *o)
+{
+    json_t *m = json_object_get(meta(o), "annotations");
+    const char *k;
+    json_t *v;
+    a->map = NULL;
+    a->n = 0;
+    if (json_object_size(m) > OBJ_ANNS_SCAN) {
+        a->map = m;
+        return;
+    }
+    json_object_foreach(m, k, v)
+    {
+        if (!json_is_string(v))
+            continue;
+        a->key[a->n] = k;
+        a->val[a->n++] = json_string_value(v);
+    }
+}
+
+const char *obj_anns_get(const ObjAnns *a, const char *key)
+{
+    if (a->map) {
+        json_t *v = json_object_get(a->map, key);
+        return json_is_string(v) ? json_string_value(v) : NULL;
+    }
+    for (size_t i = 0; i < a->n; i++)
+        if (!strcmp(a->key[i], key))
+            return a->val[i];
+    return NULL;
+}
+
 const char *obj_label(const json_t *o, const char *key)
 {
     json_t *v = json_object_get(json_object_get(meta(o), "labels"), key);
@@ -237,7 +269,9 @@ static void stringify_values(json_t *map)
 /*
  * EndpointSlices are the most numerous objects and the most often written: keep what targets and
  * Gateway Discovery read (the owning Service's label, address type, ports, and per endpoint its
- * addresses, conditions and target), not the controller's bookkeeping.
+ * addresses, conditions and target), not the controller's bookkeeping. Targets read conditions as
+ * ready unless "ready" is false, Gateway Discovery skips "terminating" ones, and neither reads
+ * "serving".
  */
 static void trim_slice(json_t *c, json_t *md)
 {
@@ -260,6 +294,12 @@ static void trim_slice(json_t *c, json_t *md)
     {
         for (size_t k = 0; json_is_object(ep) && drop[k]; k++)
             json_object_del(ep, drop[k]);
+        /* Ready and not terminating is what no conditions mean to both readers; most endpoints
+         * are that, and an object of three booleans costs ~400 bytes in jansson. */
+        json_t *cond = json_object_get(ep, "conditions"), *ready = json_object_get(cond, "ready");
+        if (json_is_object(cond) && (!ready || json_is_null(ready) || json_is_true(ready)) &&
+            !json_is_true(json_object_get(cond, "terminating")))
+            json_object_del(ep, "conditions");
         json_t *t = json_object_get(ep, "targetRef");
         if (json_is_object(t)) {
             json_object_del(t, "uid");
@@ -301,10 +341,17 @@ json_t *store_trim(json_t *obj)
     return c ? trim_in_place(c) : NULL;
 }
 
+/* "ns/name": looked up for every reference a translation follows, so no snprintf. */
 static int make_key(const char *ns, const char *name, char *buf, size_t n)
 {
-    int l = snprintf(buf, n, "%s/%s", ns ? ns : "", name);
-    return l < 0 || (size_t)l >= n ? -ENAMETOOLONG : 0;
+    size_t nl = ns ? strlen(ns) : 0, l = strlen(name);
+    if (nl + 1 + l >= n)
+        return -ENAMETOOLONG;
+    if (nl)
+        memcpy(buf, ns, nl);
+    buf[nl] = '/';
+    memcpy(buf + nl + 1, name, l + 1);
+    return 0;
 }
 
 /*

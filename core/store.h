@@ -85,6 +85,20 @@ const char *obj_api_version(const json_t *o);
 /* obj_annotation() / obj_label() - value or NULL. */
 const char *obj_annotation(const json_t *o, const char *key);
 const char *obj_label(const json_t *o, const char *key);
+
+/*
+ * An object's annotations, read once for many lookups: a route asks its parent for a dozen
+ * annotations, and each obj_annotation() hashes three keys (the annotation names are long).
+ * A few annotations are compared in place; many fall back to the hashed lookup.
+ */
+#define OBJ_ANNS_SCAN 8
+typedef struct ObjAnns {
+    const json_t *map; /* metadata.annotations, when it has more than OBJ_ANNS_SCAN */
+    size_t n;
+    const char *key[OBJ_ANNS_SCAN], *val[OBJ_ANNS_SCAN];
+} ObjAnns;
+void obj_anns_init(ObjAnns *a, const json_t *o);
+const char *obj_anns_get(const ObjAnns *a, const char *key);
 /* obj_get_path() - walk "a.b.c" through nested objects; borrowed or NULL. */
 json_t *obj_get_path(const json_t *o, const char *dotted);
 const char *obj_get_str(const json_t *o, const char *dotted);

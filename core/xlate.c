@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <uv.h>
 
 #include "util.h"
 
@@ -51,6 +52,30 @@ void xlate_split_min_from_env(void)
     unsigned long long v = strtoull(e, &end, 10);
     if (!*end)
         xsplit_min = (size_t)v;
+}
+
+typedef struct SplitHalf {
+    void (*fn)(void *ud, int half, size_t from, size_t to);
+    void *ud;
+    size_t from, to;
+} SplitHalf;
+
+static void split_half(void *arg)
+{
+    SplitHalf *h = arg;
+    h->fn(h->ud, 1, h->from, h->to);
+}
+
+void xsplit_run(size_t n, void (*fn)(void *ud, int half, size_t from, size_t to), void *ud)
+{
+    SplitHalf upper = {fn, ud, n / 2, n};
+    uv_thread_t helper;
+    if (!xsplit_min || n < xsplit_min || uv_thread_create(&helper, split_half, &upper) != 0) {
+        fn(ud, 0, 0, n);
+        return;
+    }
+    fn(ud, 0, 0, n / 2);
+    uv_thread_join(&helper);
 }
 
 /* Gates KIC knows that do not change translation; accepted so existing flags keep working. */
@@ -517,17 +542,51 @@ int xsvc_add_backend(XService *s, const char *ns, const char *name, bool facade,
     return b->ns && b->name ? 0 : -ENOMEM;
 }
 
+size_t xjoin(char *buf, size_t cap, ...)
+{
+    va_list ap;
+    size_t len = 0;
+    const char *s;
+    va_start(ap, cap);
+    while ((s = va_arg(ap, const char *))) {
+        size_t l = strlen(s);
+        if (len + 1 < cap) {
+            size_t room = cap - 1 - len;
+            memcpy(buf + len, s, l < room ? l : room);
+        }
+        len += l;
+    }
+    va_end(ap);
+    if (cap)
+        buf[len < cap ? len : cap - 1] = 0;
+    return len;
+}
+
+const char *xlltoa(long long v, char out[24])
+{
+    char *p = out + 23;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    *p = 0;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
+
 void xport_canonical(const PortDef *p, char *buf, size_t n)
 {
+    char num[24];
     switch (p->mode) {
     case PORT_NUMBER:
-        snprintf(buf, n, "%ld", p->number);
+        xjoin(buf, n, xlltoa(p->number, num), NULL);
         break;
     case PORT_NAME:
-        snprintf(buf, n, "%s", p->name);
+        xjoin(buf, n, p->name, NULL);
         break;
     default:
-        snprintf(buf, n, "implicitPort");
+        xjoin(buf, n, "implicitPort", NULL);
     }
 }
 

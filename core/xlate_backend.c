@@ -17,7 +17,7 @@
 
 static const char *svc_key(const json_t *svc, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s/%s", obj_ns(svc), obj_name(svc));
+    xjoin(buf, n, obj_ns(svc), "/", obj_name(svc), NULL);
     return buf;
 }
 
@@ -157,7 +157,7 @@ static void client_cert(Xlate *x, XService *s, json_t *svc)
     json_object_set_new(s->s, "client_certificate", json_string(xsecret_id(secret, idbuf)));
     /* The Secret becomes a certificate with no SNIs. */
     char key[512];
-    snprintf(key, sizeof(key), "%s/%s", obj_ns(svc), name);
+    xjoin(key, sizeof(key), obj_ns(svc), "/", name, NULL);
     xlate_tls_secret(x, key, svc);
 }
 
@@ -349,7 +349,7 @@ json_t *xslice_index(Store *st, const json_t *only)
             const char *owner = obj_label(all[i], OWNER);
             if (!owner)
                 continue;
-            snprintf(key, sizeof(key), "%s/%s", obj_ns(all[i]), owner);
+            xjoin(key, sizeof(key), obj_ns(all[i]), "/", owner, NULL);
             index_slice(index, all[i], key);
         }
         return index;
@@ -417,7 +417,7 @@ static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
     const char *pname = str_or(port, "name", "");
     if (!x->slices_by_svc) /* once: a scan per Service is quadratic */
         x->slices_by_svc = xslice_index(x->st, NULL);
-    snprintf(buf, sizeof(buf), "%s/%s", obj_ns(svc), obj_name(svc));
+    xjoin(buf, sizeof(buf), obj_ns(svc), "/", obj_name(svc), NULL);
     json_t *mine = json_object_get(x->slices_by_svc, buf);
     for (size_t s = 0; s < json_array_size(mine); s++) {
         json_t *es = json_array_get(mine, s);
@@ -449,10 +449,12 @@ static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
                 const char *addr = json_string_value(json_array_get(json_object_get(ep, "addresses"), 0));
                 if (!addr)
                     continue;
+                char pn[24];
+                const char *port_s = xlltoa(json_integer_value(num), pn);
                 if (v6 || strchr(addr, ':'))
-                    snprintf(buf, sizeof(buf), "[%s]:%lld", addr, (long long)json_integer_value(num));
+                    xjoin(buf, sizeof(buf), "[", addr, "]:", port_s, NULL);
                 else
-                    snprintf(buf, sizeof(buf), "%s:%lld", addr, (long long)json_integer_value(num));
+                    xjoin(buf, sizeof(buf), addr, ":", port_s, NULL);
                 int dup = 0;
                 size_t k;
                 json_t *have;
@@ -708,7 +710,7 @@ static void upstream_for(Xlate *x, XService *s)
                 pd.number = (long)json_integer_value(port);
             }
         }
-        snprintf(key, sizeof(key), "%s/%s", be->ns, svcname ? svcname : "");
+        xjoin(key, sizeof(key), be->ns, "/", svcname ? svcname : "", NULL);
         json_t *svc = json_object_get(s->k8s, key);
         if (!svc) {
             xfail(x, s->parent, NULL, "can't add target for backend %s: no kubernetes service found",

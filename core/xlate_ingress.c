@@ -63,7 +63,7 @@ static void trim_slashes(const char *in, bool left_only, char *out, size_t n)
 {
     while (*in == '/')
         in++;
-    snprintf(out, n, "%s", in);
+    xjoin(out, n, in, NULL);
     if (!left_only) {
         size_t l = strlen(out);
         while (l && out[l - 1] == '/')
@@ -436,7 +436,7 @@ static int parse_backend(Xlate *x, json_t *ing, json_t *backend, Meta *m, const 
             xfail(x, ing, NULL, "%s: backend service has no name", what);
             return -1;
         }
-        snprintf(m->backend, sizeof(m->backend), "%s", name);
+        xjoin(m->backend, sizeof(m->backend), name, NULL);
         json_t *port = json_object_get(svc, "port");
         json_t *num = json_object_get(port, "number");
         const char *pname = obj_get_str(port, "name");
@@ -445,7 +445,7 @@ static int parse_backend(Xlate *x, json_t *ing, json_t *backend, Meta *m, const 
             m->port.number = (long)json_integer_value(num);
         } else if (pname && *pname) {
             m->port.mode = PORT_NAME;
-            snprintf(m->port.name, sizeof(m->port.name), "%s", pname);
+            xjoin(m->port.name, sizeof(m->port.name), pname, NULL);
         } else {
             m->port.mode = PORT_IMPLICIT;
         }
@@ -469,7 +469,7 @@ static int parse_backend(Xlate *x, json_t *ing, json_t *backend, Meta *m, const 
                   n ? n : "");
             return -1;
         }
-        snprintf(m->backend, sizeof(m->backend), "%s", n);
+        xjoin(m->backend, sizeof(m->backend), n, NULL);
         m->facade = true;
         m->port.mode = PORT_IMPLICIT;
         return 0;
@@ -482,18 +482,18 @@ static void names_for(Meta *m, const char *ns, const char *ingname)
 {
     char port[80], host[300];
     xport_canonical(&m->port, port, sizeof(port));
-    snprintf(host, sizeof(host), "%s", m->host);
+    xjoin(host, sizeof(host), m->host, NULL);
     for (char *c = host; *c; c++)
         if (*c == '*')
             *c = '_';
     if (m->facade) {
-        snprintf(m->svc_name, sizeof(m->svc_name), "%s.%s.svc.facade", ns, m->backend);
-        snprintf(m->route_name, sizeof(m->route_name), "%s.%s.%s.%s.svc.facade", ns, ingname,
-                 host, m->backend);
+        xjoin(m->svc_name, sizeof(m->svc_name), ns, ".", m->backend, ".svc.facade", NULL);
+        xjoin(m->route_name, sizeof(m->route_name), ns, ".", ingname, ".", host, ".", m->backend,
+              ".svc.facade", NULL);
     } else {
-        snprintf(m->svc_name, sizeof(m->svc_name), "%s.%s.%s", ns, m->backend, port);
-        snprintf(m->route_name, sizeof(m->route_name), "%s.%s.%s.%s.%s", ns, ingname, m->backend,
-                 host, port);
+        xjoin(m->svc_name, sizeof(m->svc_name), ns, ".", m->backend, ".", port, NULL);
+        xjoin(m->route_name, sizeof(m->route_name), ns, ".", ingname, ".", m->backend, ".", host,
+              ".", port, NULL);
     }
 }
 
@@ -509,9 +509,9 @@ static XService *service_for(Xlate *x, Meta *m, bool default_backend)
     char port[80], host[800];
     xport_canonical(&m->port, port, sizeof(port));
     if (m->facade)
-        snprintf(host, sizeof(host), "%s", m->svc_name);
+        xjoin(host, sizeof(host), m->svc_name, NULL);
     else
-        snprintf(host, sizeof(host), "%s.%s.%s.svc", m->backend, ns, port);
+        xjoin(host, sizeof(host), m->backend, ".", ns, ".", port, ".svc", NULL);
     s->s = xservice_defaults(m->svc_name, host, !default_backend);
     xsvc_add_backend(s, ns, m->backend, m->facade, &m->port);
     if (xsvc_put(x, s) < 0) {
@@ -602,7 +602,7 @@ void xlate_add_tls(Xlate *x, const json_t *obj, const json_t *tls)
         if (!secret || !*secret || !json_array_size(hosts))
             continue;
         char key[512];
-        snprintf(key, sizeof(key), "%s/%s", obj_ns(obj), secret);
+        xjoin(key, sizeof(key), obj_ns(obj), "/", secret, NULL);
         json_t *entry = xlate_tls_secret(x, key, obj);
         size_t j;
         json_t *h;

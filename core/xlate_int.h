@@ -207,6 +207,13 @@ void xsvc_free(XService *s);
 int xsvc_add_route(XService *s, json_t *r, json_t *parent, bool expr);
 int xsvc_add_backend(XService *s, const char *ns, const char *name, bool facade, const PortDef *p);
 void xport_canonical(const PortDef *p, char *buf, size_t n);
+/*
+ * xjoin() - the NULL-terminated strings one after another in @buf, cut to fit as snprintf cuts
+ * them; returns the length they need. Names and keys are built per entity, where snprintf spent
+ * more on its format than on copying. xlltoa() - @v in decimal, for the same places.
+ */
+size_t xjoin(char *buf, size_t cap, ...) __attribute__((sentinel));
+const char *xlltoa(long long v, char out[24]);
 json_t *xservice_defaults(const char *name, const char *host, bool with_path);
 
 /* Pipeline steps, in the order xlate_run() calls them. */
@@ -233,6 +240,12 @@ int xcanon_append(Buf *b, const json_t *v);
  * shares its work with a helper thread; 0: never. Tests set 1 and 0 to hold both ways equal.
  */
 extern size_t xsplit_min;
+/*
+ * xsplit_run() - @fn over [0, @n): the upper half (@half 1) on a helper thread when @n reaches
+ * xsplit_min, for passes whose elements are independent; what a half must write in common
+ * (failures) it writes to a context of its own, chosen by @half, and the caller merges in order.
+ */
+void xsplit_run(size_t n, void (*fn)(void *ud, int half, size_t from, size_t to), void *ud);
 void xlate_overrides(Xlate *x);
 void xlate_consumers(Xlate *x);
 void xlate_vaults(Xlate *x);

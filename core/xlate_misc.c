@@ -90,33 +90,51 @@ static const char *s_of(json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
-void xlate_fill_ids(Xlate *x)
+static void fill_plugin(json_t *e)
 {
-    for (size_t i = 0; i < x->nsvcs; i++) {
+    static const char *const refs[][2] = {{"service", ":service/"},
+                                           {"route", ":route/"},
+                                           {"consumer", ":consumer/"},
+                                           {"consumer_group", ":consumer_group/"}};
+    Buf k = BUF_INIT;
+    buf_puts(&k, s_of(e, "name") ? s_of(e, "name") : "");
+    for (size_t r = 0; r < 4; r++) {
+        const char *ref = s_of(e, refs[r][0]);
+        if (ref) {
+            buf_puts(&k, refs[r][1]);
+            buf_puts(&k, ref);
+        }
+    }
+    fill(e, "plugins", k.data);
+    buf_deinit(&k);
+}
+
+/* Services (with their routes), then plugins: each entity's ID is its own, so halves of this
+ * index space can be filled on two threads. */
+static void fill_range(void *ud, int half, size_t from, size_t to)
+{
+    Xlate *x = ud;
+    (void)half; /* nothing in common is written */
+    for (size_t i = from; i < to; i++) {
+        if (i >= x->nsvcs) {
+            fill_plugin(json_array_get(x->plugins, i - x->nsvcs));
+            continue;
+        }
         XService *s = x->svcs[i];
         fill(s->s, "services", s->name);
         for (size_t r = 0; r < s->nroutes; r++)
             fill(s->routes[r].r, "routes", s_of(s->routes[r].r, "name"));
     }
+}
+
+void xlate_fill_ids(Xlate *x)
+{
+    xsplit_run(x->nsvcs + json_array_size(x->plugins), fill_range, x);
     size_t i;
     json_t *e;
     json_array_foreach(x->consumers, i, e) fill(e, "consumers", s_of(e, "username"));
     json_array_foreach(x->consumer_groups, i, e) fill(e, "consumergroups", s_of(e, "name"));
     json_array_foreach(x->vaults, i, e) fill(e, "vaults", s_of(e, "prefix"));
-    json_array_foreach(x->plugins, i, e)
-    {
-        Buf k = BUF_INIT;
-        buf_puts(&k, s_of(e, "name") ? s_of(e, "name") : "");
-        static const char *const refs[][2] = {{"service", ":service/"},
-                                               {"route", ":route/"},
-                                               {"consumer", ":consumer/"},
-                                               {"consumer_group", ":consumer_group/"}};
-        for (size_t r = 0; r < 4; r++)
-            if (s_of(e, refs[r][0]))
-                buf_printf(&k, "%s%s", refs[r][1], s_of(e, refs[r][0]));
-        fill(e, "plugins", k.data);
-        buf_deinit(&k);
-    }
 }
 
 /* Foreign fields of custom entity types known offline (Kong's schemas for them). */

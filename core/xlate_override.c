@@ -35,7 +35,9 @@ static void override_service(Xlate *x, XService *s, json_t *svc, json_t *src)
 {
     json_t *k = s->s;
     const char *v;
-    if ((v = obj_annotation(src, ANN "protocol")) && *v) {
+    ObjAnns an;
+    obj_anns_init(&an, src);
+    if ((v = obj_anns_get(&an, ANN "protocol")) && *v) {
         if (in_list(v, service_protocols)) {
             json_object_set_new(k, "protocol", json_string(v));
             if (!strcmp(v, "grpc") || !strcmp(v, "grpcs"))
@@ -44,16 +46,16 @@ static void override_service(Xlate *x, XService *s, json_t *svc, json_t *src)
             xfail(x, svc, src != svc ? src : NULL, "konghq.com/protocol annotation has invalid value: %s", v);
         }
     }
-    if ((v = obj_annotation(src, ANN "path")) && v[0] == '/')
+    if ((v = obj_anns_get(&an, ANN "path")) && v[0] == '/')
         json_object_set_new(k, "path", json_string(v));
-    set_int_ann(k, "connect_timeout", obj_annotation(src, ANN "connect-timeout"));
-    set_int_ann(k, "read_timeout", obj_annotation(src, ANN "read-timeout"));
-    set_int_ann(k, "write_timeout", obj_annotation(src, ANN "write-timeout"));
-    set_int_ann(k, "retries", obj_annotation(src, ANN "retries"));
+    set_int_ann(k, "connect_timeout", obj_anns_get(&an, ANN "connect-timeout"));
+    set_int_ann(k, "read_timeout", obj_anns_get(&an, ANN "read-timeout"));
+    set_int_ann(k, "write_timeout", obj_anns_get(&an, ANN "write-timeout"));
+    set_int_ann(k, "retries", obj_anns_get(&an, ANN "retries"));
     bool b;
-    if (xparse_bool(obj_annotation(src, ANN "tls-verify"), &b))
+    if (xparse_bool(obj_anns_get(&an, ANN "tls-verify"), &b))
         json_object_set_new(k, "tls_verify", json_boolean(b));
-    set_int_ann(k, "tls_verify_depth", obj_annotation(src, ANN "tls-verify-depth"));
+    set_int_ann(k, "tls_verify_depth", obj_anns_get(&an, ANN "tls-verify-depth"));
 }
 
 static const char *const route_protocols[] = {"",   "http",  "https", "grpc",           "grpcs",
@@ -92,14 +94,16 @@ static void override_route(XRoute *xr)
     const char *v;
     bool b;
     long long n;
+    ObjAnns an;
+    obj_anns_init(&an, obj);
 
-    if ((v = obj_annotation(obj, ANN "strip-path"))) {
+    if ((v = obj_anns_get(&an, ANN "strip-path"))) {
         if (!strcasecmp(v, "true"))
             json_object_set_new(r, "strip_path", json_true());
         else if (!strcasecmp(v, "false"))
             json_object_set_new(r, "strip_path", json_false());
     }
-    if ((v = obj_annotation(obj, "ingress.kubernetes.io/force-ssl-redirect")) && !strcmp(v, "true")) {
+    if ((v = obj_anns_get(&an, "ingress.kubernetes.io/force-ssl-redirect")) && !strcmp(v, "true")) {
         json_object_set_new(r, "https_redirect_status_code", json_integer(302));
         json_t *p = json_object_get(r, "protocols");
         bool grpc = has_protocol(p, "grpc") || has_protocol(p, "grpcs");
@@ -111,20 +115,20 @@ static void override_route(XRoute *xr)
         else
             json_object_set_new(r, "protocols", json_pack("[s]", "https"));
     }
-    if ((v = obj_annotation(obj, ANN "https-redirect-status-code")) && xparse_int(v, &n) &&
+    if ((v = obj_anns_get(&an, ANN "https-redirect-status-code")) && xparse_int(v, &n) &&
         (n == 301 || n == 302 || n == 307 || n == 308 || n == 426))
         json_object_set_new(r, "https_redirect_status_code", json_integer(n));
-    if ((v = obj_annotation(obj, ANN "preserve-host"))) {
+    if ((v = obj_anns_get(&an, ANN "preserve-host"))) {
         if (!strcasecmp(v, "true"))
             json_object_set_new(r, "preserve_host", json_true());
         else if (!strcasecmp(v, "false"))
             json_object_set_new(r, "preserve_host", json_false());
     }
-    if (xparse_bool(obj_annotation(obj, ANN "request-buffering"), &b))
+    if (xparse_bool(obj_anns_get(&an, ANN "request-buffering"), &b))
         json_object_set_new(r, "request_buffering", json_boolean(b));
-    if (xparse_bool(obj_annotation(obj, ANN "response-buffering"), &b))
+    if (xparse_bool(obj_anns_get(&an, ANN "response-buffering"), &b))
         json_object_set_new(r, "response_buffering", json_boolean(b));
-    if ((v = obj_annotation(obj, ANN "protocols"))) {
+    if ((v = obj_anns_get(&an, ANN "protocols"))) {
         /* Comma-delimited and trimmed, as KIC reads it; any invalid entry voids the annotation. */
         json_t *p = xsplit(v, ',');
         bool ok = json_array_size(p) > 0;
@@ -139,9 +143,9 @@ static void override_route(XRoute *xr)
     if (xr->expr) {
         return; /* the rest is folded into the expression, and no protocol normalisation */
     }
-    if ((v = obj_annotation(obj, ANN "regex-priority")) && xparse_int(v, &n))
+    if ((v = obj_anns_get(&an, ANN "regex-priority")) && xparse_int(v, &n))
         json_object_set_new(r, "regex_priority", json_integer(n));
-    if ((v = obj_annotation(obj, ANN "methods"))) {
+    if ((v = obj_anns_get(&an, ANN "methods"))) {
         json_t *m = xsplit(v, ',');
         bool ok = json_array_size(m) > 0;
         size_t i;
@@ -162,7 +166,7 @@ static void override_route(XRoute *xr)
         else
             json_decref(m);
     }
-    if ((v = obj_annotation(obj, ANN "snis"))) {
+    if ((v = obj_anns_get(&an, ANN "snis"))) {
         json_t *sn = xsplit(v, ',');
         bool ok = true;
         size_t i;
@@ -175,7 +179,7 @@ static void override_route(XRoute *xr)
         else
             json_decref(sn);
     }
-    if ((v = obj_annotation(obj, ANN "host-aliases"))) {
+    if ((v = obj_anns_get(&an, ANN "host-aliases"))) {
         json_t *al = xsplit(v, ',');
         json_t *hosts = json_object_get(r, "hosts");
         size_t i;
@@ -194,7 +198,7 @@ static void override_route(XRoute *xr)
         json_decref(al);
     }
     json_t *anns = obj_get_path(obj, "metadata.annotations");
-    const char *sep = obj_annotation(obj, ANN "headers-separator");
+    const char *sep = obj_anns_get(&an, ANN "headers-separator");
     const char *k;
     json_t *av;
     json_object_foreach(anns, k, av)
@@ -212,7 +216,7 @@ static void override_route(XRoute *xr)
         }
         json_object_set_new(h, name, vals);
     }
-    if ((v = obj_annotation(obj, ANN "path-handling")) && v[0] == 'v' && isdigit((unsigned char)v[1]) &&
+    if ((v = obj_anns_get(&an, ANN "path-handling")) && v[0] == 'v' && isdigit((unsigned char)v[1]) &&
         !v[2])
         json_object_set_new(r, "path_handling", json_string(v));
 
@@ -239,9 +243,11 @@ static void override_route(XRoute *xr)
     }
 }
 
-void xlate_overrides(Xlate *x)
+/* Services [from, to): each writes its own entities; failures go to its half's list. */
+static void override_range(void *ud, int half, size_t from, size_t to)
 {
-    for (size_t i = 0; i < x->nsvcs; i++) {
+    Xlate *x = ((Xlate **)ud)[half];
+    for (size_t i = from; i < to; i++) {
         XService *s = x->svcs[i];
         if (s->skip)
             continue;
@@ -268,4 +274,17 @@ void xlate_overrides(Xlate *x)
         for (size_t r = 0; r < s->nroutes; r++)
             override_route(&s->routes[r]);
     }
+}
+
+void xlate_overrides(Xlate *x)
+{
+    Xlate upper = *x;
+    Xlate *halves[2] = {x, &upper};
+    if (!(upper.failures = json_array())) {
+        override_range(halves, 0, 0, x->nsvcs);
+        return;
+    }
+    xsplit_run(x->nsvcs, override_range, halves);
+    json_array_extend(x->failures, upper.failures);
+    json_decref(upper.failures);
 }

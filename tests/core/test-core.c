@@ -15,6 +15,7 @@
 #include "store.h"
 #include "util.h"
 #include "xlate.h"
+#include "xlate_int.h"
 
 static void test_uuid5(void **state)
 {
@@ -206,6 +207,61 @@ static void test_manifest_path_errors(void **state)
     drop(&c);
 }
 
+/* xjoin() cuts as snprintf cuts and says how long the whole would be; xlltoa() covers the ends. */
+static void test_join(void **state)
+{
+    (void)state;
+    char b[8], n[24];
+    assert_int_equal(xjoin(b, sizeof(b), "ns", "/", "name", NULL), 7);
+    assert_string_equal(b, "ns/name");
+    assert_int_equal(xjoin(b, sizeof(b), "ns", "/", "longer", NULL), 9);
+    assert_string_equal(b, "ns/long");
+    assert_int_equal(xjoin(b, sizeof(b), "12345678", "9", NULL), 9);
+    assert_string_equal(b, "1234567");
+    assert_int_equal(xjoin(b, sizeof(b), NULL), 0);
+    assert_string_equal(b, "");
+    assert_int_equal(xjoin(b, 1, "x", NULL), 1);
+    assert_string_equal(b, "");
+    assert_string_equal(xlltoa(0, n), "0");
+    assert_string_equal(xlltoa(8080, n), "8080");
+    assert_string_equal(xlltoa(-42, n), "-42");
+    assert_string_equal(xlltoa(-9223372036854775807LL - 1, n), "-9223372036854775808");
+}
+
+/* The annotation view answers as obj_annotation() does, with few annotations and with many. */
+static void test_annotation_view(void **state)
+{
+    (void)state;
+    for (int many = 0; many < 2; many++) {
+        json_t *ann = json_object();
+        for (int i = 0; i < (many ? 20 : 3); i++) {
+            char k[32];
+            snprintf(k, sizeof(k), "konghq.com/a%d", i);
+            json_object_set_new(ann, k, json_sprintf("v%d", i));
+        }
+        json_object_set_new(ann, "konghq.com/n", json_integer(3)); /* not a string: no value */
+        json_t *o = json_pack("{s:{s:o}}", "metadata", "annotations", ann);
+        ObjAnns an;
+        obj_anns_init(&an, o);
+        static const char *const keys[] = {"konghq.com/a0", "konghq.com/a2", "konghq.com/a19",
+                                           "konghq.com/n", "konghq.com/a", "x", NULL};
+        for (int i = 0; keys[i]; i++) {
+            const char *want = obj_annotation(o, keys[i]), *got = obj_anns_get(&an, keys[i]);
+            if (want)
+                assert_string_equal(got, want);
+            else
+                assert_null(got);
+        }
+        assert_string_equal(obj_anns_get(&an, "konghq.com/a2"), "v2");
+        json_decref(o);
+    }
+    json_t *bare = json_pack("{s:{s:s}}", "metadata", "name", "x");
+    ObjAnns an;
+    obj_anns_init(&an, bare);
+    assert_null(obj_anns_get(&an, "konghq.com/plugins"));
+    json_decref(bare);
+}
+
 static void test_store(void **state)
 {
     Store *s;
@@ -253,7 +309,8 @@ static void test_store(void **state)
     json_object_set_new(json_object_get(v1, "spec"), "ingressClassName", json_string("other"));
     assert_int_equal(store_put(s, v1), 1); /* a real change, with a new version */
     json_decref(v1);
-    /* EndpointSlices keep what targets and Gateway Discovery read, not the bookkeeping. */
+    /* EndpointSlices keep what targets and Gateway Discovery read, not the bookkeeping: the
+     * conditions of a ready endpoint that is not terminating say nothing. */
     json_error_t je;
     json_t *es = json_loads(
         "{\"kind\": \"EndpointSlice\", \"metadata\": {\"name\": \"web-x\", \"namespace\": \"ns\", "
@@ -261,7 +318,9 @@ static void test_store(void **state)
         "\"annotations\": {\"a\": \"b\"}, \"ownerReferences\": [{\"kind\": \"Service\"}]}, "
         "\"endpoints\": [{\"addresses\": [\"10.0.0.1\"], \"conditions\": {\"ready\": true}, "
         "\"nodeName\": \"n\", \"zone\": \"z\", \"targetRef\": {\"kind\": \"Pod\", \"name\": \"p\", "
-        "\"uid\": \"pu\"}}], \"ports\": [{\"name\": \"http\", \"port\": 80}]}",
+        "\"uid\": \"pu\"}}, {\"addresses\": [\"10.0.0.2\"], \"conditions\": {\"ready\": false}}, "
+        "{\"addresses\": [\"10.0.0.3\"], \"conditions\": {\"ready\": true, \"serving\": true, "
+        "\"terminating\": true}}], \"ports\": [{\"name\": \"http\", \"port\": 80}]}",
         0, &je);
     assert_int_equal(store_put(s, es), 1);
     json_decref(es);
@@ -269,8 +328,10 @@ static void test_store(void **state)
     json_t *want = json_loads(
         "{\"kind\": \"EndpointSlice\", \"metadata\": {\"name\": \"web-x\", \"namespace\": \"ns\", "
         "\"labels\": {\"kubernetes.io/service-name\": \"web\"}}, \"endpoints\": [{\"addresses\": "
-        "[\"10.0.0.1\"], \"conditions\": {\"ready\": true}, \"targetRef\": {\"kind\": \"Pod\", "
-        "\"name\": \"p\"}}], \"ports\": [{\"name\": \"http\", \"port\": 80}]}",
+        "[\"10.0.0.1\"], \"targetRef\": {\"kind\": \"Pod\", \"name\": \"p\"}}, {\"addresses\": "
+        "[\"10.0.0.2\"], \"conditions\": {\"ready\": false}}, {\"addresses\": [\"10.0.0.3\"], "
+        "\"conditions\": {\"ready\": true, \"serving\": true, \"terminating\": true}}], "
+        "\"ports\": [{\"name\": \"http\", \"port\": 80}]}",
         0, &je);
     assert_true(json_equal(es, want));
     json_decref(want);
@@ -448,6 +509,8 @@ int main(void)
         cmocka_unit_test(test_manifest_errors),
         cmocka_unit_test(test_manifest_path_errors),
         cmocka_unit_test(test_store),
+        cmocka_unit_test(test_join),
+        cmocka_unit_test(test_annotation_view),
         cmocka_unit_test(test_feature_gates),
         cmocka_unit_test(test_xlate_failures_keep_the_rest),
         cmocka_unit_test(test_xlate_empty_and_canonical),
