@@ -350,7 +350,7 @@ static json_t *plugin_entity(Xlate *x, json_t *kp)
 }
 
 static void add_plugin(Xlate *x, json_t *base, const char *svc, const char *route,
-                       const char *consumer, const char *group, json_t *used_names)
+                       const char *consumer, const char *group)
 {
     /* Each instance gets its own top-level object (ids, attachments); the rest is shared. */
     json_t *p = json_copy(base);
@@ -362,31 +362,49 @@ static void add_plugin(Xlate *x, json_t *base, const char *svc, const char *rout
         json_object_set_new(p, "consumer", json_string(consumer));
     if (group)
         json_object_set_new(p, "consumer_group", json_string(group));
-    json_t *in = json_object_get(p, "instance_name");
-    if (in) {
-        /* KIC suffixes the instance name with a short hash of what the plugin is attached to. */
+    json_array_append_new(x->plugins, p);
+}
+
+/*
+ * KIC suffixes an attached plugin's instance name with a short hash of what it is attached to,
+ * or the whole hash when the short name is taken. Done in order once the instances of every
+ * KongPlugin are built, so names do not depend on how that work was shared between threads.
+ */
+static void suffix_instance_names(json_t *plugins, size_t from, size_t to)
+{
+    static const char *const fields[][2] = {{"service", "_service-"},
+                                            {"route", "_route-"},
+                                            {"consumer", "_consumer-"},
+                                            {"consumer_group", "_group-"}};
+    json_t *used = json_object();
+    for (size_t i = from; i < to; i++) {
+        json_t *p = json_array_get(plugins, i);
+        const char *in = json_string_value(json_object_get(p, "instance_name"));
+        if (!in)
+            continue;
         Buf h = BUF_INIT;
-        if (svc)
-            buf_printf(&h, "_service-%s", svc);
-        if (route)
-            buf_printf(&h, "_route-%s", route);
-        if (consumer)
-            buf_printf(&h, "_consumer-%s", consumer);
-        if (group)
-            buf_printf(&h, "_group-%s", group);
+        for (size_t f = 0; f < 4; f++) {
+            const char *v = json_string_value(json_object_get(p, fields[f][0]));
+            if (v) {
+                buf_puts(&h, fields[f][1]);
+                buf_puts(&h, v);
+            }
+        }
         char hex[65];
         util_sha256_hex(h.data ? h.data : "", h.len, hex);
         buf_deinit(&h);
-        char *name = util_strdup_printf("%s-%.9s", json_string_value(in), hex);
-        if (json_object_get(used_names, name)) {
+        char *name = util_strdup_printf("%s-%.9s", in, hex);
+        if (name && json_object_get(used, name)) {
             free(name);
-            name = util_strdup_printf("%s-%s", json_string_value(in), hex);
+            name = util_strdup_printf("%s-%s", in, hex);
         }
-        json_object_set_new(used_names, name, json_true());
+        if (!name)
+            continue;
+        json_object_set_new(used, name, json_true());
         json_object_set_new(p, "instance_name", json_string(name));
         free(name);
     }
-    json_array_append_new(x->plugins, p);
+    json_decref(used);
 }
 
 static const char *consumer_ref(json_t *c)
@@ -395,33 +413,18 @@ static const char *consumer_ref(json_t *c)
     return u ? u : json_string_value(json_object_get(c, "custom_id"));
 }
 
-void xlate_plugins(Xlate *x)
-{
-    Rels rels = {json_object(), NULL, 0, 0};
-    for (size_t i = 0; i < x->nsvcs; i++) {
-        XService *s = x->svcs[i];
-        if (s->skip)
-            continue;
-        const char *k;
-        json_t *svc;
-        json_object_foreach(s->k8s, k, svc) relate(x, &rels, svc, REL_SERVICES, s->name);
-        if (s->facade)
-            relate(x, &rels, s->facade, REL_SERVICES, s->name);
-        for (size_t r = 0; r < s->nroutes; r++)
-            relate(x, &rels, s->routes[r].parent, REL_ROUTES,
-                   json_string_value(json_object_get(s->routes[r].r, "name")));
-    }
-    size_t i;
-    json_t *c;
-    json_array_foreach(x->consumers, i, c)
-        relate(x, &rels, json_array_get(x->consumer_objs, i), REL_CONSUMERS, consumer_ref(c));
-    json_array_foreach(x->consumer_groups, i, c)
-        relate(x, &rels, json_array_get(x->cg_objs, i), REL_GROUPS,
-               json_string_value(json_object_get(c, "name")));
+typedef struct RelRun {
+    Xlate *x[2]; /* each half's lists */
+    Rels *rels;
+} RelRun;
 
-    json_t *used = json_object();
-    for (size_t ri = 0; ri < rels.n; ri++) {
-        Rel *r = &rels.v[ri];
+/* The instances of the KongPlugins [from, to) of the relations. */
+static void rel_range(void *ud, int half, size_t from, size_t to)
+{
+    RelRun *run = ud;
+    Xlate *x = run->x[half];
+    for (size_t ri = from; ri < to; ri++) {
+        Rel *r = &run->rels->v[ri];
         const char *colon = strchr(r->key, ':');
         char ns[256];
         snprintf(ns, sizeof(ns), "%.*s", (int)(colon - r->key), r->key);
@@ -454,24 +457,66 @@ void xlate_plugins(Xlate *x)
         if (who) {
 #define WHO(b) is_group ? NULL : who->v[b], is_group ? who->v[b] : NULL
             for (size_t b = 0; b < who->n && !svcs->n && !routes->n; b++)
-                add_plugin(x, base, NULL, NULL, WHO(b), used);
+                add_plugin(x, base, NULL, NULL, WHO(b));
             for (size_t a = 0; a < svcs->n; a++)
                 for (size_t b = 0; b < who->n; b++)
-                    add_plugin(x, base, svcs->v[a], NULL, WHO(b), used);
+                    add_plugin(x, base, svcs->v[a], NULL, WHO(b));
             for (size_t a = 0; a < routes->n; a++)
                 for (size_t b = 0; b < who->n; b++)
-                    add_plugin(x, base, NULL, routes->v[a], WHO(b), used);
+                    add_plugin(x, base, NULL, routes->v[a], WHO(b));
 #undef WHO
         } else {
             for (size_t a = 0; a < svcs->n; a++)
-                add_plugin(x, base, svcs->v[a], NULL, NULL, NULL, used);
+                add_plugin(x, base, svcs->v[a], NULL, NULL, NULL);
             for (size_t a = 0; a < routes->n; a++)
-                add_plugin(x, base, NULL, routes->v[a], NULL, NULL, used);
+                add_plugin(x, base, NULL, routes->v[a], NULL, NULL);
         }
         json_decref(base);
     }
-    json_decref(used);
+}
+
+void xlate_plugins(Xlate *x)
+{
+    Rels rels = {json_object(), NULL, 0, 0};
+    for (size_t i = 0; i < x->nsvcs; i++) {
+        XService *s = x->svcs[i];
+        if (s->skip)
+            continue;
+        const char *k;
+        json_t *svc;
+        json_object_foreach(s->k8s, k, svc) relate(x, &rels, svc, REL_SERVICES, s->name);
+        if (s->facade)
+            relate(x, &rels, s->facade, REL_SERVICES, s->name);
+        for (size_t r = 0; r < s->nroutes; r++)
+            relate(x, &rels, s->routes[r].parent, REL_ROUTES,
+                   json_string_value(json_object_get(s->routes[r].r, "name")));
+    }
+    size_t i;
+    json_t *c;
+    json_array_foreach(x->consumers, i, c)
+        relate(x, &rels, json_array_get(x->consumer_objs, i), REL_CONSUMERS, consumer_ref(c));
+    json_array_foreach(x->consumer_groups, i, c)
+        relate(x, &rels, json_array_get(x->cg_objs, i), REL_GROUPS,
+               json_string_value(json_object_get(c, "name")));
+
+    /* Each referenced KongPlugin's instances; a half of them may be built on a helper thread,
+     * into lists of its own that follow the first half's. */
+    size_t first = json_array_size(x->plugins);
+    Xlate upper = *x;
+    RelRun run = {{x, &upper}, &rels};
+    upper.failures = json_array();
+    upper.plugins = json_array();
+    if (upper.failures && upper.plugins) {
+        xsplit_run(rels.n, rel_range, &run);
+        json_array_extend(x->failures, upper.failures);
+        json_array_extend(x->plugins, upper.plugins);
+    } else {
+        rel_range(&run, 0, 0, rels.n);
+    }
+    json_decref(upper.failures);
+    json_decref(upper.plugins);
     rels_free(&rels);
+    suffix_instance_names(x->plugins, first, json_array_size(x->plugins));
 
     /* Global KongClusterPlugins: a plugin name used twice drops all of them. */
     size_t n;
