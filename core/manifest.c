@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <uv.h>
 #include <yaml.h>
 
 #include "util.h"
@@ -90,13 +91,25 @@ static int isoct(int c)
 /* Plain scalar typing of YAML 1.1 as Kubernetes' decoder (go-yaml) resolves it. */
 static json_t *plain_scalar(const char *s, size_t len)
 {
-    if (len == 0 || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-        !strcmp(s, "NULL"))
+    /* Most scalars are words of other lengths: compare only where a length can match. */
+    switch (len) {
+    case 0:
         return json_null();
-    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
-        return json_true();
-    if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
-        return json_false();
+    case 1:
+        if (s[0] == '~')
+            return json_null();
+        break;
+    case 4:
+        if (!strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL"))
+            return json_null();
+        if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+            return json_true();
+        break;
+    case 5:
+        if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+            return json_false();
+        break;
+    }
     const char *d = s;
     int neg = 0;
     if (*d == '-' || *d == '+') {
@@ -143,8 +156,9 @@ static json_t *plain_scalar(const char *s, size_t len)
                 if (!*end && isfinite(f))
                     return json_real(f);
             }
-            if (!strcmp(d, ".inf") || !strcmp(d, ".Inf") || !strcmp(d, ".INF") ||
-                !strcmp(s, ".nan") || !strcmp(s, ".NaN") || !strcmp(s, ".NAN"))
+            if (d[0] == '.' &&
+                (!strcmp(d, ".inf") || !strcmp(d, ".Inf") || !strcmp(d, ".INF") ||
+                 !strcmp(s, ".nan") || !strcmp(s, ".NaN") || !strcmp(s, ".NAN")))
                 return json_stringn(s, len); /* JSON has no infinities; keep the text */
         }
     }
@@ -522,6 +536,100 @@ static int deliver_doc(void *ud, json_t *doc, int line)
     return deliver(ud, doc, line, 0);
 }
 
+/*
+ * Where a big buffer can be cut in two: at a document marker ("---" at the start of a line,
+ * which no scalar can hold) past the middle. libyaml spends ~200 instructions a byte, and
+ * documents are independent (anchors are per document), so the halves parse on two threads.
+ * Not when a directive (%YAML, %TAG) is about: it belongs to the document after it.
+ */
+size_t manifest_split_min = 256 * 1024;
+
+static const char *split_point(const char *data, size_t len)
+{
+    if (!len || len < manifest_split_min || data[0] == '%' || memmem(data, len, "\n%", 2))
+        return NULL;
+    const char *end = data + len, *p = data + len / 2;
+    while ((p = memmem(p, (size_t)(end - p), "\n---", 4))) {
+        const char *after = p + 4;
+        if (after == end || *after == ' ' || *after == '\t' || *after == '\r' || *after == '\n')
+            return p + 1;
+        p = after;
+    }
+    return NULL;
+}
+
+typedef struct Half {
+    const char *data;
+    size_t len;
+    json_t *docs; /* [document, line] pairs */
+    int r, line;
+    char e[256];
+} Half;
+
+static int collect_with_line(void *ud, json_t *doc, int line)
+{
+    return json_array_append_new(ud, json_pack("[O, i]", doc, line)) < 0 ? -ENOMEM : 0;
+}
+
+static void parse_half(void *arg)
+{
+    Half *h = arg;
+    h->r = each_document(h->data, h->len, collect_with_line, h->docs, h->e, sizeof(h->e), &h->line);
+}
+
+static int finish(LoadCtx *c, int r, const char *e, int line)
+{
+    if (r < 0 && e[0]) {
+        report(c, line, "%s", e);
+        return 0; /* reported; the caller goes on with the next file */
+    }
+    return r;
+}
+
+/*
+ * The first half is delivered while @h parses the second on @helper; the second's documents
+ * follow in order, with their lines counted from the start of the buffer. Whatever stops the
+ * first half (an error, a callback's non-zero) stops the buffer, as one thread reading it would.
+ */
+static int split_deliver(LoadCtx *c, const char *data, const char *mid, Half *h, uv_thread_t *helper)
+{
+    char e[256] = "";
+    int line = 0;
+    int r = each_document(data, (size_t)(mid - data), deliver_doc, c, e, sizeof(e), &line);
+    uv_thread_join(helper);
+    if (r != 0) {
+        json_decref(h->docs);
+        return finish(c, r, e, line);
+    }
+    int base = 0;
+    for (const char *p = data; (p = memchr(p, '\n', (size_t)(mid - p))); p++)
+        base++;
+    size_t i;
+    json_t *d;
+    json_array_foreach(h->docs, i, d)
+    {
+        r = deliver(c, json_array_get(d, 0), base + (int)json_integer_value(json_array_get(d, 1)), 0);
+        if (r)
+            break;
+    }
+    json_decref(h->docs);
+    if (r)
+        return r;
+    return finish(c, h->r, h->e, base + h->line);
+}
+
+static bool load_split(LoadCtx *c, const char *data, size_t len, const char *mid, int *ret)
+{
+    Half h = {mid, len - (size_t)(mid - data), json_array(), 0, 0, ""};
+    uv_thread_t helper;
+    if (!h.docs || uv_thread_create(&helper, parse_half, &h) != 0) {
+        json_decref(h.docs);
+        return false; /* then one thread reads it all */
+    }
+    *ret = split_deliver(c, data, mid, &h, &helper);
+    return true;
+}
+
 int manifest_load_buffer(const char *data, size_t len, const char *name, ManifestObjFn obj_fn,
                          ManifestErrFn err_fn, void *ud)
 {
@@ -533,12 +641,14 @@ int manifest_load_buffer(const char *data, size_t len, const char *name, Manifes
         report(&c, 0, "file is larger than the limit%s", NULL);
         return 0;
     }
-    int r = each_document(data, len, deliver_doc, &c, e, sizeof(e), &line);
-    if (r < 0 && e[0]) {
-        report(&c, line, "%s", e);
-        return 0; /* reported; the caller goes on with the next file */
+    const char *mid = split_point(data, len);
+    if (mid) {
+        int r;
+        if (load_split(&c, data, len, mid, &r))
+            return r;
     }
-    return r;
+    int r = each_document(data, len, deliver_doc, &c, e, sizeof(e), &line);
+    return finish(&c, r, e, line);
 }
 
 static int has_manifest_suffix(const char *n)

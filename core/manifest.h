@@ -26,6 +26,13 @@ enum {
  */
 int manifest_load_path(const char *path, ManifestObjFn obj_fn, ManifestErrFn err_fn, void *ud);
 
+/*
+ * From this many bytes on, a buffer is cut at a document marker past its middle and the halves
+ * are parsed on two threads (objects still arrive in order, on the caller's thread). Tests and
+ * the fuzzer lower it to hold both ways equal.
+ */
+extern size_t manifest_split_min;
+
 /* manifest_load_buffer() - the same for a buffer; @name is used in messages. */
 int manifest_load_buffer(const char *data, size_t len, const char *name, ManifestObjFn obj_fn,
                          ManifestErrFn err_fn, void *ud);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz target: untrusted manifest bytes through the whole offline pipeline (YAML/JSON loader,
- * store, translator, canonical JSON and YAML output). Invariants: no crash, no leak, and the
- * canonical JSON of a translation parses back to an equal value.
+ * store, translator, canonical JSON and YAML output). Invariants: no crash, no leak, the
+ * canonical JSON of a translation parses back to an equal value, and a buffer that loads without
+ * errors loads the same when cut in two halves at a document marker (manifest_split_min).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,12 +13,33 @@
 #include "store.h"
 #include "xlate.h"
 
-static int on_obj(void *ud, json_t *obj, const char *file, int line)
+typedef struct Seen {
+    json_t *objs;
+    int errors;
+} Seen;
+
+static int collect(void *ud, json_t *obj, const char *file, int line)
 {
+    Seen *s = ud;
     (void)file;
-    (void)line;
-    store_put_new(ud, json_incref(obj));
+    json_array_append_new(s->objs, json_pack("[O, i]", obj, line));
     return 0;
+}
+
+static void count_error(void *ud, const char *file, int line, const char *msg)
+{
+    (void)file, (void)line, (void)msg;
+    ((Seen *)ud)->errors++;
+}
+
+static Seen load_with(const uint8_t *data, size_t size, size_t split_min)
+{
+    Seen s = {json_array(), 0};
+    size_t saved = manifest_split_min;
+    manifest_split_min = split_min;
+    manifest_load_buffer((const char *)data, size, "fuzz", collect, count_error, &s);
+    manifest_split_min = saved;
+    return s;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -25,7 +47,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     Store *s;
     if (size > 1 << 20 || store_new(&s) < 0)
         return 0;
-    manifest_load_buffer((const char *)data, size, "fuzz", on_obj, NULL, s);
+    Seen whole = load_with(data, size, SIZE_MAX), halves = load_with(data, size, 1);
+    if (!whole.errors && (halves.errors || !json_equal(whole.objs, halves.objs)))
+        abort();
+    json_decref(halves.objs);
+    size_t i;
+    json_t *seen;
+    json_array_foreach(whole.objs, i, seen) store_put_new(s, json_incref(json_array_get(seen, 0)));
+    json_decref(whole.objs);
     for (int flavor = 0; flavor < 2; flavor++) {
         XlateOptions o;
         xlate_options_default(&o);

@@ -147,6 +147,67 @@ static void test_manifest_scalars(void **state)
     drop(&c);
 }
 
+/* @n ConfigMaps of four lines each ("kind" on line 4i+1), document @broken (if any) unclosed. */
+static char *many_docs(int n, int broken, const char *head)
+{
+    Buf b = BUF_INIT;
+    buf_puts(&b, head);
+    for (int i = 0; i < n; i++)
+        buf_printf(&b, "kind: ConfigMap\nmetadata: {name: cm-%d}\ndata: %s\n---\n", i,
+                   i == broken ? "[unclosed" : "{k: \"padding padding padding\"}");
+    return buf_take(&b);
+}
+
+/* A buffer big enough to be parsed in two halves loads as one read in order would. */
+static void test_manifest_big_buffer(void **state)
+{
+    (void)state;
+    enum { N = 4000 }; /* ~330 KB */
+    char *text = many_docs(N, -1, "");
+    assert_true(strlen(text) > 256 * 1024);
+    Collected c = load(text);
+    free(text);
+    assert_int_equal(json_array_size(c.objs), N);
+    assert_int_equal(json_array_size(c.errs), 0);
+    for (int i = 0; i < N; i++) {
+        json_t *o = json_array_get(c.objs, (size_t)i);
+        char want[32];
+        snprintf(want, sizeof(want), "cm-%d", i);
+        assert_string_equal(obj_name(o), want);
+        assert_int_equal(json_integer_value(json_object_get(o, "_line")), 4 * i + 1);
+    }
+    drop(&c);
+
+    /* A broken document in the second half: the ones before it, then the error at its line. */
+    text = many_docs(N, 3500, "");
+    c = load(text);
+    free(text);
+    assert_int_equal(json_array_size(c.objs), 3500);
+    assert_int_equal(json_array_size(c.errs), 1);
+    int line = (int)json_integer_value(json_object_get(json_array_get(c.errs, 0), "line"));
+    assert_true(line >= 4 * 3500 + 3 && line <= 4 * 3500 + 5);
+    drop(&c);
+
+    /* In the first half: nothing after it, as with one thread reading. */
+    text = many_docs(N, 100, "");
+    c = load(text);
+    free(text);
+    assert_int_equal(json_array_size(c.objs), 100);
+    assert_int_equal(json_array_size(c.errs), 1);
+    line = (int)json_integer_value(json_object_get(json_array_get(c.errs, 0), "line"));
+    assert_true(line >= 4 * 100 + 3 && line <= 4 * 100 + 5);
+    drop(&c);
+
+    /* A directive keeps the buffer whole (it belongs to the document after it). */
+    text = many_docs(N, -1, "%YAML 1.1\n---\n");
+    c = load(text);
+    free(text);
+    assert_int_equal(json_array_size(c.objs), N);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(c.objs, N - 1), "_line")),
+                     4 * (N - 1) + 3);
+    drop(&c);
+}
+
 static void test_manifest_errors(void **state)
 {
     (void)state;
@@ -507,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_manifest_documents),
         cmocka_unit_test(test_manifest_scalars),
         cmocka_unit_test(test_manifest_errors),
+        cmocka_unit_test(test_manifest_big_buffer),
         cmocka_unit_test(test_manifest_path_errors),
         cmocka_unit_test(test_store),
         cmocka_unit_test(test_join),
