@@ -19,6 +19,14 @@
 #include <time.h>
 #include <unistd.h>
 
+/* x86-64 CPUs with the SHA extensions hash SHA-1 blocks in hardware; other targets keep the
+ * portable code only. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SHA1_NI 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
 int buf_reserve(Buf *b, size_t extra)
 {
     if (b->len + extra + 1 <= b->cap)
@@ -137,20 +145,35 @@ void util_sha256_hex(const void *p, size_t n, char out[65])
     out[64] = 0;
 }
 
+/* 1 + the value of each hex digit, so that 0 (the default) marks every other byte. */
+static const unsigned char hex1[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
+
 static int parse_uuid(const char *s, unsigned char out[16])
 {
+    /* Every namespace we are given is in the canonical 8-4-4-4-12 form: decode it at fixed
+     * offsets without a branch per digit (this ran once per Kong entity). */
+    static const unsigned char at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+    if (strnlen(s, 37) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-') {
+        unsigned bad = 0;
+        for (int i = 0; i < 16; i++) {
+            unsigned hi = hex1[(unsigned char)s[at[i]]] - 1u;
+            unsigned lo = hex1[(unsigned char)s[at[i] + 1]] - 1u;
+            bad |= hi | lo;
+            out[i] = (unsigned char)(hi << 4 | lo);
+        }
+        return bad < 16 ? 0 : -EINVAL;
+    }
+    /* Any other layout: 32 hex digits with dashes anywhere, as before. */
     int j = 0;
     for (int i = 0; s[i] && j < 32; i++) {
-        int c = s[i], v;
-        if (c == '-')
+        if (s[i] == '-')
             continue;
-        if (c >= '0' && c <= '9')
-            v = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            v = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            v = c - 'A' + 10;
-        else
+        unsigned v = hex1[(unsigned char)s[i]] - 1u;
+        if (v > 15)
             return -EINVAL;
         if (j % 2 == 0)
             out[j / 2] = (unsigned char)(v << 4);
@@ -200,23 +223,130 @@ static void sha1_block(uint32_t h[5], const unsigned char *p)
     h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
 }
 
-static void sha1(const unsigned char *p, size_t n, unsigned char out[20])
+#ifdef SHA1_NI
+/*
+ * The SHA instructions keep A..D in one register (A in the top lane), E alone in the top lane of
+ * another, and take message words with the first in the top lane. sha1rnds4 does four rounds
+ * (its immediate picks f and K, one per 20 rounds) given W0 + E; sha1nexte makes the next four
+ * rounds' E, which is the A of four rounds before rotated by 30, and adds it to their W0.
+ */
+#define SHA1NI_ROUNDS(k, wv)                                                                       \
+    do {                                                                                           \
+        __m128i we = _mm_sha1nexte_epu32(prev, wv);                                                \
+        prev = abcd;                                                                               \
+        abcd = _mm_sha1rnds4_epu32(abcd, we, k);                                                   \
+    } while (0)
+/* W[t..t+3] from the 16 words before them, into the register of the oldest four. */
+#define SHA1NI_SCHED(w0, w1, w2, w3)                                                               \
+    (w0 = _mm_sha1msg2_epu32(_mm_xor_si128(_mm_sha1msg1_epu32(w0, w1), w2), w3))
+#define SHA1NI_16ROUNDS(k0, k1, k2, k3)                                                            \
+    do {                                                                                           \
+        SHA1NI_SCHED(m0, m1, m2, m3);                                                              \
+        SHA1NI_ROUNDS(k0, m0);                                                                     \
+        SHA1NI_SCHED(m1, m2, m3, m0);                                                              \
+        SHA1NI_ROUNDS(k1, m1);                                                                     \
+        SHA1NI_SCHED(m2, m3, m0, m1);                                                              \
+        SHA1NI_ROUNDS(k2, m2);                                                                     \
+        SHA1NI_SCHED(m3, m0, m1, m2);                                                              \
+        SHA1NI_ROUNDS(k3, m3);                                                                     \
+    } while (0)
+
+static __attribute__((target("sha,sse4.1,ssse3"))) void
+sha1_blocks_ni(uint32_t h[5], const unsigned char *p, size_t n)
 {
-    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-    unsigned char tail[128];
-    size_t full = n / 64 * 64, rest = n - full;
-    for (size_t off = 0; off < full; off += 64)
-        sha1_block(h, p + off);
-    memset(tail, 0, sizeof(tail));
-    memcpy(tail, p + full, rest);
-    tail[rest] = 0x80;
-    size_t tl = rest + 9 <= 64 ? 64 : 128;
-    uint64_t bits = (uint64_t)n * 8;
+    /* Reverses the 16 bytes: big-endian words, the first of them in the top lane. */
+    const __m128i swap = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)h), 0x1B);
+    __m128i e = _mm_set_epi32((int)h[4], 0, 0, 0);
+
+    for (; n; n--, p += 64) {
+        __m128i abcd0 = abcd, e0 = e, prev = abcd;
+        __m128i m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), swap);
+        __m128i m1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16)), swap);
+        __m128i m2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 32)), swap);
+        __m128i m3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 48)), swap);
+
+        abcd = _mm_sha1rnds4_epu32(abcd, _mm_add_epi32(e, m0), 0);
+        SHA1NI_ROUNDS(0, m1);
+        SHA1NI_ROUNDS(0, m2);
+        SHA1NI_ROUNDS(0, m3);
+        SHA1NI_16ROUNDS(0, 1, 1, 1);
+        SHA1NI_16ROUNDS(1, 1, 2, 2);
+        SHA1NI_16ROUNDS(2, 2, 2, 3);
+        SHA1NI_16ROUNDS(3, 3, 3, 3);
+        /* The E after round 80 comes the same way, added to the block's starting E. */
+        e = _mm_sha1nexte_epu32(prev, e0);
+        abcd = _mm_add_epi32(abcd, abcd0);
+    }
+    _mm_storeu_si128((__m128i *)h, _mm_shuffle_epi32(abcd, 0x1B));
+    h[4] = (uint32_t)_mm_extract_epi32(e, 3);
+}
+
+static bool sha1_cpu_has_ni(void)
+{
+    unsigned a, b, c, d;
+    /* Leaf 1 ECX: SSSE3 (bit 9) for the byte shuffle, SSE4.1 (bit 19) for the lane extract. */
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & 1u << 9) || !(c & 1u << 19))
+        return false;
+    /* Leaf 7 subleaf 0 EBX bit 29: the SHA extensions. */
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & 1u << 29);
+}
+
+/* 1 to use sha1_blocks_ni(), 0 not, -1 until the first hash asks the CPU. Threads that race on
+ * the first hash store the same answer, so relaxed atomics are enough. */
+static int sha1_ni = -1;
+
+static bool sha1_use_ni(void)
+{
+    int on = __atomic_load_n(&sha1_ni, __ATOMIC_RELAXED);
+    if (on < 0) {
+        on = sha1_cpu_has_ni();
+        __atomic_store_n(&sha1_ni, on, __ATOMIC_RELAXED);
+    }
+    return on;
+}
+#endif
+
+static void sha1_blocks(uint32_t h[5], const unsigned char *p, size_t n)
+{
+#ifdef SHA1_NI
+    if (sha1_use_ni()) {
+        sha1_blocks_ni(h, p, n);
+        return;
+    }
+#endif
+    for (; n; n--, p += 64)
+        sha1_block(h, p);
+}
+
+bool util_sha1_use_accel(bool on)
+{
+#ifdef SHA1_NI
+    int v = on && sha1_cpu_has_ni();
+    __atomic_store_n(&sha1_ni, v, __ATOMIC_RELAXED);
+    return v;
+#else
+    (void)on;
+    return false;
+#endif
+}
+
+static const uint32_t sha1_init[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+
+/* Pads the last @n bytes at @m of a @total-byte message in place (@m has room for the padding)
+ * and returns their padded length: 64 or 128. */
+static size_t sha1_pad(unsigned char *m, size_t n, uint64_t total)
+{
+    size_t padded = (n + 9 + 63) / 64 * 64;
+    m[n] = 0x80;
+    memset(m + n + 1, 0, padded - n - 9);
     for (int i = 0; i < 8; i++)
-        tail[tl - 1 - i] = (unsigned char)(bits >> (8 * i));
-    sha1_block(h, tail);
-    if (tl == 128)
-        sha1_block(h, tail + 64);
+        m[padded - 1 - i] = (unsigned char)(total * 8 >> (8 * i));
+    return padded;
+}
+
+static void sha1_out(const uint32_t h[5], unsigned char out[20])
+{
     for (int i = 0; i < 5; i++) {
         out[4 * i] = (unsigned char)(h[i] >> 24);
         out[4 * i + 1] = (unsigned char)(h[i] >> 16);
@@ -225,11 +355,25 @@ static void sha1(const unsigned char *p, size_t n, unsigned char out[20])
     }
 }
 
+void util_sha1(const void *p, size_t n, unsigned char out[20])
+{
+    uint32_t h[5];
+    unsigned char tail[128];
+    size_t full = n / 64 * 64;
+    memcpy(h, sha1_init, sizeof(h));
+    sha1_blocks(h, p, n / 64);
+    memcpy(tail, (const unsigned char *)p + full, n - full);
+    sha1_blocks(h, tail, sha1_pad(tail, n - full, n) / 64);
+    sha1_out(h, out);
+}
+
 int util_uuid5(const char *ns, const char *name, char out[37])
 {
+    uint32_t h[5];
     unsigned char small[256], d[20];
-    size_t nl = strlen(name);
-    unsigned char *buf = nl + 16 <= sizeof(small) ? small : malloc(nl + 16);
+    size_t nl = strlen(name), padded = (16 + nl + 9 + 63) / 64 * 64;
+    /* Namespace, name and padding in one buffer: hashed in place, no second copy of the tail. */
+    unsigned char *buf = padded <= sizeof(small) ? small : malloc(padded);
 
     if (!buf)
         return -ENOMEM;
@@ -239,7 +383,10 @@ int util_uuid5(const char *ns, const char *name, char out[37])
         return -EINVAL;
     }
     memcpy(buf + 16, name, nl);
-    sha1(buf, nl + 16, d);
+    memcpy(h, sha1_init, sizeof(h));
+    sha1_pad(buf + (16 + nl) / 64 * 64, (16 + nl) % 64, 16 + nl);
+    sha1_blocks(h, buf, padded / 64);
+    sha1_out(h, d);
     if (buf != small)
         free(buf);
     d[6] = (unsigned char)((d[6] & 0x0f) | 0x50);

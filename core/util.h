@@ -39,6 +39,11 @@ void util_sha256(const void *p, size_t n, unsigned char out[32]);
 
 /* util_uuid5() - RFC 4122 name-based UUID (SHA-1) of @name in namespace @ns (36-char text form). */
 int util_uuid5(const char *ns, const char *name, char out[37]);
+/* util_sha1() - SHA-1 of @p, the hash util_uuid5() uses (for names, not for security). */
+void util_sha1(const void *p, size_t n, unsigned char out[20]);
+/* util_sha1_use_accel() - for tests: hash with the CPU's SHA instructions, when @on and the CPU
+ * has them, or with the portable code. Returns whether the instructions are now in use. */
+bool util_sha1_use_accel(bool on);
 
 /*
  * util_base64_decode() - decode standard base64, ignoring whitespace (as Kubernetes' decoder does

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,16 @@ static void test_uuid5(void **state)
     assert_int_equal(util_uuid5(ns, "bar-namespace.foo-svc.80", id), 0);
     assert_string_equal(id, "edc1d53e-73b4-5932-9455-0e01f0d53e3f");
     assert_int_equal(util_uuid5("not-a-uuid", "x", id), -EINVAL);
+    /* Other spellings of the namespace: upper case, no or misplaced dashes; a bad digit fails. */
+    static const char *const same[] = {"FD02801F-0957-4A15-A55A-C8D9606F30B5",
+                                       "fd02801f09574a15a55ac8d9606f30b5",
+                                       "fd02801f0-957-4a15-a55a-c8d9606f30b5"};
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        assert_int_equal(util_uuid5(same[i], "services", id), 0);
+        assert_string_equal(id, ns);
+    }
+    assert_int_equal(util_uuid5("fd02801f-0957-4a15-a55a-c8d9606f30bg", "x", id), -EINVAL);
+    assert_int_equal(util_uuid5("fd02801f-0957-4a15-a55a-c8d9606f30b", "x", id), -EINVAL);
     /* Names around the SHA-1 block boundaries (values from Python's uuid.uuid5). */
     static const struct {
         char c;
@@ -44,6 +55,72 @@ static void test_uuid5(void **state)
         assert_int_equal(util_uuid5(ns, name, id), 0);
         assert_string_equal(id, v[i].want);
     }
+}
+
+static void hex20(const unsigned char d[20], char out[41])
+{
+    for (int i = 0; i < 20; i++) {
+        out[2 * i] = "0123456789abcdef"[d[i] >> 4];
+        out[2 * i + 1] = "0123456789abcdef"[d[i] & 15];
+    }
+    out[40] = 0;
+}
+
+/* FIPS 180 examples, on the SHA instructions (where the CPU has them) and on the portable code. */
+static void test_sha1_vectors(void **state)
+{
+    static const struct {
+        const char *msg;
+        const char *want;
+    } v[] = {{"", "da39a3ee5e6b4b0d3255bfef95601890afd80709"},
+             {"abc", "a9993e364706816aba3e25717850c26c9cd0d89d"},
+             {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+              "84983e441c3bd26ebaae4aa1f95129e5e54670f1"}};
+    unsigned char d[20];
+    char hex[41], id[37];
+    char *million = malloc(1000000);
+    (void)state;
+    assert_non_null(million);
+    memset(million, 'a', 1000000);
+    for (int accel = 1; accel >= 0; accel--) {
+        bool on = util_sha1_use_accel(accel);
+        assert_true(!on || accel);
+        for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+            util_sha1(v[i].msg, strlen(v[i].msg), d);
+            hex20(d, hex);
+            assert_string_equal(hex, v[i].want);
+        }
+        util_sha1(million, 1000000, d);
+        hex20(d, hex);
+        assert_string_equal(hex, "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
+        assert_int_equal(util_uuid5("fd02801f-0957-4a15-a55a-c8d9606f30b5", "services", id), 0);
+        assert_string_equal(id, "90050c4f-539a-5bd9-bfb5-2ff1c430ca18");
+    }
+    free(million);
+    util_sha1_use_accel(true);
+}
+
+/* Both paths against each other and OpenSSL on every length up to past four blocks, with a fixed
+ * seed so that a failure repeats. Without the SHA instructions both are the portable code. */
+static void test_sha1_paths_agree(void **state)
+{
+    unsigned char msg[300], a[20], p[20], o[20];
+    uint32_t x = 0x9e3779b9;
+    (void)state;
+    for (size_t n = 0; n <= sizeof(msg); n++) {
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            msg[i] = (unsigned char)x;
+        }
+        util_sha1_use_accel(true);
+        util_sha1(msg, n, a);
+        util_sha1_use_accel(false);
+        util_sha1(msg, n, p);
+        SHA1(msg, n, o);
+        assert_memory_equal(a, p, 20);
+        assert_memory_equal(p, o, 20);
+    }
+    util_sha1_use_accel(true);
 }
 
 static void test_base64(void **state)
@@ -562,6 +639,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uuid5),
+        cmocka_unit_test(test_sha1_vectors),
+        cmocka_unit_test(test_sha1_paths_agree),
         cmocka_unit_test(test_revision_tree_handed_back),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_sha256),
