@@ -61,6 +61,14 @@ static const CredType *cred_type(const char *label)
     return NULL;
 }
 
+const char *xcredential_unique(const char *list)
+{
+    for (size_t i = 0; i < sizeof(cred_types) / sizeof(cred_types[0]); i++)
+        if (!strcmp(list, cred_types[i].out))
+            return cred_types[i].unique;
+    return NULL;
+}
+
 static bool listed(const char *const *l, const char *s)
 {
     for (int i = 0; l[i]; i++)
@@ -214,7 +222,7 @@ void xlate_consumers(Xlate *x)
             json_t *secret = json_object_get(e, "secret");
             xfail(x, secret, NULL, "Secret has conflicting credential: %.*s %s", (int)(nl - key), key,
                   nl + 1);
-            xfail(x, kc, NULL, "Consumer has conflicting credentials: %.*s %s", (int)(nl - key), key,
+            xfail(x, kc, NULL, XFAIL_CREDENTIAL_CONFLICT ": %.*s %s", (int)(nl - key), key,
                   nl + 1);
             char ck[32];
             snprintf(ck, sizeof(ck), "%zu", ci);
@@ -255,6 +263,17 @@ static int cmp_consumer_idx(const json_t *x1, const json_t *y1)
         return c;
     json_t *cx = json_object_get(x1, "custom_id"), *cy = json_object_get(y1, "custom_id");
     return strcmp(cx ? json_string_value(cx) : "", cy ? json_string_value(cy) : "");
+}
+
+/*
+ * cmp_consumer_idx()'s order in one string: "0" without a username, else "1" and the username;
+ * then \x01 (below any character a name holds) and the custom_id.
+ */
+char *xconsumer_sort_key(const json_t *c)
+{
+    const char *u = json_string_value(json_object_get(c, "username"));
+    const char *id = json_string_value(json_object_get(c, "custom_id"));
+    return util_strdup_printf("%s%s\x01%s", u ? "1" : "0", u ? u : "", id ? id : "");
 }
 
 typedef struct ConsumerSort {

@@ -233,6 +233,15 @@ XlatePlan *xplan_order(XlatePlan *p, const json_t *upstreams);
  * upstreams, xplugin_sort_key() for plugins (malloc'd). */
 void xsort_by_field(json_t *arr, const char *field);
 char *xplugin_sort_key(const json_t *p);
+/*
+ * Consumers: the field of a credential list ("keyauth_credentials": "key") that must be unique
+ * across all consumers, or NULL; and the start of the failure each consumer that lost on such a
+ * conflict gets (every consumer in the conflict is dropped).
+ */
+const char *xcredential_unique(const char *list);
+#define XFAIL_CREDENTIAL_CONFLICT "Consumer has conflicting credentials"
+/* xconsumer_sort_key() - a consumer's place in decK's order as a string (ascending; malloc'd). */
+char *xconsumer_sort_key(const json_t *c);
 void xload_class(Xlate *x);
 int xcanon_append(Buf *b, const json_t *v);
 /*

@@ -9,9 +9,11 @@
  * Safety comes from three rules. A plan is made only when its merge equals a full translation
  * byte for byte. Only kinds whose objects act within their own namespace may be in the store
  * (anything else, and any change to a cluster-wide kind, needs a full translation). And a
- * namespace whose translation makes anything but certificates, services, upstreams and plugins,
- * a second namespace with a default backend or naming a TLS host another one names (the oldest
- * Ingress in the cluster wins both), or equal sort keys in two namespaces, ends the plan.
+ * namespace whose translation makes anything but certificates, consumers (with their groups and
+ * memberships), services, upstreams and plugins, a second namespace with a default backend or
+ * claiming what another one claims (a TLS host: the oldest Ingress in the cluster wins it; a
+ * unique credential: conflicting consumers are all dropped), a namespace whose consumers
+ * conflict among themselves, or equal sort keys in two namespaces, ends the plan.
  */
 #include "xlate_int.h"
 
@@ -22,15 +24,32 @@
 
 /* Kinds whose objects act only in their own namespace: their changes redo that namespace. */
 static const char *const local_kinds[] = {
-    "Ingress", "Service", "EndpointSlice", "KongPlugin", "KongIngress", "KongUpstreamPolicy",
-    "Secret", NULL,
+    "Ingress",    "Service", "EndpointSlice", "KongPlugin",        "KongIngress", "KongUpstreamPolicy",
+    "Secret",     "KongConsumer", "KongConsumerGroup", NULL,
 };
 /* Cluster-wide settings every namespace reads: in each namespace's store; a change redoes all. */
 static const char *const shared_kinds[] = {"IngressClass", "IngressClassParameters", NULL};
 
-/* The top-level arrays a plan handles, in canonical (sorted key) order. */
-enum { A_CERTIFICATES, A_PLUGINS, A_SERVICES, A_UPSTREAMS, A_N };
-static const char *const array_names[A_N] = {"certificates", "plugins", "services", "upstreams"};
+/*
+ * The top-level arrays a plan handles, in canonical (sorted key) order. Assembly sorts most
+ * descending by key; consumers are in decK's ascending order, and their group memberships follow
+ * them (keyed by their consumer's key).
+ */
+enum {
+    A_CERTIFICATES,
+    A_MEMBERS,
+    A_GROUPS,
+    A_CONSUMERS,
+    A_PLUGINS,
+    A_SERVICES,
+    A_UPSTREAMS,
+    A_N
+};
+static const char *const array_names[A_N] = {
+    "certificates", "consumer_group_consumers", "consumer_groups", "consumers",
+    "plugins",      "services",                 "upstreams",
+};
+static const bool ascending[A_N] = {[A_MEMBERS] = true, [A_CONSUMERS] = true};
 
 typedef struct Piece {
     const char *key;   /* the assembly's sort key */
@@ -52,8 +71,10 @@ typedef struct Part {
     size_t n[A_N];
     char *keys;
     char *tmp; /* the entities' bytes, until merged */
-    const char **hosts; /* TLS hosts of its Ingresses (in @keys): claimed cluster-wide */
-    size_t nhosts;
+    /* What it claims cluster-wide (in @keys): its Ingresses' TLS hosts and its consumers' unique
+     * credentials. The same claim in two namespaces ends a plan (older objects win). */
+    const char **claims;
+    size_t nclaims;
     json_t *failures;
     bool default_backend; /* an Ingress here has spec.defaultBackend */
 } Part;
@@ -97,7 +118,7 @@ static void part_unref(Part *p)
     free(p->pieces[0]);
     free(p->keys);
     free(p->tmp);
-    free(p->hosts);
+    free(p->claims);
     json_decref(p->failures);
     free(p->ns);
     free(p);
@@ -204,18 +225,41 @@ typedef struct Span {
     size_t key, bytes, len;
 } Span;
 
-/* Append the key of every entity of array @arr (of kind @a) to @kb, its bytes to @bb. */
-static int write_pieces(json_t *arr, int a, Buf *kb, Buf *bb, Span *spans)
+/* A membership's key: its consumer's (named by username, else custom_id, in @members' "consumer"). */
+static char *member_key(const json_t *m, const json_t *consumers)
+{
+    const char *who = str_or_empty(json_object_get(m, "consumer"));
+    size_t i;
+    json_t *c;
+    json_array_foreach(consumers, i, c)
+    {
+        json_t *u = json_object_get(c, "username");
+        if (!strcmp(str_or_empty(u ? u : json_object_get(c, "custom_id")), who))
+            return xconsumer_sort_key(c);
+    }
+    return strdup(""); /* no such consumer: cannot be, as a translation writes them */
+}
+
+/*
+ * Append the key of every entity of array @arr (of kind @a) to @kb, its bytes to @bb;
+ * @consumers is the translation's, for the keys of memberships.
+ */
+static int write_pieces(json_t *arr, int a, const json_t *consumers, Buf *kb, Buf *bb,
+                        Span *spans)
 {
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *e = json_array_get(arr, i);
-        char *pk = a == A_PLUGINS ? xplugin_sort_key(e) : NULL;
-        const char *key = a == A_PLUGINS        ? pk
+        char *own = a == A_PLUGINS     ? xplugin_sort_key(e)
+                    : a == A_CONSUMERS ? xconsumer_sort_key(e)
+                    : a == A_MEMBERS   ? member_key(e, consumers)
+                                       : NULL;
+        const char *key = own                 ? own
+                          : a == A_PLUGINS || a == A_CONSUMERS || a == A_MEMBERS ? NULL
                           : a == A_CERTIFICATES ? str_or_empty(json_object_get(e, "cert"))
                                                 : str_or_empty(json_object_get(e, "name"));
         spans[i].key = kb->len;
         int r = key ? buf_append(kb, key, strlen(key) + 1) : -ENOMEM;
-        free(pk);
+        free(own);
         spans[i].bytes = bb->len;
         if (r < 0 || (r = xcanon_append(bb, e)) < 0)
             return r;
@@ -224,27 +268,61 @@ static int write_pieces(json_t *arr, int a, Buf *kb, Buf *bb, Span *spans)
     return 0;
 }
 
-/*
- * The TLS hosts of every Ingress of @st, appended to @kb (NUL-terminated); *ret_at their offsets.
- * The first Ingress in the cluster to claim a host gets it: a host in two namespaces ends a plan.
- */
-static int tls_hosts(Store *st, Buf *kb, size_t **ret_at, size_t *ret_n)
+typedef struct Claims {
+    size_t *at; /* offsets in the key block */
+    size_t n, cap;
+} Claims;
+
+/* Append the claim @what followed by @len bytes of @s to @kb. */
+static int claim(Buf *kb, Claims *c, const char *what, const char *s, size_t len)
 {
-    size_t n, cap = 0;
+    if (util_grow(&c->at, &c->cap, c->n, sizeof(*c->at), 16) < 0)
+        return -ENOMEM;
+    c->at[c->n++] = kb->len;
+    if (buf_puts(kb, what) < 0 || buf_append(kb, s, len) < 0 || buf_putc(kb, 0) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/*
+ * What @st's objects claim cluster-wide, appended to @kb (NUL-terminated): the TLS hosts of its
+ * Ingresses (the first Ingress in the cluster to name a host gets it), and the unique credential
+ * values of the consumers in @consumers (a conflict drops every consumer in it).
+ */
+static int claims_of(Store *st, const json_t *consumers, Buf *kb, Claims *c)
+{
+    size_t i, n;
+    json_t *cons;
+    json_array_foreach(consumers, i, cons)
+    {
+        const char *list;
+        json_t *creds;
+        json_object_foreach((json_t *)cons, list, creds)
+        {
+            const char *field = xcredential_unique(list);
+            char what[64];
+            size_t k;
+            json_t *cred;
+            snprintf(what, sizeof(what), "%s\n", list);
+            json_array_foreach(field ? creds : NULL, k, cred)
+            {
+                json_t *v = json_object_get(cred, field);
+                if (json_is_string(v) &&
+                    claim(kb, c, what, json_string_value(v), json_string_length(v)) < 0)
+                    return -ENOMEM;
+            }
+        }
+    }
     json_t *const *ings = store_list(st, "Ingress", &n);
-    for (size_t i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         size_t t, h;
         json_t *tls, *host;
         json_array_foreach(obj_get_path(ings[i], "spec.tls"), t, tls)
         {
             json_array_foreach(json_object_get(tls, "hosts"), h, host)
             {
-                if (!json_is_string(host))
-                    continue;
-                if (util_grow(ret_at, &cap, *ret_n, sizeof(**ret_at), 16) < 0)
-                    return -ENOMEM;
-                (*ret_at)[(*ret_n)++] = kb->len;
-                if (buf_append(kb, json_string_value(host), json_string_length(host) + 1) < 0)
+                if (json_is_string(host) &&
+                    claim(kb, c, "tls host\n", json_string_value(host), json_string_length(host)) < 0)
                     return -ENOMEM;
             }
         }
@@ -263,16 +341,27 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
     json_t *cfg = NULL, *failures = NULL, *arrays[A_N] = {NULL};
     Span *spans = NULL;
     Buf kb = BUF_INIT, bb = BUF_INIT;
-    size_t total = 0, nhosts = 0, *host_at = NULL;
+    size_t total = 0, i;
+    Claims claims = {NULL, 0, 0};
     bool defaults = false;
     *why = "out of memory";
     if (store_clone_where(st, keep_ns, &keep, &sub) < 0 || xlate_run(sub, o, &cfg, &failures) < 0)
         goto fail;
     defaults = has_default_backend(sub);
-    if (tls_hosts(sub, &kb, &host_at, &nhosts) < 0)
+    if (claims_of(sub, json_object_get(cfg, "consumers"), &kb, &claims) < 0)
         goto fail;
     const char *k;
     json_t *v;
+    json_array_foreach(failures, i, v)
+    {
+        /* Consumers it dropped on a conflict of its own: one elsewhere would have been dropped
+         * too, and this part no longer claims the credential. */
+        const char *msg = str_or_empty(json_object_get(v, "message"));
+        if (!strncmp(msg, XFAIL_CREDENTIAL_CONFLICT, strlen(XFAIL_CREDENTIAL_CONFLICT))) {
+            *why = "conflicting credentials";
+            goto fail;
+        }
+    }
     json_object_foreach(cfg, k, v)
     {
         if (k[0] == '_' || !json_array_size(v))
@@ -280,14 +369,12 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
         int a = 0;
         while (a < A_N && strcmp(k, array_names[a]))
             a++;
-        if (a == A_N) { /* CA certificates, consumers, ...: they may reach across namespaces */
-            static const char *const known[] = {"ca_certificates", "consumers",
-                                                "consumer_groups", "consumer_group_consumers",
-                                                "vaults", NULL};
+        if (a == A_N) { /* CA certificates, vaults, ...: they may reach across namespaces */
+            static const char *const known[] = {"ca_certificates", "vaults", NULL};
             *why = "custom entities"; /* a static string: @cfg goes away */
-            for (int i = 0; known[i]; i++)
-                if (!strcmp(k, known[i]))
-                    *why = known[i];
+            for (int j = 0; known[j]; j++)
+                if (!strcmp(k, known[j]))
+                    *why = known[j];
             goto fail;
         }
         arrays[a] = v;
@@ -299,7 +386,7 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
     if (!(spans = calloc(total ? total : 1, sizeof(*spans))))
         goto fail;
     for (int a = 0, at = 0; a < A_N; at += (int)json_array_size(arrays[a]), a++)
-        if (write_pieces(arrays[a], a, &kb, &bb, spans + at) < 0)
+        if (write_pieces(arrays[a], a, arrays[A_CONSUMERS], &kb, &bb, spans + at) < 0)
             goto fail;
     size_t n[A_N];
     for (int a = 0; a < A_N; a++)
@@ -313,26 +400,25 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
     Piece *pieces = calloc(total ? total : 1, sizeof(*pieces));
     char *keys = kb.len ? malloc(kb.len) : NULL;
     char *nsdup = strdup(ns);
-    const char **hosts = nhosts ? malloc(nhosts * sizeof(*hosts)) : NULL;
-    if (!p || !pieces || (kb.len && !keys) || !nsdup || (nhosts && !hosts)) {
+    const char **cl = claims.n ? malloc(claims.n * sizeof(*cl)) : NULL;
+    if (!p || !pieces || (kb.len && !keys) || !nsdup || (claims.n && !cl)) {
         free(p);
         free(pieces);
         free(keys);
         free(nsdup);
-        free(hosts);
+        free(cl);
         goto fail;
     }
-    for (size_t i = 0; i < nhosts; i++)
-        hosts[i] = keys + host_at[i];
-    free(host_at);
-    host_at = NULL;
+    for (i = 0; i < claims.n; i++)
+        cl[i] = keys + claims.at[i];
     if (kb.len)
         memcpy(keys, kb.data, kb.len);
     buf_deinit(&kb);
-    *p = (Part){.refs = 1, .ns = nsdup, .keys = keys, .tmp = bb.data, .hosts = hosts,
-                .nhosts = nhosts, .failures = failures, .default_backend = defaults};
+    *p = (Part){.refs = 1, .ns = nsdup, .keys = keys, .tmp = bb.data, .claims = cl,
+                .nclaims = claims.n, .failures = failures, .default_backend = defaults};
+    free(claims.at);
     bb = (Buf)BUF_INIT;
-    for (size_t i = 0; i < total; i++)
+    for (i = 0; i < total; i++)
         pieces[i] = (Piece){keys + spans[i].key, p->tmp + spans[i].bytes, spans[i].len};
     for (int a = 0, at = 0; a < A_N; at += (int)n[a], a++) {
         p->pieces[a] = pieces + at;
@@ -347,7 +433,7 @@ fail:
     buf_deinit(&kb);
     buf_deinit(&bb);
     free(spans);
-    free(host_at);
+    free(claims.at);
     return NULL;
 }
 
@@ -356,10 +442,11 @@ static const Piece *piece(const Ref *r, int a)
     return &r->part->pieces[a][r->idx];
 }
 
-/* Assembly's order: descending by key. */
+/* Assembly's order: descending by key, but for the ascending arrays. */
 static int cmp_key(const Ref *x, const Ref *y, int a)
 {
-    return strcmp(piece(y, a)->key, piece(x, a)->key);
+    int c = strcmp(piece(y, a)->key, piece(x, a)->key);
+    return ascending[a] ? -c : c;
 }
 
 static int cmp_ref(const void *x, const void *y, void *arg)
@@ -454,35 +541,35 @@ static int order_from(NsPlan *np, const NsPlan *old, Part *const *gone, size_t n
     return 0;
 }
 
-typedef struct HostRef {
-    const char *host;
+typedef struct ClaimRef {
+    const char *claim;
     const Part *part;
-} HostRef;
+} ClaimRef;
 
-static int cmp_host(const void *a, const void *b)
+static int cmp_claim(const void *a, const void *b)
 {
-    return strcmp(((const HostRef *)a)->host, ((const HostRef *)b)->host);
+    return strcmp(((const ClaimRef *)a)->claim, ((const ClaimRef *)b)->claim);
 }
 
-/* -EXDEV when two namespaces' Ingresses name the same TLS host (the older claim would win). */
-static int hosts_apart(const NsPlan *p)
+/* -EXDEV when two namespaces claim the same (a TLS host, a credential): the older would win. */
+static int claims_apart(const NsPlan *p)
 {
     size_t n = 0;
     for (size_t i = 0; i < p->nparts; i++)
-        n += p->parts[i]->nhosts;
+        n += p->parts[i]->nclaims;
     if (n < 2)
         return 0;
-    HostRef *v = malloc(n * sizeof(*v));
+    ClaimRef *v = malloc(n * sizeof(*v));
     if (!v)
         return -ENOMEM;
     n = 0;
     for (size_t i = 0; i < p->nparts; i++)
-        for (size_t k = 0; k < p->parts[i]->nhosts; k++)
-            v[n++] = (HostRef){p->parts[i]->hosts[k], p->parts[i]};
-    qsort(v, n, sizeof(*v), cmp_host);
+        for (size_t k = 0; k < p->parts[i]->nclaims; k++)
+            v[n++] = (ClaimRef){p->parts[i]->claims[k], p->parts[i]};
+    qsort(v, n, sizeof(*v), cmp_claim);
     int r = 0;
     for (size_t k = 1; k < n && !r; k++)
-        if (v[k].part != v[k - 1].part && !strcmp(v[k].host, v[k - 1].host))
+        if (v[k].part != v[k - 1].part && !strcmp(v[k].claim, v[k - 1].claim))
             r = -EXDEV;
     free(v);
     return r;
@@ -512,9 +599,9 @@ static int merge(NsPlan *p, const Bytes *prev, char **ret_json, size_t *ret_len,
         *why = defaults > 1 ? "default backends in several namespaces" : "no entities";
         return -EXDEV;
     }
-    int hr = hosts_apart(p);
+    int hr = claims_apart(p);
     if (hr < 0) {
-        *why = "a TLS host in two namespaces";
+        *why = "a TLS host or a unique credential in two namespaces";
         return hr;
     }
     size_t cap;
@@ -755,7 +842,7 @@ int xlate_ns_refresh(Store *st, const NsPlan *p, const XlateOptions *o, Bytes **
         for (int a = 0; a < A_N; a++)
             total += part->n[a];
         if (!total && !json_array_size(part->failures) && !part->default_backend &&
-            !part->nhosts) {
+            !part->nclaims) {
             part_unref(part); /* nothing left in that namespace */
             continue;
         }

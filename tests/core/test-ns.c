@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Namespace plans against full translations: after each of a few hundred random changes to
- * Ingresses, Services, EndpointSlices, KongPlugins, KongIngresses and KongUpstreamPolicies in
- * random namespaces, redoing only the namespaces that changed must give byte for byte what
- * translating the whole store gives, with the same failures; and what reaches across
- * namespaces must ask for a full translation.
+ * Ingresses, Services, EndpointSlices, KongPlugins, KongIngresses, KongUpstreamPolicies and
+ * KongConsumers (with credentials, groups and plugins) in random namespaces, redoing only the
+ * namespaces that changed must give byte for byte what translating the whole store gives, with
+ * the same failures; and what reaches across namespaces must ask for a full translation.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -154,6 +154,47 @@ static void plugin(Store *st, int ns, int k, int variant)
                       10 + variant, "policy", "local"));
 }
 
+/*
+ * Consumer @k of namespace @ns: a username unique in the cluster (or only a custom_id), a key-auth
+ * credential from a Secret, now and then a group and a plugin (which then also applies to the
+ * routes that name it: KIC's consumer-times-route combination).
+ */
+static void consumer(Store *st, int ns, int k, int variant)
+{
+    char nsn[16], name[32], user[32], cred[32], key[64], group[32], plugins[32];
+    snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+    snprintf(name, sizeof(name), "user-%d", k);
+    snprintf(user, sizeof(user), "u-%d-%d", ns, k);
+    snprintf(cred, sizeof(cred), "cred-%d", k);
+    snprintf(key, sizeof(key), "key-%d-%d-%d", ns, k, variant % 4);
+    snprintf(group, sizeof(group), "group-%d-%d", ns, (k + variant) % 2);
+    snprintf(plugins, sizeof(plugins), "limit-%d", k % 3);
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s}}", "apiVersion", "v1",
+                      "kind", "Secret", "metadata", "name", cred, "namespace", nsn, "labels",
+                      "konghq.com/credential", "key-auth", "stringData", "key", key));
+    json_t *c = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:[s]}", "apiVersion",
+                          "configuration.konghq.com/v1", "kind", "KongConsumer", "metadata", "name",
+                          name, "namespace", nsn, "annotations", "kubernetes.io/ingress.class",
+                          "kong", "credentials", cred);
+    if (variant % 3)
+        json_object_set_new(c, "username", json_string(user));
+    if (variant % 3 != 1)
+        json_object_set_new(c, "custom_id", json_sprintf("id-%s", user));
+    if (variant % 2)
+        json_object_set_new(c, "consumerGroups", json_pack("[s]", group));
+    if (variant % 4 == 3)
+        json_object_set_new(json_object_get(json_object_get(c, "metadata"), "annotations"),
+                            "konghq.com/plugins", json_string(plugins));
+    put(st, c);
+    for (int g = 0; g < 2; g++) { /* group names are cluster-wide in Kong */
+        snprintf(group, sizeof(group), "group-%d-%d", ns, g);
+        put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}}", "apiVersion",
+                          "configuration.konghq.com/v1beta1", "kind", "KongConsumerGroup",
+                          "metadata", "name", group, "namespace", nsn, "annotations",
+                          "kubernetes.io/ingress.class", "kong"));
+    }
+}
+
 static void extras(Store *st, int ns, int variant)
 {
     char nsn[16];
@@ -182,6 +223,8 @@ static Store *base_store(void)
         }
         for (int k = 0; k < 3; k++)
             plugin(st, ns, k, 0);
+        for (int k = 0; k < 2; k++)
+            consumer(st, ns, k, 3);
         extras(st, ns, 0);
         tls_secret(st, ns);
     }
@@ -226,7 +269,7 @@ static void random_change(Store *st, int step)
 {
     int ns = (int)rnd(NS + 1); /* NS: a namespace that comes and goes */
     int app = (int)rnd(APPS), v = step + 1;
-    switch (rnd(8)) {
+    switch (rnd(10)) {
     case 0:
         ingress(st, ns, app, v);
         break;
@@ -256,6 +299,18 @@ static void random_change(Store *st, int step)
         store_delete(st, "Service", nsn, name);
         break;
     }
+    case 7:
+        consumer(st, ns, app % 3, v);
+        break;
+    case 8: {
+        char nsn[16], name[32];
+        snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+        snprintf(name, sizeof(name), "user-%d", app % 3);
+        store_delete(st, "KongConsumer", nsn, name);
+        snprintf(name, sizeof(name), "group-%d-%d", ns, app % 2);
+        store_delete(st, "KongConsumerGroup", nsn, name);
+        break;
+    }
     default: /* a whole namespace goes */
         for (int a = 0; a < APPS; a++) {
             char nsn[16], name[32];
@@ -282,7 +337,9 @@ static void test_refresh_matches_full(void **state)
     NsPlan *plan = NULL;
     const char *why = NULL;
     assert_non_null(strstr(json->data, "\"certificates\":[")); /* TLS in every namespace */
-    assert_int_equal(xlate_ns_build(st, &o, json, &plan, &why), 0);
+    assert_non_null(strstr(json->data, "\"consumer_group_consumers\":["));
+    if (xlate_ns_build(st, &o, json, &plan, &why) != 0)
+        fail_msg("no plan: %s", why);
     bytes_unref(json);
     int refreshed = 0, exdev = 0;
     for (int step = 0; step < 300; step++) {
@@ -353,8 +410,19 @@ static void test_cross_namespace_needs_full(void **state)
     (void)state;
     XlateOptions o;
     xlate_options_default(&o);
-    static const char *const cases[] = {"tls host", "same certificate", "consumer", "class",
-                                        "two defaults", "slices log"};
+    static const struct {
+        const char *name, *why;
+    } cases[] = {
+        {"tls host", "a TLS host or a unique credential in two namespaces"},
+        {"same certificate", "equal sort keys in two namespaces"},
+        {"same consumer", "equal sort keys in two namespaces"},
+        {"same credential", "a TLS host or a unique credential in two namespaces"},
+        {"own conflict", "conflicting credentials"},
+        {"cluster plugin", "a change to a cluster-wide kind"},
+        {"class", "a change to a cluster-wide kind"},
+        {"two defaults", "default backends in several namespaces"},
+        {"slices log", "more changes than the store remembers"},
+    };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         Store *st = base_store();
         json_t *failures;
@@ -364,7 +432,7 @@ static void test_cross_namespace_needs_full(void **state)
         const char *why = NULL;
         assert_int_equal(xlate_ns_build(st, &o, json, &plan, &why), 0);
         bytes_unref(json);
-        const char *name = cases[c];
+        const char *name = cases[c].name;
         if (!strcmp(name, "tls host")) { /* the oldest Ingress in the cluster gets a host */
             json_t *ing = json_deep_copy(store_get(st, "Ingress", "ns-2", "ing-1"));
             json_object_set_new(json_object_get(ing, "spec"), "tls",
@@ -375,11 +443,28 @@ static void test_cross_namespace_needs_full(void **state)
             json_t *sec = json_deep_copy(store_get(st, "Secret", "ns-0", "tls"));
             json_object_set_new(json_object_get(sec, "metadata"), "namespace", json_string("ns-3"));
             put(st, sec);
-        } else if (!strcmp(name, "consumer")) {
+        } else if (!strcmp(name, "same consumer")) { /* ns-2's user-0 has this custom_id */
             put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s}", "apiVersion",
                               "configuration.konghq.com/v1", "kind", "KongConsumer", "metadata",
-                              "name", "alice", "namespace", "ns-2", "annotations",
-                              "kubernetes.io/ingress.class", "kong", "username", "alice"));
+                              "name", "twin", "namespace", "ns-3", "annotations",
+                              "kubernetes.io/ingress.class", "kong", "custom_id", "id-u-2-0"));
+        } else if (!strcmp(name, "same credential") || !strcmp(name, "own conflict")) {
+            /* ns-2's user-0 has this key: conflicting credentials drop both consumers */
+            const char *ns = !strcmp(name, "own conflict") ? "ns-2" : "ns-3";
+            put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s}}", "apiVersion", "v1",
+                              "kind", "Secret", "metadata", "name", "other-cred", "namespace", ns,
+                              "labels", "konghq.com/credential", "key-auth", "stringData", "key",
+                              "key-2-0-3"));
+            put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[s]}", "apiVersion",
+                              "configuration.konghq.com/v1", "kind", "KongConsumer", "metadata",
+                              "name", "other", "namespace", ns, "annotations",
+                              "kubernetes.io/ingress.class", "kong", "username", "other",
+                              "credentials", "other-cred"));
+        } else if (!strcmp(name, "cluster plugin")) { /* any namespace may name it */
+            put(st, json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:s}", "apiVersion",
+                              "configuration.konghq.com/v1", "kind", "KongClusterPlugin",
+                              "metadata", "name", "cors", "annotations",
+                              "kubernetes.io/ingress.class", "kong", "plugin", "cors"));
         } else if (!strcmp(name, "class")) {
             put(st, json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:{s:s}}", "apiVersion",
                               "networking.k8s.io/v1", "kind", "IngressClass", "metadata", "name",
@@ -404,7 +489,8 @@ static void test_cross_namespace_needs_full(void **state)
         int rr = xlate_ns_refresh(st, plan, &o, &nb, &nfail, &nplan, &why);
         if (rr != -EXDEV)
             fail_msg("%s: refresh gave %d", name, rr);
-        assert_non_null(why);
+        if (!why || strcmp(why, cases[c].why))
+            fail_msg("%s: refresh said \"%s\", not \"%s\"", name, why ? why : "", cases[c].why);
         /* Nor does such a store make a plan; a new class or a long log are fine for a new one. */
         json = full(st, &failures);
         json_decref(failures);
