@@ -9,6 +9,8 @@
  * EndpointSlices (only targets are redone). Target: latency <= debounce + 50 ms; RSS <= 200 MB.
  *
  * Usage: bench-reconcile [SETS=10000] [SECRETS=20000] [ROUNDS=10] [DEBOUNCE_MS=100]
+ * BENCH_CONSUMERS=N adds N KongConsumers with a key-auth credential each, spread like the sets;
+ * BENCH_NO_NS_PLANS=1 translates every change in full (as before namespace plans).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +141,26 @@ int main(int argc, char **argv)
                       "dG9rZW4tdmFsdWUtYWJjZGVmZ2hpamtsbW5vcA==");
         store_put(b.store, s);
         json_decref(s);
+    }
+    int consumers = getenv("BENCH_CONSUMERS") ? atoi(getenv("BENCH_CONSUMERS")) : 0;
+    for (int i = 0; i < consumers; i++) {
+        char name[32], ns[16], key[48];
+        snprintf(name, sizeof(name), "user-%d", i);
+        snprintf(ns, sizeof(ns), "ns%d", i % 50);
+        snprintf(key, sizeof(key), "key-%d", i);
+        json_t *s = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s}}", "apiVersion", "v1",
+                              "kind", "Secret", "metadata", "name", name, "namespace", ns,
+                              "labels", "konghq.com/credential", "key-auth", "stringData", "key",
+                              key);
+        json_t *c = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[s]}", "apiVersion",
+                              "configuration.konghq.com/v1", "kind", "KongConsumer", "metadata",
+                              "name", name, "namespace", ns, "annotations",
+                              "kubernetes.io/ingress.class", "kong", "username", name,
+                              "credentials", name);
+        store_put(b.store, s);
+        store_put(b.store, c);
+        json_decref(s);
+        json_decref(c);
     }
     long rss_store = rss_kb();
 
