@@ -225,36 +225,36 @@ typedef struct Span {
     size_t key, bytes, len;
 } Span;
 
-/* A membership's key: its consumer's (named by username, else custom_id, in @members' "consumer"). */
-static char *member_key(const json_t *m, const json_t *consumers)
+/* Each consumer by the name its memberships use (username, else custom_id): "name" -> consumer. */
+static json_t *consumers_by_ref(const json_t *consumers)
 {
-    const char *who = str_or_empty(json_object_get(m, "consumer"));
+    json_t *by = json_object();
     size_t i;
     json_t *c;
     json_array_foreach(consumers, i, c)
     {
         json_t *u = json_object_get(c, "username");
-        if (!strcmp(str_or_empty(u ? u : json_object_get(c, "custom_id")), who))
-            return xconsumer_sort_key(c);
+        json_object_set(by, str_or_empty(u ? u : json_object_get(c, "custom_id")), c);
     }
-    return strdup(""); /* no such consumer: cannot be, as a translation writes them */
+    return by;
 }
 
 /*
- * Append the key of every entity of array @arr (of kind @a) to @kb, its bytes to @bb;
- * @consumers is the translation's, for the keys of memberships.
+ * Append the key of every entity of array @arr (of kind @a) to @kb, its bytes to @bb. A
+ * membership's key is its consumer's (@by_ref: consumers_by_ref()), so memberships merge in the
+ * order of their consumers.
  */
-static int write_pieces(json_t *arr, int a, const json_t *consumers, Buf *kb, Buf *bb,
-                        Span *spans)
+static int write_pieces(json_t *arr, int a, const json_t *by_ref, Buf *kb, Buf *bb, Span *spans)
 {
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *e = json_array_get(arr, i);
+        bool made = a == A_PLUGINS || a == A_CONSUMERS || a == A_MEMBERS;
         char *own = a == A_PLUGINS     ? xplugin_sort_key(e)
                     : a == A_CONSUMERS ? xconsumer_sort_key(e)
-                    : a == A_MEMBERS   ? member_key(e, consumers)
+                    : a == A_MEMBERS   ? xconsumer_sort_key(json_object_get(
+                                           by_ref, str_or_empty(json_object_get(e, "consumer"))))
                                        : NULL;
-        const char *key = own                 ? own
-                          : a == A_PLUGINS || a == A_CONSUMERS || a == A_MEMBERS ? NULL
+        const char *key = made                  ? own
                           : a == A_CERTIFICATES ? str_or_empty(json_object_get(e, "cert"))
                                                 : str_or_empty(json_object_get(e, "name"));
         spans[i].key = kb->len;
@@ -385,9 +385,13 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
         total += json_array_size(arrays[a]);
     if (!(spans = calloc(total ? total : 1, sizeof(*spans))))
         goto fail;
+    json_t *by_ref = consumers_by_ref(arrays[A_CONSUMERS]);
     for (int a = 0, at = 0; a < A_N; at += (int)json_array_size(arrays[a]), a++)
-        if (write_pieces(arrays[a], a, arrays[A_CONSUMERS], &kb, &bb, spans + at) < 0)
+        if (!by_ref || write_pieces(arrays[a], a, by_ref, &kb, &bb, spans + at) < 0) {
+            json_decref(by_ref);
             goto fail;
+        }
+    json_decref(by_ref);
     size_t n[A_N];
     for (int a = 0; a < A_N; a++)
         n[a] = json_array_size(arrays[a]);
