@@ -7,8 +7,9 @@
  * the configuration is merged from the pieces.
  *
  * Safety comes from three rules. A plan is made only when its merge equals a full translation
- * byte for byte. Only kinds whose objects act within their own namespace may be in the store
- * (anything else, and any change to a cluster-wide kind, needs a full translation). And a
+ * byte for byte. Only kinds whose objects act within their own namespace, and the cluster-wide
+ * ones every namespace reads (IngressClasses, KongClusterPlugins), may be in the store; anything
+ * else, and any change to a cluster-wide kind, needs a full translation. And a
  * namespace whose translation makes anything but certificates, consumers (with their groups and
  * memberships), services, upstreams and plugins, a second namespace with a default backend or
  * claiming what another one claims (a TLS host: the oldest Ingress in the cluster wins it; a
@@ -27,8 +28,14 @@ static const char *const local_kinds[] = {
     "Ingress",    "Service", "EndpointSlice", "KongPlugin",        "KongIngress", "KongUpstreamPolicy",
     "Secret",     "KongConsumer", "KongConsumerGroup", NULL,
 };
-/* Cluster-wide settings every namespace reads: in each namespace's store; a change redoes all. */
-static const char *const shared_kinds[] = {"IngressClass", "IngressClassParameters", NULL};
+/*
+ * Cluster-wide objects every namespace may read: in each namespace's store; a change redoes all.
+ * The plugins of global KongClusterPlugins would come out of every namespace: a part of their
+ * own (CLUSTER_PART, translated with the shared objects alone) keeps them, the others drop them.
+ */
+static const char *const shared_kinds[] = {"IngressClass", "IngressClassParameters",
+                                           "KongClusterPlugin", NULL};
+#define CLUSTER_PART "\x01cluster" /* sorts after "" and before any namespace's name */
 
 /*
  * The top-level arrays a plan handles, in canonical (sorted key) order. Assembly sorts most
@@ -381,6 +388,20 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
     }
     if (only_stub(cfg))
         arrays[A_UPSTREAMS] = NULL;
+    if (strcmp(ns, CLUSTER_PART) && json_array_size(arrays[A_PLUGINS])) {
+        /* Plugins attached to nothing are global: the cluster part has them. */
+        json_t *attached = json_array();
+        size_t pi;
+        json_t *pl;
+        json_array_foreach(arrays[A_PLUGINS], pi, pl)
+        {
+            if (json_object_get(pl, "service") || json_object_get(pl, "route") ||
+                json_object_get(pl, "consumer") || json_object_get(pl, "consumer_group"))
+                json_array_append(attached, pl);
+        }
+        json_object_set_new(cfg, "plugins", attached); /* @cfg owns it, as the others */
+        arrays[A_PLUGINS] = attached;
+    }
     for (int a = 0; a < A_N; a++)
         total += json_array_size(arrays[a]);
     if (!(spans = calloc(total ? total : 1, sizeof(*spans))))
@@ -685,7 +706,7 @@ static json_t *merged_failures(const NsPlan *p)
     return all;
 }
 
-/* The namespaces that hold objects of a local kind, sorted (borrowed strings). */
+/* The namespaces that hold objects of a local kind and CLUSTER_PART, sorted (borrowed strings). */
 static const char **namespaces(Store *st, size_t *ret_n)
 {
     size_t n = 0, cap = 0;
@@ -701,8 +722,12 @@ static const char **namespaces(Store *st, size_t *ret_n)
             v[n++] = obj_ns(objs[i]);
         }
     }
-    if (n)
-        qsort(v, n, sizeof(*v), cmp_str);
+    if (util_grow(&v, &cap, n, sizeof(*v), 64) < 0) {
+        free(v);
+        return NULL;
+    }
+    v[n++] = CLUSTER_PART;
+    qsort(v, n, sizeof(*v), cmp_str);
     size_t u = 0;
     for (size_t i = 0; i < n; i++)
         if (!u || strcmp(v[u - 1], v[i]))

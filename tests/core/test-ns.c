@@ -75,7 +75,11 @@ static void ingress(Store *st, int ns, int app, int variant)
     snprintf(host, sizeof(host), "app-%d-%d.ns%d.example.com", app, variant % 3, ns);
     snprintf(path, sizeof(path), "/v%d", variant % 4);
     snprintf(svc, sizeof(svc), variant % 7 == 6 ? "missing-%d" : "svc-%d", app); /* a failure */
-    snprintf(plugins, sizeof(plugins), variant % 5 == 4 ? "limit-%d,nope" : "limit-%d", app % 3);
+    snprintf(plugins, sizeof(plugins),
+             variant % 5 == 4   ? "limit-%d,nope"
+             : variant % 5 == 3 ? "limit-%d,cluster-cors" /* a KongClusterPlugin */
+                                : "limit-%d",
+             app % 3);
     put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:{s:s, s:s}}, s:{s:s, s:[{s:s, s:{s:[{s:s, "
                       "s:s, s:{s:{s:s, s:{s:i}}}}]}}]}}",
                       "apiVersion", "networking.k8s.io/v1", "kind", "Ingress", "metadata", "name",
@@ -215,6 +219,15 @@ static Store *base_store(void)
     put(st, json_pack("{s:s, s:s, s:{s:s}, s:{s:s}}", "apiVersion", "networking.k8s.io/v1", "kind",
                       "IngressClass", "metadata", "name", "kong", "spec", "controller",
                       "ingress-controllers.konghq.com/kong"));
+    /* Cluster plugins: one global (in no namespace's part), one that Ingresses may name. */
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:{s:s}, s:{s:s}}, s:s}", "apiVersion",
+                      "configuration.konghq.com/v1", "kind", "KongClusterPlugin", "metadata", "name",
+                      "prom", "labels", "global", "true", "annotations",
+                      "kubernetes.io/ingress.class", "kong", "plugin", "prometheus"));
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:s}", "apiVersion",
+                      "configuration.konghq.com/v1", "kind", "KongClusterPlugin", "metadata", "name",
+                      "cluster-cors", "annotations", "kubernetes.io/ingress.class", "kong", "plugin",
+                      "cors"));
     for (int ns = 0; ns < NS; ns++) {
         for (int a = 0; a < APPS; a++) {
             ingress(st, ns, a, 0);
@@ -338,10 +351,11 @@ static void test_refresh_matches_full(void **state)
     const char *why = NULL;
     assert_non_null(strstr(json->data, "\"certificates\":[")); /* TLS in every namespace */
     assert_non_null(strstr(json->data, "\"consumer_group_consumers\":["));
+    assert_non_null(strstr(json->data, "\"name\":\"prometheus\"")); /* the global plugin */
     if (xlate_ns_build(st, &o, json, &plan, &why) != 0)
         fail_msg("no plan: %s", why);
     bytes_unref(json);
-    int refreshed = 0, exdev = 0;
+    int refreshed = 0, exdev = 0, cluster_cors = 0;
     for (int step = 0; step < 300; step++) {
         int n = 1 + (int)rnd(3);
         for (int i = 0; i < n; i++)
@@ -350,6 +364,7 @@ static void test_refresh_matches_full(void **state)
         json_t *nfail = NULL, *ffail;
         NsPlan *nplan = NULL;
         Bytes *want = full(st, &ffail);
+        cluster_cors += strstr(want->data, "\"name\":\"cors\"") != NULL;
         int r = xlate_ns_refresh(st, plan, &o, &nb, &nfail, &nplan, &why);
         if (r == -EXDEV) {
             /* Only an empty configuration (nothing to merge) may not split here. */
@@ -399,6 +414,7 @@ static void test_refresh_matches_full(void **state)
         plan = nplan; /* refresh the refreshed next time */
     }
     assert_true(refreshed > 250);
+    assert_true(cluster_cors > 50); /* Ingresses named the cluster plugin in many rounds */
     xlate_ns_plan_free(plan);
     store_free(st);
     (void)exdev;
@@ -496,7 +512,8 @@ static void test_cross_namespace_needs_full(void **state)
         json_decref(failures);
         NsPlan *again = NULL;
         int r = xlate_ns_build(st, &o, json, &again, &why);
-        bool fine = !strcmp(name, "slices log") || !strcmp(name, "class");
+        bool fine = !strcmp(name, "slices log") || !strcmp(name, "class") ||
+                    !strcmp(name, "cluster plugin");
         if (r != (fine ? 0 : -EXDEV))
             fail_msg("%s: build gave %d", name, r);
         xlate_ns_plan_free(again);
