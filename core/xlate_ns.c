@@ -10,11 +10,12 @@
  * byte for byte. Only kinds whose objects act within their own namespace, and the cluster-wide
  * ones every namespace reads (IngressClasses, KongClusterPlugins), may be in the store; anything
  * else, and any change to a cluster-wide kind, needs a full translation. And a
- * namespace whose translation makes anything but certificates, consumers (with their groups and
- * memberships), services, upstreams and plugins, a second namespace with a default backend or
- * claiming what another one claims (a TLS host: the oldest Ingress in the cluster wins it; a
- * unique credential: conflicting consumers are all dropped), a namespace whose consumers
- * conflict among themselves, or equal sort keys in two namespaces, ends the plan.
+ * namespace whose translation makes anything but certificates, CA certificates, consumers (with
+ * their groups and memberships), services, upstreams and plugins, a second namespace with a
+ * default backend or claiming what another one claims (a TLS host: the oldest Ingress in the
+ * cluster wins it; a unique credential: conflicting consumers are all dropped; a CA certificate
+ * ID: the oldest object wins it), a namespace whose consumers conflict among themselves, or
+ * equal sort keys in two namespaces, ends the plan.
  */
 #include "xlate_int.h"
 
@@ -26,7 +27,7 @@
 /* Kinds whose objects act only in their own namespace: their changes redo that namespace. */
 static const char *const local_kinds[] = {
     "Ingress",    "Service", "EndpointSlice", "KongPlugin",        "KongIngress", "KongUpstreamPolicy",
-    "Secret",     "KongConsumer", "KongConsumerGroup", NULL,
+    "Secret",     "ConfigMap",    "KongConsumer",      "KongConsumerGroup", NULL,
 };
 /*
  * Cluster-wide objects every namespace may read: in each namespace's store; a change redoes all.
@@ -43,6 +44,7 @@ static const char *const shared_kinds[] = {"IngressClass", "IngressClassParamete
  * them (keyed by their consumer's key).
  */
 enum {
+    A_CA_CERTIFICATES,
     A_CERTIFICATES,
     A_MEMBERS,
     A_GROUPS,
@@ -53,8 +55,8 @@ enum {
     A_N
 };
 static const char *const array_names[A_N] = {
-    "certificates", "consumer_group_consumers", "consumer_groups", "consumers",
-    "plugins",      "services",                 "upstreams",
+    "ca_certificates", "certificates", "consumer_group_consumers", "consumer_groups",
+    "consumers",       "plugins",      "services",                 "upstreams",
 };
 static const bool ascending[A_N] = {[A_MEMBERS] = true, [A_CONSUMERS] = true};
 
@@ -261,9 +263,10 @@ static int write_pieces(json_t *arr, int a, const json_t *by_ref, Buf *kb, Buf *
                     : a == A_MEMBERS   ? xconsumer_sort_key(json_object_get(
                                            by_ref, str_or_empty(json_object_get(e, "consumer"))))
                                        : NULL;
-        const char *key = made                  ? own
-                          : a == A_CERTIFICATES ? str_or_empty(json_object_get(e, "cert"))
-                                                : str_or_empty(json_object_get(e, "name"));
+        const char *key = made ? own
+                          : a == A_CERTIFICATES || a == A_CA_CERTIFICATES
+                              ? str_or_empty(json_object_get(e, "cert"))
+                              : str_or_empty(json_object_get(e, "name"));
         spans[i].key = kb->len;
         int r = key ? buf_append(kb, key, strlen(key) + 1) : -ENOMEM;
         free(own);
@@ -293,13 +296,21 @@ static int claim(Buf *kb, Claims *c, const char *what, const char *s, size_t len
 
 /*
  * What @st's objects claim cluster-wide, appended to @kb (NUL-terminated): the TLS hosts of its
- * Ingresses (the first Ingress in the cluster to name a host gets it), and the unique credential
- * values of the consumers in @consumers (a conflict drops every consumer in it).
+ * Ingresses (the first Ingress in the cluster to name a host gets it), the unique credential
+ * values of the consumers in @consumers (a conflict drops every consumer in it), and the IDs of
+ * the CA certificates in @cas (the oldest Secret or ConfigMap with an ID gets it).
  */
-static int claims_of(Store *st, const json_t *consumers, Buf *kb, Claims *c)
+static int claims_of(Store *st, const json_t *consumers, const json_t *cas, Buf *kb, Claims *c)
 {
     size_t i, n;
     json_t *cons;
+    json_array_foreach(cas, i, cons)
+    {
+        json_t *id = json_object_get(cons, "id");
+        if (json_is_string(id) &&
+            claim(kb, c, "ca certificate\n", json_string_value(id), json_string_length(id)) < 0)
+            return -ENOMEM;
+    }
     json_array_foreach(consumers, i, cons)
     {
         const char *list;
@@ -355,7 +366,8 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
     if (store_clone_where(st, keep_ns, &keep, &sub) < 0 || xlate_run(sub, o, &cfg, &failures) < 0)
         goto fail;
     defaults = has_default_backend(sub);
-    if (claims_of(sub, json_object_get(cfg, "consumers"), &kb, &claims) < 0)
+    if (claims_of(sub, json_object_get(cfg, "consumers"), json_object_get(cfg, "ca_certificates"),
+                  &kb, &claims) < 0)
         goto fail;
     const char *k;
     json_t *v;
@@ -376,8 +388,8 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
         int a = 0;
         while (a < A_N && strcmp(k, array_names[a]))
             a++;
-        if (a == A_N) { /* CA certificates, vaults, ...: they may reach across namespaces */
-            static const char *const known[] = {"ca_certificates", "vaults", NULL};
+        if (a == A_N) { /* vaults, custom entities: they may reach across namespaces */
+            static const char *const known[] = {"vaults", NULL};
             *why = "custom entities"; /* a static string: @cfg goes away */
             for (int j = 0; known[j]; j++)
                 if (!strcmp(k, known[j]))
@@ -626,7 +638,7 @@ static int merge(NsPlan *p, const Bytes *prev, char **ret_json, size_t *ret_len,
     }
     int hr = claims_apart(p);
     if (hr < 0) {
-        *why = "a TLS host or a unique credential in two namespaces";
+        *why = "a TLS host, credential or CA certificate ID in two namespaces";
         return hr;
     }
     size_t cap;

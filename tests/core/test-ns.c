@@ -110,6 +110,21 @@ static void tls_secret(Store *st, int ns)
     free(key);
 }
 
+/* Namespace @ns's CA certificate, with an ID of its own (or @id). */
+static void ca_secret(Store *st, int ns, const char *id)
+{
+    char nsn[16], own[32], *crt, *key;
+    snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+    snprintf(own, sizeof(own), "ca-ns-%d", ns);
+    make_cert(&crt, &key);
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:s}}", "apiVersion", "v1",
+                      "kind", "Secret", "metadata", "name", id ? "other-ca" : "ca", "namespace",
+                      nsn, "labels", "konghq.com/ca-cert", "true", "stringData", "id",
+                      id ? id : own, "cert", crt));
+    free(crt);
+    free(key);
+}
+
 static void service(Store *st, int ns, int app, int variant)
 {
     char nsn[16], name[32];
@@ -240,6 +255,7 @@ static Store *base_store(void)
             consumer(st, ns, k, 3);
         extras(st, ns, 0);
         tls_secret(st, ns);
+        ca_secret(st, ns, NULL);
     }
     return st;
 }
@@ -313,7 +329,10 @@ static void random_change(Store *st, int step)
         break;
     }
     case 7:
-        consumer(st, ns, app % 3, v);
+        if (app == 0)
+            ca_secret(st, ns, NULL); /* a new certificate under the same ID */
+        else
+            consumer(st, ns, app % 3, v);
         break;
     case 8: {
         char nsn[16], name[32];
@@ -352,6 +371,7 @@ static void test_refresh_matches_full(void **state)
     assert_non_null(strstr(json->data, "\"certificates\":[")); /* TLS in every namespace */
     assert_non_null(strstr(json->data, "\"consumer_group_consumers\":["));
     assert_non_null(strstr(json->data, "\"name\":\"prometheus\"")); /* the global plugin */
+    assert_non_null(strstr(json->data, "\"ca_certificates\":["));
     if (xlate_ns_build(st, &o, json, &plan, &why) != 0)
         fail_msg("no plan: %s", why);
     bytes_unref(json);
@@ -429,10 +449,11 @@ static void test_cross_namespace_needs_full(void **state)
     static const struct {
         const char *name, *why;
     } cases[] = {
-        {"tls host", "a TLS host or a unique credential in two namespaces"},
+        {"tls host", "a TLS host, credential or CA certificate ID in two namespaces"},
         {"same certificate", "equal sort keys in two namespaces"},
         {"same consumer", "equal sort keys in two namespaces"},
-        {"same credential", "a TLS host or a unique credential in two namespaces"},
+        {"same credential", "a TLS host, credential or CA certificate ID in two namespaces"},
+        {"same ca id", "a TLS host, credential or CA certificate ID in two namespaces"},
         {"own conflict", "conflicting credentials"},
         {"cluster plugin", "a change to a cluster-wide kind"},
         {"class", "a change to a cluster-wide kind"},
@@ -476,6 +497,8 @@ static void test_cross_namespace_needs_full(void **state)
                               "name", "other", "namespace", ns, "annotations",
                               "kubernetes.io/ingress.class", "kong", "username", "other",
                               "credentials", "other-cred"));
+        } else if (!strcmp(name, "same ca id")) { /* the oldest object with an ID gets it */
+            ca_secret(st, 3, "ca-ns-2");
         } else if (!strcmp(name, "cluster plugin")) { /* any namespace may name it */
             put(st, json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:s}", "apiVersion",
                               "configuration.konghq.com/v1", "kind", "KongClusterPlugin",
