@@ -27,7 +27,8 @@
 /* Kinds whose objects act only in their own namespace: their changes redo that namespace. */
 static const char *const local_kinds[] = {
     "Ingress",    "Service", "EndpointSlice", "KongPlugin",        "KongIngress", "KongUpstreamPolicy",
-    "Secret",     "ConfigMap",    "KongConsumer",      "KongConsumerGroup", NULL,
+    "Secret",     "ConfigMap",    "KongConsumer",      "KongConsumerGroup", "TCPIngress",
+    "UDPIngress", NULL,
 };
 /*
  * Cluster-wide objects every namespace may read: in each namespace's store; a change redoes all.
@@ -296,7 +297,7 @@ static int claim(Buf *kb, Claims *c, const char *what, const char *s, size_t len
 
 /*
  * What @st's objects claim cluster-wide, appended to @kb (NUL-terminated): the TLS hosts of its
- * Ingresses (the first Ingress in the cluster to name a host gets it), the unique credential
+ * Ingresses and TCPIngresses (the first in the cluster to name a host gets it), the unique credential
  * values of the consumers in @consumers (a conflict drops every consumer in it), and the IDs of
  * the CA certificates in @cas (the oldest Secret or ConfigMap with an ID gets it).
  */
@@ -331,17 +332,19 @@ static int claims_of(Store *st, const json_t *consumers, const json_t *cas, Buf 
             }
         }
     }
-    json_t *const *ings = store_list(st, "Ingress", &n);
-    for (i = 0; i < n; i++) {
-        size_t t, h;
-        json_t *tls, *host;
-        json_array_foreach(obj_get_path(ings[i], "spec.tls"), t, tls)
-        {
-            json_array_foreach(json_object_get(tls, "hosts"), h, host)
+    for (int kind = 0; kind < 2; kind++) { /* the kinds whose spec.tls claims hosts */
+        json_t *const *ings = store_list(st, kind ? "TCPIngress" : "Ingress", &n);
+        for (i = 0; i < n; i++) {
+            size_t t, h;
+            json_t *tls, *host;
+            json_array_foreach(obj_get_path(ings[i], "spec.tls"), t, tls)
             {
-                if (json_is_string(host) &&
-                    claim(kb, c, "tls host\n", json_string_value(host), json_string_length(host)) < 0)
-                    return -ENOMEM;
+                json_array_foreach(json_object_get(tls, "hosts"), h, host)
+                {
+                    if (json_is_string(host) && claim(kb, c, "tls host\n", json_string_value(host),
+                                                      json_string_length(host)) < 0)
+                        return -ENOMEM;
+                }
             }
         }
     }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Namespace plans against full translations: after each of a few hundred random changes to
- * Ingresses, Services, EndpointSlices, KongPlugins, KongIngresses, KongUpstreamPolicies and
- * KongConsumers (with credentials, groups and plugins) in random namespaces, redoing only the
+ * Ingresses, Services, EndpointSlices, KongPlugins, KongIngresses, KongUpstreamPolicies,
+ * KongConsumers (with credentials, groups and plugins), CA certificates and TCP/UDP ingresses in
+ * random namespaces, redoing only the
  * namespaces that changed must give byte for byte what translating the whole store gives, with
  * the same failures; and what reaches across namespaces must ask for a full translation.
  */
@@ -108,6 +109,34 @@ static void tls_secret(Store *st, int ns)
                       "kubernetes.io/tls", "stringData", "tls.crt", crt, "tls.key", key));
     free(crt);
     free(key);
+}
+
+/*
+ * A TCPIngress (to app @app's Service, now and then with TLS for a host of the namespace's own,
+ * or @tls_host) and a UDPIngress in namespace @ns.
+ */
+static void l4(Store *st, int ns, int app, int variant, const char *tls_host)
+{
+    char nsn[16], svc[32], host[64];
+    snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+    snprintf(svc, sizeof(svc), "svc-%d", app);
+    snprintf(host, sizeof(host), "tcp-%d.ns%d.example.com", variant % 3, ns);
+    json_t *tcp = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:[{s:i, s:s, s:{s:s, s:i}}]}}",
+                            "apiVersion", "configuration.konghq.com/v1beta1", "kind", "TCPIngress",
+                            "metadata", "name", "tcp", "namespace", nsn, "annotations",
+                            "kubernetes.io/ingress.class", "kong", "spec", "rules", "port",
+                            9000 + variant % 4, "host", host, "backend", "serviceName", svc,
+                            "servicePort", 80);
+    if (tls_host || variant % 2)
+        json_object_set_new(json_object_get(tcp, "spec"), "tls",
+                            json_pack("[{s:[s], s:s}]", "hosts", tls_host ? tls_host : host,
+                                      "secretName", "tls"));
+    put(st, tcp);
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:[{s:i, s:{s:s, s:i}}]}}",
+                      "apiVersion", "configuration.konghq.com/v1beta1", "kind", "UDPIngress",
+                      "metadata", "name", "udp", "namespace", nsn, "annotations",
+                      "kubernetes.io/ingress.class", "kong", "spec", "rules", "port",
+                      5300 + variant % 2, "backend", "serviceName", svc, "servicePort", 53));
 }
 
 /* Namespace @ns's CA certificate, with an ID of its own (or @id). */
@@ -256,6 +285,7 @@ static Store *base_store(void)
         extras(st, ns, 0);
         tls_secret(st, ns);
         ca_secret(st, ns, NULL);
+        l4(st, ns, ns % APPS, 1, NULL);
     }
     return st;
 }
@@ -331,6 +361,8 @@ static void random_change(Store *st, int step)
     case 7:
         if (app == 0)
             ca_secret(st, ns, NULL); /* a new certificate under the same ID */
+        else if (app == 1)
+            l4(st, ns, (int)rnd(APPS), v, NULL);
         else
             consumer(st, ns, app % 3, v);
         break;
@@ -372,6 +404,7 @@ static void test_refresh_matches_full(void **state)
     assert_non_null(strstr(json->data, "\"consumer_group_consumers\":["));
     assert_non_null(strstr(json->data, "\"name\":\"prometheus\"")); /* the global plugin */
     assert_non_null(strstr(json->data, "\"ca_certificates\":["));
+    assert_non_null(strstr(json->data, "\"protocol\":\"udp\"")); /* TCP and UDP ingresses */
     if (xlate_ns_build(st, &o, json, &plan, &why) != 0)
         fail_msg("no plan: %s", why);
     bytes_unref(json);
@@ -454,6 +487,7 @@ static void test_cross_namespace_needs_full(void **state)
         {"same consumer", "equal sort keys in two namespaces"},
         {"same credential", "a TLS host, credential or CA certificate ID in two namespaces"},
         {"same ca id", "a TLS host, credential or CA certificate ID in two namespaces"},
+        {"tcp tls host", "a TLS host, credential or CA certificate ID in two namespaces"},
         {"own conflict", "conflicting credentials"},
         {"cluster plugin", "a change to a cluster-wide kind"},
         {"class", "a change to a cluster-wide kind"},
@@ -497,6 +531,8 @@ static void test_cross_namespace_needs_full(void **state)
                               "name", "other", "namespace", ns, "annotations",
                               "kubernetes.io/ingress.class", "kong", "username", "other",
                               "credentials", "other-cred"));
+        } else if (!strcmp(name, "tcp tls host")) { /* an Ingress of ns-0 has this host */
+            l4(st, 3, 0, 1, "app-0-0.ns0.example.com");
         } else if (!strcmp(name, "same ca id")) { /* the oldest object with an ID gets it */
             ca_secret(st, 3, "ca-ns-2");
         } else if (!strcmp(name, "cluster plugin")) { /* any namespace may name it */
