@@ -32,11 +32,12 @@ static const char *const local_kinds[] = {
 };
 /*
  * Cluster-wide objects every namespace may read: in each namespace's store; a change redoes all.
- * The plugins of global KongClusterPlugins would come out of every namespace: a part of their
- * own (CLUSTER_PART, translated with the shared objects alone) keeps them, the others drop them.
+ * The plugins of global KongClusterPlugins, and the vaults, would come out of every namespace: a
+ * part of their own (CLUSTER_PART, translated with the shared objects alone) keeps them, the
+ * others drop them.
  */
 static const char *const shared_kinds[] = {"IngressClass", "IngressClassParameters",
-                                           "KongClusterPlugin", NULL};
+                                           "KongClusterPlugin", "KongVault", NULL};
 #define CLUSTER_PART "\x01cluster" /* sorts after "" and before any namespace's name */
 
 /*
@@ -53,11 +54,13 @@ enum {
     A_PLUGINS,
     A_SERVICES,
     A_UPSTREAMS,
+    A_VAULTS,
     A_N
 };
 static const char *const array_names[A_N] = {
     "ca_certificates", "certificates", "consumer_group_consumers", "consumer_groups",
     "consumers",       "plugins",      "services",                 "upstreams",
+    "vaults",
 };
 static const bool ascending[A_N] = {[A_MEMBERS] = true, [A_CONSUMERS] = true};
 
@@ -267,7 +270,8 @@ static int write_pieces(json_t *arr, int a, const json_t *by_ref, Buf *kb, Buf *
         const char *key = made ? own
                           : a == A_CERTIFICATES || a == A_CA_CERTIFICATES
                               ? str_or_empty(json_object_get(e, "cert"))
-                              : str_or_empty(json_object_get(e, "name"));
+                              : a == A_VAULTS ? str_or_empty(json_object_get(e, "prefix"))
+                            : str_or_empty(json_object_get(e, "name"));
         spans[i].key = kb->len;
         int r = key ? buf_append(kb, key, strlen(key) + 1) : -ENOMEM;
         free(own);
@@ -391,18 +395,16 @@ static Part *make_part(Store *st, const XlateOptions *o, const char *ns, const c
         int a = 0;
         while (a < A_N && strcmp(k, array_names[a]))
             a++;
-        if (a == A_N) { /* vaults, custom entities: they may reach across namespaces */
-            static const char *const known[] = {"vaults", NULL};
+        if (a == A_N) { /* custom entities: they may reach across namespaces */
             *why = "custom entities"; /* a static string: @cfg goes away */
-            for (int j = 0; known[j]; j++)
-                if (!strcmp(k, known[j]))
-                    *why = known[j];
             goto fail;
         }
         arrays[a] = v;
     }
     if (only_stub(cfg))
         arrays[A_UPSTREAMS] = NULL;
+    if (strcmp(ns, CLUSTER_PART))
+        arrays[A_VAULTS] = NULL; /* the cluster part has them */
     if (strcmp(ns, CLUSTER_PART) && json_array_size(arrays[A_PLUGINS])) {
         /* Plugins attached to nothing are global: the cluster part has them. */
         json_t *attached = json_array();

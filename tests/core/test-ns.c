@@ -272,6 +272,10 @@ static Store *base_store(void)
                       "configuration.konghq.com/v1", "kind", "KongClusterPlugin", "metadata", "name",
                       "cluster-cors", "annotations", "kubernetes.io/ingress.class", "kong", "plugin",
                       "cors"));
+    put(st, json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:{s:s, s:s, s:{s:s}}}", "apiVersion",
+                      "configuration.konghq.com/v1alpha1", "kind", "KongVault", "metadata", "name",
+                      "env", "annotations", "kubernetes.io/ingress.class", "kong", "spec", "backend",
+                      "env", "prefix", "env-vault", "config", "prefix", "SECRET_"));
     for (int ns = 0; ns < NS; ns++) {
         for (int a = 0; a < APPS; a++) {
             ingress(st, ns, a, 0);
@@ -404,6 +408,7 @@ static void test_refresh_matches_full(void **state)
     assert_non_null(strstr(json->data, "\"consumer_group_consumers\":["));
     assert_non_null(strstr(json->data, "\"name\":\"prometheus\"")); /* the global plugin */
     assert_non_null(strstr(json->data, "\"ca_certificates\":["));
+    assert_non_null(strstr(json->data, "\"vaults\":[")); /* in the cluster's part */
     assert_non_null(strstr(json->data, "\"protocol\":\"udp\"")); /* TCP and UDP ingresses */
     if (xlate_ns_build(st, &o, json, &plan, &why) != 0)
         fail_msg("no plan: %s", why);
