@@ -142,7 +142,7 @@ int main(int argc, char **argv)
         store_put(b.store, s);
         json_decref(s);
     }
-    int consumers = getenv("BENCH_CONSUMERS") ? atoi(getenv("BENCH_CONSUMERS")) : 0;
+    int consumers = getenv("BENCH_CONSUMERS") ? (int)strtol(getenv("BENCH_CONSUMERS"), NULL, 10) : 0;
     for (int i = 0; i < consumers; i++) {
         char name[32], ns[16], key[48];
         snprintf(name, sizeof(name), "user-%d", i);
