@@ -308,6 +308,27 @@ static void trim_slice(json_t *c, json_t *md)
     }
 }
 
+/*
+ * Of a Service's spec, translation reads the ports, the type and the external name; a cluster's
+ * Services carry a dozen more fields (cluster IPs, IP families, selector, traffic policies).
+ */
+static void trim_service(json_t *c)
+{
+    static const char *const keep[] = {"ports", "type", "externalName", NULL};
+    json_t *spec = json_object_get(c, "spec");
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(spec, tmp, k, v)
+    {
+        size_t i = 0;
+        while (keep[i] && strcmp(keep[i], k))
+            i++;
+        if (!keep[i])
+            json_object_del(spec, k);
+    }
+}
+
 static json_t *trim_in_place(json_t *c)
 {
     json_t *md = json_object_get(c, "metadata");
@@ -322,10 +343,11 @@ static json_t *trim_in_place(json_t *c)
         stringify_values(ann);
         stringify_values(json_object_get(md, "labels"));
     }
-    /* Only a Service's status is read (the publish service's load balancer addresses). */
-    if (strcmp(obj_kind(c), "Service") != 0)
-        json_object_del(c, "status");
+    /* No status is read from the store (the publish Service's comes from its watch event). */
+    json_object_del(c, "status");
     const char *kind = obj_kind(c);
+    if (!strcmp(kind, "Service"))
+        trim_service(c);
     if (!strcmp(kind, "EndpointSlice") && json_is_object(md))
         trim_slice(c, md);
     if (!strcmp(kind, "Secret") || !strcmp(kind, "ConfigMap")) {

@@ -467,6 +467,21 @@ static void test_store(void **state)
         0, &je);
     assert_true(json_equal(es, want));
     json_decref(want);
+    /* A Service keeps its ports, type and external name; no object keeps its status. */
+    json_t *svc = json_loads(
+        "{\"kind\": \"Service\", \"metadata\": {\"name\": \"web\", \"namespace\": \"ns\"}, "
+        "\"spec\": {\"type\": \"ClusterIP\", \"clusterIP\": \"10.0.0.9\", \"clusterIPs\": "
+        "[\"10.0.0.9\"], \"ipFamilies\": [\"IPv4\"], \"ipFamilyPolicy\": \"SingleStack\", "
+        "\"selector\": {\"app\": \"web\"}, \"sessionAffinity\": \"None\", \"ports\": [{\"port\": "
+        "80}]}, \"status\": {\"loadBalancer\": {}}}",
+        0, &je);
+    assert_int_equal(store_put(s, svc), 1);
+    json_decref(svc);
+    want = json_loads("{\"kind\": \"Service\", \"metadata\": {\"name\": \"web\", \"namespace\": "
+                      "\"ns\"}, \"spec\": {\"type\": \"ClusterIP\", \"ports\": [{\"port\": 80}]}}",
+                      0, &je);
+    assert_true(json_equal(store_get(s, "Service", "ns", "web"), want));
+    json_decref(want);
     json_t *bad = json_pack("{s:s}", "kind", "Service");
     assert_int_equal(store_put(s, bad), -EINVAL);
     json_decref(bad);
