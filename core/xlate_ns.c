@@ -8,14 +8,13 @@
  *
  * Safety comes from three rules. A plan is made only when its merge equals a full translation
  * byte for byte. Only kinds whose objects act within their own namespace, and the cluster-wide
- * ones every namespace reads (IngressClasses, KongClusterPlugins), may be in the store; anything
- * else, and any change to a cluster-wide kind, needs a full translation. And a
- * namespace whose translation makes anything but certificates, CA certificates, consumers (with
- * their groups and memberships), services, upstreams and plugins, a second namespace with a
- * default backend or claiming what another one claims (a TLS host: the oldest Ingress in the
- * cluster wins it; a unique credential: conflicting consumers are all dropped; a CA certificate
- * ID: the oldest object wins it), a namespace whose consumers conflict among themselves, or
- * equal sort keys in two namespaces, ends the plan.
+ * ones every namespace reads (IngressClasses, KongClusterPlugins, KongVaults), may be in the
+ * store; anything else, and any change to a cluster-wide kind, needs a full translation. And a
+ * namespace whose translation makes anything but the arrays below (custom entities), a second
+ * namespace with a default backend or claiming what another one claims (a TLS host: the oldest
+ * Ingress in the cluster wins it; a unique credential: conflicting consumers are all dropped; a
+ * CA certificate ID: the oldest object wins it), a namespace whose consumers conflict among
+ * themselves, or equal sort keys in two namespaces, ends the plan.
  */
 #include "xlate_int.h"
 
@@ -26,9 +25,9 @@
 
 /* Kinds whose objects act only in their own namespace: their changes redo that namespace. */
 static const char *const local_kinds[] = {
-    "Ingress",    "Service", "EndpointSlice", "KongPlugin",        "KongIngress", "KongUpstreamPolicy",
-    "Secret",     "ConfigMap",    "KongConsumer",      "KongConsumerGroup", "TCPIngress",
-    "UDPIngress", NULL,
+    "Ingress",    "Service",      "EndpointSlice",     "KongPlugin", "KongIngress",
+    "Secret",     "ConfigMap",    "KongConsumer",      "TCPIngress", "KongUpstreamPolicy",
+    "UDPIngress", "KongConsumerGroup", NULL,
 };
 /*
  * Cluster-wide objects every namespace may read: in each namespace's store; a change redoes all.
@@ -84,8 +83,8 @@ typedef struct Part {
     size_t n[A_N];
     char *keys;
     char *tmp; /* the entities' bytes, until merged */
-    /* What it claims cluster-wide (in @keys): its Ingresses' TLS hosts and its consumers' unique
-     * credentials. The same claim in two namespaces ends a plan (older objects win). */
+    /* What it claims cluster-wide (in @keys; see claims_of()). The same claim in two namespaces
+     * ends a plan. */
     const char **claims;
     size_t nclaims;
     json_t *failures;
@@ -253,28 +252,38 @@ static json_t *consumers_by_ref(const json_t *consumers)
 }
 
 /*
- * Append the key of every entity of array @arr (of kind @a) to @kb, its bytes to @bb. A
- * membership's key is its consumer's (@by_ref: consumers_by_ref()), so memberships merge in the
- * order of their consumers.
+ * The assembly's sort key of entity @e of array @a (malloc'd). A membership's key is its
+ * consumer's (@by_ref: consumers_by_ref()), so memberships merge in the order of their consumers.
  */
+static char *sort_key(const json_t *e, int a, const json_t *by_ref)
+{
+    switch (a) {
+    case A_PLUGINS:
+        return xplugin_sort_key(e);
+    case A_CONSUMERS:
+        return xconsumer_sort_key(e);
+    case A_MEMBERS:
+        return xconsumer_sort_key(
+            json_object_get(by_ref, str_or_empty(json_object_get(e, "consumer"))));
+    case A_CERTIFICATES:
+    case A_CA_CERTIFICATES:
+        return strdup(str_or_empty(json_object_get(e, "cert")));
+    case A_VAULTS:
+        return strdup(str_or_empty(json_object_get(e, "prefix")));
+    default:
+        return strdup(str_or_empty(json_object_get(e, "name")));
+    }
+}
+
+/* Append the key of every entity of array @arr (of kind @a) to @kb, its bytes to @bb. */
 static int write_pieces(json_t *arr, int a, const json_t *by_ref, Buf *kb, Buf *bb, Span *spans)
 {
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *e = json_array_get(arr, i);
-        bool made = a == A_PLUGINS || a == A_CONSUMERS || a == A_MEMBERS;
-        char *own = a == A_PLUGINS     ? xplugin_sort_key(e)
-                    : a == A_CONSUMERS ? xconsumer_sort_key(e)
-                    : a == A_MEMBERS   ? xconsumer_sort_key(json_object_get(
-                                           by_ref, str_or_empty(json_object_get(e, "consumer"))))
-                                       : NULL;
-        const char *key = made ? own
-                          : a == A_CERTIFICATES || a == A_CA_CERTIFICATES
-                              ? str_or_empty(json_object_get(e, "cert"))
-                              : a == A_VAULTS ? str_or_empty(json_object_get(e, "prefix"))
-                            : str_or_empty(json_object_get(e, "name"));
+        char *key = sort_key(e, a, by_ref);
         spans[i].key = kb->len;
         int r = key ? buf_append(kb, key, strlen(key) + 1) : -ENOMEM;
-        free(own);
+        free(key);
         spans[i].bytes = bb->len;
         if (r < 0 || (r = xcanon_append(bb, e)) < 0)
             return r;
@@ -301,9 +310,9 @@ static int claim(Buf *kb, Claims *c, const char *what, const char *s, size_t len
 
 /*
  * What @st's objects claim cluster-wide, appended to @kb (NUL-terminated): the TLS hosts of its
- * Ingresses and TCPIngresses (the first in the cluster to name a host gets it), the unique credential
- * values of the consumers in @consumers (a conflict drops every consumer in it), and the IDs of
- * the CA certificates in @cas (the oldest Secret or ConfigMap with an ID gets it).
+ * Ingresses and TCPIngresses (the first in the cluster to name a host gets it), the unique
+ * credential values of the consumers in @consumers (a conflict drops every consumer in it), and
+ * the IDs of the CA certificates in @cas (the oldest Secret or ConfigMap with an ID gets it).
  */
 static int claims_of(Store *st, const json_t *consumers, const json_t *cas, Buf *kb, Claims *c)
 {
