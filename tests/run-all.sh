@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the build dependencies (Debian 12, as root),
 # builds with gcc (warnings are errors) and with clang ASan+UBSan, runs every meson suite in
-# both, replays unit tests under valgrind, and ends with one line "N passed, N failed, N skipped".
+# both, replays unit tests under valgrind, runs the unit tests and the translation tests (whose
+# passes share their work between threads) under ThreadSanitizer, and ends with one line
+# "N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -41,6 +43,14 @@ echo "=== build (clang, ASan + UBSan)"
     -Dc_args=-fno-sanitize-recover=all >/dev/null
 ninja -C build-san
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 run_suite asan build-san
+
+echo "=== build (clang, ThreadSanitizer)"
+[ -d build-tsan ] || CC=clang meson setup build-tsan -Db_sanitize=thread -Db_lundef=false >/dev/null
+ninja -C build-tsan
+export TSAN_OPTIONS="halt_on_error=1:suppressions=$top/tests/tsan.supp"
+run_suite tsan build-tsan --suite unit
+run_suite tsan-translate build-tsan translate-cases golden
+unset TSAN_OPTIONS
 
 echo "=== valgrind (unit tests)"
 run_suite valgrind build --suite unit \
