@@ -52,6 +52,7 @@ struct Recon {
     uv_timer_t verify_timer;
     bool wns;               /* the worker merges namespaces from wns_plan */
     bool verifying;         /* a full translation checks the current revision in the pool */
+    uint64_t last_verify;   /* loop time the last check started (0: none yet) */
     NsPlan *wns_plan, *wns_next;
     const char *wwhy;       /* why merging namespaces did not work out */
     uint64_t wgen;          /* store generation of the worker's snapshot */
@@ -508,7 +509,11 @@ static void on_verify(uv_timer_t *t);
 
 static void arm_verify(Recon *r)
 {
-    uv_timer_start(&r->verify_timer, on_verify, VERIFY_QUIET_MS, 0);
+    uint64_t wait = VERIFY_QUIET_MS, now = uv_now(r->loop);
+    uint64_t next = r->last_verify + r->cfg.verify_every_ms;
+    if (r->last_verify && next > now + wait)
+        wait = next - now;
+    uv_timer_start(&r->verify_timer, on_verify, wait, 0);
 }
 
 /*
@@ -682,6 +687,7 @@ static void on_verify(uv_timer_t *t)
     v->work.data = v;
     if (uv_queue_work(r->loop, &v->work, verify_work, verify_done) == 0) {
         r->verifying = true;
+        r->last_verify = uv_now(r->loop);
         return;
     }
     revision_unref(v->merged);

@@ -51,6 +51,12 @@ typedef struct ReconConfig {
      * off for good.
      */
     bool ns_plans;
+    /*
+     * verify_every_ms: at most one such check in this long (0: one each time the store is quiet).
+     * A check is a full translation in the pool; a cluster changing every few seconds would pay
+     * for one per change. A check covers every merge before it: it compares the latest.
+     */
+    uint64_t verify_every_ms;
     void *ud;
     /*
      * revision() - a translation finished. @changed: its hash differs from the last published

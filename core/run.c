@@ -936,6 +936,7 @@ static int setup(Ctl *c)
         .translate_plan = xlate_run_plan,
         .threaded = true,
         .ns_plans = !c->cfg.once, /* --once exits after one revision: no plan to make */
+        .verify_every_ms = 30000,
         .ud = c,
         .revision = on_revision,
         .failure = on_translation_failure,

@@ -76,6 +76,7 @@ static void put(T *t, const char *name)
 }
 
 static bool threaded;
+static uint64_t verify_every; /* setup_real()'s ReconConfig.verify_every_ms */
 
 static void setup_t(T *t, uint64_t debounce, uint64_t max_wait)
 {
@@ -333,7 +334,8 @@ static void setup_real(T *t, bool ns_plans)
                       .ud = t,
                       .revision = on_rev,
                       .threaded = threaded,
-                      .ns_plans = ns_plans};
+                      .ns_plans = ns_plans,
+                      .verify_every_ms = verify_every};
     xlate_options_default(&rc.xopts);
     assert_int_equal(recon_new(&t->loop, t->store, &rc, &t->recon), 0);
     uv_timer_init(&t->loop, &t->ticker);
@@ -439,6 +441,40 @@ static void test_namespace_changes_merge(void **state)
     teardown_t(&t);
 }
 
+/*
+ * Checks are spaced (verify_every_ms): the first merged revision is checked once the store is
+ * quiet, a second merge soon after waits for the interval instead of a check of its own.
+ */
+static void test_namespace_checks_spaced(void **state)
+{
+    (void)state;
+    threaded = true;
+    verify_every = 600000; /* ten minutes: no second check within this test */
+    T t;
+    setup_real(&t, true);
+    verify_every = 0;
+    static const char *const nss[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        put_obj(&t, web_ingress(nss[i], "/"));
+        put_obj(&t, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:s, s:i}]}}", "apiVersion", "v1",
+                              "kind", "Service", "metadata", "name", "web", "namespace", nss[i],
+                              "spec", "ports", "name", "http", "port", 80));
+    }
+    RUN_UNTIL(&t, t.changed == 1 && recon_ns_ready(t.recon));
+    put_obj(&t, web_ingress("a", "/v2"));
+    RUN_UNTIL(&t, t.changed == 2);
+    RUN_UNTIL(&t, targets_only_count(&t, "tether_translation_namespace_checks_total{result=\"match\"} 1\n"));
+
+    put_obj(&t, web_ingress("b", "/v2"));
+    RUN_UNTIL(&t, t.changed == 3);
+    full_translation_equals(&t);
+    assert_true(targets_only_count(&t, "tether_translation_namespaces_only_total 2\n"));
+    run_for(&t, 1500); /* quiet for longer than the quiet period */
+    assert_true(targets_only_count(&t, "tether_translation_namespace_checks_total{result=\"match\"} 1\n"));
+    assert_true(targets_only_count(&t, "tether_translation_namespace_checks_total{result=\"mismatch\"} 0\n"));
+    teardown_t(&t);
+}
+
 int main(void)
 {
     static int on = 1; /* prestate &on: the same test translating in the thread pool */
@@ -460,6 +496,7 @@ int main(void)
         cmocka_unit_test_prestate(test_flush_and_build, &on),
         cmocka_unit_test_prestate(test_close_while_translating, &on),
         cmocka_unit_test(test_namespace_changes_merge),
+        cmocka_unit_test(test_namespace_checks_spaced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
