@@ -6,6 +6,7 @@
  */
 #include "xlate_int.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,41 +155,64 @@ static bool granted(Xlate *x, const char *ns, const json_t *from, const char *na
     return false;
 }
 
-/* Add relation @what=@ref for every plugin named in @obj's konghq.com/plugins annotation. */
+/* Relation @what=@ref of plugin @s (a name, or "namespace:name") named by @obj. */
+static void relate_one(Xlate *x, Rels *rels, json_t *obj, int what, const char *ref, const char *s)
+{
+    const char *colon = strchr(s, ':');
+    char key[600];
+    if (colon) {
+        char ns[256];
+        size_t nl = (size_t)(colon - s) < sizeof(ns) ? (size_t)(colon - s) : sizeof(ns) - 1;
+        memcpy(ns, s, nl);
+        ns[nl] = 0;
+        if (strcmp(ns, obj_ns(obj)) && !granted(x, ns, obj, colon + 1)) {
+            xfail(x, obj, NULL,
+                  "no grant found to referenced \"%s\" plugin in the requested remote "
+                  "KongPlugin bind",
+                  s);
+            return;
+        }
+        xjoin(key, sizeof(key), s, NULL);
+    } else {
+        xjoin(key, sizeof(key), obj_ns(obj), ":", s, NULL);
+    }
+    Rel *r = rel_get(rels, key);
+    if (!r)
+        return;
+    vec_add(&r->to[what], ref);
+    vec_add(&r->refs, obj);
+}
+
+/*
+ * Add relation @what=@ref for every plugin named in @obj's konghq.com/plugins annotation: the
+ * comma-separated names, trimmed, as xsplit() reads them, without making a list of them (this
+ * runs for every Service, route parent and consumer).
+ */
 static void relate(Xlate *x, Rels *rels, json_t *obj, int what, const char *ref)
 {
     const char *ann = obj_annotation(obj, ANN "plugins");
     if (!ann || !ref)
         return;
-    json_t *names = xsplit(ann, ',');
-    size_t i;
-    json_t *n;
-    json_array_foreach(names, i, n)
-    {
-        const char *s = json_string_value(n);
-        const char *colon = strchr(s, ':');
-        char key[600];
-        if (colon) {
-            char ns[256];
-            snprintf(ns, sizeof(ns), "%.*s", (int)(colon - s), s);
-            if (strcmp(ns, obj_ns(obj)) && !granted(x, ns, obj, colon + 1)) {
-                xfail(x, obj, NULL,
-                      "no grant found to referenced \"%s\" plugin in the requested remote "
-                      "KongPlugin bind",
-                      s);
-                continue;
+    for (const char *p = ann;;) {
+        const char *e = strchr(p, ','), *a = p, *b = e ? e : p + strlen(p);
+        while (a < b && isspace((unsigned char)*a))
+            a++;
+        while (b > a && isspace((unsigned char)b[-1]))
+            b--;
+        if (b > a) {
+            char small[256], *s = (size_t)(b - a) < sizeof(small) ? small : malloc((size_t)(b - a) + 1);
+            if (s) {
+                memcpy(s, a, (size_t)(b - a));
+                s[b - a] = 0;
+                relate_one(x, rels, obj, what, ref, s);
+                if (s != small)
+                    free(s);
             }
-            snprintf(key, sizeof(key), "%s", s);
-        } else {
-            snprintf(key, sizeof(key), "%s:%s", obj_ns(obj), s);
         }
-        Rel *r = rel_get(rels, key);
-        if (!r)
-            continue;
-        vec_add(&r->to[what], ref);
-        vec_add(&r->refs, obj);
+        if (!e)
+            break;
+        p = e + 1;
     }
-    json_decref(names);
 }
 
 static json_t *parse_value(const char *s, size_t len, bool json_only)
