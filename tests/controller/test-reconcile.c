@@ -33,13 +33,17 @@ typedef struct T {
 
 static T *cur;
 
-/* fake translator: the config is the number of ConfigMaps; a "broken" one yields a failure */
+/*
+ * fake translator: the config is the number of ConfigMaps; a "broken" one yields a failure. It
+ * runs in the thread pool while the loop's ticker makes changes: the counters it shares are
+ * atomic.
+ */
 static int fake_translate(Store *s, const XlateOptions *o, json_t **ret_config, json_t **ret_f)
 {
     (void)o;
-    cur->translations++;
-    if (cur->marks_left > 0)
-        cur->translations_while_changing++;
+    __atomic_add_fetch(&cur->translations, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&cur->marks_left, __ATOMIC_SEQ_CST) > 0)
+        __atomic_add_fetch(&cur->translations_while_changing, 1, __ATOMIC_SEQ_CST);
     *ret_config = json_pack("{s:i}", "count", (int)store_count(s, "ConfigMap"));
     *ret_f = json_array();
     if (store_get(s, "ConfigMap", "ns", "broken"))
@@ -144,11 +148,11 @@ static void test_batches_changes(void **state)
         snprintf(n, sizeof(n), "cm%d", i);
         put(&t, n);
     }
-    assert_int_equal(t.translations, 0); /* nothing synchronous */
+    assert_int_equal(__atomic_load_n(&t.translations, __ATOMIC_SEQ_CST), 0); /* nothing synchronous */
     RUN_UNTIL(&t, t.changed == 1);
-    assert_int_equal(t.translations, 1); /* one translation for a burst of 100 changes */
+    assert_int_equal(__atomic_load_n(&t.translations, __ATOMIC_SEQ_CST), 1); /* one translation for a burst of 100 changes */
     run_for(&t, 200);
-    assert_int_equal(t.translations, 1); /* and none without a change */
+    assert_int_equal(__atomic_load_n(&t.translations, __ATOMIC_SEQ_CST), 1); /* and none without a change */
     teardown_t(&t);
 }
 
@@ -158,7 +162,7 @@ static void on_tick(uv_timer_t *h)
     char n[16];
     snprintf(n, sizeof(n), "tick%d", t->marks_left);
     put(t, n);
-    if (--t->marks_left == 0)
+    if (__atomic_sub_fetch(&t->marks_left, 1, __ATOMIC_SEQ_CST) == 0)
         uv_timer_stop(h);
 }
 
@@ -171,7 +175,7 @@ static void test_max_wait_bounds_debounce(void **state)
     t.marks_left = 300;
     uv_timer_start(&t.ticker, on_tick, 5, 5);
     RUN_UNTIL(&t, t.marks_left == 0);
-    assert_true(t.translations_while_changing >= 1);
+    assert_true(__atomic_load_n(&t.translations_while_changing, __ATOMIC_SEQ_CST) >= 1);
     RUN_UNTIL(&t, !recon_pending(t.recon));
     teardown_t(&t);
 }
