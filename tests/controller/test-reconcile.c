@@ -400,6 +400,19 @@ static json_t *web_ingress(const char *ns, const char *path)
                      "web", "port", "number", 80);
 }
 
+/* An Ingress and its Service in namespaces a, b and c; waits for the first revision and plan. */
+static void three_namespaces(T *t)
+{
+    static const char *const nss[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        put_obj(t, web_ingress(nss[i], "/"));
+        put_obj(t, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:s, s:i}]}}", "apiVersion", "v1",
+                             "kind", "Service", "metadata", "name", "web", "namespace", nss[i],
+                             "spec", "ports", "name", "http", "port", 80));
+    }
+    RUN_UNTIL(t, t->changed == 1 && recon_ns_ready(t->recon));
+}
+
 /*
  * Namespace plans: a change in one namespace redoes that one and merges; the merged revision is
  * checked once the store is quiet; a mismatch (here a change the store's log never saw, as a
@@ -411,14 +424,7 @@ static void test_namespace_changes_merge(void **state)
     threaded = true;
     T t;
     setup_real(&t, true);
-    static const char *const nss[] = {"a", "b", "c"};
-    for (int i = 0; i < 3; i++) {
-        put_obj(&t, web_ingress(nss[i], "/"));
-        put_obj(&t, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:s, s:i}]}}", "apiVersion", "v1",
-                              "kind", "Service", "metadata", "name", "web", "namespace", nss[i],
-                              "spec", "ports", "name", "http", "port", 80));
-    }
-    RUN_UNTIL(&t, t.changed == 1 && recon_ns_ready(t.recon));
+    three_namespaces(&t);
     full_translation_equals(&t);
 
     put_obj(&t, web_ingress("a", "/v2"));
@@ -457,14 +463,7 @@ static void test_namespace_checks_spaced(void **state)
     T t;
     setup_real(&t, true);
     verify_every = 0;
-    static const char *const nss[] = {"a", "b", "c"};
-    for (int i = 0; i < 3; i++) {
-        put_obj(&t, web_ingress(nss[i], "/"));
-        put_obj(&t, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:s, s:i}]}}", "apiVersion", "v1",
-                              "kind", "Service", "metadata", "name", "web", "namespace", nss[i],
-                              "spec", "ports", "name", "http", "port", 80));
-    }
-    RUN_UNTIL(&t, t.changed == 1 && recon_ns_ready(t.recon));
+    three_namespaces(&t);
     put_obj(&t, web_ingress("a", "/v2"));
     RUN_UNTIL(&t, t.changed == 2);
     RUN_UNTIL(&t, targets_only_count(&t, "tether_translation_namespace_checks_total{result=\"match\"} 1\n"));

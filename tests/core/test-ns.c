@@ -306,6 +306,17 @@ static Bytes *full(Store *st, json_t **failures)
     return bytes_new(j, len);
 }
 
+/* base_store() with default options @o, and the bytes of its full translation. */
+static Store *base_translated(XlateOptions *o, Bytes **json)
+{
+    Store *st = base_store();
+    json_t *failures;
+    xlate_options_default(o);
+    *json = full(st, &failures);
+    json_decref(failures);
+    return st;
+}
+
 /* The same failures, whatever their order. */
 static bool same_set(json_t *a, json_t *b)
 {
@@ -396,12 +407,9 @@ static void random_change(Store *st, int step)
 static void test_refresh_matches_full(void **state)
 {
     (void)state;
-    Store *st = base_store();
     XlateOptions o;
-    xlate_options_default(&o);
-    json_t *failures;
-    Bytes *json = full(st, &failures);
-    json_decref(failures);
+    Bytes *json;
+    Store *st = base_translated(&o, &json);
     NsPlan *plan = NULL;
     const char *why = NULL;
     assert_non_null(strstr(json->data, "\"certificates\":[")); /* TLS in every namespace */
@@ -500,10 +508,9 @@ static void test_cross_namespace_needs_full(void **state)
         {"slices log", "more changes than the store remembers"},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        Store *st = base_store();
+        Bytes *json;
+        Store *st = base_translated(&o, &json);
         json_t *failures;
-        Bytes *json = full(st, &failures);
-        json_decref(failures);
         NsPlan *plan = NULL, *nplan = NULL;
         const char *why = NULL;
         assert_int_equal(xlate_ns_build(st, &o, json, &plan, &why), 0);
@@ -591,12 +598,9 @@ static void test_cross_namespace_needs_full(void **state)
 static void test_other_options(void **state)
 {
     (void)state;
-    Store *st = base_store();
     XlateOptions o;
-    xlate_options_default(&o);
-    json_t *failures;
-    Bytes *json = full(st, &failures);
-    json_decref(failures);
+    Bytes *json;
+    Store *st = base_translated(&o, &json);
     NsPlan *plan = NULL, *nplan = NULL;
     const char *why = NULL;
     json->data[json->len / 2] ^= 1; /* not what the store translates to */
