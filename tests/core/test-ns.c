@@ -339,6 +339,20 @@ static bool same_set(json_t *a, json_t *b)
     return true;
 }
 
+/* Deletes the object of @kind in namespace ns-@ns named by @fmt. */
+static void del(Store *st, const char *kind, int ns, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void del(Store *st, const char *kind, int ns, const char *fmt, ...)
+{
+    char nsn[16], name[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof(name), fmt, ap);
+    va_end(ap);
+    snprintf(nsn, sizeof(nsn), "ns-%d", ns);
+    store_delete(st, kind, nsn, name);
+}
+
 static void random_change(Store *st, int step)
 {
     int ns = (int)rnd(NS + 1); /* NS: a namespace that comes and goes */
@@ -359,20 +373,12 @@ static void random_change(Store *st, int step)
     case 4:
         extras(st, ns, v);
         break;
-    case 5: {
-        char nsn[16], name[32];
-        snprintf(nsn, sizeof(nsn), "ns-%d", ns);
-        snprintf(name, sizeof(name), "ing-%d", app);
-        store_delete(st, "Ingress", nsn, name);
+    case 5:
+        del(st, "Ingress", ns, "ing-%d", app);
         break;
-    }
-    case 6: {
-        char nsn[16], name[32];
-        snprintf(nsn, sizeof(nsn), "ns-%d", ns);
-        snprintf(name, sizeof(name), "svc-%d", app);
-        store_delete(st, "Service", nsn, name);
+    case 6:
+        del(st, "Service", ns, "svc-%d", app);
         break;
-    }
     case 7:
         if (app == 0)
             ca_secret(st, ns, NULL); /* a new certificate under the same ID */
@@ -381,25 +387,15 @@ static void random_change(Store *st, int step)
         else
             consumer(st, ns, app % 3, v);
         break;
-    case 8: {
-        char nsn[16], name[32];
-        snprintf(nsn, sizeof(nsn), "ns-%d", ns);
-        snprintf(name, sizeof(name), "user-%d", app % 3);
-        store_delete(st, "KongConsumer", nsn, name);
-        snprintf(name, sizeof(name), "group-%d-%d", ns, app % 2);
-        store_delete(st, "KongConsumerGroup", nsn, name);
+    case 8:
+        del(st, "KongConsumer", ns, "user-%d", app % 3);
+        del(st, "KongConsumerGroup", ns, "group-%d-%d", ns, app % 2);
         break;
-    }
     default: /* a whole namespace goes */
         for (int a = 0; a < APPS; a++) {
-            char nsn[16], name[32];
-            snprintf(nsn, sizeof(nsn), "ns-%d", ns);
-            snprintf(name, sizeof(name), "ing-%d", a);
-            store_delete(st, "Ingress", nsn, name);
-            snprintf(name, sizeof(name), "svc-%d", a);
-            store_delete(st, "Service", nsn, name);
-            snprintf(name, sizeof(name), "svc-%d-x", a);
-            store_delete(st, "EndpointSlice", nsn, name);
+            del(st, "Ingress", ns, "ing-%d", a);
+            del(st, "Service", ns, "svc-%d", a);
+            del(st, "EndpointSlice", ns, "svc-%d-x", a);
         }
     }
 }
