@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store_share.h"
 #include "util.h"
 
 typedef struct KindEntry {
@@ -39,13 +40,22 @@ struct Store {
     json_t *kind_names;
     Change *log; /* ring of LOG_SIZE, allocated on the first change */
     size_t log_head, log_len;
+    StoreShare *share; /* the values its objects share (clones: none, they put little) */
+    size_t live;       /* objects held */
 };
+
+static Store *store_alloc(void)
+{
+    return calloc(1, sizeof(Store));
+}
 
 int store_new(Store **ret)
 {
-    Store *s = calloc(1, sizeof(*s));
-    if (!s)
+    Store *s = store_alloc();
+    if (!s || !(s->share = share_new())) {
+        free(s);
         return -ENOMEM;
+    }
     *ret = s;
     return 0;
 }
@@ -96,6 +106,7 @@ Store *store_free(Store *s)
     }
     free(s->kinds);
     json_decref(s->kind_names);
+    share_free(s->share);
     free(s);
     return NULL;
 }
@@ -415,11 +426,13 @@ static int put_trimmed(Store *s, json_t *t)
         json_decref(t);
         return 0;
     }
+    share_object(s->share, t);
     if (old && same_but_version(old, t)) {
         /* Keep the newer version (Events name it) without counting a change. */
         if (json_object_set_new(e->map, key, t) < 0)
             return -ENOMEM;
         e->dirty = 1; /* the sorted view pointed at the old object */
+        share_released(s->share, s->live);
         return 0;
     }
     json_incref(old); /* for the log: the map lets go of it */
@@ -427,6 +440,10 @@ static int put_trimmed(Store *s, json_t *t)
         json_decref(old);
         return -ENOMEM;
     }
+    if (old)
+        share_released(s->share, s->live);
+    else
+        s->live++;
     e->dirty = 1;
     e->changes++;
     s->generation++;
@@ -465,8 +482,10 @@ int store_delete(Store *s, const char *kind, const char *ns, const char *name)
     e->dirty = 1;
     e->changes++;
     s->generation++;
+    s->live--;
     log_change(s, e->kind, old, NULL);
     json_decref(old);
+    share_released(s->share, s->live);
     return 1;
 }
 
@@ -590,10 +609,9 @@ static bool listed(const char *kind, const char *const *kinds)
 
 int store_clone_kinds(const Store *s, const char *const *kinds, Store **ret)
 {
-    Store *c;
-    int r = store_new(&c);
-    if (r < 0)
-        return r;
+    Store *c = store_alloc();
+    if (!c)
+        return -ENOMEM;
     for (size_t i = 0; i < s->nkinds; i++) {
         /* Every kind's counters, even of a kind not copied: they tell what changed when. */
         KindEntry *e = add_kind(c, s->kinds[i].kind);
@@ -611,6 +629,7 @@ int store_clone_kinds(const Store *s, const char *const *kinds, Store **ret)
         log_change(c, e ? e->kind : "", ch->old, ch->cur);
     }
     c->generation = s->generation;
+    c->live = store_count(c, NULL);
     *ret = c;
     return 0;
 }
@@ -640,6 +659,7 @@ int store_clone_where(const Store *s, bool (*keep)(void *ud, const char *kind, c
             }
         }
     }
+    c->live = store_count(c, NULL);
     *ret = c;
     return 0;
 }
@@ -647,4 +667,8 @@ int store_clone_where(const Store *s, bool (*keep)(void *ud, const char *kind, c
 int store_clone(const Store *s, Store **ret)
 {
     return store_clone_kinds(s, NULL, ret);
+}
+size_t store_shared(const Store *s)
+{
+    return share_count(s->share);
 }

@@ -3,7 +3,9 @@
 /*
  * Object store: the controller's view of Kubernetes objects, keyed by kind/namespace/name.
  * Objects are jansson objects trimmed to what translation needs (managedFields and
- * last-applied annotations dropped). Loop thread only. Readers borrow; store_put takes a reference.
+ * last-applied annotations dropped), whose equal values are shared between objects: nothing may
+ * change a stored object or a value in it. Loop thread only. Readers borrow; store_put takes a
+ * reference.
  */
 #include <jansson.h>
 #include <stdbool.h>
@@ -44,6 +46,12 @@ size_t store_count(const Store *s, const char *kind);
 
 /* store_kinds() - borrowed array of the kind names present, sorted. */
 json_t *store_kinds(Store *s);
+
+/*
+ * store_shared() - how many values the store's objects share: equal values inside objects
+ * (a Service's ports block, labels, apiVersion strings) are kept once (store_share.h).
+ */
+size_t store_shared(const Store *s);
 
 /* store_generation() - increases on every change; lets callers skip work when nothing changed. */
 uint64_t store_generation(const Store *s);

@@ -491,6 +491,147 @@ static void test_store(void **state)
     store_free(s);
 }
 
+/*
+ * Equal values inside stored objects are one value; metadata that names an object is its own.
+ * A block is shared from its second copy on (the first one holds scalars never seen before, as
+ * unique blocks do, and is left out of the table).
+ */
+static void test_store_shares_values(void **state)
+{
+    (void)state;
+    Store *s;
+    store_new(&s);
+    const char *svc = "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"%s\","
+                      "\"namespace\":\"ns\",\"labels\":{\"app\":\"shop\",\"tier\":\"web\"}},"
+                      "\"spec\":{\"ports\":[{\"name\":\"http\",\"port\":80,\"protocol\":\"TCP\"}]}}";
+    const char *names[] = {"a", "b", "c", "d"};
+    char text[512];
+    json_t *in[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(text, sizeof(text), svc, names[i]);
+        in[i] = json_loads(text, 0, NULL);
+    }
+    /* d lists its labels the other way round: equal, but not the same template, not shared */
+    json_t *labels = json_object_get(json_object_get(in[3], "metadata"), "labels");
+    json_object_del(labels, "app");
+    json_object_set_new(labels, "app", json_string("shop"));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(store_put(s, in[i]), 1);
+    json_t *a = store_get(s, "Service", "ns", "a"), *b = store_get(s, "Service", "ns", "b"),
+           *c = store_get(s, "Service", "ns", "c"), *d = store_get(s, "Service", "ns", "d");
+    assert_ptr_equal(obj_get_path(b, "spec.ports"), obj_get_path(c, "spec.ports"));
+    assert_ptr_equal(obj_get_path(b, "spec"), obj_get_path(d, "spec"));
+    assert_ptr_equal(obj_get_path(b, "metadata.labels"), obj_get_path(c, "metadata.labels"));
+    assert_ptr_not_equal(obj_get_path(c, "metadata.labels"), obj_get_path(d, "metadata.labels"));
+    assert_ptr_not_equal(obj_get_path(a, "spec.ports"), obj_get_path(b, "spec.ports"));
+    assert_ptr_equal(json_object_get(a, "apiVersion"), json_object_get(d, "apiVersion"));
+    assert_ptr_equal(obj_get_path(a, "metadata.namespace"), obj_get_path(d, "metadata.namespace"));
+    assert_ptr_not_equal(json_object_get(b, "metadata"), json_object_get(c, "metadata"));
+    assert_true(store_shared(s) > 0);
+    /* Sharing changes no value: each stored object equals what was put. */
+    for (int i = 0; i < 4; i++) {
+        json_t *t = store_trim(in[i]);
+        assert_true(json_equal(t, store_get(s, "Service", "ns", names[i])));
+        json_decref(t);
+        json_decref(in[i]);
+    }
+    /* An equal put is no change, and changes nothing shared. */
+    snprintf(text, sizeof(text), svc, "b");
+    json_t *again = json_loads(text, 0, NULL);
+    assert_int_equal(store_put(s, again), 0);
+    json_decref(again);
+    assert_ptr_equal(obj_get_path(store_get(s, "Service", "ns", "b"), "spec.ports"),
+                     obj_get_path(c, "spec.ports"));
+    store_free(s);
+}
+
+/* Values no object uses any more are let go of once enough objects are gone. */
+static void test_store_share_sweeps(void **state)
+{
+    (void)state;
+    Store *s;
+    store_new(&s);
+    char text[256];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(text, sizeof(text),
+                 "{\"kind\":\"Service\",\"metadata\":{\"name\":\"s%d\",\"namespace\":\"ns\"},"
+                 "\"spec\":{\"type\":\"ExternalName\",\"externalName\":\"h%d.example.com\"}}",
+                 i, i);
+        json_t *o = json_loads(text, 0, NULL);
+        assert_int_equal(store_put_new(s, o), 1);
+    }
+    size_t full = store_shared(s);
+    assert_true(full >= 300); /* each external name, at least */
+    for (int i = 0; i < 3000; i++) {
+        snprintf(text, sizeof(text), "s%d", i);
+        assert_int_equal(store_delete(s, "Service", "ns", text), 1);
+    }
+    /* The change log still holds the last 1,024; what the others alone used is gone. */
+    assert_true(store_shared(s) < full / 2);
+    store_free(s);
+}
+
+static void snapshot_store(Store *s, json_t *into)
+{
+    json_t *kinds = store_kinds(s);
+    size_t i, n;
+    json_t *k;
+    json_array_foreach(kinds, i, k)
+    {
+        json_t *const *objs = store_list(s, json_string_value(k), &n);
+        for (size_t j = 0; j < n; j++) {
+            char *d = json_dumps(objs[j], JSON_SORT_KEYS | JSON_COMPACT);
+            json_array_append_new(into, json_string(d));
+            free(d);
+        }
+    }
+}
+
+static int put_obj(void *ud, json_t *obj, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return store_put_new(ud, json_incref(obj)) < 0;
+}
+
+/*
+ * The store's objects share values, so a translation that changed a value it read would change
+ * other objects too: every translation case, translated twice and serialised both ways, must
+ * leave every stored object as it was.
+ */
+static void test_translation_leaves_store_unchanged(void **state)
+{
+    (void)state;
+    const char *src = getenv("TETHER_SRC");
+    if (!src)
+        skip();
+    const char *dirs[] = {"tests/core/cases", "deploy/examples", NULL};
+    for (int d = 0; dirs[d]; d++) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", src, dirs[d]);
+        Store *s;
+        store_new(&s);
+        assert_int_equal(manifest_load_path(path, put_obj, NULL, s), 0);
+        assert_true(store_count(s, NULL) > 5);
+        json_t *before = json_array(), *after = json_array();
+        snapshot_store(s, before);
+        for (int round = 0; round < 2; round++) {
+            json_t *cfg, *failures;
+            assert_int_equal(xlate_run(s, NULL, &cfg, &failures), 0);
+            size_t len;
+            free(xlate_canonical_json(cfg, &len));
+            free(xlate_to_yaml(cfg));
+            json_decref(cfg);
+            json_decref(failures);
+        }
+        snapshot_store(s, after);
+        assert_true(json_equal(before, after));
+        json_decref(before);
+        json_decref(after);
+        store_free(s);
+    }
+}
+
 static void test_feature_gates(void **state)
 {
     XlateOptions o;
@@ -659,6 +800,9 @@ int main(void)
         cmocka_unit_test(test_manifest_big_buffer),
         cmocka_unit_test(test_manifest_path_errors),
         cmocka_unit_test(test_store),
+        cmocka_unit_test(test_store_shares_values),
+        cmocka_unit_test(test_store_share_sweeps),
+        cmocka_unit_test(test_translation_leaves_store_unchanged),
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_annotation_view),
         cmocka_unit_test(test_feature_gates),

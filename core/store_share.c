@@ -1,0 +1,320 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Shared values of a store: an open-addressing set of the values objects hold, each with its
+ * hash, holding a reference to each. See store_share.h.
+ */
+#include "store_share.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Slot {
+    json_t *v; /* NULL: free */
+    uint64_t h;
+} Slot;
+
+struct StoreShare {
+    Slot *slots;
+    size_t cap; /* a power of two, or 0 */
+    size_t n;
+    size_t released; /* objects the store let go of since the last sweep */
+};
+
+StoreShare *share_new(void)
+{
+    return calloc(1, sizeof(StoreShare));
+}
+
+StoreShare *share_free(StoreShare *s)
+{
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < s->cap; i++)
+        json_decref(s->slots[i].v);
+    free(s->slots);
+    free(s);
+    return NULL;
+}
+
+size_t share_count(const StoreShare *s)
+{
+    return s ? s->n : 0;
+}
+
+static uint64_t mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+}
+
+static uint64_t hash_bytes(const char *p, size_t n, uint64_t h)
+{
+    h ^= n * 0x9e3779b97f4a7c15ULL;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    return mix(h ^ w);
+}
+
+/* A scalar's hash; a container's is taken while its children are shared (see share()). */
+static uint64_t hash_scalar(json_t *v)
+{
+    uint64_t h = json_typeof(v);
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return hash_bytes(json_string_value(v), json_string_length(v), h);
+    case JSON_INTEGER:
+        return mix(h ^ (uint64_t)json_integer_value(v) * 0x9e3779b97f4a7c15ULL);
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        uint64_t bits;
+        memcpy(&bits, &d, sizeof(bits));
+        return mix(h ^ bits);
+    }
+    default:
+        return h;
+    }
+}
+
+static bool same(json_t *a, json_t *b)
+{
+    if (a == b)
+        return true;
+    if (json_typeof(a) != json_typeof(b))
+        return false;
+    switch (json_typeof(a)) {
+    case JSON_STRING:
+        return json_string_length(a) == json_string_length(b) &&
+               !memcmp(json_string_value(a), json_string_value(b), json_string_length(a));
+    case JSON_INTEGER:
+        return json_integer_value(a) == json_integer_value(b);
+    case JSON_REAL:
+        return !memcmp(&(double){json_real_value(a)}, &(double){json_real_value(b)},
+                       sizeof(double));
+    case JSON_OBJECT: {
+        if (json_object_size(a) != json_object_size(b))
+            return false;
+        /* Same keys in the same order: what two copies of one template have. */
+        void *i = json_object_iter(a), *j = json_object_iter(b);
+        for (; i && j; i = json_object_iter_next(a, i), j = json_object_iter_next(b, j))
+            if (json_object_iter_value(i) != json_object_iter_value(j) ||
+                strcmp(json_object_iter_key(i), json_object_iter_key(j)))
+                return false;
+        return !i && !j;
+    }
+    case JSON_ARRAY:
+        if (json_array_size(a) != json_array_size(b))
+            return false;
+        for (size_t i = 0; i < json_array_size(a); i++)
+            if (json_array_get(a, i) != json_array_get(b, i))
+                return false;
+        return true;
+    default:
+        return false;
+    }
+}
+
+static size_t refs(const json_t *v)
+{
+    return __atomic_load_n(&v->refcount, __ATOMIC_ACQUIRE);
+}
+
+/* Put @v (a reference the table takes over) into free room; the caller checked it is absent. */
+static void place(Slot *slots, size_t cap, json_t *v, uint64_t h)
+{
+    size_t i = h & (cap - 1);
+    while (slots[i].v)
+        i = (i + 1) & (cap - 1);
+    slots[i] = (Slot){v, h};
+}
+
+static bool grow(StoreShare *s)
+{
+    size_t cap = s->cap ? s->cap * 2 : 1024;
+    Slot *slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+        return false;
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->slots[i].v)
+            place(slots, cap, s->slots[i].v, s->slots[i].h);
+    free(s->slots);
+    s->slots = slots;
+    s->cap = cap;
+    return true;
+}
+
+/*
+ * The shared value equal to @v, hashed @h (a new reference): @v itself when it is new, and
+ * without looking when the caller knows it is (@look false).
+ */
+static json_t *intern(StoreShare *s, json_t *v, uint64_t h, bool look)
+{
+    if (look && s->cap) {
+        for (size_t i = h & (s->cap - 1); s->slots[i].v; i = (i + 1) & (s->cap - 1))
+            if (s->slots[i].h == h && same(s->slots[i].v, v))
+                return json_incref(s->slots[i].v);
+    }
+    if ((s->n + 1) * 10 > s->cap * 7 && !grow(s))
+        return json_incref(v);
+    place(s->slots, s->cap, json_incref(v), h);
+    s->n++;
+    return json_incref(v);
+}
+
+/* What share() did with a value. */
+typedef enum Seen {
+    SEEN_BEFORE, /* an equal value was shared already: that one is used */
+    SEEN_NEW,    /* new to the table, now entered */
+    SEEN_UNIQUE, /* a scalar seen the first time, or a container holding one: likely unique */
+} Seen;
+
+/*
+ * The shared value equal to @v (a new reference). A container's children are shared first, in
+ * place, and its hash is taken from their addresses on the way. A container someone else holds
+ * too is not changed (another thread may be reading it): it is shared as it is.
+ *
+ * A container holding a scalar the table has never seen cannot equal anything shared, and most
+ * likely holds a name, a host or an address: it is neither looked up nor entered, which spares
+ * the table an entry and the lookup a cache miss. When it repeats, its second copy is entered
+ * (its scalars are known by then) and the copies after it share that one. A container whose
+ * children were just entered is new too: entered without a lookup.
+ */
+static json_t *share(StoreShare *s, json_t *v, Seen *seen)
+{
+    size_t r = refs(v);
+    *seen = SEEN_BEFORE;
+    if (r == (size_t)-1) /* true, false, null: jansson's own singletons */
+        return v;
+    bool own = r == 1;
+    Seen worst = SEEN_BEFORE, c_seen;
+    uint64_t h = json_typeof(v);
+    if (json_is_object(v)) {
+        for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
+            const char *k = json_object_iter_key(it);
+            json_t *c = json_object_iter_value(it), *d = own ? share(s, c, &c_seen) : c;
+            if (d != c)
+                json_object_iter_set_new(v, it, d); /* no rehash: the pair is at hand */
+            else if (own)
+                json_decref(d);
+            if (own && c_seen > worst)
+                worst = c_seen;
+            h = mix(hash_bytes(k, strlen(k), h) + (uintptr_t)d);
+        }
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *c = json_array_get(v, i), *d = own ? share(s, c, &c_seen) : c;
+            if (d != c)
+                json_array_set_new(v, i, d);
+            else if (own)
+                json_decref(d);
+            if (own && c_seen > worst)
+                worst = c_seen;
+            h = mix(h + (uintptr_t)d);
+        }
+    } else {
+        json_t *d = intern(s, v, hash_scalar(v), true);
+        *seen = d == v ? SEEN_UNIQUE : SEEN_BEFORE;
+        return d;
+    }
+    if (worst == SEEN_UNIQUE) {
+        *seen = SEEN_UNIQUE;
+        return json_incref(v);
+    }
+    json_t *d = intern(s, v, h, worst == SEEN_BEFORE);
+    *seen = d == v ? SEEN_NEW : SEEN_BEFORE;
+    return d;
+}
+
+static bool unique_field(const char *k)
+{
+    static const char *const fields[] = {"name", "uid", "resourceVersion", "creationTimestamp",
+                                         "generation", "deletionTimestamp", NULL};
+    for (size_t i = 0; fields[i]; i++)
+        if (!strcmp(fields[i], k))
+            return true;
+    return false;
+}
+
+/* Share @obj's fields in place (but those @skip names). */
+static void share_fields(StoreShare *s, json_t *obj, bool (*skip)(const char *k))
+{
+    for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it)) {
+        json_t *c = json_object_iter_value(it);
+        if (skip && skip(json_object_iter_key(it)))
+            continue;
+        Seen seen;
+        json_t *d = share(s, c, &seen);
+        if (d != c)
+            json_object_iter_set_new(obj, it, d);
+        else
+            json_decref(d);
+    }
+}
+
+static bool is_metadata(const char *k)
+{
+    return !strcmp(k, "metadata");
+}
+
+void share_object(StoreShare *s, json_t *obj)
+{
+    if (!s || !json_is_object(obj)) /* the store's to change, as trimming did */
+        return;
+    json_t *md = json_object_get(obj, "metadata");
+    if (json_is_object(md) && refs(md) == 1)
+        share_fields(s, md, unique_field);
+    share_fields(s, obj, json_is_object(md) ? is_metadata : NULL);
+}
+
+void share_sweep(StoreShare *s)
+{
+    if (!s || !s->cap)
+        return;
+    /*
+     * A value only the table holds is unused. Dropping a container releases its children, which
+     * may then be unused in turn: repeat until a pass drops nothing. No other thread can take a
+     * new reference to a value only the table holds (readers reach values through the objects
+     * that hold them).
+     */
+    bool dropped = true;
+    while (dropped) {
+        dropped = false;
+        Slot *slots = calloc(s->cap, sizeof(*slots));
+        if (!slots)
+            return;
+        size_t n = 0;
+        for (size_t i = 0; i < s->cap; i++) {
+            json_t *v = s->slots[i].v;
+            if (!v)
+                continue;
+            if (refs(v) == 1) {
+                json_decref(v);
+                dropped = true;
+                continue;
+            }
+            place(slots, s->cap, v, s->slots[i].h);
+            n++;
+        }
+        free(s->slots);
+        s->slots = slots;
+        s->n = n;
+    }
+    s->released = 0;
+}
+
+void share_released(StoreShare *s, size_t live)
+{
+    /* A sweep costs a pass over the table; taken this rarely, it costs O(1) per release. */
+    if (s && ++s->released > 64 && s->released * 2 > live)
+        share_sweep(s);
+}
