@@ -2,8 +2,9 @@
 /*
  * Fuzz target: untrusted manifest bytes through the whole offline pipeline (YAML/JSON loader,
  * store, translator, canonical JSON and YAML output). Invariants: no crash, no leak, the
- * canonical JSON of a translation parses back to an equal value, and a buffer that loads without
- * errors loads the same when cut in two halves at a document marker (manifest_split_min).
+ * canonical JSON of a translation parses back to an equal value, translation leaves the stored
+ * objects (which share equal values) as they were, and a buffer that loads without errors loads
+ * the same when cut in two halves at a document marker (manifest_split_min).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,6 +43,23 @@ static Seen load_with(const uint8_t *data, size_t size, size_t split_min)
     return s;
 }
 
+/* Every stored object, as text. */
+static json_t *dump_store(Store *s)
+{
+    json_t *all = json_array(), *kinds = store_kinds(s), *k;
+    size_t i, n;
+    json_array_foreach(kinds, i, k)
+    {
+        json_t *const *objs = store_list(s, json_string_value(k), &n);
+        for (size_t j = 0; j < n; j++) {
+            char *text = json_dumps(objs[j], JSON_SORT_KEYS);
+            json_array_append_new(all, json_string(text ? text : "?"));
+            free(text);
+        }
+    }
+    return all;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     Store *s;
@@ -55,6 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *seen;
     json_array_foreach(whole.objs, i, seen) store_put_new(s, json_incref(json_array_get(seen, 0)));
     json_decref(whole.objs);
+    json_t *before = dump_store(s);
     for (int flavor = 0; flavor < 2; flavor++) {
         XlateOptions o;
         xlate_options_default(&o);
@@ -74,6 +93,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_decref(failures);
         }
     }
+    json_t *after = dump_store(s);
+    if (!json_equal(before, after))
+        abort();
+    json_decref(before);
+    json_decref(after);
     store_free(s);
     return 0;
 }
