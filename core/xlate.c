@@ -216,17 +216,28 @@ static int cmp_timed(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-void xsort_by_creation(json_t **v, size_t n)
+void xsort_by_times(json_t **v, const long long *ts, size_t n)
 {
     TimedObj *t = malloc((n ? n : 1) * sizeof(*t));
     if (!t)
         return; /* keep the store's order */
     for (size_t i = 0; i < n; i++)
-        t[i] = (TimedObj){xcreation(v[i]), i, v[i]};
+        t[i] = (TimedObj){ts[i], i, v[i]};
     qsort(t, n, sizeof(*t), cmp_timed);
     for (size_t i = 0; i < n; i++)
         v[i] = t[i].obj;
     free(t);
+}
+
+void xsort_by_creation(json_t **v, size_t n)
+{
+    long long *ts = malloc((n ? n : 1) * sizeof(*ts));
+    if (!ts)
+        return;
+    for (size_t i = 0; i < n; i++)
+        ts[i] = xcreation(v[i]);
+    xsort_by_times(v, ts, n);
+    free(ts);
 }
 
 static void copy_str(char *dst, size_t dl, const char *src, size_t n)

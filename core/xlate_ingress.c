@@ -24,10 +24,17 @@ typedef struct Meta {
     char backend[256]; /* Service or facade name */
     bool facade;
     PortDef port;
-    json_t *paths; /* array of {"path","pathType"} */
-    char route_name[1024];
-    char svc_name[512];
+    json_t *paths;    /* array of {"path","pathType"} */
+    char *route_name; /* malloc'd: names are long, and there is a Meta a route */
+    char *svc_name;
 } Meta;
+
+static void meta_clear(Meta *m)
+{
+    json_decref(m->paths);
+    free(m->route_name);
+    free(m->svc_name);
+}
 
 static void flatten_slashes(const char *in, char *out, size_t n)
 {
@@ -478,23 +485,26 @@ static int parse_backend(Xlate *x, json_t *ing, json_t *backend, Meta *m, const 
     return -1;
 }
 
-static void names_for(Meta *m, const char *ns, const char *ingname)
+/* The route's and service's names; false when memory runs out. */
+static bool names_for(Meta *m, const char *ns, const char *ingname)
 {
-    char port[80], host[300];
+    char port[80], host[300], svc[512], route[1024];
     xport_canonical(&m->port, port, sizeof(port));
     xjoin(host, sizeof(host), m->host, NULL);
     for (char *c = host; *c; c++)
         if (*c == '*')
             *c = '_';
     if (m->facade) {
-        xjoin(m->svc_name, sizeof(m->svc_name), ns, ".", m->backend, ".svc.facade", NULL);
-        xjoin(m->route_name, sizeof(m->route_name), ns, ".", ingname, ".", host, ".", m->backend,
-              ".svc.facade", NULL);
+        xjoin(svc, sizeof(svc), ns, ".", m->backend, ".svc.facade", NULL);
+        xjoin(route, sizeof(route), ns, ".", ingname, ".", host, ".", m->backend, ".svc.facade",
+              NULL);
     } else {
-        xjoin(m->svc_name, sizeof(m->svc_name), ns, ".", m->backend, ".", port, NULL);
-        xjoin(m->route_name, sizeof(m->route_name), ns, ".", ingname, ".", m->backend, ".", host,
-              ".", port, NULL);
+        xjoin(svc, sizeof(svc), ns, ".", m->backend, ".", port, NULL);
+        xjoin(route, sizeof(route), ns, ".", ingname, ".", m->backend, ".", host, ".", port, NULL);
     }
+    m->svc_name = strdup(svc);
+    m->route_name = strdup(route);
+    return m->svc_name && m->route_name;
 }
 
 static XService *service_for(Xlate *x, Meta *m, bool default_backend)
@@ -640,35 +650,72 @@ static void build_routes(void *arg)
         w->routes[i] = route_of(w, i);
 }
 
-void xlate_ingresses(Xlate *x)
+/*
+ * Reading the Ingresses is most of the pass, and most of that is waiting for memory: the store's
+ * objects are cold. The class check and the timestamps, then the groups of paths, are read by
+ * two threads, each over half of the Ingresses (in their order) with failures of its own; the
+ * halves are merged in order, so failures and routes come out as one thread would make them.
+ */
+typedef struct IngRead {
+    Xlate *x;
+    json_t *const *all;
+    bool *keep;
+    long long *ts;
+} IngRead;
+
+static void read_class(void *ud, int half, size_t from, size_t to)
 {
-    size_t n;
-    json_t *const *all = store_list(x->st, "Ingress", &n);
-    json_t **ings = calloc(n ? n : 1, sizeof(*ings));
-    size_t ni = 0;
-    if (!ings)
+    IngRead *r = ud;
+    (void)half;
+    for (size_t i = from; i < to; i++)
+        if ((r->keep[i] = xclass_ingress(r->x, r->all[i])))
+            r->ts[i] = xcreation(r->all[i]);
+}
+
+typedef struct MetaHalf {
+    Xlate *x;          /* the caller's, or a copy with failures of its own */
+    json_t *const *ings;
+    bool *tls;         /* per Ingress: has TLS entries, claimed afterwards in order */
+    Meta *mv;
+    size_t nm, cm;
+    json_t *metas;     /* route name -> index into mv */
+    json_t *default_ing;
+    bool oom;
+} MetaHalf;
+
+/* Add @m to @h, or its paths to the group of the same route; takes @m's contents. */
+static void add_meta(MetaHalf *h, Meta *m)
+{
+    json_t *idx = json_object_get(h->metas, m->route_name);
+    if (idx) {
+        json_array_extend(h->mv[json_integer_value(idx)].paths, m->paths);
+        meta_clear(m);
         return;
-    for (size_t i = 0; i < n; i++)
-        if (xclass_ingress(x, all[i]))
-            ings[ni++] = all[i];
-    xsort_by_creation(ings, ni);
-
-    bool legacy = false;
-    if (x->icp_spec) {
-        json_t *l = json_object_get(x->icp_spec, "enableLegacyRegexDetection");
-        legacy = json_is_true(l);
     }
+    if (h->nm == h->cm) {
+        size_t cm = h->cm ? h->cm * 2 : 16;
+        Meta *nmv = realloc(h->mv, cm * sizeof(*nmv));
+        if (!nmv) {
+            h->oom = true;
+            meta_clear(m);
+            return;
+        }
+        h->mv = nmv;
+        h->cm = cm;
+    }
+    json_object_set_new(h->metas, m->route_name, json_integer((json_int_t)h->nm));
+    h->mv[h->nm++] = *m;
+}
 
-    json_t *metas = json_object(); /* route name -> index into mv */
-    Meta *mv = NULL;
-    size_t nm = 0, cm = 0;
-    json_t *default_ing = NULL;
-
-    for (size_t i = 0; i < ni; i++) {
-        json_t *ing = ings[i];
-        if (!default_ing && json_is_object(obj_get_path(ing, "spec.defaultBackend")))
-            default_ing = ing;
-        xlate_add_tls(x, ing, obj_get_path(ing, "spec.tls"));
+static void read_paths(void *ud, int half, size_t from, size_t to)
+{
+    MetaHalf *h = &((MetaHalf *)ud)[half];
+    Xlate *x = h->x;
+    for (size_t i = from; i < to && !h->oom; i++) {
+        json_t *ing = h->ings[i];
+        if (!h->default_ing && json_is_object(obj_get_path(ing, "spec.defaultBackend")))
+            h->default_ing = ing;
+        h->tls[i] = json_array_size(obj_get_path(ing, "spec.tls")) > 0;
         size_t ri;
         json_t *rule;
         json_array_foreach(obj_get_path(ing, "spec.rules"), ri, rule)
@@ -689,7 +736,6 @@ void xlate_ingresses(Xlate *x)
                 snprintf(what, sizeof(what), "rule %zu path %zu", ri, pi);
                 if (parse_backend(x, ing, json_object_get(path, "backend"), &m, what) < 0)
                     continue;
-                names_for(&m, obj_ns(ing), obj_name(ing));
                 char flat[1024];
                 const char *p = obj_get_str(path, "path");
                 flatten_slashes(p ? p : "", flat, sizeof(flat));
@@ -701,28 +747,88 @@ void xlate_ingresses(Xlate *x)
                 json_t *pj = json_object();
                 jset_s(pj, "path", flat);
                 jset_s(pj, "pathType", pt);
-                json_t *idx = json_object_get(metas, m.route_name);
-                if (idx) {
-                    json_array_append_new(mv[json_integer_value(idx)].paths, pj);
-                    continue;
-                }
-                if (nm == cm) {
-                    cm = cm ? cm * 2 : 16;
-                    Meta *nmv = realloc(mv, cm * sizeof(*nmv));
-                    if (!nmv) {
-                        json_decref(pj);
-                        break;
-                    }
-                    mv = nmv;
-                }
                 m.paths = json_array();
                 json_array_append_new(m.paths, pj);
-                mv[nm] = m;
-                json_object_set_new(metas, m.route_name, json_integer((json_int_t)nm));
-                nm++;
+                if (!names_for(&m, obj_ns(ing), obj_name(ing)) || !m.paths) {
+                    meta_clear(&m);
+                    h->oom = true;
+                    break;
+                }
+                add_meta(h, &m);
             }
         }
     }
+}
+
+/* The Ingresses of our class, oldest first. */
+static json_t **ingresses_of_class(Xlate *x, size_t *ret_n)
+{
+    size_t n, ni = 0;
+    json_t *const *all = store_list(x->st, "Ingress", &n);
+    json_t **ings = calloc(n ? n : 1, sizeof(*ings));
+    IngRead r = {x, all, calloc(n ? n : 1, sizeof(bool)), calloc(n ? n : 1, sizeof(long long))};
+    if (ings && r.keep && r.ts) {
+        xsplit_run(n, read_class, &r);
+        for (size_t i = 0; i < n; i++)
+            if (r.keep[i]) {
+                ings[ni] = all[i];
+                r.ts[ni++] = r.ts[i];
+            }
+        xsort_by_times(ings, r.ts, ni);
+    } else {
+        free(ings);
+        ings = NULL;
+    }
+    free(r.keep);
+    free(r.ts);
+    *ret_n = ni;
+    return ings;
+}
+
+void xlate_ingresses(Xlate *x)
+{
+    size_t ni;
+    json_t **ings = ingresses_of_class(x, &ni);
+    bool *tls = calloc(ni ? ni : 1, sizeof(*tls));
+    if (!ings || !tls) {
+        free(ings);
+        free(tls);
+        return;
+    }
+
+    bool legacy = false;
+    if (x->icp_spec) {
+        json_t *l = json_object_get(x->icp_spec, "enableLegacyRegexDetection");
+        legacy = json_is_true(l);
+    }
+
+    Xlate hx = *x; /* the upper half's: failures of its own, everything else read-only */
+    hx.failures = json_array();
+    MetaHalf h[2] = {{.x = x, .ings = ings, .tls = tls, .metas = json_object()},
+                     {.x = &hx, .ings = ings, .tls = tls, .metas = json_object()}};
+    if (h[0].metas && h[1].metas && hx.failures)
+        xsplit_run(ni, read_paths, h);
+    else
+        h[0].oom = true;
+    /* The upper half after the lower, as one thread would have met them. */
+    json_array_extend(x->failures, hx.failures);
+    json_decref(hx.failures);
+    for (size_t i = 0; i < h[1].nm; i++)
+        if (!h[0].oom)
+            add_meta(&h[0], &h[1].mv[i]);
+        else
+            meta_clear(&h[1].mv[i]);
+    free(h[1].mv);
+    json_decref(h[1].metas);
+    json_decref(h[0].metas);
+    Meta *mv = h[0].mv;
+    size_t nm = h[0].nm;
+    json_t *default_ing = h[0].default_ing ? h[0].default_ing : h[1].default_ing;
+    /* TLS claims: the first claim of a host wins, so in the Ingresses' order. */
+    for (size_t i = 0; i < ni; i++)
+        if (tls[i])
+            xlate_add_tls(x, ings[i], obj_get_path(ings[i], "spec.tls"));
+    free(tls);
 
     RouteWork rw = {mv, nm - nm / 4, x->o->expressions, legacy, NULL};
     XService **owners = NULL;
@@ -762,8 +868,9 @@ void xlate_ingresses(Xlate *x)
         m.ing = default_ing;
         m.host = "";
         if (parse_backend(x, default_ing, db, &m, "default backend") == 0) {
-            names_for(&m, obj_ns(default_ing), obj_name(default_ing));
-            XService *s = service_for(x, &m, true);
+            XService *s = names_for(&m, obj_ns(default_ing), obj_name(default_ing))
+                              ? service_for(x, &m, true)
+                              : NULL;
             char rname[600];
             snprintf(rname, sizeof(rname), "%s.%s", obj_ns(default_ing), obj_name(default_ing));
             json_t *r = route_base(rname, default_ing);
@@ -779,11 +886,11 @@ void xlate_ingresses(Xlate *x)
             else
                 json_decref(r);
         }
+        meta_clear(&m);
     }
 
     for (size_t i = 0; i < nm; i++)
-        json_decref(mv[i].paths);
+        meta_clear(&mv[i]);
     free(mv);
-    json_decref(metas);
     free(ings);
 }

@@ -197,6 +197,8 @@ long long xcreation(const json_t *obj);         /* creationTimestamp as seconds,
  * sort.SliceStable): each timestamp is parsed once, O(n log n).
  */
 void xsort_by_creation(json_t **v, size_t n);
+/* xsort_by_times() - the same with the timestamps (@ts[i] of @v[i]) already read. */
+void xsort_by_times(json_t **v, const long long *ts, size_t n);
 
 /* Services. */
 XService *xsvc_get(Xlate *x, const char *name);
