@@ -558,23 +558,66 @@ static const char *split_point(const char *data, size_t len)
     return NULL;
 }
 
+/*
+ * The second half, parsed on a helper thread: its documents are handed over as they are made,
+ * so the caller delivers them while the helper is still parsing the rest.
+ */
 typedef struct Half {
     const char *data;
     size_t len;
-    json_t *docs; /* [document, line] pairs */
+    json_t *docs; /* [document, line] pairs, appended under the lock */
+    size_t taken; /* how many the caller has taken */
+    bool done, stop; /* the helper finished; the caller wants no more */
     int r, line;
     char e[256];
+    uv_mutex_t lock;
+    uv_cond_t more;
 } Half;
 
 static int collect_with_line(void *ud, json_t *doc, int line)
 {
-    return json_array_append_new(ud, json_pack("[O, i]", doc, line)) < 0 ? -ENOMEM : 0;
+    Half *h = ud;
+    json_t *pair = json_pack("[O, i]", doc, line);
+    uv_mutex_lock(&h->lock);
+    int r = h->stop ? 1 : json_array_append_new(h->docs, pair) < 0 ? -ENOMEM : 0;
+    if (h->stop)
+        json_decref(pair);
+    uv_cond_signal(&h->more);
+    uv_mutex_unlock(&h->lock);
+    return r;
 }
 
 static void parse_half(void *arg)
 {
     Half *h = arg;
-    h->r = each_document(h->data, h->len, collect_with_line, h->docs, h->e, sizeof(h->e), &h->line);
+    char e[256] = "";
+    int line = 0;
+    int r = each_document(h->data, h->len, collect_with_line, h, e, sizeof(e), &line);
+    uv_mutex_lock(&h->lock);
+    h->r = r;
+    h->line = line;
+    memcpy(h->e, e, sizeof(e));
+    h->done = true;
+    uv_cond_signal(&h->more);
+    uv_mutex_unlock(&h->lock);
+}
+
+/* The next document of @h (a new reference) and its line, or NULL when there are no more. */
+static json_t *next_half_doc(Half *h, int *line)
+{
+    json_t *d = NULL;
+    uv_mutex_lock(&h->lock);
+    while (h->taken >= json_array_size(h->docs) && !h->done)
+        uv_cond_wait(&h->more, &h->lock);
+    if (h->taken < json_array_size(h->docs)) {
+        json_t *pair = json_array_get(h->docs, h->taken);
+        d = json_incref(json_array_get(pair, 0));
+        *line = (int)json_integer_value(json_array_get(pair, 1));
+        /* Let go of it here: the array would keep every document until the end. */
+        json_array_set_new(h->docs, h->taken++, json_null());
+    }
+    uv_mutex_unlock(&h->lock);
+    return d;
 }
 
 static int finish(LoadCtx *c, int r, const char *e, int line)
@@ -588,46 +631,57 @@ static int finish(LoadCtx *c, int r, const char *e, int line)
 
 /*
  * The first half is delivered while @h parses the second on @helper; the second's documents
- * follow in order, with their lines counted from the start of the buffer. Whatever stops the
- * first half (an error, a callback's non-zero) stops the buffer, as one thread reading it would.
+ * follow in order as they come, with their lines counted from the start of the buffer. Whatever
+ * stops the first half (an error, a callback's non-zero) stops the buffer, as one thread reading
+ * it would.
  */
 static int split_deliver(LoadCtx *c, const char *data, const char *mid, Half *h, uv_thread_t *helper)
 {
     char e[256] = "";
     int line = 0;
     int r = each_document(data, (size_t)(mid - data), deliver_doc, c, e, sizeof(e), &line);
+    if (r == 0) {
+        int base = 0;
+        for (const char *p = data; (p = memchr(p, '\n', (size_t)(mid - p))); p++)
+            base++;
+        json_t *d;
+        int l;
+        while (!r && (d = next_half_doc(h, &l))) {
+            r = deliver(c, d, base + l, 0);
+            json_decref(d);
+        }
+        if (!r) {
+            uv_thread_join(helper);
+            return finish(c, h->r, h->e, base + h->line);
+        }
+    }
+    uv_mutex_lock(&h->lock);
+    h->stop = true;
+    uv_mutex_unlock(&h->lock);
     uv_thread_join(helper);
-    if (r != 0) {
-        json_decref(h->docs);
-        return finish(c, r, e, line);
-    }
-    int base = 0;
-    for (const char *p = data; (p = memchr(p, '\n', (size_t)(mid - p))); p++)
-        base++;
-    size_t i;
-    json_t *d;
-    json_array_foreach(h->docs, i, d)
-    {
-        r = deliver(c, json_array_get(d, 0), base + (int)json_integer_value(json_array_get(d, 1)), 0);
-        if (r)
-            break;
-    }
-    json_decref(h->docs);
-    if (r)
-        return r;
-    return finish(c, h->r, h->e, base + h->line);
+    return finish(c, r, e, line);
 }
 
 static bool load_split(LoadCtx *c, const char *data, size_t len, const char *mid, int *ret)
 {
-    Half h = {mid, len - (size_t)(mid - data), json_array(), 0, 0, ""};
+    Half h = {.data = mid, .len = len - (size_t)(mid - data), .docs = json_array()};
     uv_thread_t helper;
-    if (!h.docs || uv_thread_create(&helper, parse_half, &h) != 0) {
+    if (!h.docs || uv_mutex_init(&h.lock) != 0) {
         json_decref(h.docs);
         return false; /* then one thread reads it all */
     }
-    *ret = split_deliver(c, data, mid, &h, &helper);
-    return true;
+    if (uv_cond_init(&h.more) != 0) {
+        uv_mutex_destroy(&h.lock);
+        json_decref(h.docs);
+        return false;
+    }
+    bool ok = uv_thread_create(&helper, parse_half, &h) == 0;
+    if (ok)
+        *ret = split_deliver(c, data, mid, &h, &helper);
+    uv_cond_destroy(&h.more);
+    uv_mutex_destroy(&h.lock);
+    json_decref(h.docs);
+    return ok;
 }
 
 int manifest_load_buffer(const char *data, size_t len, const char *name, ManifestObjFn obj_fn,
@@ -643,7 +697,7 @@ int manifest_load_buffer(const char *data, size_t len, const char *name, Manifes
     }
     const char *mid = split_point(data, len);
     if (mid) {
-        int r;
+        int r = 0;
         if (load_split(&c, data, len, mid, &r))
             return r;
     }

@@ -235,6 +235,17 @@ static char *many_docs(int n, int broken, const char *head)
     return buf_take(&b);
 }
 
+typedef struct StopAt {
+    int at, seen;
+} StopAt;
+
+static int stop_at(void *ud, json_t *obj, const char *file, int line)
+{
+    StopAt *st = ud;
+    (void)obj, (void)file, (void)line;
+    return st->seen++ == st->at ? 7 : 0;
+}
+
 /* A buffer big enough to be parsed in two halves loads as one read in order would. */
 static void test_manifest_big_buffer(void **state)
 {
@@ -267,6 +278,17 @@ static void test_manifest_big_buffer(void **state)
         int line = (int)json_integer_value(json_object_get(json_array_get(c.errs, 0), "line"));
         assert_true(line >= 4 * broken[k] + 3 && line <= 4 * broken[k] + 5);
         drop(&c);
+    }
+
+    /* A callback that says stop, in either half, stops the buffer there; the second half's
+     * documents come while its thread still parses, and the rest of them are dropped. */
+    static const int stops[] = {100, 3000};
+    for (size_t k = 0; k < 2; k++) {
+        text = many_docs(N, -1, "");
+        StopAt st = {stops[k], 0};
+        assert_int_equal(manifest_load_buffer(text, strlen(text), "t.yaml", stop_at, NULL, &st), 7);
+        assert_int_equal(st.seen, stops[k] + 1);
+        free(text);
     }
 
     /* A directive keeps the buffer whole (it belongs to the document after it). */
