@@ -546,7 +546,9 @@ size_t manifest_split_min = 256 * 1024;
 
 static const char *split_point(const char *data, size_t len)
 {
-    if (!len || len < manifest_split_min || data[0] == '%' || memmem(data, len, "\n%", 2))
+    /* Not UTF-16 either (a byte order mark): its "\n---" would be other characters. */
+    if (!len || len < manifest_split_min || data[0] == '%' || (unsigned char)data[0] >= 0xfe ||
+        memmem(data, len, "\n%", 2))
         return NULL;
     const char *end = data + len, *p = data + len / 2;
     while ((p = memmem(p, (size_t)(end - p), "\n---", 4))) {
@@ -562,6 +564,33 @@ static const char *split_point(const char *data, size_t len)
  * The second half, parsed on a helper thread: its documents are handed over as they are made,
  * so the caller delivers them while the helper is still parsing the rest.
  */
+/*
+ * The lines before @end as libyaml counts them, for the second half's line numbers: CR LF, CR
+ * and LF each end a line, and so do NEL, LS and PS (in UTF-8).
+ */
+static int count_breaks(const char *p, const char *end)
+{
+    int n = 0;
+    for (; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '\n') {
+            n++;
+        } else if (c == '\r') {
+            n++;
+            if (p + 1 < end && p[1] == '\n')
+                p++;
+        } else if (c == 0xc2 && p + 1 < end && (unsigned char)p[1] == 0x85) {
+            n++;
+            p++;
+        } else if (c == 0xe2 && p + 2 < end && (unsigned char)p[1] == 0x80 &&
+                   ((unsigned char)p[2] == 0xa8 || (unsigned char)p[2] == 0xa9)) {
+            n++;
+            p += 2;
+        }
+    }
+    return n;
+}
+
 typedef struct Half {
     const char *data;
     size_t len;
@@ -641,9 +670,7 @@ static int split_deliver(LoadCtx *c, const char *data, const char *mid, Half *h,
     int line = 0;
     int r = each_document(data, (size_t)(mid - data), deliver_doc, c, e, sizeof(e), &line);
     if (r == 0) {
-        int base = 0;
-        for (const char *p = data; (p = memchr(p, '\n', (size_t)(mid - p))); p++)
-            base++;
+        int base = count_breaks(data, mid);
         json_t *d;
         int l;
         while (!r && (d = next_half_doc(h, &l))) {

@@ -291,6 +291,17 @@ static void test_manifest_big_buffer(void **state)
         free(text);
     }
 
+    /* Lines end at CR LF, CR and LF, and at NEL, LS and PS too: the second half's line numbers
+     * count them all, as libyaml does in the first half (a fuzzer found a lone CR). */
+    text = many_docs(N, -1, "# a\r# b\r\n# c\xc2\x85# d\xe2\x80\xa8# e\xe2\x80\xa9\n");
+    c = load(text);
+    free(text);
+    assert_int_equal(json_array_size(c.objs), N);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(c.objs, 0), "_line")), 7);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(c.objs, N - 1), "_line")),
+                     4 * (N - 1) + 7);
+    drop(&c);
+
     /* A directive keeps the buffer whole (it belongs to the document after it). */
     text = many_docs(N, -1, "%YAML 1.1\n---\n");
     c = load(text);
