@@ -348,7 +348,7 @@ static void on_discover(uv_timer_t *t)
         const char *ns = obj_ns(all[i]);
         const char *owner = obj_label(all[i], "kubernetes.io/service-name");
         if (strlen(ns) == nsl && !strncmp(ns, svc, nsl) && owner && !strcmp(owner, slash + 1))
-            json_array_append(slices, all[i]);
+            json_array_append_new(slices, obj_slice_expand(all[i])); /* as the API has it */
     }
     dp_sink_discovered(dp, slices);
     json_decref(slices);

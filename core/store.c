@@ -280,13 +280,56 @@ static void stringify_values(json_t *map)
 /*
  * EndpointSlices are the most numerous objects and the most often written: keep what targets and
  * Gateway Discovery read (the owning Service's label, address type, ports, and per endpoint its
- * addresses, conditions and target), not the controller's bookkeeping. Targets read conditions as
- * ready unless "ready" is false, Gateway Discovery skips "terminating" ones, and neither reads
- * "serving".
+ * first address, readiness, termination and target), not the controller's bookkeeping.
+ *
+ * The endpoints are packed into one string (PACKED): as jansson objects an endpoint with its
+ * address and target costs about a kilobyte, packed about forty bytes. Each endpoint is its
+ * address, whether it has one ('a' or '-'), its readiness ('1' ready, '0' not, '-' not given),
+ * whether it terminates ('1' or '0'), then its target's kind, name and namespace; strings as
+ * netstrings ("<length>:<bytes>"), so any bytes an input holds come back as they were.
  */
+#define PACKED "endpointsPacked"
+
+static void pack_str(Buf *b, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    char num[24];
+    int l = snprintf(num, sizeof(num), "%zu:", n);
+    buf_append(b, num, (size_t)l);
+    buf_append(b, s ? s : "", n);
+}
+
+static void pack_endpoints(json_t *c)
+{
+    json_t *eps = json_object_get(c, "endpoints");
+    if (!json_is_array(eps))
+        return;
+    Buf b = BUF_INIT;
+    size_t i;
+    json_t *ep;
+    json_array_foreach(eps, i, ep)
+    {
+        json_t *cond = json_object_get(ep, "conditions"), *ready = json_object_get(cond, "ready");
+        json_t *t = json_object_get(ep, "targetRef");
+        const char *addr = json_string_value(json_array_get(json_object_get(ep, "addresses"), 0));
+        pack_str(&b, addr);
+        buf_append(&b, addr ? "a" : "-", 1);
+        buf_append(&b, !ready || json_is_null(ready) ? "-" : json_is_true(ready) ? "1" : "0", 1);
+        buf_append(&b, json_is_true(json_object_get(cond, "terminating")) ? "1" : "0", 1);
+        pack_str(&b, json_string_value(json_object_get(t, "kind")));
+        pack_str(&b, json_string_value(json_object_get(t, "name")));
+        pack_str(&b, json_string_value(json_object_get(t, "namespace")));
+    }
+    json_t *packed = b.data ? json_stringn_nocheck(b.data, b.len) : json_string("");
+    buf_deinit(&b);
+    if (packed) { /* out of memory: the endpoints stay as they are, which readers take too */
+        json_object_del(c, "endpoints");
+        json_object_set_new(c, PACKED, packed);
+    }
+}
+
 static void trim_slice(json_t *c, json_t *md)
 {
-    static const char *const drop[] = {"nodeName", "zone", "hints", "deprecatedTopology", NULL};
     static const char *const drop_md[] = {"annotations", "uid", "generation", "creationTimestamp",
                                           NULL};
     for (size_t k = 0; drop_md[k]; k++) /* no entity comes from a slice: no tags, no order */
@@ -299,24 +342,101 @@ static void trim_slice(json_t *c, json_t *md)
             json_object_set(labels, "kubernetes.io/service-name", owner);
     }
     json_decref(owner);
-    size_t i;
-    json_t *ep;
-    json_array_foreach(json_object_get(c, "endpoints"), i, ep)
-    {
-        for (size_t k = 0; json_is_object(ep) && drop[k]; k++)
-            json_object_del(ep, drop[k]);
-        /* Ready and not terminating is what no conditions mean to both readers; most endpoints
-         * are that, and an object of three booleans costs ~400 bytes in jansson. */
-        json_t *cond = json_object_get(ep, "conditions"), *ready = json_object_get(cond, "ready");
-        if (json_is_object(cond) && (!ready || json_is_null(ready) || json_is_true(ready)) &&
-            !json_is_true(json_object_get(cond, "terminating")))
-            json_object_del(ep, "conditions");
-        json_t *t = json_object_get(ep, "targetRef");
-        if (json_is_object(t)) {
-            json_object_del(t, "uid");
-            json_object_del(t, "resourceVersion");
-        }
+    pack_endpoints(c); /* a slice packed already (put again) keeps its packed endpoints */
+}
+
+/* A netstring at *@p (before @end) into @out (cut to its size); false when malformed. */
+static bool unpack_str(const char **p, const char *end, char *out, size_t outn)
+{
+    size_t n = 0;
+    const char *q = *p;
+    while (q < end && *q >= '0' && *q <= '9' && n < ((size_t)1 << 40))
+        n = n * 10 + (size_t)(*q++ - '0');
+    if (q == *p || q >= end || *q != ':' || (size_t)(end - q - 1) < n)
+        return false;
+    q++;
+    size_t k = n < outn ? n : outn - 1;
+    memcpy(out, q, k);
+    out[k] = 0;
+    *p = q + n;
+    return true;
+}
+
+bool obj_slice_endpoint(const json_t *slice, size_t *pos, SliceEndpoint *ep)
+{
+    memset(ep, 0, sizeof(*ep));
+    json_t *packed = json_object_get(slice, PACKED);
+    if (!json_is_string(packed)) { /* as the API has it: a slice the store did not trim */
+        json_t *e = json_array_get(json_object_get(slice, "endpoints"), (*pos)++);
+        if (!e)
+            return false;
+        json_t *cond = json_object_get(e, "conditions"), *ready = json_object_get(cond, "ready");
+        json_t *t = json_object_get(e, "targetRef");
+        const char *a = json_string_value(json_array_get(json_object_get(e, "addresses"), 0));
+        snprintf(ep->addr, sizeof(ep->addr), "%s", a ? a : "");
+        ep->has_addr = a != NULL;
+        ep->ready = !ready || json_is_null(ready) ? -1 : json_is_true(ready);
+        ep->terminating = json_is_true(json_object_get(cond, "terminating"));
+        const char *k = obj_get_str(t, "kind"), *n = obj_get_str(t, "name");
+        const char *ns = obj_get_str(t, "namespace");
+        snprintf(ep->target_kind, sizeof(ep->target_kind), "%s", k ? k : "");
+        snprintf(ep->target_name, sizeof(ep->target_name), "%s", n ? n : "");
+        snprintf(ep->target_ns, sizeof(ep->target_ns), "%s", ns ? ns : "");
+        return true;
     }
+    const char *base = json_string_value(packed), *end = base + json_string_length(packed);
+    const char *p = base + *pos;
+    if (p >= end)
+        return false;
+    if (!unpack_str(&p, end, ep->addr, sizeof(ep->addr)) || end - p < 3)
+        return false;
+    ep->has_addr = p[0] == 'a';
+    ep->ready = p[1] == '-' ? -1 : p[1] == '1';
+    ep->terminating = p[2] == '1';
+    p += 3;
+    if (!unpack_str(&p, end, ep->target_kind, sizeof(ep->target_kind)) ||
+        !unpack_str(&p, end, ep->target_name, sizeof(ep->target_name)) ||
+        !unpack_str(&p, end, ep->target_ns, sizeof(ep->target_ns)))
+        return false;
+    *pos = (size_t)(p - base);
+    return true;
+}
+
+json_t *obj_slice_expand(const json_t *slice)
+{
+    json_t *out = json_copy((json_t *)slice), *eps = json_array();
+    if (!out || !eps) {
+        json_decref(out);
+        json_decref(eps);
+        return NULL;
+    }
+    SliceEndpoint ep;
+    size_t pos = 0;
+    while (obj_slice_endpoint(slice, &pos, &ep)) {
+        json_t *e = ep.has_addr ? json_pack("{s:[s]}", "addresses", ep.addr) : json_object();
+        json_t *cond = json_object();
+        if (ep.ready >= 0)
+            json_object_set_new(cond, "ready", json_boolean(ep.ready));
+        if (ep.terminating)
+            json_object_set_new(cond, "terminating", json_true());
+        if (json_object_size(cond))
+            json_object_set(e, "conditions", cond);
+        json_decref(cond);
+        if (*ep.target_kind || *ep.target_name) {
+            json_t *t = json_object();
+            if (*ep.target_kind)
+                json_object_set_new(t, "kind", json_string(ep.target_kind));
+            if (*ep.target_name)
+                json_object_set_new(t, "name", json_string(ep.target_name));
+            if (*ep.target_ns)
+                json_object_set_new(t, "namespace", json_string(ep.target_ns));
+            json_object_set_new(e, "targetRef", t);
+        }
+        json_array_append_new(eps, e);
+    }
+    json_object_del(out, PACKED);
+    json_object_set_new(out, "endpoints", eps);
+    return out;
 }
 
 /*

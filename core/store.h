@@ -107,6 +107,22 @@ typedef struct ObjAnns {
 } ObjAnns;
 void obj_anns_init(ObjAnns *a, const json_t *o);
 const char *obj_anns_get(const ObjAnns *a, const char *key);
+/*
+ * An EndpointSlice's endpoints. The store packs them (a jansson endpoint costs about a kilobyte):
+ * read them with obj_slice_endpoint(), which also reads a slice as the API has it.
+ */
+typedef struct SliceEndpoint {
+    char addr[256]; /* the first address (an endpoint's addresses are one Pod) */
+    bool has_addr;  /* false: it has none (addr is "") */
+    int ready;      /* 1, 0, or -1 when not given (which readers take as ready) */
+    bool terminating;
+    char target_kind[64], target_name[256], target_ns[64]; /* targetRef, "" when not given */
+} SliceEndpoint;
+/* obj_slice_endpoint() - the endpoint at *@pos (0 first) into @ep, moving *@pos on; false after the last. */
+bool obj_slice_endpoint(const json_t *slice, size_t *pos, SliceEndpoint *ep);
+/* obj_slice_expand() - @slice with its endpoints as the API has them (new reference). */
+json_t *obj_slice_expand(const json_t *slice);
+
 /* obj_get_path() - walk "a.b.c" through nested objects; borrowed or NULL. */
 json_t *obj_get_path(const json_t *o, const char *dotted);
 const char *obj_get_str(const json_t *o, const char *dotted);

@@ -433,21 +433,17 @@ static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
                 continue;
             if (strcmp(str_or(ep_port, "name", ""), pname))
                 continue;
-            size_t ei;
-            json_t *ep;
-            json_array_foreach(json_object_get(es, "endpoints"), ei, ep)
-            {
-                json_t *ready = obj_get_path(ep, "conditions.ready");
-                json_t *term = obj_get_path(ep, "conditions.terminating");
-                bool is_ready = !ready || json_is_null(ready) || json_is_true(ready);
+            size_t pos = 0;
+            SliceEndpoint ep;
+            while (obj_slice_endpoint(es, &pos, &ep)) {
                 bool drain = false;
-                if (!is_ready) {
-                    if (!(x->o->enable_drain_support && json_is_true(term)))
+                if (ep.ready == 0) {
+                    if (!(x->o->enable_drain_support && ep.terminating))
                         continue;
                     drain = true;
                 }
-                const char *addr = json_string_value(json_array_get(json_object_get(ep, "addresses"), 0));
-                if (!addr)
+                const char *addr = ep.addr;
+                if (!ep.has_addr)
                     continue;
                 char pn[24];
                 const char *port_s = xlltoa(json_integer_value(num), pn);

@@ -474,31 +474,53 @@ static void test_store(void **state)
     json_object_set_new(json_object_get(v1, "spec"), "ingressClassName", json_string("other"));
     assert_int_equal(store_put(s, v1), 1); /* a real change, with a new version */
     json_decref(v1);
-    /* EndpointSlices keep what targets and Gateway Discovery read, not the bookkeeping: the
-     * conditions of a ready endpoint that is not terminating say nothing. */
+    /* EndpointSlices keep what targets and Gateway Discovery read, not the bookkeeping, and
+     * their endpoints packed: read back, they are what the API had, but for what no one reads. */
     json_error_t je;
     json_t *es = json_loads(
         "{\"kind\": \"EndpointSlice\", \"metadata\": {\"name\": \"web-x\", \"namespace\": \"ns\", "
         "\"uid\": \"u\", \"labels\": {\"app\": \"web\", \"kubernetes.io/service-name\": \"web\"}, "
         "\"annotations\": {\"a\": \"b\"}, \"ownerReferences\": [{\"kind\": \"Service\"}]}, "
-        "\"endpoints\": [{\"addresses\": [\"10.0.0.1\"], \"conditions\": {\"ready\": true}, "
+        "\"endpoints\": [{\"addresses\": [\"10.0.0.1\", \"10.0.0.9\"], \"conditions\": {\"ready\": true}, "
         "\"nodeName\": \"n\", \"zone\": \"z\", \"targetRef\": {\"kind\": \"Pod\", \"name\": \"p\", "
-        "\"uid\": \"pu\"}}, {\"addresses\": [\"10.0.0.2\"], \"conditions\": {\"ready\": false}}, "
-        "{\"addresses\": [\"10.0.0.3\"], \"conditions\": {\"ready\": true, \"serving\": true, "
-        "\"terminating\": true}}], \"ports\": [{\"name\": \"http\", \"port\": 80}]}",
+        "\"namespace\": \"ns\", \"uid\": \"pu\"}}, {\"addresses\": [\"10.0.0.2\"], "
+        "\"conditions\": {\"ready\": false}}, {\"addresses\": [\"10.0.0.3\"], \"conditions\": "
+        "{\"ready\": true, \"serving\": true, \"terminating\": true}}, {\"addresses\": [], "
+        "\"targetRef\": {\"name\": \"12:odd\\n\\u00e9\"}}, {\"addresses\": [\"\"], "
+        "\"conditions\": {\"ready\": \"yes\"}}], \"ports\": [{\"name\": \"http\", \"port\": 80}]}",
         0, &je);
     assert_int_equal(store_put(s, es), 1);
+    json_t *api = json_incref(es);
     json_decref(es);
     es = store_get(s, "EndpointSlice", "ns", "web-x");
+    assert_null(json_object_get(es, "endpoints"));
     json_t *want = json_loads(
         "{\"kind\": \"EndpointSlice\", \"metadata\": {\"name\": \"web-x\", \"namespace\": \"ns\", "
         "\"labels\": {\"kubernetes.io/service-name\": \"web\"}}, \"endpoints\": [{\"addresses\": "
-        "[\"10.0.0.1\"], \"targetRef\": {\"kind\": \"Pod\", \"name\": \"p\"}}, {\"addresses\": "
-        "[\"10.0.0.2\"], \"conditions\": {\"ready\": false}}, {\"addresses\": [\"10.0.0.3\"], "
-        "\"conditions\": {\"ready\": true, \"serving\": true, \"terminating\": true}}], "
+        "[\"10.0.0.1\"], \"conditions\": {\"ready\": true}, \"targetRef\": {\"kind\": \"Pod\", "
+        "\"name\": \"p\", \"namespace\": \"ns\"}}, {\"addresses\": [\"10.0.0.2\"], \"conditions\": "
+        "{\"ready\": false}}, {\"addresses\": [\"10.0.0.3\"], \"conditions\": {\"ready\": true, "
+        "\"terminating\": true}}, {\"targetRef\": {\"name\": \"12:odd\\n\\u00e9\"}}, "
+        "{\"addresses\": [\"\"], \"conditions\": {\"ready\": false}}], "
         "\"ports\": [{\"name\": \"http\", \"port\": 80}]}",
         0, &je);
-    assert_true(json_equal(es, want));
+    json_t *back = obj_slice_expand(es);
+    assert_true(json_equal(back, want));
+    /* Read as the API has it (a slice the store did not trim), the endpoints are the same. */
+    size_t pa = 0, pb = 0;
+    SliceEndpoint ea, eb;
+    int count = 0;
+    while (obj_slice_endpoint(es, &pa, &ea)) {
+        assert_true(obj_slice_endpoint(api, &pb, &eb));
+        assert_memory_equal(&ea, &eb, sizeof(ea));
+        count++;
+    }
+    assert_int_equal(count, 5);
+    assert_false(obj_slice_endpoint(api, &pb, &eb));
+    /* Put again as it is stored (a clone's object, say), it keeps its endpoints. */
+    assert_int_equal(store_put(s, es), 0);
+    json_decref(back);
+    json_decref(api);
     json_decref(want);
     /* A Service keeps its ports, type and external name; no object keeps its status. */
     json_t *svc = json_loads(
