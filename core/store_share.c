@@ -108,7 +108,9 @@ static bool same(json_t *a, json_t *b)
         void *i = json_object_iter(a), *j = json_object_iter(b);
         for (; i && j; i = json_object_iter_next(a, i), j = json_object_iter_next(b, j))
             if (json_object_iter_value(i) != json_object_iter_value(j) ||
-                strcmp(json_object_iter_key(i), json_object_iter_key(j)))
+                json_object_iter_key_len(i) != json_object_iter_key_len(j) ||
+                memcmp(json_object_iter_key(i), json_object_iter_key(j),
+                       json_object_iter_key_len(i)))
                 return false;
         return !i && !j;
     }
@@ -208,7 +210,7 @@ static json_t *share(StoreShare *s, json_t *v, Seen *seen)
                 json_decref(d);
             if (own && c_seen > worst)
                 worst = c_seen;
-            h = mix(hash_bytes(k, strlen(k), h) + (uintptr_t)d);
+            h = mix(hash_bytes(k, json_object_iter_key_len(it), h) + (uintptr_t)d);
         }
     } else if (json_is_array(v)) {
         for (size_t i = 0; i < json_array_size(v); i++) {
