@@ -752,11 +752,37 @@ static void route_defaults(json_t *r, bool expr)
         jset_cs(r, "path_handling", "v0");
 }
 
+/* Upstreams in order with their targets, and the top-level plugins: a helper's share of assembly. */
+static void order_upstreams_plugins(void *arg)
+{
+    Xlate *x = arg;
+    size_t i;
+    json_t *u;
+    json_array_foreach(x->upstreams, i, u)
+    {
+        if (!json_object_get(u, "algorithm"))
+            jset_cs(u, "algorithm", "round-robin");
+        json_t *t = json_object_get(u, "targets");
+        if (t) {
+            if (json_array_size(t))
+                xsort_by_field(t, "target");
+            else
+                json_object_del(u, "targets");
+        }
+    }
+    xsort_by_field(x->upstreams, "name");
+    sort_plugins(x->plugins);
+}
+
 static json_t *assemble(Xlate *x)
 {
     json_t *cfg = json_object();
     json_t *services = json_array();
 
+    /* Services and routes here, upstreams and plugins on a helper: they share no object. */
+    uv_thread_t helper;
+    bool threaded = xsplit_min && json_array_size(x->upstreams) + x->nsvcs >= xsplit_min &&
+                    uv_thread_create(&helper, order_upstreams_plugins, x) == 0;
     json_object_set_new(cfg, "_format_version", json_string("3.0"));
     for (size_t i = 0; i < x->nsvcs; i++) {
         XService *s = x->svcs[i];
@@ -788,26 +814,14 @@ static json_t *assemble(Xlate *x)
         json_array_append_new(services, svc);
     }
     xsort_by_field(services, "name");
+    if (threaded)
+        uv_thread_join(&helper);
+    else
+        order_upstreams_plugins(x);
 
-    size_t i;
-    json_t *u;
-    json_array_foreach(x->upstreams, i, u)
-    {
-        if (!json_object_get(u, "algorithm"))
-            jset_cs(u, "algorithm", "round-robin");
-        json_t *t = json_object_get(u, "targets");
-        if (t) {
-            if (json_array_size(t))
-                xsort_by_field(t, "target");
-            else
-                json_object_del(u, "targets");
-        }
-    }
-    xsort_by_field(x->upstreams, "name");
     xsort_by_field(x->certificates, "cert");
     xsort_by_field(x->ca_certificates, "cert");
     xsort_by_field(x->consumer_groups, "name");
-    sort_plugins(x->plugins);
     xsort_by_field(x->vaults, "prefix");
 
     struct {
