@@ -134,7 +134,8 @@ static const char *svc_ann(XService *s, json_t *svc, const char *key)
     return obj_annotation(svc, key);
 }
 
-static void client_cert(Xlate *x, XService *s, json_t *svc)
+/* @claims gets the Secret's TLS claim ([key, Service]), taken later in the services' order. */
+static void client_cert(Xlate *x, XService *s, json_t *svc, json_t *claims)
 {
     const char *name = svc_ann(s, svc, ANN "client-cert");
     if (!name || !*name)
@@ -158,7 +159,7 @@ static void client_cert(Xlate *x, XService *s, json_t *svc)
     /* The Secret becomes a certificate with no SNIs. */
     char key[512];
     xjoin(key, sizeof(key), obj_ns(svc), "/", name, NULL);
-    xlate_tls_secret(x, key, svc);
+    json_array_append_new(claims, json_pack("[s, O]", key, svc));
 }
 
 static void ca_certs(Xlate *x, XService *s, json_t *svc)
@@ -208,9 +209,21 @@ static void ca_certs(Xlate *x, XService *s, json_t *svc)
     }
 }
 
-void xlate_populate_services(Xlate *x)
+/*
+ * Services are independent of each other here but for their client certificates' TLS claims,
+ * which go to the first claimant: two threads each take half of the services, with failures
+ * and claims of their own, merged in the services' order.
+ */
+typedef struct PopHalf {
+    Xlate *x; /* the caller's, or a copy with failures of its own */
+    json_t *claims;
+} PopHalf;
+
+static void populate_range(void *ud, int half, size_t from, size_t to)
 {
-    for (size_t i = 0; i < x->nsvcs; i++) {
+    PopHalf *h = &((PopHalf *)ud)[half];
+    Xlate *x = h->x;
+    for (size_t i = from; i < to; i++) {
         XService *s = x->svcs[i];
         if (s->no_upstream)
             continue;
@@ -231,9 +244,27 @@ void xlate_populate_services(Xlate *x)
         json_t *svc;
         json_object_foreach(s->k8s, k, svc)
         {
-            client_cert(x, s, svc);
+            client_cert(x, s, svc, h->claims);
             ca_certs(x, s, svc);
         }
+    }
+}
+
+void xlate_populate_services(Xlate *x)
+{
+    Xlate hx = *x;
+    hx.failures = json_array();
+    PopHalf h[2] = {{x, json_array()}, {&hx, json_array()}};
+    if (hx.failures && h[0].claims && h[1].claims)
+        xsplit_run(x->nsvcs, populate_range, h);
+    json_array_extend(x->failures, hx.failures); /* the upper half's after the lower's */
+    json_decref(hx.failures);
+    for (int k = 0; k < 2; k++) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(h[k].claims, i, c)
+            xlate_tls_secret(x, json_string_value(json_array_get(c, 0)), json_array_get(c, 1));
+        json_decref(h[k].claims);
     }
 }
 
