@@ -78,6 +78,20 @@ void xsplit_run(size_t n, void (*fn)(void *ud, int half, size_t from, size_t to)
     uv_thread_join(&helper);
 }
 
+void xsplit_run_failing(Xlate *x, Xlate *upper, size_t n,
+                        void (*fn)(void *ud, int half, size_t from, size_t to), void *ud)
+{
+    *upper = *x;
+    if (!(upper->failures = json_array())) {
+        fn(ud, 0, 0, n); /* one thread, writing to @x alone */
+        return;
+    }
+    xsplit_run(n, fn, ud);
+    json_array_extend(x->failures, upper->failures);
+    json_decref(upper->failures);
+    upper->failures = NULL;
+}
+
 /* Gates KIC knows that do not change translation; accepted so existing flags keep working. */
 static const char *const other_gates[] = {
     "GatewayAlpha", "FallbackConfiguration", "SanitizeKonnectConfigDumps", "KongLicense", NULL,

@@ -252,13 +252,9 @@ static void populate_range(void *ud, int half, size_t from, size_t to)
 
 void xlate_populate_services(Xlate *x)
 {
-    Xlate hx = *x;
-    hx.failures = json_array();
+    Xlate hx;
     PopHalf h[2] = {{x, json_array()}, {&hx, json_array()}};
-    if (hx.failures && h[0].claims && h[1].claims)
-        xsplit_run(x->nsvcs, populate_range, h);
-    json_array_extend(x->failures, hx.failures); /* the upper half's after the lower's */
-    json_decref(hx.failures);
+    xsplit_run_failing(x, &hx, x->nsvcs, populate_range, h);
     for (int k = 0; k < 2; k++) {
         size_t i;
         json_t *c;

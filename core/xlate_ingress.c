@@ -802,17 +802,14 @@ void xlate_ingresses(Xlate *x)
         legacy = json_is_true(l);
     }
 
-    Xlate hx = *x; /* the upper half's: failures of its own, everything else read-only */
-    hx.failures = json_array();
+    Xlate hx; /* the upper half's: failures of its own, everything else read-only */
     MetaHalf h[2] = {{.x = x, .ings = ings, .tls = tls, .metas = json_object()},
                      {.x = &hx, .ings = ings, .tls = tls, .metas = json_object()}};
-    if (h[0].metas && h[1].metas && hx.failures)
-        xsplit_run(ni, read_paths, h);
+    if (h[0].metas && h[1].metas)
+        xsplit_run_failing(x, &hx, ni, read_paths, h);
     else
         h[0].oom = true;
-    /* The upper half after the lower, as one thread would have met them. */
-    json_array_extend(x->failures, hx.failures);
-    json_decref(hx.failures);
+    /* The upper half's groups after the lower's, as one thread would have met them. */
     for (size_t i = 0; i < h[1].nm; i++)
         if (!h[0].oom)
             add_meta(&h[0], &h[1].mv[i]);

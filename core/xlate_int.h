@@ -257,6 +257,13 @@ extern size_t xsplit_min;
  * (failures) it writes to a context of its own, chosen by @half, and the caller merges in order.
  */
 void xsplit_run(size_t n, void (*fn)(void *ud, int half, size_t from, size_t to), void *ud);
+/*
+ * xsplit_run_failing() - xsplit_run() for a pass whose halves fail objects: *@upper becomes a
+ * copy of @x with a failures list of its own, for @fn to use in the upper half (through @ud),
+ * appended to @x's once both halves are done, as one thread would have ordered them.
+ */
+void xsplit_run_failing(Xlate *x, Xlate *upper, size_t n,
+                        void (*fn)(void *ud, int half, size_t from, size_t to), void *ud);
 void xlate_overrides(Xlate *x);
 void xlate_consumers(Xlate *x);
 void xlate_vaults(Xlate *x);

@@ -278,13 +278,7 @@ static void override_range(void *ud, int half, size_t from, size_t to)
 
 void xlate_overrides(Xlate *x)
 {
-    Xlate upper = *x;
+    Xlate upper;
     Xlate *halves[2] = {x, &upper};
-    if (!(upper.failures = json_array())) {
-        override_range(halves, 0, 0, x->nsvcs);
-        return;
-    }
-    xsplit_run(x->nsvcs, override_range, halves);
-    json_array_extend(x->failures, upper.failures);
-    json_decref(upper.failures);
+    xsplit_run_failing(x, &upper, x->nsvcs, override_range, halves);
 }
