@@ -285,18 +285,37 @@ static void stringify_values(json_t *map)
  * The endpoints are packed into one string (PACKED): as jansson objects an endpoint with its
  * address and target costs about a kilobyte, packed about forty bytes. Each endpoint is its
  * address, whether it has one ('a' or '-'), its readiness ('1' ready, '0' not, '-' not given),
- * whether it terminates ('1' or '0'), then its target's kind, name and namespace; strings as
- * netstrings ("<length>:<bytes>"), so any bytes an input holds come back as they were.
+ * whether it terminates ('1' or '0'), then its target's kind, name and namespace: the fields of
+ * a SliceEndpoint, read from the API's shape by read_endpoint(); strings as netstrings
+ * ("<length>:<bytes>"), so any bytes they hold come back as they were.
  */
 #define PACKED "endpointsPacked"
 
 static void pack_str(Buf *b, const char *s)
 {
-    size_t n = s ? strlen(s) : 0;
+    size_t n = strlen(s);
     char num[24];
     int l = snprintf(num, sizeof(num), "%zu:", n);
     buf_append(b, num, (size_t)l);
-    buf_append(b, s ? s : "", n);
+    buf_append(b, s, n);
+}
+
+/* An endpoint as the API has it: what readers keep of it. */
+static void read_endpoint(const json_t *e, SliceEndpoint *ep)
+{
+    json_t *cond = json_object_get(e, "conditions"), *ready = json_object_get(cond, "ready");
+    json_t *t = json_object_get(e, "targetRef");
+    const char *a = json_string_value(json_array_get(json_object_get(e, "addresses"), 0));
+    const char *k = obj_get_str(t, "kind"), *n = obj_get_str(t, "name");
+    const char *ns = obj_get_str(t, "namespace");
+    memset(ep, 0, sizeof(*ep));
+    snprintf(ep->addr, sizeof(ep->addr), "%s", a ? a : "");
+    ep->has_addr = a != NULL;
+    ep->ready = !ready || json_is_null(ready) ? -1 : json_is_true(ready);
+    ep->terminating = json_is_true(json_object_get(cond, "terminating"));
+    snprintf(ep->target_kind, sizeof(ep->target_kind), "%s", k ? k : "");
+    snprintf(ep->target_name, sizeof(ep->target_name), "%s", n ? n : "");
+    snprintf(ep->target_ns, sizeof(ep->target_ns), "%s", ns ? ns : "");
 }
 
 static void pack_endpoints(json_t *c)
@@ -306,19 +325,18 @@ static void pack_endpoints(json_t *c)
         return;
     Buf b = BUF_INIT;
     size_t i;
-    json_t *ep;
-    json_array_foreach(eps, i, ep)
+    json_t *e;
+    SliceEndpoint ep;
+    json_array_foreach(eps, i, e)
     {
-        json_t *cond = json_object_get(ep, "conditions"), *ready = json_object_get(cond, "ready");
-        json_t *t = json_object_get(ep, "targetRef");
-        const char *addr = json_string_value(json_array_get(json_object_get(ep, "addresses"), 0));
-        pack_str(&b, addr);
-        buf_append(&b, addr ? "a" : "-", 1);
-        buf_append(&b, !ready || json_is_null(ready) ? "-" : json_is_true(ready) ? "1" : "0", 1);
-        buf_append(&b, json_is_true(json_object_get(cond, "terminating")) ? "1" : "0", 1);
-        pack_str(&b, json_string_value(json_object_get(t, "kind")));
-        pack_str(&b, json_string_value(json_object_get(t, "name")));
-        pack_str(&b, json_string_value(json_object_get(t, "namespace")));
+        read_endpoint(e, &ep);
+        pack_str(&b, ep.addr);
+        buf_append(&b, ep.has_addr ? "a" : "-", 1);
+        buf_append(&b, ep.ready < 0 ? "-" : ep.ready ? "1" : "0", 1);
+        buf_append(&b, ep.terminating ? "1" : "0", 1);
+        pack_str(&b, ep.target_kind);
+        pack_str(&b, ep.target_name);
+        pack_str(&b, ep.target_ns);
     }
     json_t *packed = b.data ? json_stringn_nocheck(b.data, b.len) : json_string("");
     buf_deinit(&b);
@@ -370,18 +388,7 @@ bool obj_slice_endpoint(const json_t *slice, size_t *pos, SliceEndpoint *ep)
         json_t *e = json_array_get(json_object_get(slice, "endpoints"), (*pos)++);
         if (!e)
             return false;
-        json_t *cond = json_object_get(e, "conditions"), *ready = json_object_get(cond, "ready");
-        json_t *t = json_object_get(e, "targetRef");
-        const char *a = json_string_value(json_array_get(json_object_get(e, "addresses"), 0));
-        snprintf(ep->addr, sizeof(ep->addr), "%s", a ? a : "");
-        ep->has_addr = a != NULL;
-        ep->ready = !ready || json_is_null(ready) ? -1 : json_is_true(ready);
-        ep->terminating = json_is_true(json_object_get(cond, "terminating"));
-        const char *k = obj_get_str(t, "kind"), *n = obj_get_str(t, "name");
-        const char *ns = obj_get_str(t, "namespace");
-        snprintf(ep->target_kind, sizeof(ep->target_kind), "%s", k ? k : "");
-        snprintf(ep->target_name, sizeof(ep->target_name), "%s", n ? n : "");
-        snprintf(ep->target_ns, sizeof(ep->target_ns), "%s", ns ? ns : "");
+        read_endpoint(e, ep);
         return true;
     }
     const char *base = json_string_value(packed), *end = base + json_string_length(packed);
