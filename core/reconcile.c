@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jarena.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -366,8 +367,9 @@ typedef struct Garbage {
 static void garbage_work(uv_work_t *w)
 {
     Garbage *g = w->data;
+    bool tree = g->tree != NULL;
     /* A snapshot of a few namespaces is small: trimming would only hold the arenas' locks. */
-    bool big = g->tree || store_count(g->store, NULL) > 1000;
+    bool big = tree || store_count(g->store, NULL) > 1000;
     g->store = store_free(g->store);
     json_decref(g->tree);
     g->tree = NULL;
@@ -377,6 +379,8 @@ static void garbage_work(uv_work_t *w)
 #else
     (void)big;
 #endif
+    if (tree)
+        jarena_trim(); /* and the translation arena's */
 }
 
 static void garbage_done(uv_work_t *w, int status)

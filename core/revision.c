@@ -12,6 +12,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "jarena.h"
 #include "util.h"
 #include "xlate.h"
 
@@ -68,17 +69,17 @@ static void reap_work(uv_work_t *w)
     Revision *r = w->data;
     bool tree = r->config != NULL;
     revision_free(r);
+    if (!tree)
+        return;
 #ifdef __GLIBC__
     /*
      * Translations allocate in the pool threads' malloc arenas, which keep what was freed: hand
      * the pages of this tree back, or the RSS grows by a configuration at each revision. (Big
      * buffers are mapped on their own: see util_tune_malloc(). Trimming locks every arena.)
      */
-    if (tree)
-        malloc_trim(0);
-#else
-    (void)tree;
+    malloc_trim(0);
 #endif
+    jarena_trim(); /* the tree's own values were in the translation arena */
 }
 
 static void reap_done(uv_work_t *w, int status)

@@ -63,7 +63,9 @@ typedef struct SplitHalf {
 static void split_half(void *arg)
 {
     SplitHalf *h = arg;
+    jarena_enter();
     h->fn(h->ud, 1, h->from, h->to);
+    jarena_leave();
 }
 
 void xsplit_run(size_t n, void (*fn)(void *ud, int half, size_t from, size_t to), void *ud)
@@ -326,12 +328,15 @@ static struct {
     json_t *v[INTERN_CAP];
 } interned = {PTHREAD_MUTEX_INITIALIZER, 0, {0}};
 
+/* Both kinds outlive every translation: made with malloc, not in a translation's arena. */
 static void consts_init(void)
 {
+    int arena = jarena_pause();
     for (size_t i = 0; i < sizeof(const_ints) / sizeof(const_ints[0]); i++)
         const_ints[i] = json_integer(const_int_values[i]);
     for (size_t i = 0; const_str_values[i]; i++)
         const_strs[i] = json_string(const_str_values[i]);
+    jarena_resume(arena);
 }
 
 json_t *xconst_int(json_int_t v)
@@ -360,8 +365,12 @@ static json_t *intern(const char *s, size_t n)
     for (size_t i = 0; i < interned.n && !v; i++)
         if (json_string_length(interned.v[i]) == n && !memcmp(json_string_value(interned.v[i]), s, n))
             v = interned.v[i];
-    if (!v && interned.n < INTERN_CAP && (v = json_stringn_nocheck(s, n)))
-        interned.v[interned.n++] = v;
+    if (!v && interned.n < INTERN_CAP) {
+        int arena = jarena_pause();
+        if ((v = json_stringn_nocheck(s, n)))
+            interned.v[interned.n++] = v;
+        jarena_resume(arena);
+    }
     v = json_incref(v);
     pthread_mutex_unlock(&interned.lock);
     return v ? v : json_stringn_nocheck(s, n);
@@ -772,6 +781,7 @@ static void order_upstreams_plugins(void *arg)
     Xlate *x = arg;
     size_t i;
     json_t *u;
+    jarena_enter(); /* a helper thread's values belong to the translation too */
     json_array_foreach(x->upstreams, i, u)
     {
         if (!json_object_get(u, "algorithm"))
@@ -786,6 +796,7 @@ static void order_upstreams_plugins(void *arg)
     }
     xsort_by_field(x->upstreams, "name");
     sort_plugins(x->plugins);
+    jarena_leave();
 }
 
 static json_t *assemble(Xlate *x)
@@ -922,6 +933,7 @@ static int run(Store *store, const XlateOptions *o, json_t **ret_config, json_t 
         o = &def;
     }
     memset(&x, 0, sizeof(x));
+    jarena_enter();
     x.st = store;
     x.o = o;
     x.failures = json_array();
@@ -976,18 +988,25 @@ static int run(Store *store, const XlateOptions *o, json_t **ret_config, json_t 
     json_decref(x.vaults);
     json_decref(x.custom);
     json_decref(x.slices_by_svc);
-    if (!cfg) {
+    /* Failures outlive the configuration (they are kept for Events): copy them out of the arena. */
+    int arena = jarena_pause();
+    json_t *failures = json_deep_copy(x.failures);
+    jarena_resume(arena);
+    json_decref(x.failures);
+    jarena_leave();
+    if (!cfg || !failures) {
         xlate_plan_free(x.plan);
-        json_decref(x.failures);
+        json_decref(cfg);
+        json_decref(failures);
         return -ENOMEM;
     }
     if (ret_plan)
         *ret_plan = xplan_order(x.plan, json_object_get(cfg, "upstreams"));
     *ret_config = cfg;
     if (ret_failures)
-        *ret_failures = x.failures;
+        *ret_failures = failures;
     else
-        json_decref(x.failures);
+        json_decref(failures);
     return 0;
 }
 

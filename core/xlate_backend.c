@@ -401,9 +401,59 @@ json_t *xslice_index(Store *st, const json_t *only)
 }
 
 /* Endpoints of @svc for @port: service-upstream, ExternalName, or EndpointSlices. */
-static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
+/* A backend's targets ("host:port"), in order and each once; C, not jansson: they are copied. */
+typedef struct Eps {
+    Buf text; /* the targets, each followed by its NUL */
+    struct {
+        size_t at; /* into text */
+        bool drain;
+    } *v;
+    size_t n, cap;
+} Eps;
+
+static void eps_add(Eps *e, const char *t, bool drain)
 {
-    json_t *out = json_array();
+    for (size_t k = 0; k < e->n; k++)
+        if (!strcmp(e->text.data + e->v[k].at, t))
+            return;
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? 2 * e->cap : 8;
+        void *v = realloc(e->v, cap * sizeof(*e->v));
+        if (!v)
+            return;
+        e->v = v;
+        e->cap = cap;
+    }
+    size_t at = e->text.len;
+    if (buf_append(&e->text, t, strlen(t) + 1) < 0)
+        return;
+    e->v[e->n].at = at;
+    e->v[e->n++].drain = drain;
+}
+
+static void eps_free(Eps *e)
+{
+    buf_deinit(&e->text);
+    free(e->v);
+}
+
+/* Whether Service @svc speaks @proto: TCP always, or a port of the protocol. */
+static bool speaks(json_t *svc, const char *proto)
+{
+    if (!strcmp(proto, "TCP"))
+        return true;
+    size_t i;
+    json_t *sp;
+    json_array_foreach(obj_get_path(svc, "spec.ports"), i, sp)
+    {
+        if (!strcmp(str_or(sp, "protocol", ""), proto))
+            return true;
+    }
+    return false;
+}
+
+static void endpoints(Xlate *x, json_t *svc, json_t *port, Eps *out)
+{
     char buf[600];
     json_int_t pnum = json_integer_value(json_object_get(port, "port"));
     bool upstream_ann = false;
@@ -416,31 +466,24 @@ static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
         const char *cd = x->o->cluster_domain;
         snprintf(buf, sizeof(buf), "%s.%s.svc%s%s:%lld", obj_name(svc), obj_ns(svc),
                  cd && *cd ? "." : "", cd ? cd : "", (long long)pnum);
-        json_array_append_new(out, json_pack("{s:s, s:b}", "t", buf, "drain", 0));
-        return out;
+        eps_add(out, buf, false);
+        return;
     }
     const char *type = obj_get_str(svc, "spec.type");
     if (type && !strcmp(type, "ExternalName")) {
         json_t *tp = json_object_get(port, "targetPort");
         const char *ext = obj_get_str(svc, "spec.externalName");
         if (!ext)
-            return out;
+            return;
         if (json_is_integer(tp))
             snprintf(buf, sizeof(buf), "%s:%lld", ext, (long long)json_integer_value(tp));
         else if (json_is_string(tp))
             snprintf(buf, sizeof(buf), "%s:%s", ext, json_string_value(tp));
         else
             snprintf(buf, sizeof(buf), "%s:%lld", ext, (long long)pnum);
-        json_array_append_new(out, json_pack("{s:s, s:b}", "t", buf, "drain", 0));
-        return out;
+        eps_add(out, buf, false);
+        return;
     }
-    /* Protocols the Service speaks; TCP always. */
-    json_t *protos = json_object();
-    jset_b(protos, "TCP", 1);
-    size_t i;
-    json_t *sp;
-    json_array_foreach(obj_get_path(svc, "spec.ports"), i, sp)
-        json_object_set_new(protos, str_or(sp, "protocol", ""), json_true());
     const char *pname = str_or(port, "name", "");
     if (!x->slices_by_svc) /* once: a scan per Service is quadratic */
         x->slices_by_svc = xslice_index(x->st, NULL);
@@ -456,7 +499,7 @@ static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
             json_t *num = json_object_get(ep_port, "port");
             if (!json_is_integer(num) || json_integer_value(num) < 0)
                 continue;
-            if (!json_object_get(protos, str_or(ep_port, "protocol", "TCP")))
+            if (!speaks(svc, str_or(ep_port, "protocol", "TCP")))
                 continue;
             if (strcmp(str_or(ep_port, "name", ""), pname))
                 continue;
@@ -478,25 +521,10 @@ static json_t *endpoints(Xlate *x, json_t *svc, json_t *port)
                     xjoin(buf, sizeof(buf), "[", addr, "]:", port_s, NULL);
                 else
                     xjoin(buf, sizeof(buf), addr, ":", port_s, NULL);
-                int dup = 0;
-                size_t k;
-                json_t *have;
-                json_array_foreach(out, k, have)
-                {
-                    if (!strcmp(json_string_value(json_object_get(have, "t")), buf))
-                        dup = 1;
-                }
-                if (!dup) {
-                    json_t *e = json_object();
-                    jset_s(e, "t", buf);
-                    jset_b(e, "drain", drain);
-                    json_array_append_new(out, e);
-                }
+                eps_add(out, buf, drain);
             }
         }
     }
-    json_decref(protos);
-    return out;
 }
 
 /* ---- upstream overrides ---- */
@@ -681,23 +709,20 @@ json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc)
 {
     json_t *targets = json_array();
     for (size_t b = 0; b < nsrc; b++) {
-        json_t *eps = endpoints(x, src[b].svc, src[b].port);
-        size_t n = json_array_size(eps);
+        Eps eps = {BUF_INIT, NULL, 0, 0};
+        endpoints(x, src[b].svc, src[b].port, &eps);
         long w = src[b].weight;
-        if (src[b].has_weight && n)
-            w = src[b].weight / (long)n;
-        size_t k;
-        json_t *e;
-        json_array_foreach(eps, k, e)
-        {
+        if (src[b].has_weight && eps.n)
+            w = src[b].weight / (long)eps.n;
+        for (size_t k = 0; k < eps.n; k++) {
+            const char *t = eps.text.data + eps.v[k].at;
             /* A draining endpoint gets weight 0: no new connections, existing ones finish. */
-            if (json_is_true(json_object_get(e, "drain")))
-                add_target(targets, json_string_value(json_object_get(e, "t")), true, 0);
+            if (eps.v[k].drain)
+                add_target(targets, t, true, 0);
             else
-                add_target(targets, json_string_value(json_object_get(e, "t")), src[b].has_weight,
-                           w);
+                add_target(targets, t, src[b].has_weight, w);
         }
-        json_decref(eps);
+        eps_free(&eps);
     }
     return targets;
 }
@@ -794,9 +819,11 @@ typedef struct UpRange {
 static void upstream_range(void *arg)
 {
     UpRange *r = arg;
+    jarena_enter(); /* a helper thread's values belong to the translation too */
     for (size_t i = r->from; i < r->to; i++)
         if (r->make[i])
             upstream_for(r->x, r->svcs[i]);
+    jarena_leave();
 }
 
 void xlate_upstreams(Xlate *x)

@@ -646,8 +646,10 @@ static json_t *route_of(RouteWork *w, size_t i)
 static void build_routes(void *arg)
 {
     RouteWork *w = arg;
+    jarena_enter(); /* a helper thread's values belong to the translation too */
     for (size_t i = 0; i < w->nm; i++)
         w->routes[i] = route_of(w, i);
+    jarena_leave();
 }
 
 /*

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "jarena.h"
 #include "store.h"
 #include "util.h"
 #include "xlate.h"

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
+#include "jarena.h"
 #include "manifest.h"
 #include "revision.h"
 #include "store.h"
@@ -687,6 +689,133 @@ static void test_translation_leaves_store_unchanged(void **state)
     }
 }
 
+/*
+ * ---- the translation arena (core/jarena.c) ----
+ * Off under ASan and valgrind: then no block may ever be carved, which these check instead.
+ */
+
+static size_t blocks_used(void)
+{
+    JArenaStats st;
+    jarena_stats(&st);
+    return st.blocks_used;
+}
+
+static bool arena_on(void)
+{
+    JArenaStats st;
+    jarena_stats(&st);
+    return st.enabled;
+}
+
+typedef struct Values {
+    json_t **v;
+    size_t from, to;
+} Values;
+
+static void free_values(void *arg)
+{
+    Values *h = arg;
+    for (size_t i = h->from; i < h->to; i++)
+        json_decref(h->v[i]);
+}
+
+/* A block comes back when its last value goes, whichever thread frees which value. */
+static void test_arena_blocks_come_back(void **state)
+{
+    (void)state;
+    bool on = arena_on();
+    size_t base = blocks_used();
+    enum { N = 40000 };
+    json_t **v = calloc(N, sizeof(*v));
+    assert_non_null(v);
+    jarena_enter();
+    for (size_t i = 0; i < N; i++)
+        assert_non_null(v[i] = json_sprintf("value %zu", i));
+    json_t *first = json_string("first"); /* the next block's first value */
+    jarena_leave();
+    size_t used = blocks_used();
+    assert_true(on ? used >= base + 10 : used == 0); /* ~2.5 MB of small values */
+
+    /* Every value but one freed, half of them on another thread: its block stays. */
+    json_t *last = v[N - 1];
+    Values lower = {v, 0, N / 2}, upper = {v, N / 2, N - 1};
+    uv_thread_t t;
+    assert_int_equal(uv_thread_create(&t, free_values, &upper), 0);
+    free_values(&lower);
+    uv_thread_join(&t);
+    size_t left = blocks_used();
+    assert_true(on ? left < used && left >= base + 1 : left == 0);
+    json_decref(last);
+    json_decref(first);
+    assert_int_equal(blocks_used(), base);
+    free(v);
+}
+
+static void test_arena_pause_and_big_values(void **state)
+{
+    (void)state;
+    bool on = arena_on();
+    size_t base = blocks_used();
+    jarena_enter();
+    jarena_enter(); /* nested */
+    int saved = jarena_pause();
+    json_t *kept = json_string("made with malloc");
+    jarena_resume(saved);
+    jarena_leave();
+    assert_int_equal(blocks_used(), base); /* nothing carved yet */
+    char *big = calloc(1, 64 * 1024);
+    memset(big, 'x', 64 * 1024 - 1);
+    json_t *b = json_string(big); /* its bytes go to malloc, its header to the arena */
+    assert_int_equal(blocks_used(), base + on);
+    jarena_leave();
+    json_decref(b);
+    assert_int_equal(blocks_used(), base);
+    json_decref(kept);
+    free(big);
+    jarena_trim();
+    JArenaStats st;
+    jarena_stats(&st);
+    assert_true(on ? st.blocks_free >= 1 : st.blocks_free == 0);
+}
+
+/*
+ * What outlives a translation must not be in its arena: with the configurations freed and their
+ * failures kept (as revisions keep them), every block is back. Threads forced on for every pass.
+ */
+static void test_translation_returns_arena_blocks(void **state)
+{
+    (void)state;
+    const char *src = getenv("TETHER_SRC");
+    if (!src)
+        skip();
+    bool on = arena_on();
+    size_t saved_min = xsplit_min;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/tests/core/cases", src);
+    Store *s;
+    store_new(&s);
+    assert_int_equal(manifest_load_path(path, put_obj, NULL, s), 0);
+    size_t base = blocks_used();
+    json_t *kept[4];
+    for (int round = 0; round < 4; round++) {
+        XlateOptions o;
+        xlate_options_default(&o);
+        o.expressions = round & 1;
+        xsplit_min = round < 2 ? 1 : saved_min;
+        json_t *cfg;
+        assert_int_equal(xlate_run(s, &o, &cfg, &kept[round]), 0);
+        assert_true(json_array_size(kept[round]) > 10);
+        assert_true(on ? blocks_used() > base : blocks_used() == 0);
+        json_decref(cfg);
+        assert_int_equal(blocks_used(), base);
+    }
+    xsplit_min = saved_min;
+    for (int round = 0; round < 4; round++)
+        json_decref(kept[round]);
+    store_free(s);
+}
+
 static void test_feature_gates(void **state)
 {
     XlateOptions o;
@@ -858,6 +987,9 @@ int main(void)
         cmocka_unit_test(test_store_shares_values),
         cmocka_unit_test(test_store_share_sweeps),
         cmocka_unit_test(test_translation_leaves_store_unchanged),
+        cmocka_unit_test(test_arena_blocks_come_back),
+        cmocka_unit_test(test_arena_pause_and_big_values),
+        cmocka_unit_test(test_translation_returns_arena_blocks),
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_annotation_view),
         cmocka_unit_test(test_feature_gates),

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Region allocation for translation's jansson values: see jarena.h. The blocks come from one
+ * reserved range, so a free needs no header to know where a value came from, and each block
+ * counts its live values.
+ *
+ * Counting without an atomic per allocation: a block that becomes a thread's current block starts
+ * its count at BIAS. Frees (from any thread) subtract one each. When the thread moves on, it
+ * subtracts BIAS less the number of values it carved; the count then reaches zero exactly when
+ * the last value is freed, whether that happened before or after.
+ */
+#include "jarena.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define JARENA_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define JARENA_SANITIZED 1
+#endif
+#endif
+#ifdef HAVE_VALGRIND_H
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+#define BLOCK ((size_t)64 * 1024)
+#define HEAD ((size_t)64)            /* the block's header, on a cache line of its own */
+#define SMALL_MAX ((size_t)4 * 1024) /* bigger values (hash tables, big arrays) go to malloc */
+#define RESERVE ((size_t)32 << 30)   /* address space only: pages are committed as used */
+#define COMMIT_STEP ((size_t)2 << 20)
+#define BIAS ((long)1 << 40)
+
+typedef struct Block {
+    long live;          /* atomic */
+    struct Block *next; /* in the free list */
+    bool trimmed;       /* in the free list, its pages handed back */
+} Block;
+
+static struct {
+    pthread_mutex_t lock;
+    bool enabled;   /* set before main(), read-only after */
+    bool failed;    /* the reservation failed: everything goes to malloc */
+    uintptr_t lo;   /* atomic: the reserved range, 0 until the first block */
+    size_t size;
+    uintptr_t next, committed; /* carving point and end of the read-write part */
+    Block *free_list;
+    size_t nfree, ncarved;
+} region = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static __thread struct {
+    int depth;
+    char *pos, *end;
+    Block *blk;
+    long carved; /* values carved from blk */
+} tls;
+
+static void release(Block *b)
+{
+    pthread_mutex_lock(&region.lock);
+    b->next = region.free_list;
+    b->trimmed = false;
+    region.free_list = b;
+    region.nfree++;
+    pthread_mutex_unlock(&region.lock);
+}
+
+/* The thread is done carving from its block. */
+static void retire(void)
+{
+    Block *b = tls.blk;
+    if (!b)
+        return;
+    tls.blk = NULL;
+    tls.pos = tls.end = NULL;
+    if (__atomic_sub_fetch(&b->live, BIAS - tls.carved, __ATOMIC_ACQ_REL) == 0)
+        release(b);
+}
+
+static bool reserve_locked(void)
+{
+    if (region.lo)
+        return true;
+    if (region.failed)
+        return false;
+    void *p = mmap(NULL, RESERVE + BLOCK, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        region.failed = true;
+        return false;
+    }
+    uintptr_t lo = ((uintptr_t)p + BLOCK - 1) & ~(uintptr_t)(BLOCK - 1);
+    region.size = RESERVE;
+    region.next = region.committed = lo;
+    __atomic_store_n(&region.lo, lo, __ATOMIC_RELEASE);
+    return true;
+}
+
+static Block *take_block(void)
+{
+    Block *b = NULL;
+    pthread_mutex_lock(&region.lock);
+    if (region.free_list) {
+        b = region.free_list;
+        region.free_list = b->next;
+        region.nfree--;
+    } else if (reserve_locked() && region.next + BLOCK <= region.lo + region.size) {
+        if (region.next + BLOCK > region.committed) {
+            size_t step = COMMIT_STEP;
+            if (region.committed + step > region.lo + region.size)
+                step = region.lo + region.size - region.committed;
+            if (mprotect((void *)region.committed, step, PROT_READ | PROT_WRITE) == 0)
+                region.committed += step;
+        }
+        if (region.next + BLOCK <= region.committed) {
+            b = (Block *)region.next;
+            region.next += BLOCK;
+            region.ncarved++;
+        }
+    }
+    pthread_mutex_unlock(&region.lock);
+    return b;
+}
+
+static void *jalloc(size_t n)
+{
+    if (!tls.depth || n > SMALL_MAX)
+        return malloc(n);
+    n = (n + 7) & ~(size_t)7;
+    if ((size_t)(tls.end - tls.pos) < n) {
+        retire();
+        Block *b = take_block();
+        if (!b)
+            return malloc(n);
+        __atomic_store_n(&b->live, BIAS, __ATOMIC_RELAXED);
+        tls.blk = b;
+        tls.carved = 0;
+        tls.pos = (char *)b + HEAD;
+        tls.end = (char *)b + BLOCK;
+    }
+    void *p = tls.pos;
+    tls.pos += n;
+    tls.carved++;
+    return p;
+}
+
+static void jfree(void *p)
+{
+    uintptr_t a = (uintptr_t)p, lo = __atomic_load_n(&region.lo, __ATOMIC_ACQUIRE);
+    if (!lo || a - lo >= region.size) {
+        free(p);
+        return;
+    }
+    Block *b = (Block *)(a & ~(uintptr_t)(BLOCK - 1));
+    if (__atomic_sub_fetch(&b->live, 1, __ATOMIC_ACQ_REL) == 0)
+        release(b);
+}
+
+/* Before main(): jansson's functions must not change while any value exists. */
+__attribute__((constructor)) static void install(void)
+{
+#ifndef JARENA_SANITIZED
+    const char *e = getenv("TETHER_ARENA");
+    if ((e && !strcmp(e, "0")) || RUNNING_ON_VALGRIND)
+        return;
+    region.enabled = true;
+    json_set_alloc_funcs(jalloc, jfree);
+#endif
+}
+
+void jarena_enter(void)
+{
+    if (region.enabled)
+        tls.depth++;
+}
+
+void jarena_leave(void)
+{
+    if (region.enabled && tls.depth > 0 && --tls.depth == 0)
+        retire();
+}
+
+int jarena_pause(void)
+{
+    int d = tls.depth;
+    tls.depth = 0;
+    return d;
+}
+
+void jarena_resume(int saved)
+{
+    tls.depth = saved;
+}
+
+void jarena_trim(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (page >= BLOCK)
+        return;
+    pthread_mutex_lock(&region.lock);
+    for (Block *b = region.free_list; b; b = b->next) {
+        /* The header's page stays: the free list runs through it. */
+        if (!b->trimmed && madvise((char *)b + page, BLOCK - page, MADV_DONTNEED) == 0)
+            b->trimmed = true;
+    }
+    pthread_mutex_unlock(&region.lock);
+}
+
+void jarena_stats(JArenaStats *s)
+{
+    pthread_mutex_lock(&region.lock);
+    s->enabled = region.enabled && !region.failed;
+    s->blocks_free = region.nfree;
+    s->blocks_used = region.ncarved - region.nfree;
+    pthread_mutex_unlock(&region.lock);
+}
