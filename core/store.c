@@ -447,6 +447,214 @@ json_t *obj_slice_expand(const json_t *slice)
 }
 
 /*
+ * Ingresses: spec.rules becomes one string (RULES_PACKED) holding what translation reads of each
+ * path, read from the API's shape by read_path(). As jansson a rule with one path is a dozen
+ * objects, over two kilobytes; packed it is the length of its strings. Records, in order:
+ *   'r'              a rule without paths (it still counts in positions)
+ *   'R' host         a rule: its paths follow
+ *   'P' path type B  a path, with its backend B: its Service ('S' name number port_name, or
+ *                    '-'), then its resource ('X' group kind name, or '-')
+ * Strings end with a NUL (readers of C strings stop at one anyway). An optional string is '+'
+ * and the string, or '-' for NULL; the number is '#' and its digits, or '-'.
+ */
+#define RULES_PACKED "rulesPacked"
+
+void obj_ingress_backend(const json_t *backend, IngressBackend *b)
+{
+    json_t *svc = json_object_get(backend, "service"), *res = json_object_get(backend, "resource");
+    memset(b, 0, sizeof(*b));
+    if (json_is_object(svc)) {
+        json_t *port = json_object_get(svc, "port"), *num = json_object_get(port, "number");
+        b->service = true;
+        b->name = obj_get_str(svc, "name");
+        b->has_number = json_is_integer(num) && json_integer_value(num) != 0;
+        b->number = b->has_number ? (long long)json_integer_value(num) : 0;
+        b->port_name = obj_get_str(port, "name");
+    }
+    if (json_is_object(res)) {
+        b->resource = true;
+        b->res_group = obj_get_str(res, "apiGroup");
+        b->res_kind = obj_get_str(res, "kind");
+        b->res_name = obj_get_str(res, "name");
+    }
+}
+
+/* A path of a rule as the API has it. */
+static void read_path(const json_t *rule, const json_t *path, IngressPath *p)
+{
+    const char *host = obj_get_str(rule, "host");
+    p->host = host ? host : "";
+    p->path = obj_get_str(path, "path");
+    p->path_type = obj_get_str(path, "pathType");
+    obj_ingress_backend(json_object_get(path, "backend"), &p->backend);
+}
+
+static void put_z(Buf *b, const char *s)
+{
+    buf_append(b, s, strlen(s) + 1);
+}
+
+static void put_opt(Buf *b, const char *s)
+{
+    buf_putc(b, s ? '+' : '-');
+    if (s)
+        put_z(b, s);
+}
+
+static void pack_rules(json_t *spec)
+{
+    json_t *rules = json_object_get(spec, "rules");
+    if (!json_is_array(rules))
+        return;
+    Buf b = BUF_INIT;
+    size_t ri, pi;
+    json_t *rule, *path;
+    json_array_foreach(rules, ri, rule)
+    {
+        json_t *paths = obj_get_path(rule, "http.paths");
+        if (!json_array_size(paths)) {
+            buf_putc(&b, 'r');
+            continue;
+        }
+        const char *host = obj_get_str(rule, "host");
+        buf_putc(&b, 'R');
+        put_z(&b, host ? host : "");
+        json_array_foreach(paths, pi, path)
+        {
+            IngressPath p;
+            read_path(rule, path, &p);
+            const IngressBackend *be = &p.backend;
+            buf_putc(&b, 'P');
+            put_opt(&b, p.path);
+            put_opt(&b, p.path_type);
+            buf_putc(&b, be->service ? 'S' : '-');
+            if (be->service) {
+                put_opt(&b, be->name);
+                char num[24];
+                if (be->has_number) {
+                    snprintf(num, sizeof(num), "#%lld", be->number);
+                    put_z(&b, num);
+                } else {
+                    buf_putc(&b, '-');
+                }
+                put_opt(&b, be->port_name);
+            }
+            buf_putc(&b, be->resource ? 'X' : '-');
+            if (be->resource) {
+                put_opt(&b, be->res_group);
+                put_opt(&b, be->res_kind);
+                put_opt(&b, be->res_name);
+            }
+        }
+    }
+    json_t *packed = b.data ? json_stringn_nocheck(b.data, b.len) : json_string("");
+    buf_deinit(&b);
+    if (packed) { /* out of memory: the rules stay as they are, which readers take too */
+        json_object_del(spec, "rules");
+        json_object_set_new(spec, RULES_PACKED, packed);
+    }
+}
+
+/* The NUL-terminated string at *@p (before @end); NULL when it runs past the end. */
+static const char *get_z(const char **p, const char *end)
+{
+    const char *nul = *p < end ? memchr(*p, 0, (size_t)(end - *p)) : NULL;
+    const char *s = *p;
+    if (!nul)
+        return NULL;
+    *p = nul + 1;
+    return s;
+}
+
+/* An optional string: false when malformed. */
+static bool get_opt(const char **p, const char *end, const char **out)
+{
+    if (*p >= end)
+        return false;
+    char c = *(*p)++;
+    *out = NULL;
+    if (c == '-')
+        return true;
+    return c == '+' && (*out = get_z(p, end)) != NULL;
+}
+
+static bool unpack_backend(const char **p, const char *end, IngressBackend *b)
+{
+    memset(b, 0, sizeof(*b));
+    if (*p >= end || (**p != 'S' && **p != '-'))
+        return false;
+    if (*(*p)++ == 'S') {
+        b->service = true;
+        if (!get_opt(p, end, &b->name) || *p >= end)
+            return false;
+        if (**p == '#') {
+            const char *num = get_z(p, end);
+            char *e;
+            if (!num)
+                return false;
+            b->has_number = true;
+            b->number = strtoll(num + 1, &e, 10);
+            if (*e)
+                return false;
+        } else if (*(*p)++ != '-') {
+            return false;
+        }
+        if (!get_opt(p, end, &b->port_name))
+            return false;
+    }
+    if (*p >= end || (**p != 'X' && **p != '-'))
+        return false;
+    if (*(*p)++ == '-')
+        return true;
+    b->resource = true;
+    return get_opt(p, end, &b->res_group) && get_opt(p, end, &b->res_kind) &&
+           get_opt(p, end, &b->res_name);
+}
+
+bool obj_ingress_path(const json_t *ing, IngressPathIter *it, IngressPath *p)
+{
+    json_t *spec = json_object_get(ing, "spec"), *packed = json_object_get(spec, RULES_PACKED);
+    memset(p, 0, sizeof(*p));
+    if (!json_is_string(packed)) { /* as the API has it: an Ingress the store did not trim */
+        json_t *rules = json_object_get(spec, "rules");
+        for (; it->rule < json_array_size(rules); it->rule++, it->index = 0) {
+            json_t *rule = json_array_get(rules, it->rule);
+            json_t *path = json_array_get(obj_get_path(rule, "http.paths"), it->index);
+            if (!path)
+                continue;
+            read_path(rule, path, p);
+            p->rule = it->rule;
+            p->index = it->index++;
+            return true;
+        }
+        return false;
+    }
+    const char *base = json_string_value(packed), *end = base + json_string_length(packed);
+    const char *q = base + it->pos;
+    while (q < end) {
+        char t = *q++;
+        if (t == 'r' || t == 'R') { /* it->rule counts the rules met so far */
+            it->rule++;
+            it->index = 0;
+            it->host = (size_t)(q - base);
+            if (t == 'R' && !get_z(&q, end))
+                return false;
+            continue;
+        }
+        if (t != 'P' || !it->rule || !get_opt(&q, end, &p->path) ||
+            !get_opt(&q, end, &p->path_type) || !unpack_backend(&q, end, &p->backend))
+            return false; /* malformed: a packed field a manifest brought, not the store's */
+        p->host = base[it->host - 1] == 'R' ? base + it->host : "";
+        p->rule = it->rule - 1;
+        p->index = it->index++;
+        it->pos = (size_t)(q - base);
+        return true;
+    }
+    it->pos = (size_t)(q - base);
+    return false;
+}
+
+/*
  * Of a Service's spec, translation reads the ports, the type and the external name; a cluster's
  * Services carry a dozen more fields (cluster IPs, IP families, selector, traffic policies).
  */
@@ -488,6 +696,8 @@ static json_t *trim_in_place(json_t *c)
         trim_service(c);
     if (!strcmp(kind, "EndpointSlice") && json_is_object(md))
         trim_slice(c, md);
+    if (!strcmp(kind, "Ingress"))
+        pack_rules(json_object_get(c, "spec")); /* one packed already (put again) stays packed */
     if (!strcmp(kind, "Secret") || !strcmp(kind, "ConfigMap")) {
         stringify_values(json_object_get(c, "data"));
         stringify_values(json_object_get(c, "stringData"));

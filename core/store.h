@@ -123,6 +123,40 @@ bool obj_slice_endpoint(const json_t *slice, size_t *pos, SliceEndpoint *ep);
 /* obj_slice_expand() - @slice with its endpoints as the API has them (new reference). */
 json_t *obj_slice_expand(const json_t *slice);
 
+/*
+ * An Ingress backend as translation reads it: a Service with a port, a resource, both or neither
+ * (translation takes the Service first). Strings are borrowed from the stored object; NULL when
+ * absent or not strings.
+ */
+typedef struct IngressBackend {
+    bool service;          /* backend.service is an object */
+    const char *name;      /* service.name */
+    bool has_number;       /* service.port.number, an integer other than 0 */
+    long long number;
+    const char *port_name; /* service.port.name */
+    bool resource;         /* backend.resource is an object */
+    const char *res_group, *res_kind, *res_name;
+} IngressBackend;
+/* obj_ingress_backend() - read a backend object (spec.defaultBackend, say) as above. */
+void obj_ingress_backend(const json_t *backend, IngressBackend *b);
+
+/*
+ * The paths of an Ingress's rules, rule after rule. The store packs spec.rules (as jansson a
+ * path costs over two kilobytes): read them with obj_ingress_path(), which also reads an Ingress
+ * as the API has it. Rules without paths are passed over but counted.
+ */
+typedef struct IngressPath {
+    size_t rule, index;    /* positions in spec.rules and in the rule's http.paths */
+    const char *host;      /* "" when the rule has none */
+    const char *path;      /* NULL when absent or not a string */
+    const char *path_type; /* NULL when absent or not a string */
+    IngressBackend backend;
+} IngressPath;
+typedef struct IngressPathIter {
+    size_t pos, rule, index, host; /* zero it before the first call */
+} IngressPathIter;
+bool obj_ingress_path(const json_t *ing, IngressPathIter *it, IngressPath *p);
+
 /* obj_get_path() - walk "a.b.c" through nested objects; borrowed or NULL. */
 json_t *obj_get_path(const json_t *o, const char *dotted);
 const char *obj_get_str(const json_t *o, const char *dotted);

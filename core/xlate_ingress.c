@@ -433,34 +433,28 @@ static json_t *trad_route(Meta *m, bool legacy)
 }
 
 /* Resolve a backend: a Service with a port, or a KongServiceFacade resource. */
-static int parse_backend(Xlate *x, json_t *ing, json_t *backend, Meta *m, const char *what)
+static int parse_backend(Xlate *x, json_t *ing, const IngressBackend *b, Meta *m,
+                         const char *what)
 {
-    json_t *svc = json_object_get(backend, "service");
-    json_t *res = json_object_get(backend, "resource");
-    if (json_is_object(svc)) {
-        const char *name = obj_get_str(svc, "name");
-        if (!name || !*name) {
+    if (b->service) {
+        if (!b->name || !*b->name) {
             xfail(x, ing, NULL, "%s: backend service has no name", what);
             return -1;
         }
-        xjoin(m->backend, sizeof(m->backend), name, NULL);
-        json_t *port = json_object_get(svc, "port");
-        json_t *num = json_object_get(port, "number");
-        const char *pname = obj_get_str(port, "name");
-        if (json_is_integer(num) && json_integer_value(num) != 0) {
+        xjoin(m->backend, sizeof(m->backend), b->name, NULL);
+        if (b->has_number) {
             m->port.mode = PORT_NUMBER;
-            m->port.number = (long)json_integer_value(num);
-        } else if (pname && *pname) {
+            m->port.number = (long)b->number;
+        } else if (b->port_name && *b->port_name) {
             m->port.mode = PORT_NAME;
-            xjoin(m->port.name, sizeof(m->port.name), pname, NULL);
+            xjoin(m->port.name, sizeof(m->port.name), b->port_name, NULL);
         } else {
             m->port.mode = PORT_IMPLICIT;
         }
         return 0;
     }
-    if (json_is_object(res)) {
-        const char *g = obj_get_str(res, "apiGroup"), *k = obj_get_str(res, "kind");
-        const char *n = obj_get_str(res, "name");
+    if (b->resource) {
+        const char *g = b->res_group, *k = b->res_kind, *n = b->res_name;
         if (!g || !k || strcmp(g, FACADE_GROUP) || strcmp(k, "KongServiceFacade")) {
             xfail(x, ing, NULL, "%s: unknown resource type %s/%s", what, g ? g : "",
                   k ? k : "");
@@ -718,46 +712,35 @@ static void read_paths(void *ud, int half, size_t from, size_t to)
         if (!h->default_ing && json_is_object(obj_get_path(ing, "spec.defaultBackend")))
             h->default_ing = ing;
         h->tls[i] = json_array_size(obj_get_path(ing, "spec.tls")) > 0;
-        size_t ri;
-        json_t *rule;
-        json_array_foreach(obj_get_path(ing, "spec.rules"), ri, rule)
-        {
-            json_t *paths = obj_get_path(rule, "http.paths");
-            if (!json_array_size(paths))
+        IngressPathIter it = {0, 0, 0, 0};
+        IngressPath ip;
+        while (obj_ingress_path(ing, &it, &ip)) {
+            Meta m;
+            char what[64];
+            memset(&m, 0, sizeof(m));
+            m.ing = ing;
+            m.host = ip.host;
+            snprintf(what, sizeof(what), "rule %zu path %zu", ip.rule, ip.index);
+            if (parse_backend(x, ing, &ip.backend, &m, what) < 0)
                 continue;
-            const char *host = obj_get_str(rule, "host");
-            size_t pi;
-            json_t *path;
-            json_array_foreach(paths, pi, path)
-            {
-                Meta m;
-                char what[64];
-                memset(&m, 0, sizeof(m));
-                m.ing = ing;
-                m.host = host ? host : "";
-                snprintf(what, sizeof(what), "rule %zu path %zu", ri, pi);
-                if (parse_backend(x, ing, json_object_get(path, "backend"), &m, what) < 0)
-                    continue;
-                char flat[1024];
-                const char *p = obj_get_str(path, "path");
-                flatten_slashes(p ? p : "", flat, sizeof(flat));
-                if (!*flat)
-                    snprintf(flat, sizeof(flat), "/");
-                const char *pt = obj_get_str(path, "pathType");
-                if (!pt || (strcmp(pt, "Exact") && strcmp(pt, "Prefix")))
-                    pt = "ImplementationSpecific";
-                json_t *pj = json_object();
-                jset_s(pj, "path", flat);
-                jset_s(pj, "pathType", pt);
-                m.paths = json_array();
-                json_array_append_new(m.paths, pj);
-                if (!names_for(&m, obj_ns(ing), obj_name(ing)) || !m.paths) {
-                    meta_clear(&m);
-                    h->oom = true;
-                    break;
-                }
-                add_meta(h, &m);
+            char flat[1024];
+            flatten_slashes(ip.path ? ip.path : "", flat, sizeof(flat));
+            if (!*flat)
+                snprintf(flat, sizeof(flat), "/");
+            const char *pt = ip.path_type;
+            if (!pt || (strcmp(pt, "Exact") && strcmp(pt, "Prefix")))
+                pt = "ImplementationSpecific";
+            json_t *pj = json_object();
+            jset_s(pj, "path", flat);
+            jset_s(pj, "pathType", pt);
+            m.paths = json_array();
+            json_array_append_new(m.paths, pj);
+            if (!names_for(&m, obj_ns(ing), obj_name(ing)) || !m.paths) {
+                meta_clear(&m);
+                h->oom = true;
+                break;
             }
+            add_meta(h, &m);
         }
     }
 }
@@ -866,7 +849,9 @@ void xlate_ingresses(Xlate *x)
         memset(&m, 0, sizeof(m));
         m.ing = default_ing;
         m.host = "";
-        if (parse_backend(x, default_ing, db, &m, "default backend") == 0) {
+        IngressBackend be;
+        obj_ingress_backend(db, &be);
+        if (parse_backend(x, default_ing, &be, &m, "default backend") == 0) {
             XService *s = names_for(&m, obj_ns(default_ing), obj_name(default_ing))
                               ? service_for(x, &m, true)
                               : NULL;

@@ -111,21 +111,16 @@ static void ingress_edges(Graph *g, json_t *o)
         cls = obj_annotation(o, "kubernetes.io/ingress.class");
     if (cls && *cls)
         edge(g, o, "IngressClass", NULL, cls);
-    size_t i, j;
-    json_t *rule, *path;
-    json_array_foreach(obj_get_path(o, "spec.rules"), i, rule)
-    {
-        json_array_foreach(obj_get_path(rule, "http.paths"), j, path)
-        {
-            const char *svc = obj_get_str(path, "backend.service.name");
-            if (svc && *svc)
-                edge(g, o, "Service", obj_ns(o), svc);
-            json_t *res = obj_get_path(path, "backend.resource");
-            const char *rk = obj_get_str(res, "kind"), *rg = obj_get_str(res, "apiGroup");
-            if (rk && rg && strcmp(rk, "KongServiceFacade") == 0 &&
-                strcmp(rg, "incubator.ingress-controller.konghq.com") == 0)
-                edge(g, o, "KongServiceFacade", obj_ns(o), obj_get_str(res, "name"));
-        }
+    IngressPathIter it = {0, 0, 0, 0};
+    IngressPath p;
+    while (obj_ingress_path(o, &it, &p)) { /* the store packs an Ingress's rules */
+        const IngressBackend *b = &p.backend;
+        if (b->service && b->name && *b->name)
+            edge(g, o, "Service", obj_ns(o), b->name);
+        if (b->resource && b->res_kind && b->res_group &&
+            strcmp(b->res_kind, "KongServiceFacade") == 0 &&
+            strcmp(b->res_group, "incubator.ingress-controller.konghq.com") == 0)
+            edge(g, o, "KongServiceFacade", obj_ns(o), b->res_name);
     }
     upstream_policy_edge(g, o);
     plugin_edges(g, o);

@@ -553,6 +553,113 @@ static void test_store(void **state)
  * A block is shared from its second copy on (the first one holds scalars never seen before, as
  * unique blocks do, and is left out of the table).
  */
+static bool str_same(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+static void assert_paths_same(const IngressPath *a, const IngressPath *b)
+{
+    assert_int_equal(a->rule, b->rule);
+    assert_int_equal(a->index, b->index);
+    assert_true(str_same(a->host, b->host) && str_same(a->path, b->path));
+    assert_true(str_same(a->path_type, b->path_type));
+    const IngressBackend *x = &a->backend, *y = &b->backend;
+    assert_true(x->service == y->service && x->resource == y->resource);
+    assert_true(x->has_number == y->has_number && x->number == y->number);
+    assert_true(str_same(x->name, y->name) && str_same(x->port_name, y->port_name));
+    assert_true(str_same(x->res_group, y->res_group) && str_same(x->res_kind, y->res_kind));
+    assert_true(str_same(x->res_name, y->res_name));
+}
+
+/*
+ * The store packs an Ingress's rules: read packed, every path of an Ingress with every odd shape
+ * a rule can have (no http, no paths, typed-wrong fields, both backends, neither, a NUL in a
+ * path) is what reading the API's shape gives; put again as stored, it stays packed.
+ */
+static void test_store_packs_ingress_rules(void **state)
+{
+    (void)state;
+    Store *s;
+    json_error_t je;
+    assert_int_equal(store_new(&s), 0);
+    json_t *ing = json_loads(
+        "{\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"Ingress\", \"metadata\": "
+        "{\"name\": \"i\", \"namespace\": \"ns\"}, \"spec\": {\"rules\": ["
+        "{\"host\": \"a.example\", \"http\": {\"paths\": [{\"path\": \"/a\", \"pathType\": "
+        "\"Prefix\", \"backend\": {\"service\": {\"name\": \"web\", \"port\": {\"number\": 80}}}},"
+        " {\"path\": 5, \"pathType\": null, \"backend\": {\"service\": {\"name\": \"w2\", \"port\":"
+        " {\"name\": \"http\", \"number\": 0}}}}, {\"backend\": {\"service\": {\"port\": "
+        "{\"number\": \"80\"}}, \"resource\": {\"apiGroup\": \"g\", \"kind\": \"K\", \"name\": "
+        "\"r\"}}}, {\"path\": \"/nul\\u0000cut\", \"backend\": 7}, {\"backend\": {\"resource\": "
+        "{\"kind\": 1}}}, {\"backend\": {\"service\": {\"name\": \"big\", \"port\": {\"number\": "
+        "-9223372036854775807}}}}]}}, {\"host\": 9}, {\"http\": {\"paths\": []}}, 12, "
+        "{\"http\": {\"paths\": [{\"path\": \"/b\", \"pathType\": \"Exact\", \"backend\": "
+        "{\"service\": {\"name\": \"12:x\\n\\u00e9\", \"port\": {}}}}]}}]}}",
+        JSON_ALLOW_NUL, &je);
+    assert_non_null(ing);
+    json_t *api = json_deep_copy(ing);
+    assert_int_equal(store_put(s, ing), 1);
+    json_decref(ing);
+    json_t *st = store_get(s, "Ingress", "ns", "i");
+    assert_null(obj_get_path(st, "spec.rules"));
+    assert_true(json_is_string(obj_get_path(st, "spec.rulesPacked")));
+    IngressPathIter ia = {0, 0, 0, 0}, ib = {0, 0, 0, 0};
+    IngressPath pa, pb;
+    int count = 0;
+    while (obj_ingress_path(st, &ia, &pa)) {
+        assert_true(obj_ingress_path(api, &ib, &pb));
+        assert_paths_same(&pa, &pb);
+        count++;
+    }
+    assert_false(obj_ingress_path(api, &ib, &pb));
+    assert_int_equal(count, 7);
+    /* Spot checks of what readers see. */
+    ia = (IngressPathIter){0, 0, 0, 0};
+    assert_true(obj_ingress_path(st, &ia, &pa));
+    assert_string_equal(pa.host, "a.example");
+    assert_true(pa.backend.service && pa.backend.has_number && pa.backend.number == 80);
+    for (int i = 0; i < 3; i++)
+        assert_true(obj_ingress_path(st, &ia, &pa));
+    assert_string_equal(pa.path, "/nul"); /* C strings stop at the NUL, as before */
+    assert_true(!pa.backend.service && !pa.backend.resource);
+    for (int i = 0; i < 3; i++)
+        assert_true(obj_ingress_path(st, &ia, &pa));
+    assert_int_equal(pa.rule, 4); /* rules without paths still count */
+    assert_string_equal(pa.host, "");
+    assert_string_equal(pa.backend.name, "12:x\n\xc3\xa9");
+    /* Put again as stored (a clone's object, say), it keeps its rules. */
+    json_t *again = json_deep_copy(st);
+    assert_int_equal(store_put(s, again), 0);
+    json_decref(again);
+    st = store_get(s, "Ingress", "ns", "i");
+    ia = (IngressPathIter){0, 0, 0, 0};
+    count = 0;
+    while (obj_ingress_path(st, &ia, &pa))
+        count++;
+    assert_int_equal(count, 7);
+    /* A packed field a manifest brought is read within its bounds, however broken. */
+#define RAW(x) {x, sizeof(x) - 1}
+    static const struct {
+        const char *s;
+        size_t n;
+    } broken[] = {RAW(""), RAW("P"), RAW("R"), RAW("Rh"), RAW("Rh\0P+x"), RAW("Rh\0P-+t\0S#1"),
+                  RAW("Rh\0P--S-"), RAW("x"), RAW("Rh\0P--S+n\0#12a\0-X"), RAW("r\x01P")};
+#undef RAW
+    for (size_t k = 0; k < sizeof(broken) / sizeof(broken[0]); k++) {
+        json_t *o = json_pack("{s:s, s:{s:o}}", "kind", "Ingress", "spec", "rulesPacked",
+                              json_stringn(broken[k].s, broken[k].n));
+        IngressPathIter it = {0, 0, 0, 0};
+        int n = 0;
+        while (obj_ingress_path(o, &it, &pa) && n < 10)
+            n++;
+        assert_int_equal(n, 0);
+        json_decref(o);
+    }
+    json_decref(api);
+    store_free(s);
+}
+
 static void test_store_shares_values(void **state)
 {
     (void)state;
@@ -985,6 +1092,7 @@ int main(void)
         cmocka_unit_test(test_manifest_path_errors),
         cmocka_unit_test(test_store),
         cmocka_unit_test(test_store_shares_values),
+        cmocka_unit_test(test_store_packs_ingress_rules),
         cmocka_unit_test(test_store_share_sweeps),
         cmocka_unit_test(test_translation_leaves_store_unchanged),
         cmocka_unit_test(test_arena_blocks_come_back),
