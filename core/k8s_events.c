@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "k8s_int.h"
+#include "store.h"
 #include "log.h"
 
 enum {
@@ -150,13 +151,11 @@ void k8s__events_emit(K8sEvents *e, json_t *obj, const char *type, const char *r
     K8s *k = e->k;
     /* Either a full object (metadata.*) or a flat reference {kind, namespace, name, uid, group,
      * version} as the translator's failures name objects. */
-    json_t *md = json_object_get(obj, "metadata");
-    if (!json_is_object(md))
-        md = obj;
+    bool full = *obj_name(obj) != 0; /* the store's accessors read its packed metadata too */
     const char *kind = k8s__str(obj, "kind");
-    const char *ns = k8s__str(md, "namespace");
-    const char *name = k8s__str(md, "name");
-    const char *uid = k8s__str(md, "uid");
+    const char *ns = full ? obj_ns(obj) : k8s__str(obj, "namespace");
+    const char *name = full ? obj_name(obj) : k8s__str(obj, "name");
+    const char *uid = full ? obj_uid(obj) : k8s__str(obj, "uid");
     char av[256];
     const char *group = k8s__str(obj, "group"), *version = k8s__str(obj, "version");
     if (*k8s__str(obj, "apiVersion"))
@@ -214,8 +213,8 @@ void k8s__events_emit(K8sEvents *e, json_t *obj, const char *type, const char *r
             json_object_set_new(io, "namespace", json_string(ns));
         if (io && *uid)
             json_object_set_new(io, "uid", json_string(uid));
-        const char *rv = md != obj ? k8s__str(md, "resourceVersion") : "";
-        if (io && *rv)
+        const char *rv = full ? obj_meta_str(obj, "resourceVersion") : NULL;
+        if (io && rv && *rv)
             json_object_set_new(io, "resourceVersion", json_string(rv));
         body = io ? json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:{s:s}, s:s, "
                               "s:s, s:i, s:s, s:s}",

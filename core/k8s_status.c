@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "k8s_int.h"
+#include "store.h"
 #include "log.h"
 
 enum {
@@ -106,9 +107,7 @@ void k8s__status_ingress(K8sStatus *s, json_t *ing, const char *key, bool delete
         return;
     }
     const char *cls = s->k->ingress_class;
-    const char *ann = json_string_value(
-        json_object_get(json_object_get(json_object_get(ing, "metadata"), "annotations"),
-                        "kubernetes.io/ingress.class"));
+    const char *ann = obj_annotation(ing, "kubernetes.io/ingress.class");
     const char *icn =
         json_string_value(json_object_get(json_object_get(ing, "spec"), "ingressClassName"));
     bool explicit_match = false;
@@ -135,9 +134,7 @@ void k8s__status_class(K8sStatus *s, json_t *ic, const char *name, bool deleted)
     if (strcmp(name, s->k->ingress_class) != 0)
         return;
     const char *d = deleted ? NULL
-                            : json_string_value(json_object_get(
-                                  json_object_get(json_object_get(ic, "metadata"), "annotations"),
-                                  "ingressclass.kubernetes.io/is-default-class"));
+                            : obj_annotation(ic, "ingressclass.kubernetes.io/is-default-class");
     bool def = d && strcmp(d, "true") == 0;
     if (def == s->default_class)
         return;
@@ -259,8 +256,7 @@ void k8s__status_update(K8sStatus *s, json_t *ingresses, json_t *lb)
     json_t *ing;
     json_array_foreach(ingresses, i, ing)
     {
-        json_t *md = json_object_get(ing, "metadata");
-        const char *ns = k8s__str(md, "namespace"), *name = k8s__str(md, "name");
+        const char *ns = obj_ns(ing), *name = obj_name(ing);
         if (!*ns || !*name)
             continue;
         json_t *cur = json_object_get(

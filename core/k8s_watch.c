@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "k8s_int.h"
+#include "store.h"
 #include "log.h"
 
 enum {
@@ -166,8 +167,7 @@ static void add_ref_list(json_t *arr, const char *kind, const char *ns, const ch
 
 static const char *annotation(json_t *obj, const char *key)
 {
-    return json_string_value(
-        json_object_get(json_object_get(json_object_get(obj, "metadata"), "annotations"), key));
+    return obj_annotation(obj, key);
 }
 
 /* Secret/ConfigMap names referenced by @obj, as KIC's reference indexers see them. */
@@ -176,8 +176,7 @@ static json_t *collect_refs(const char *kind, json_t *obj)
     json_t *arr = json_array();
     if (!arr)
         return NULL;
-    json_t *md = json_object_get(obj, "metadata");
-    const char *ns = k8s__str(md, "namespace");
+    const char *ns = obj_ns(obj);
     json_t *spec = json_object_get(obj, "spec");
     size_t i;
     json_t *v;
@@ -221,11 +220,10 @@ static bool refers(const KindInfo *ki)
 
 static bool labelled(json_t *obj)
 {
-    json_t *labels = json_object_get(json_object_get(obj, "metadata"), "labels");
-    const char *ca = json_string_value(json_object_get(labels, "konghq.com/ca-cert"));
+    const char *ca = obj_label(obj, "konghq.com/ca-cert");
     if (ca && strcmp(ca, "true") == 0)
         return true;
-    return json_object_get(labels, "konghq.com/credential") != NULL;
+    return obj_label(obj, "konghq.com/credential") != NULL;
 }
 
 static Watcher *find_watcher(K8sWatch *w, const char *kind, const char *ns)
@@ -369,9 +367,8 @@ static void set_type(Watcher *wt, json_t *obj)
 static int obj_key(json_t *obj, char *out, size_t outlen, const char **ret_ns,
                    const char **ret_name)
 {
-    json_t *md = json_object_get(obj, "metadata");
-    const char *ns = k8s__str(md, "namespace");
-    const char *name = k8s__str(md, "name");
+    const char *ns = obj_ns(obj);
+    const char *name = obj_name(obj);
     if (!*name)
         return -EINVAL;
     int n = snprintf(out, outlen, "%s/%s", ns, name);

@@ -84,24 +84,40 @@ int store_clone_kinds(const Store *s, const char *const *kinds, Store **ret);
 /* store_trim() - a trimmed deep copy of @obj as the store keeps it (new reference). */
 json_t *store_trim(json_t *obj);
 
-/* Accessors for common fields of an object (borrowed strings, "" when absent). */
+/*
+ * Accessors for common fields of an object (borrowed strings, "" when absent). The store packs
+ * an object's metadata into one string (as jansson it was a third of the store): read it with
+ * these, which also read an object as the API has it.
+ */
 const char *obj_kind(const json_t *o);
 const char *obj_ns(const json_t *o);
 const char *obj_name(const json_t *o);
 const char *obj_uid(const json_t *o);
 const char *obj_api_version(const json_t *o);
+/* obj_meta_str() - a metadata field that is a string ("creationTimestamp", ...), or NULL. */
+const char *obj_meta_str(const json_t *o, const char *key);
 /* obj_annotation() / obj_label() - value or NULL. */
 const char *obj_annotation(const json_t *o, const char *key);
 const char *obj_label(const json_t *o, const char *key);
+/* obj_map_next() - metadata.annotations or .labels (@map) in order, string values; zero @it first. */
+typedef struct ObjMapIter {
+    bool started;
+    const char *p, *end; /* packed: the pairs left */
+    size_t left;
+    void *jit; /* as the API has it: jansson's iterator */
+} ObjMapIter;
+bool obj_map_next(const json_t *o, const char *map, ObjMapIter *it, const char **k, const char **v);
+/* obj_metadata() - the metadata as the API has it (new reference; NULL when it has none). */
+json_t *obj_metadata(const json_t *o);
 
 /*
  * An object's annotations, read once for many lookups: a route asks its parent for a dozen
- * annotations, and each obj_annotation() hashes three keys (the annotation names are long).
- * A few annotations are compared in place; many fall back to the hashed lookup.
+ * annotations. A few are kept in place; more are scanned where they are.
  */
 #define OBJ_ANNS_SCAN 8
 typedef struct ObjAnns {
-    const json_t *map; /* metadata.annotations, when it has more than OBJ_ANNS_SCAN */
+    const json_t *map; /* as the API has it, more than OBJ_ANNS_SCAN: metadata.annotations */
+    const char *pairs, *end; /* packed, more than OBJ_ANNS_SCAN: the pairs */
     size_t n;
     const char *key[OBJ_ANNS_SCAN], *val[OBJ_ANNS_SCAN];
 } ObjAnns;
@@ -120,7 +136,7 @@ typedef struct SliceEndpoint {
 } SliceEndpoint;
 /* obj_slice_endpoint() - the endpoint at *@pos (0 first) into @ep, moving *@pos on; false after the last. */
 bool obj_slice_endpoint(const json_t *slice, size_t *pos, SliceEndpoint *ep);
-/* obj_slice_expand() - @slice with its endpoints as the API has them (new reference). */
+/* obj_slice_expand() - @slice with its endpoints and metadata as the API has them (new ref). */
 json_t *obj_slice_expand(const json_t *slice);
 
 /*

@@ -263,9 +263,10 @@ static void share_fields(StoreShare *s, json_t *obj, bool (*skip)(const char *k)
     }
 }
 
+/* Metadata is shared field by field, and packed metadata is one object's alone. */
 static bool is_metadata(const char *k)
 {
-    return !strcmp(k, "metadata");
+    return !strcmp(k, "metadata") || !strcmp(k, "metadataPacked");
 }
 
 void share_object(StoreShare *s, json_t *obj)
@@ -275,7 +276,7 @@ void share_object(StoreShare *s, json_t *obj)
     json_t *md = json_object_get(obj, "metadata");
     if (json_is_object(md) && refs(md) == 1)
         share_fields(s, md, unique_field);
-    share_fields(s, obj, json_is_object(md) ? is_metadata : NULL);
+    share_fields(s, obj, is_metadata);
 }
 
 void share_sweep(StoreShare *s)

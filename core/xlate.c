@@ -207,7 +207,7 @@ bool xparse_int(const char *s, long long *ret)
 
 long long xcreation(const json_t *obj)
 {
-    const char *ts = obj_get_str(obj, "metadata.creationTimestamp");
+    const char *ts = obj_meta_str(obj, "creationTimestamp");
     struct tm tm;
     if (!ts)
         return 0;

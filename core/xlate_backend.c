@@ -64,11 +64,9 @@ static bool consistent_annotations(Xlate *x, XService *s)
     json_t *svc1;
     json_object_foreach(s->k8s, k1, svc1)
     {
-        json_t *anns = obj_get_path(svc1, "metadata.annotations");
-        const char *ak;
-        json_t *av;
-        json_object_foreach(anns, ak, av)
-        {
+        ObjMapIter it = {0};
+        const char *ak, *av;
+        while (obj_map_next(svc1, "annotations", &it, &ak, &av)) {
             if (strncmp(ak, ANN, strlen(ANN)))
                 continue;
             const char *k2;
@@ -76,7 +74,7 @@ static bool consistent_annotations(Xlate *x, XService *s)
             json_object_foreach(s->k8s, k2, svc2)
             {
                 const char *v2 = obj_annotation(svc2, ak);
-                if (!v2 || !json_is_string(av) || strcmp(v2, json_string_value(av))) {
+                if (!v2 || strcmp(v2, av)) {
                     xfail(x, svc2, NULL,
                           "Service has inconsistent %s annotation and is used in multi-Service "
                           "backend %s. All Services in a multi-Service backend must have matching "

@@ -218,18 +218,16 @@ static char *host_pred(const char *h)
 static json_t *header_annotations(const json_t *ing)
 {
     json_t *out = json_object();
-    json_t *anns = obj_get_path(ing, "metadata.annotations");
-    const char *k;
-    json_t *v;
+    ObjMapIter it = {0};
+    const char *k, *v;
     const char *sep = obj_annotation(ing, ANN "headers-separator");
-    json_object_foreach(anns, k, v)
-    {
-        if (strncmp(k, ANN "headers.", strlen(ANN "headers.")) || !json_is_string(v))
+    while (obj_map_next(ing, "annotations", &it, &k, &v)) {
+        if (strncmp(k, ANN "headers.", strlen(ANN "headers.")))
             continue;
         const char *name = k + strlen(ANN "headers.");
         if (!*name)
             continue;
-        json_t *vals = xsplit(json_string_value(v), sep && *sep ? sep[0] : ',');
+        json_t *vals = xsplit(v, sep && *sep ? sep[0] : ',');
         if (json_array_size(vals))
             json_object_set_new(out, name, vals);
         else

@@ -197,18 +197,16 @@ static void override_route(XRoute *xr)
         }
         json_decref(al);
     }
-    json_t *anns = obj_get_path(obj, "metadata.annotations");
+    ObjMapIter it = {0};
     const char *sep = obj_anns_get(&an, ANN "headers-separator");
-    const char *k;
-    json_t *av;
-    json_object_foreach(anns, k, av)
-    {
-        if (strncmp(k, ANN "headers.", strlen(ANN "headers.")) || !json_is_string(av))
+    const char *k, *av;
+    while (obj_map_next(obj, "annotations", &it, &k, &av)) {
+        if (strncmp(k, ANN "headers.", strlen(ANN "headers.")))
             continue;
         const char *name = k + strlen(ANN "headers.");
         if (!*name)
             continue;
-        json_t *vals = xsplit(json_string_value(av), sep && *sep ? sep[0] : ',');
+        json_t *vals = xsplit(av, sep && *sep ? sep[0] : ',');
         json_t *h = json_object_get(r, "headers");
         if (!h) {
             h = json_object();

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dp_internal.h"
+#include "store.h"
 #include "util.h"
 
 static bool port_name_wanted(const char *names, const char *name)
@@ -85,12 +86,10 @@ json_t *dp__discover(json_t *slices, const char *svc_ns, const char *svc_name,
     json_t *slice;
     json_array_foreach(slices, i, slice)
     {
-        json_t *md = json_object_get(slice, "metadata");
-        const char *ns = svc_ns && *svc_ns ? svc_ns : str_at(md, "namespace");
+        const char *ns = svc_ns && *svc_ns ? svc_ns : obj_ns(slice); /* a stored slice's, packed */
         const char *svc = svc_name && *svc_name ? svc_name : NULL;
         if (!svc)
-            svc = json_string_value(
-                json_object_get(json_object_get(md, "labels"), "kubernetes.io/service-name"));
+            svc = obj_label(slice, "kubernetes.io/service-name");
         if (!svc || !*svc || !*ns)
             continue;
         size_t pi, ei;

@@ -445,7 +445,10 @@ static void test_store(void **state)
     assert_int_equal(store_put(s, b), 1);
     json_t *got = store_get(s, "Service", "ns", "b");
     assert_non_null(got);
-    assert_null(obj_get_path(got, "metadata.managedFields"));
+    json_t *md = obj_metadata(got);
+    assert_non_null(md);
+    assert_null(json_object_get(md, "managedFields"));
+    json_decref(md);
     assert_null(obj_annotation(got, "kubectl.kubernetes.io/last-applied-configuration"));
     assert_string_equal(obj_annotation(got, "konghq.com/retries"), "3"); /* coerced */
     size_t n;
@@ -470,7 +473,7 @@ static void test_store(void **state)
     json_object_set_new(json_object_get(v1, "status"), "x", json_true());
     assert_int_equal(store_put(s, v1), 0);
     assert_int_equal(store_generation(s), g);
-    assert_string_equal(obj_get_str(store_get(s, "Ingress", "ns", "i"), "metadata.resourceVersion"), "2");
+    assert_string_equal(obj_meta_str(store_get(s, "Ingress", "ns", "i"), "resourceVersion"), "2");
     assert_int_equal(store_list(s, "Ingress", &n)[0], store_get(s, "Ingress", "ns", "i"));
     json_object_set_new(json_object_get(v1, "metadata"), "resourceVersion", json_string("3"));
     json_object_set_new(json_object_get(v1, "spec"), "ingressClassName", json_string("other"));
@@ -537,7 +540,9 @@ static void test_store(void **state)
     want = json_loads("{\"kind\": \"Service\", \"metadata\": {\"name\": \"web\", \"namespace\": "
                       "\"ns\"}, \"spec\": {\"type\": \"ClusterIP\", \"ports\": [{\"port\": 80}]}}",
                       0, &je);
-    assert_true(json_equal(store_get(s, "Service", "ns", "web"), want));
+    json_t *packed = store_trim(want); /* metadata as the store keeps it */
+    assert_true(json_equal(store_get(s, "Service", "ns", "web"), packed));
+    json_decref(packed);
     json_decref(want);
     json_t *bad = json_pack("{s:s}", "kind", "Service");
     assert_int_equal(store_put(s, bad), -EINVAL);
@@ -660,6 +665,112 @@ static void test_store_packs_ingress_rules(void **state)
     store_free(s);
 }
 
+/*
+ * The store packs metadata: every accessor reads the same from the stored object as from the
+ * object as the API has it, and obj_metadata() gives the metadata back as it was (bar what the
+ * store drops and coerces, and strings cut at a NUL).
+ */
+static void test_store_packs_metadata(void **state)
+{
+    (void)state;
+    Store *s;
+    json_error_t je;
+    assert_int_equal(store_new(&s), 0);
+    json_t *api = json_loads(
+        "{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {\"name\": \"web\", "
+        "\"namespace\": \"ns\", \"uid\": \"u-1\", \"generation\": 7, \"resourceVersion\": \"42\", "
+        "\"creationTimestamp\": \"2024-01-02T03:04:05Z\", \"finalizers\": [\"a\", \"b\"], "
+        "\"deletionTimestamp\": null, \"labels\": {\"app\": \"web\", \"\": \"empty key\", "
+        "\"12:x\": \"\\u00e9\\n\"}, \"annotations\": {\"konghq.com/headers.x-a\": \"1\", "
+        "\"konghq.com/headers.x-b\": \"2\", \"a1\": \"v1\", \"a2\": \"v2\", \"a3\": \"v3\", "
+        "\"a4\": \"v4\", \"a5\": \"v5\", \"a6\": \"v6\", \"a7\": \"v7\", \"a8\": \"v8\"}, "
+        "\"weird\": {\"nested\": {\"x\": [1, {\"y\": null}]}}, \"cut\": \"ab\\u0000cd\"}, "
+        "\"spec\": {\"ports\": [{\"port\": 80}]}}",
+        JSON_ALLOW_NUL, &je);
+    assert_non_null(api);
+    assert_int_equal(store_put(s, api), 1);
+    json_t *st = store_get(s, "Service", "ns", "web");
+    assert_null(json_object_get(st, "metadata"));
+    assert_true(json_is_string(json_object_get(st, "metadataPacked")));
+    json_t *un = store_trim(api); /* the stored shape, its metadata as the API has it */
+    json_t *md = obj_metadata(st);
+    json_object_del(un, "metadataPacked");
+    json_object_set(un, "metadata", md);
+    const json_t *both[] = {st, un};
+    for (int i = 0; i < 2; i++) {
+        const json_t *o = both[i];
+        assert_string_equal(obj_name(o), "web");
+        assert_string_equal(obj_ns(o), "ns");
+        assert_string_equal(obj_uid(o), "u-1");
+        assert_string_equal(obj_meta_str(o, "creationTimestamp"), "2024-01-02T03:04:05Z");
+        assert_string_equal(obj_meta_str(o, "resourceVersion"), "42");
+        assert_null(obj_meta_str(o, "generation")); /* not a string */
+        assert_null(obj_meta_str(o, "labels"));
+        assert_string_equal(obj_meta_str(o, "cut"), "ab");
+        assert_string_equal(obj_label(o, "app"), "web");
+        assert_string_equal(obj_label(o, ""), "empty key");
+        assert_string_equal(obj_label(o, "12:x"), "\xc3\xa9\n");
+        assert_null(obj_label(o, "a1"));
+        assert_string_equal(obj_annotation(o, "a8"), "v8");
+        assert_null(obj_annotation(o, "app"));
+        ObjAnns an; /* ten annotations: more than the view keeps in place */
+        obj_anns_init(&an, o);
+        assert_string_equal(obj_anns_get(&an, "konghq.com/headers.x-b"), "2");
+        assert_string_equal(obj_anns_get(&an, "a8"), "v8");
+        assert_null(obj_anns_get(&an, "a9"));
+        ObjMapIter it = {0};
+        const char *k, *v;
+        int n = 0;
+        while (obj_map_next(o, "annotations", &it, &k, &v)) {
+            if (n == 0)
+                assert_string_equal(k, "konghq.com/headers.x-a"); /* in order */
+            n++;
+        }
+        assert_int_equal(n, 10);
+    }
+    /* Back as the API has it: the same metadata, the cut string aside. */
+    json_t *want = json_deep_copy(json_object_get(api, "metadata"));
+    json_object_set_new(want, "cut", json_string("ab"));
+    assert_true(json_equal(md, want));
+    /* Another resourceVersion alone is kept but is no change; another label is a change. */
+    uint64_t g = store_generation(s);
+    json_object_set_new(json_object_get(api, "metadata"), "resourceVersion", json_string("43"));
+    assert_int_equal(store_put(s, api), 0);
+    assert_int_equal(store_generation(s), g);
+    assert_string_equal(obj_meta_str(store_get(s, "Service", "ns", "web"), "resourceVersion"), "43");
+    json_object_set_new(json_object_get(json_object_get(api, "metadata"), "labels"), "app",
+                        json_string("shop"));
+    assert_int_equal(store_put(s, api), 1);
+    assert_string_equal(obj_label(store_get(s, "Service", "ns", "web"), "app"), "shop");
+    /* A packed field a manifest brought is read within its bounds, however broken. */
+#define RAW(x) {x, sizeof(x) - 1}
+    static const struct {
+        const char *s;
+        size_t n;
+    } broken[] = {RAW(""), RAW("s"), RAW("sname"), RAW("sname\0"), RAW("m\0"), RAW("mlabels\0"),
+                  RAW("mlabels\0" "9\0a\0b\0"), RAW("mlabels\0" "x\0"), RAW("mlabels\0" "-1\0"),
+                  RAW("q\0\0"), RAW("jx\0")};
+#undef RAW
+    for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+        json_t *o = json_pack("{s:s, s:o}", "kind", "Service", "metadataPacked",
+                              json_stringn(broken[i].s, broken[i].n));
+        ObjMapIter it = {0};
+        const char *k, *v;
+        assert_string_equal(obj_name(o), "");
+        assert_null(obj_label(o, "a"));
+        assert_false(obj_map_next(o, "labels", &it, &k, &v));
+        json_t *m = obj_metadata(o);
+        assert_int_equal(json_object_size(m), 0);
+        json_decref(m);
+        json_decref(o);
+    }
+    json_decref(want);
+    json_decref(md);
+    json_decref(un);
+    json_decref(api);
+    store_free(s);
+}
+
 static void test_store_shares_values(void **state)
 {
     (void)state;
@@ -685,12 +796,10 @@ static void test_store_shares_values(void **state)
            *c = store_get(s, "Service", "ns", "c"), *d = store_get(s, "Service", "ns", "d");
     assert_ptr_equal(obj_get_path(b, "spec.ports"), obj_get_path(c, "spec.ports"));
     assert_ptr_equal(obj_get_path(b, "spec"), obj_get_path(d, "spec"));
-    assert_ptr_equal(obj_get_path(b, "metadata.labels"), obj_get_path(c, "metadata.labels"));
-    assert_ptr_not_equal(obj_get_path(c, "metadata.labels"), obj_get_path(d, "metadata.labels"));
+    assert_string_equal(obj_label(d, "app"), "shop"); /* metadata is packed, one object's own */
     assert_ptr_not_equal(obj_get_path(a, "spec.ports"), obj_get_path(b, "spec.ports"));
     assert_ptr_equal(json_object_get(a, "apiVersion"), json_object_get(d, "apiVersion"));
-    assert_ptr_equal(obj_get_path(a, "metadata.namespace"), obj_get_path(d, "metadata.namespace"));
-    assert_ptr_not_equal(json_object_get(b, "metadata"), json_object_get(c, "metadata"));
+    assert_ptr_not_equal(json_object_get(b, "metadataPacked"), json_object_get(c, "metadataPacked"));
     assert_true(store_shared(s) > 0);
     /* Sharing changes no value: each stored object equals what was put. */
     for (int i = 0; i < 4; i++) {
@@ -1093,6 +1202,7 @@ int main(void)
         cmocka_unit_test(test_store),
         cmocka_unit_test(test_store_shares_values),
         cmocka_unit_test(test_store_packs_ingress_rules),
+        cmocka_unit_test(test_store_packs_metadata),
         cmocka_unit_test(test_store_share_sweeps),
         cmocka_unit_test(test_translation_leaves_store_unchanged),
         cmocka_unit_test(test_arena_blocks_come_back),

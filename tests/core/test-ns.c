@@ -520,7 +520,10 @@ static void test_cross_namespace_needs_full(void **state)
             put(st, ing);
         } else if (!strcmp(name, "same certificate")) { /* one certificate entity, two Secrets */
             json_t *sec = json_deep_copy(store_get(st, "Secret", "ns-0", "tls"));
-            json_object_set_new(json_object_get(sec, "metadata"), "namespace", json_string("ns-3"));
+            json_t *md = obj_metadata(sec); /* the store packs it */
+            json_object_set_new(md, "namespace", json_string("ns-3"));
+            json_object_del(sec, "metadataPacked");
+            json_object_set_new(sec, "metadata", md);
             put(st, sec);
         } else if (!strcmp(name, "same consumer")) { /* ns-2's user-0 has this custom_id */
             put(st, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s}", "apiVersion",
