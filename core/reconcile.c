@@ -544,8 +544,10 @@ static void verify_work(uv_work_t *w)
         json_decref(cfg);
         json_decref(failures);
     }
-    if (v->full) /* only its bytes are compared */
+    if (v->full) { /* only its bytes are compared */
         json_decref(revision_take_tree(v->full));
+        jarena_trim(); /* a check is rare: keep no translation's worth of free blocks for it */
+    }
 }
 
 static void verify_done(uv_work_t *w, int status)
