@@ -162,9 +162,11 @@ const char *obj_api_version(const json_t *o)
  * 10,000 Ingress sets); packed they are the length of their strings. Entries, in order, each a
  * type, the field's name, then:
  *   's' the string                      a string field (name, namespace, uid, ...)
- *   'm' the count, then key, value...   labels and annotations (the store made values strings)
+ *   'm' count, bytes, then key, value...  labels and annotations (the store made values strings);
+ *                                        bytes is the length of the pairs, to step over them
  *   'j' the value as compact JSON       anything else (generation, finalizers, ...)
- * The resourceVersion, if any, comes last (see same_but_version()). Strings end with a NUL, so
+ * The name and namespace come first (the most read), the resourceVersion last (see
+ * same_but_version()). Strings end with a NUL, so
  * a string holding one is cut there, as every reader of C strings cut it before.
  */
 #define META_PACKED "metadataPacked"
@@ -189,6 +191,7 @@ typedef struct MetaEnt {
     char type;
     const char *key, *val; /* 'm': val is the first pair */
     size_t count;          /* 'm': pairs */
+    const char *end;       /* 'm': where the pairs end */
     const char *at;        /* where the entry starts */
 } MetaEnt;
 
@@ -203,18 +206,18 @@ static bool ment_next(const char **p, const char *end, MetaEnt *e)
         return false;
     if (e->type != 'm')
         return (e->val = get_z(p, end)) != NULL;
-    const char *n = get_z(p, end);
-    char *ne;
-    if (!n)
+    const char *n = get_z(p, end), *len = n ? get_z(p, end) : NULL;
+    char *ne, *le;
+    if (!len || *n < '0' || *n > '9' || *len < '0' || *len > '9')
         return false;
-    unsigned long long c = strtoull(n, &ne, 10);
-    if (*ne || *n < '0' || *n > '9' || c > (unsigned long long)(end - *p) / 2)
+    unsigned long long c = strtoull(n, &ne, 10), bytes = strtoull(len, &le, 10);
+    if (*ne || *le || bytes > (unsigned long long)(end - *p) || c > bytes / 2 ||
+        (bytes && (*p)[bytes - 1] != 0))
         return false;
     e->count = (size_t)c;
     e->val = *p;
-    for (size_t i = 0; i < 2 * e->count; i++)
-        if (!get_z(p, end))
-            return false;
+    e->end = *p + bytes;
+    *p = e->end;
     return true;
 }
 
@@ -258,10 +261,15 @@ static json_t *pack_meta(json_t *md)
     Buf b = BUF_INIT;
     const char *k;
     json_t *v;
-    for (int rv_pass = 0; rv_pass < 2; rv_pass++) {
+    for (int pass = 0; pass < 4; pass++) {
         json_object_foreach(md, k, v)
         {
-            if ((strcmp(k, "resourceVersion") == 0) != rv_pass)
+            /* the name, the namespace, the rest in order, the resourceVersion */
+            int want = !strcmp(k, "name")              ? 0
+                       : !strcmp(k, "namespace")       ? 1
+                       : !strcmp(k, "resourceVersion") ? 3
+                                                       : 2;
+            if (want != pass)
                 continue;
             if (json_is_string(v)) {
                 buf_putc(&b, 's');
@@ -274,10 +282,15 @@ static json_t *pack_meta(json_t *md)
             bool strings = json_is_object(v);
             json_object_foreach(v, mk, mv) strings = strings && json_is_string(mv);
             if (strings) {
-                char n[24];
+                char n[48];
+                size_t bytes = 0;
+                json_object_foreach(v, mk, mv) bytes +=
+                    strlen(mk) + strlen(json_string_value(mv)) + 2;
                 snprintf(n, sizeof(n), "%zu", json_object_size(v));
                 buf_putc(&b, 'm');
                 put_z(&b, k);
+                put_z(&b, n);
+                snprintf(n, sizeof(n), "%zu", bytes);
                 put_z(&b, n);
                 json_object_foreach(v, mk, mv)
                 {
@@ -321,7 +334,7 @@ json_t *obj_metadata(const json_t *o)
             const char *q = e.val, *k, *s;
             size_t left = e.count;
             v = json_object();
-            while (v && map_next(&q, end, &left, &k, &s))
+            while (v && map_next(&q, e.end, &left, &k, &s))
                 json_object_set_new(v, k, json_string(s));
         }
         if (v)
@@ -338,9 +351,13 @@ static const json_t *meta(const json_t *o)
 const char *obj_meta_str(const json_t *o, const char *key)
 {
     MetaEnt e;
-    const char *end;
-    if (json_object_get(o, META_PACKED))
-        return ment_find(o, key, 's', &e, &end) ? e.val : NULL;
+    const char *p, *end;
+    if (packed_meta(o, &p, &end)) {
+        while (ment_next(&p, end, &e))
+            if (e.type == 's' && !strcmp(e.key, key))
+                return e.val;
+        return NULL;
+    }
     json_t *v = json_object_get(meta(o), key);
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
@@ -379,7 +396,7 @@ static const char *map_get(const json_t *o, const char *map, const char *key)
         return NULL;
     const char *p = e.val;
     size_t left = e.count;
-    while (map_next(&p, end, &left, &k, &v))
+    while (map_next(&p, e.end, &left, &k, &v))
         if (!strcmp(k, key))
             return v;
     return NULL;
@@ -404,7 +421,7 @@ bool obj_map_next(const json_t *o, const char *map, ObjMapIter *it, const char *
         if (json_object_get(o, META_PACKED)) {
             if (ment_find(o, map, 'm', &e, &end)) {
                 it->p = e.val;
-                it->end = end;
+                it->end = e.end;
                 it->left = e.count;
             }
         } else {
@@ -445,7 +462,7 @@ void obj_anns_init(ObjAnns *a, const json_t *o)
         const char *end;
         if (ment_find(o, "annotations", 'm', &e, &end) && e.count > OBJ_ANNS_SCAN) {
             a->pairs = e.val;
-            a->end = end;
+            a->end = e.end;
             a->n = e.count;
             return;
         }
