@@ -166,8 +166,8 @@ const char *obj_api_version(const json_t *o)
  *                                        bytes is the length of the pairs, to step over them
  *   'j' the value as compact JSON       anything else (generation, finalizers, ...)
  * The name and namespace come first (the most read), the resourceVersion last (see
- * same_but_version()). Strings end with a NUL, so
- * a string holding one is cut there, as every reader of C strings cut it before.
+ * same_but_version()). Strings end with a NUL, so a string holding one is cut there, as every
+ * reader of C strings cut it before.
  */
 #define META_PACKED "metadataPacked"
 
