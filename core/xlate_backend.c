@@ -280,8 +280,10 @@ static json_t *find_port(json_t *svc, const PortDef *want, json_t **synth)
                 return p;
         }
         if (external) {
+            int arena = jarena_pause(); /* plans keep it, longer than the configuration */
             *synth = json_pack("{s:s, s:I, s:I}", "protocol", "TCP", "port",
                                (json_int_t)want->number, "targetPort", (json_int_t)want->number);
+            jarena_resume(arena);
             return *synth;
         }
         return NULL;

@@ -997,7 +997,8 @@ static void test_arena_pause_and_big_values(void **state)
 
 /*
  * What outlives a translation must not be in its arena: with the configurations freed and their
- * failures kept (as revisions keep them), every block is back. Threads forced on for every pass.
+ * failures and plans kept (as revisions keep them), every block is back. Threads forced on for
+ * every pass.
  */
 static void test_translation_returns_arena_blocks(void **state)
 {
@@ -1020,11 +1021,14 @@ static void test_translation_returns_arena_blocks(void **state)
         o.expressions = round & 1;
         xsplit_min = round < 2 ? 1 : saved_min;
         json_t *cfg;
-        assert_int_equal(xlate_run(s, &o, &cfg, &kept[round]), 0);
+        XlatePlan *plan;
+        assert_int_equal(xlate_run_plan(s, &o, &cfg, &kept[round], &plan), 0);
+        assert_non_null(plan);
         assert_true(json_array_size(kept[round]) > 10);
         assert_true(on ? blocks_used() > base : blocks_used() == 0);
         json_decref(cfg);
         assert_int_equal(blocks_used(), base);
+        xlate_plan_free(plan);
     }
     xsplit_min = saved_min;
     for (int round = 0; round < 4; round++)
