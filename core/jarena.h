@@ -16,7 +16,8 @@
  * freed, no block is in use.
  *
  * Off under AddressSanitizer and valgrind (they would not see the values inside blocks), and with
- * TETHER_ARENA=0 in the environment.
+ * TETHER_ARENA=0 in the environment. The range is address space only (32 GB, PROT_NONE until
+ * used); where it cannot be reserved (a tight ulimit -v), everything goes to malloc.
  */
 #include <stdbool.h>
 #include <stddef.h>
