@@ -314,25 +314,27 @@ static const char *str_or(const json_t *o, const char *k, const char *def)
     return v ? v : def;
 }
 
-static void add_target(json_t *targets, const char *t, bool has_weight, long weight)
+/*
+ * @index: target -> its entry in @targets, so that a Service of thousands is not quadratic; NULL
+ * when @t cannot be there yet (one backend's targets come once each).
+ */
+static void add_target(json_t *targets, json_t *index, const char *t, bool has_weight, long weight)
 {
-    size_t i;
-    json_t *e;
-    json_array_foreach(targets, i, e)
-    {
-        if (!strcmp(json_string_value(json_object_get(e, "target")), t)) {
-            /* Same target from two backends: weights add up (unset counts as 100). */
-            json_t *w = json_object_get(e, "weight");
-            long sum = (w ? (long)json_integer_value(w) : 100) + (has_weight ? weight : 100);
-            if (w || has_weight)
-                json_object_set_new(e, "weight", json_integer(sum));
-            return;
-        }
+    json_t *e = index ? json_object_get(index, t) : NULL;
+    if (e) {
+        /* Same target from two backends: weights add up (unset counts as 100). */
+        json_t *w = json_object_get(e, "weight");
+        long sum = (w ? (long)json_integer_value(w) : 100) + (has_weight ? weight : 100);
+        if (w || has_weight)
+            json_object_set_new(e, "weight", json_integer(sum));
+        return;
     }
     json_t *n = json_object();
     jset_s(n, "target", t);
     if (has_weight)
         json_object_set_new(n, "weight", json_integer(weight));
+    if (index)
+        json_object_set(index, t, n);
     json_array_append_new(targets, n);
 }
 
@@ -409,13 +411,57 @@ typedef struct Eps {
         bool drain;
     } *v;
     size_t n, cap;
+    size_t *slots; /* past EPS_SCAN targets: a hash set of v's indexes + 1 */
+    size_t nslots;
 } Eps;
+
+#define EPS_SCAN 16 /* a few targets are compared in turn; a Service of thousands is hashed */
+
+static size_t eps_hash(const char *t)
+{
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (; *t; t++)
+        h = (h ^ (unsigned char)*t) * 1099511628211u;
+    return (size_t)h;
+}
+
+/* The slot of @t: where it is, or the empty one where it would go. */
+static size_t *eps_slot(Eps *e, const char *t)
+{
+    size_t i = eps_hash(t) & (e->nslots - 1);
+    while (e->slots[i] && strcmp(e->text.data + e->v[e->slots[i] - 1].at, t))
+        i = (i + 1) & (e->nslots - 1);
+    return &e->slots[i];
+}
+
+/* Rebuild the set with room for twice as many targets; false when out of memory. */
+static bool eps_rehash(Eps *e)
+{
+    size_t n = e->nslots ? 2 * e->nslots : 4 * EPS_SCAN;
+    size_t *slots = calloc(n, sizeof(*slots));
+    if (!slots)
+        return false;
+    free(e->slots);
+    e->slots = slots;
+    e->nslots = n;
+    for (size_t k = 0; k < e->n; k++)
+        *eps_slot(e, e->text.data + e->v[k].at) = k + 1;
+    return true;
+}
 
 static void eps_add(Eps *e, const char *t, bool drain)
 {
-    for (size_t k = 0; k < e->n; k++)
-        if (!strcmp(e->text.data + e->v[k].at, t))
+    size_t *slot = NULL;
+    if (e->n < EPS_SCAN) {
+        for (size_t k = 0; k < e->n; k++)
+            if (!strcmp(e->text.data + e->v[k].at, t))
+                return;
+    } else {
+        if (2 * (e->n + 1) > e->nslots && !eps_rehash(e))
             return;
+        if (*(slot = eps_slot(e, t)))
+            return;
+    }
     if (e->n == e->cap) {
         size_t cap = e->cap ? 2 * e->cap : 8;
         void *v = realloc(e->v, cap * sizeof(*e->v));
@@ -429,12 +475,15 @@ static void eps_add(Eps *e, const char *t, bool drain)
         return;
     e->v[e->n].at = at;
     e->v[e->n++].drain = drain;
+    if (slot)
+        *slot = e->n;
 }
 
 static void eps_free(Eps *e)
 {
     buf_deinit(&e->text);
     free(e->v);
+    free(e->slots);
 }
 
 /* Whether Service @svc speaks @proto: TCP always, or a port of the protocol. */
@@ -707,9 +756,9 @@ static void apply_kongingress(Xlate *x, XService *s, json_t *up)
 /* Targets of an upstream from its backends (in order); KIC splits a backend's weight evenly. */
 json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc)
 {
-    json_t *targets = json_array();
+    json_t *targets = json_array(), *index = nsrc > 1 ? json_object() : NULL;
     for (size_t b = 0; b < nsrc; b++) {
-        Eps eps = {BUF_INIT, NULL, 0, 0};
+        Eps eps = {BUF_INIT, NULL, 0, 0, NULL, 0};
         endpoints(x, src[b].svc, src[b].port, &eps);
         long w = src[b].weight;
         if (src[b].has_weight && eps.n)
@@ -718,12 +767,13 @@ json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc)
             const char *t = eps.text.data + eps.v[k].at;
             /* A draining endpoint gets weight 0: no new connections, existing ones finish. */
             if (eps.v[k].drain)
-                add_target(targets, t, true, 0);
+                add_target(targets, index, t, true, 0);
             else
-                add_target(targets, t, src[b].has_weight, w);
+                add_target(targets, index, t, src[b].has_weight, w);
         }
         eps_free(&eps);
     }
+    json_decref(index);
     return targets;
 }
 

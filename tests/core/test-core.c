@@ -1066,6 +1066,54 @@ static json_t *translate_text(const char *yaml, json_t **failures)
     return cfg;
 }
 
+/*
+ * A Service's targets come once each, however many: two slices of 300 endpoints that overlap by
+ * 100 (past a few, targets are looked up in a hash set).
+ */
+static void test_xlate_many_targets_once(void **state)
+{
+    (void)state;
+    Buf y = BUF_INIT;
+    buf_puts(&y, "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ns}\n"
+                 "spec: {ports: [{name: http, port: 80}]}\n---\n"
+                 "apiVersion: networking.k8s.io/v1\nkind: Ingress\n"
+                 "metadata: {name: web, namespace: ns}\nspec:\n  ingressClassName: kong\n"
+                 "  rules: [{http: {paths: [{path: /, pathType: Prefix, backend: {service: "
+                 "{name: web, port: {number: 80}}}}]}}]\n");
+    for (int sl = 0; sl < 2; sl++) {
+        buf_printf(&y, "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                       "metadata: {name: web-%d, namespace: ns, labels: "
+                       "{kubernetes.io/service-name: web}}\naddressType: IPv4\n"
+                       "ports: [{name: http, port: 8080}]\nendpoints:\n",
+                   sl);
+        for (int i = sl * 200; i < sl * 200 + 300; i++)
+            buf_printf(&y, "- {addresses: [10.0.%d.%d]}\n", i / 256, i % 256);
+    }
+    json_t *failures;
+    json_t *cfg = translate_text(y.data, &failures);
+    buf_deinit(&y);
+    json_t *targets = json_object_get(json_array_get(json_object_get(cfg, "upstreams"), 0),
+                                      "targets");
+    assert_int_equal(json_array_size(targets), 500);
+    json_t *seen = json_object(); /* every one of the 500, none twice */
+    size_t i;
+    json_t *t;
+    json_array_foreach(targets, i, t)
+    {
+        const char *tt = json_string_value(json_object_get(t, "target"));
+        assert_null(json_object_get(seen, tt));
+        json_object_set_new(seen, tt, json_true());
+    }
+    for (int k = 0; k < 500; k++) {
+        char want[64];
+        snprintf(want, sizeof(want), "10.0.%d.%d:8080", k / 256, k % 256);
+        assert_non_null(json_object_get(seen, want));
+    }
+    json_decref(seen);
+    json_decref(cfg);
+    json_decref(failures);
+}
+
 static void test_xlate_failures_keep_the_rest(void **state)
 {
     (void)state;
@@ -1216,6 +1264,7 @@ int main(void)
         cmocka_unit_test(test_annotation_view),
         cmocka_unit_test(test_feature_gates),
         cmocka_unit_test(test_xlate_failures_keep_the_rest),
+        cmocka_unit_test(test_xlate_many_targets_once),
         cmocka_unit_test(test_xlate_empty_and_canonical),
         cmocka_unit_test(test_revision_freed_off_loop),
     };
