@@ -395,7 +395,8 @@ static int parse_node(Parser *p, int depth, json_t **ret)
 }
 
 /*
- * Walk the documents of one buffer. @doc_fn gets each document's value and start line; a
+ * Walk the documents of one buffer. @doc_fn gets each document's value (its reference: the
+ * parser keeps none, so a document handed to another thread is freed there) and start line; a
  * syntax error stops the buffer (libyaml cannot resynchronise), reported via @err_fn.
  */
 typedef int (*DocFn)(void *ud, json_t *doc, int line);
@@ -435,9 +436,7 @@ static int each_document(const char *data, size_t len, DocFn doc_fn, void *ud, c
             break;
         }
         json_object_clear(p.anchors);
-        r = doc_fn(ud, doc, line);
-        json_decref(doc);
-        if (r)
+        if ((r = doc_fn(ud, doc, line)))
             break;
     }
     if (r < 0 && p.err[0]) {
@@ -456,7 +455,7 @@ static int each_document(const char *data, size_t len, DocFn doc_fn, void *ud, c
 static int collect_doc(void *ud, json_t *doc, int line)
 {
     (void)line;
-    return json_array_append(ud, doc) < 0 ? -ENOMEM : 0;
+    return json_array_append_new(ud, doc) < 0 ? -ENOMEM : 0;
 }
 
 json_t *manifest_yaml_to_json(const char *data, size_t len, char *err, size_t errlen)
@@ -533,7 +532,9 @@ static int deliver(LoadCtx *c, json_t *doc, int line, int depth)
 
 static int deliver_doc(void *ud, json_t *doc, int line)
 {
-    return deliver(ud, doc, line, 0);
+    int r = deliver(ud, doc, line, 0);
+    json_decref(doc);
+    return r;
 }
 
 /*
@@ -606,7 +607,12 @@ typedef struct Half {
 static int collect_with_line(void *ud, json_t *doc, int line)
 {
     Half *h = ud;
-    json_t *pair = json_pack("[O, i]", doc, line);
+    /*
+     * The pair takes the parser's reference: the caller's thread frees the document. (Were the
+     * last reference dropped here, the free would race with the caller's reads: jansson's
+     * decrement only releases, it does not acquire.)
+     */
+    json_t *pair = json_pack("[o, i]", doc, line);
     uv_mutex_lock(&h->lock);
     int r = h->stop ? 1 : json_array_append_new(h->docs, pair) < 0 ? -ENOMEM : 0;
     if (h->stop)
