@@ -232,16 +232,22 @@ static bool packed_meta(const json_t *o, const char **p, const char **end)
     return true;
 }
 
-/* The packed entry named @key (of @type), and where the packed string ends; or false. */
-static bool ment_find(const json_t *o, const char *key, char type, MetaEnt *e, const char **end)
+/* The entry of packed metadata [@p, @end) named @key, of @type; or false. */
+static bool ment_find(const char *p, const char *end, const char *key, char type, MetaEnt *e)
 {
-    const char *p;
-    if (!packed_meta(o, &p, end))
-        return false;
-    while (ment_next(&p, *end, e))
+    while (ment_next(&p, end, e))
         if (e->type == type && !strcmp(e->key, key))
             return true;
     return false;
+}
+
+/* @o's metadata map @map into @e: 1, 0 when it has none, -1 when @o's metadata is not packed. */
+static int meta_map(const json_t *o, const char *map, MetaEnt *e)
+{
+    const char *p, *end;
+    if (!packed_meta(o, &p, &end))
+        return -1;
+    return ment_find(p, end, map, 'm', e);
 }
 
 static bool map_next(const char **p, const char *end, size_t *left, const char **k,
@@ -253,6 +259,16 @@ static bool map_next(const char **p, const char *end, size_t *left, const char *
     *k = get_z(p, end);
     *v = *k ? get_z(p, end) : NULL;
     return *v != NULL;
+}
+
+/* The value of @key among @n packed pairs at @p, or NULL. */
+static const char *pairs_find(const char *p, const char *end, size_t n, const char *key)
+{
+    const char *k, *v;
+    while (map_next(&p, end, &n, &k, &v))
+        if (!strcmp(k, key))
+            return v;
+    return NULL;
 }
 
 /* Metadata as the store keeps it: @md's fields packed, the resourceVersion last. */
@@ -352,12 +368,8 @@ const char *obj_meta_str(const json_t *o, const char *key)
 {
     MetaEnt e;
     const char *p, *end;
-    if (packed_meta(o, &p, &end)) {
-        while (ment_next(&p, end, &e))
-            if (e.type == 's' && !strcmp(e.key, key))
-                return e.val;
-        return NULL;
-    }
+    if (packed_meta(o, &p, &end))
+        return ment_find(p, end, key, 's', &e) ? e.val : NULL;
     json_t *v = json_object_get(meta(o), key);
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
@@ -384,22 +396,14 @@ const char *obj_uid(const json_t *o)
 static const char *map_get(const json_t *o, const char *map, const char *key)
 {
     MetaEnt e;
-    if (!json_object_get(o, META_PACKED)) {
-        json_t *a = json_object_get(meta(o), map);
-        if (!json_object_size(a)) /* most objects have none: skip hashing the long key */
-            return NULL;
-        json_t *v = json_object_get(a, key);
-        return json_is_string(v) ? json_string_value(v) : NULL;
-    }
-    const char *end, *k, *v;
-    if (!ment_find(o, map, 'm', &e, &end))
+    int packed = meta_map(o, map, &e);
+    if (packed >= 0)
+        return packed ? pairs_find(e.val, e.end, e.count, key) : NULL;
+    json_t *a = json_object_get(meta(o), map);
+    if (!json_object_size(a)) /* most objects have none: skip hashing the long key */
         return NULL;
-    const char *p = e.val;
-    size_t left = e.count;
-    while (map_next(&p, e.end, &left, &k, &v))
-        if (!strcmp(k, key))
-            return v;
-    return NULL;
+    json_t *v = json_object_get(a, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
 const char *obj_annotation(const json_t *o, const char *key)
@@ -416,15 +420,13 @@ bool obj_map_next(const json_t *o, const char *map, ObjMapIter *it, const char *
 {
     if (!it->started) {
         MetaEnt e;
-        const char *end;
+        int packed = meta_map(o, map, &e);
         it->started = true;
-        if (json_object_get(o, META_PACKED)) {
-            if (ment_find(o, map, 'm', &e, &end)) {
-                it->p = e.val;
-                it->end = e.end;
-                it->left = e.count;
-            }
-        } else {
+        if (packed > 0) {
+            it->p = e.val;
+            it->end = e.end;
+            it->left = e.count;
+        } else if (packed < 0) {
             json_t *m = json_object_get(meta(o), map);
             it->jit = json_is_object(m) ? json_object_iter(m) : NULL;
             it->p = NULL;
@@ -448,24 +450,32 @@ void obj_anns_init(ObjAnns *a, const json_t *o)
 {
     ObjMapIter it = {0};
     const char *k, *v;
+    MetaEnt e;
+    int packed = meta_map(o, "annotations", &e);
     a->map = NULL;
     a->pairs = a->end = NULL;
     a->n = 0;
-    if (!json_object_get(o, META_PACKED)) {
-        json_t *m = json_object_get(meta(o), "annotations");
-        if (json_object_size(m) > OBJ_ANNS_SCAN) {
-            a->map = m;
-            return;
-        }
-    } else {
-        MetaEnt e;
-        const char *end;
-        if (ment_find(o, "annotations", 'm', &e, &end) && e.count > OBJ_ANNS_SCAN) {
+    if (packed > 0) {
+        if (e.count > OBJ_ANNS_SCAN) { /* scanned where they are */
             a->pairs = e.val;
             a->end = e.end;
             a->n = e.count;
             return;
         }
+        const char *p = e.val;
+        size_t left = e.count;
+        while (map_next(&p, e.end, &left, &k, &v)) {
+            a->key[a->n] = k;
+            a->val[a->n++] = v;
+        }
+        return;
+    }
+    if (packed == 0)
+        return;
+    json_t *m = json_object_get(meta(o), "annotations");
+    if (json_object_size(m) > OBJ_ANNS_SCAN) {
+        a->map = m;
+        return;
     }
     while (a->n < OBJ_ANNS_SCAN && obj_map_next(o, "annotations", &it, &k, &v)) {
         a->key[a->n] = k;
@@ -479,14 +489,8 @@ const char *obj_anns_get(const ObjAnns *a, const char *key)
         json_t *v = json_object_get(a->map, key);
         return json_is_string(v) ? json_string_value(v) : NULL;
     }
-    if (a->pairs) {
-        const char *p = a->pairs, *k, *v;
-        size_t left = a->n;
-        while (map_next(&p, a->end, &left, &k, &v))
-            if (!strcmp(k, key))
-                return v;
-        return NULL;
-    }
+    if (a->pairs)
+        return pairs_find(a->pairs, a->end, a->n, key);
     for (size_t i = 0; i < a->n; i++)
         if (!strcmp(a->key[i], key))
             return a->val[i];
