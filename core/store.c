@@ -428,6 +428,7 @@ bool obj_map_next(const json_t *o, const char *map, ObjMapIter *it, const char *
             it->left = e.count;
         } else if (packed < 0) {
             json_t *m = json_object_get(meta(o), map);
+            it->map = m;
             it->jit = json_is_object(m) ? json_object_iter(m) : NULL;
             it->p = NULL;
         }
@@ -437,7 +438,7 @@ bool obj_map_next(const json_t *o, const char *map, ObjMapIter *it, const char *
     while (it->jit) {
         json_t *val = json_object_iter_value(it->jit);
         *k = json_object_iter_key(it->jit);
-        it->jit = json_object_iter_next((json_t *)json_object_get(meta(o), map), it->jit);
+        it->jit = json_object_iter_next((json_t *)it->map, it->jit);
         if (json_is_string(val)) {
             *v = json_string_value(val);
             return true;

@@ -104,7 +104,8 @@ typedef struct ObjMapIter {
     bool started;
     const char *p, *end; /* packed: the pairs left */
     size_t left;
-    void *jit; /* as the API has it: jansson's iterator */
+    const json_t *map; /* as the API has it: the map, and jansson's iterator over it */
+    void *jit;
 } ObjMapIter;
 bool obj_map_next(const json_t *o, const char *map, ObjMapIter *it, const char **k, const char **v);
 /* obj_metadata() - the metadata as the API has it (new reference; NULL when it has none). */
