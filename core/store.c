@@ -146,14 +146,28 @@ static const char *str_or_empty(const json_t *v)
     return json_is_string(v) ? json_string_value(v) : "";
 }
 
+/*
+ * @key of @o, looked for among its first three keys before by name: a stored object starts with
+ * its packed metadata, then apiVersion and kind as manifests and the API write them. Comparing
+ * three short keys costs less than hashing one, on every kind and tag a translation reads.
+ */
+static json_t *front_get(const json_t *o, const char *key)
+{
+    void *it = json_object_iter((json_t *)o);
+    for (int i = 0; it && i < 3; i++, it = json_object_iter_next((json_t *)o, it))
+        if (!strcmp(json_object_iter_key(it), key))
+            return json_object_iter_value(it);
+    return json_object_get(o, key);
+}
+
 const char *obj_kind(const json_t *o)
 {
-    return str_or_empty(json_object_get(o, "kind"));
+    return str_or_empty(front_get(o, "kind"));
 }
 
 const char *obj_api_version(const json_t *o)
 {
-    return str_or_empty(json_object_get(o, "apiVersion"));
+    return str_or_empty(front_get(o, "apiVersion"));
 }
 
 /*
@@ -165,8 +179,8 @@ const char *obj_api_version(const json_t *o)
  *   'm' count, bytes, then key, value...  labels and annotations (the store made values strings);
  *                                        bytes is the length of the pairs, to step over them
  *   'j' the value as compact JSON       anything else (generation, finalizers, ...)
- * The name and namespace come first (the most read), the resourceVersion last (see
- * same_but_version()). Strings end with a NUL, so a string holding one is cut there, as every
+ * The name, namespace, annotations and labels come first (the most read: a lookup walks the
+ * entries before it), the resourceVersion last (see same_but_version()). Strings end with a NUL, so a string holding one is cut there, as every
  * reader of C strings cut it before.
  */
 #define META_PACKED "metadataPacked"
@@ -185,6 +199,19 @@ static const char *get_z(const char **p, const char *end)
         return NULL;
     *p = nul + 1;
     return s;
+}
+
+/* A decimal count ending with a NUL at *@p; false when it is not one (strtoull is slow here). */
+static bool get_count(const char **p, const char *end, unsigned long long *v)
+{
+    const char *q = *p;
+    *v = 0;
+    while (q < end && *q >= '0' && *q <= '9' && *v < (1ULL << 48))
+        *v = *v * 10 + (unsigned long long)(*q++ - '0');
+    if (q == *p || q >= end || *q)
+        return false;
+    *p = q + 1;
+    return true;
 }
 
 typedef struct MetaEnt {
@@ -206,13 +233,9 @@ static bool ment_next(const char **p, const char *end, MetaEnt *e)
         return false;
     if (e->type != 'm')
         return (e->val = get_z(p, end)) != NULL;
-    const char *n = get_z(p, end), *len = n ? get_z(p, end) : NULL;
-    char *ne, *le;
-    if (!len || *n < '0' || *n > '9' || *len < '0' || *len > '9')
-        return false;
-    unsigned long long c = strtoull(n, &ne, 10), bytes = strtoull(len, &le, 10);
-    if (*ne || *le || bytes > (unsigned long long)(end - *p) || c > bytes / 2 ||
-        (bytes && (*p)[bytes - 1] != 0))
+    unsigned long long c, bytes;
+    if (!get_count(p, end, &c) || !get_count(p, end, &bytes) ||
+        bytes > (unsigned long long)(end - *p) || c > bytes / 2 || (bytes && (*p)[bytes - 1] != 0))
         return false;
     e->count = (size_t)c;
     e->val = *p;
@@ -224,7 +247,9 @@ static bool ment_next(const char **p, const char *end, MetaEnt *e)
 /* The packed metadata of @o, or false when @o has its metadata as the API has it. */
 static bool packed_meta(const json_t *o, const char **p, const char **end)
 {
-    json_t *pm = json_object_get(o, META_PACKED);
+    void *it = json_object_iter((json_t *)o); /* put_first() put it first */
+    json_t *pm = it && !strcmp(json_object_iter_key(it), META_PACKED) ? json_object_iter_value(it)
+                                                                       : json_object_get(o, META_PACKED);
     if (!json_is_string(pm))
         return false;
     *p = json_string_value(pm);
@@ -277,14 +302,17 @@ static json_t *pack_meta(json_t *md)
     Buf b = BUF_INIT;
     const char *k;
     json_t *v;
-    for (int pass = 0; pass < 4; pass++) {
+    for (int pass = 0; pass < 6; pass++) {
         json_object_foreach(md, k, v)
         {
-            /* the name, the namespace, the rest in order, the resourceVersion */
+            /* the name, the namespace, the annotations and labels, the rest in order, the
+             * resourceVersion: what translation reads most is found first */
             int want = !strcmp(k, "name")              ? 0
                        : !strcmp(k, "namespace")       ? 1
-                       : !strcmp(k, "resourceVersion") ? 3
-                                                       : 2;
+                       : !strcmp(k, "annotations")     ? 2
+                       : !strcmp(k, "labels")          ? 3
+                       : !strcmp(k, "resourceVersion") ? 5
+                                                       : 4;
             if (want != pass)
                 continue;
             if (json_is_string(v)) {
@@ -390,6 +418,31 @@ const char *obj_uid(const json_t *o)
 {
     const char *s = obj_meta_str(o, "uid");
     return s ? s : "";
+}
+
+void obj_ids(const json_t *o, const char **name, const char **ns, const char **uid)
+{
+    const char *p, *end;
+    MetaEnt e;
+    *name = *ns = *uid = "";
+    if (!packed_meta(o, &p, &end)) {
+        *name = obj_name(o);
+        *ns = obj_ns(o);
+        *uid = obj_uid(o);
+        return;
+    }
+    unsigned seen = 0; /* the first of each, as ment_find() finds it */
+    while (seen != 7 && ment_next(&p, end, &e)) {
+        if (e.type != 's')
+            continue;
+        unsigned bit = !strcmp(e.key, "name")        ? 1
+                       : !strcmp(e.key, "namespace") ? 2
+                       : !strcmp(e.key, "uid")       ? 4
+                                                     : 0;
+        if (bit & ~seen)
+            *(bit == 1 ? name : bit == 2 ? ns : uid) = e.val;
+        seen |= bit;
+    }
 }
 
 /* Value of @key in metadata map @map (annotations or labels), or NULL. */
@@ -939,6 +992,41 @@ static void trim_service(json_t *c)
     }
 }
 
+/*
+ * Set @key (stealing @v) as @c's first key: packed_meta() finds it there without hashing its name,
+ * for every metadata read. jansson keeps keys in insertion order, so the others are set again.
+ */
+static void put_first(json_t *c, const char *key, json_t *v)
+{
+    size_t n = json_object_size(c), i = 0;
+    struct {
+        char *k;
+        json_t *v;
+    } *kv = n ? calloc(n, sizeof(*kv)) : NULL;
+    const char *k;
+    json_t *val;
+    if (n && !kv) { /* out of memory: where it is, found by name */
+        json_object_set_new(c, key, v);
+        return;
+    }
+    json_object_foreach(c, k, val)
+    {
+        if (!(kv[i].k = strdup(k)))
+            break;
+        kv[i++].v = json_incref(val);
+    }
+    if (i == n)
+        json_object_clear(c);
+    json_object_set_new(c, key, v);
+    for (size_t j = 0; j < i; j++) {
+        if (i == n && strcmp(kv[j].k, key))
+            json_object_set(c, kv[j].k, kv[j].v);
+        json_decref(kv[j].v);
+        free(kv[j].k);
+    }
+    free(kv);
+}
+
 static json_t *trim_in_place(json_t *c)
 {
     json_t *md = json_object_get(c, "metadata");
@@ -969,7 +1057,7 @@ static json_t *trim_in_place(json_t *c)
     json_t *pm = json_is_object(md) ? pack_meta(md) : NULL;
     if (pm) { /* out of memory: the metadata stays as it is, which readers take too */
         json_object_del(c, "metadata");
-        json_object_set_new(c, META_PACKED, pm);
+        put_first(c, META_PACKED, pm);
     }
     return c;
 }

@@ -94,6 +94,8 @@ const char *obj_ns(const json_t *o);
 const char *obj_name(const json_t *o);
 const char *obj_uid(const json_t *o);
 const char *obj_api_version(const json_t *o);
+/* obj_ids() - name, namespace and uid in one read of the metadata (as obj_name() and the others). */
+void obj_ids(const json_t *o, const char **name, const char **ns, const char **uid);
 /* obj_meta_str() - a metadata field that is a string ("creationTimestamp", ...), or NULL. */
 const char *obj_meta_str(const json_t *o, const char *key);
 /* obj_annotation() / obj_label() - value or NULL. */

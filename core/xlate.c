@@ -401,11 +401,13 @@ json_t *xtags(const json_t *obj)
     json_t *tags = json_array();
     char g[128], v[64];
 
+    const char *name, *ns, *uid;
     xgroup_version(obj, g, sizeof(g), v, sizeof(v));
-    tag_add(tags, "k8s-name:", obj_name(obj), false);
-    tag_add(tags, "k8s-namespace:", obj_ns(obj), false);
+    obj_ids(obj, &name, &ns, &uid);
+    tag_add(tags, "k8s-name:", name, false);
+    tag_add(tags, "k8s-namespace:", ns, false);
     tag_add(tags, "k8s-kind:", obj_kind(obj), true);
-    tag_add(tags, "k8s-uid:", obj_uid(obj), false);
+    tag_add(tags, "k8s-uid:", uid, false);
     tag_add(tags, "k8s-group:", g, true);
     tag_add(tags, "k8s-version:", v, true);
     const char *extra = obj_annotation(obj, ANN "tags");

@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,15 @@ static const char esc[256] = {
     [27] = 'u', [28] = 'u', [29] = 'u', [30] = 'u', [31] = 'u',
 };
 
+/* Whether any of the 8 bytes of @w is one esc[] names: below 0x20, '"' or '\\'. Each test is
+ * the exact has-a-zero-byte (or a byte below 0x20) test on the word, 8 bytes at a time. */
+static inline bool word_needs_esc(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high;
+}
+
 static void json_str(Out *o, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -68,6 +78,9 @@ static void json_str(Out *o, const char *s, size_t n)
     size_t i = 0;
     while (i < n) {
         size_t run = i;
+        uint64_t w;
+        while (run + 8 <= n && (memcpy(&w, s + run, 8), !word_needs_esc(w)))
+            run += 8;
         while (run < n && !esc[(unsigned char)s[run]])
             run++;
         put(o, s + i, run - i);

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <openssl/sha.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -692,6 +693,10 @@ static void test_store_packs_metadata(void **state)
     json_t *st = store_get(s, "Service", "ns", "web");
     assert_null(json_object_get(st, "metadata"));
     assert_true(json_is_string(json_object_get(st, "metadataPacked")));
+    /* first, where readers look before hashing its name; the other keys keep their order */
+    void *first = json_object_iter(st);
+    assert_string_equal(json_object_iter_key(first), "metadataPacked");
+    assert_string_equal(json_object_iter_key(json_object_iter_next(st, first)), "apiVersion");
     json_t *un = store_trim(api); /* the stored shape, its metadata as the API has it */
     json_t *md = obj_metadata(st);
     json_object_del(un, "metadataPacked");
@@ -702,6 +707,13 @@ static void test_store_packs_metadata(void **state)
         assert_string_equal(obj_name(o), "web");
         assert_string_equal(obj_ns(o), "ns");
         assert_string_equal(obj_uid(o), "u-1");
+        const char *name, *ns, *uid;
+        obj_ids(o, &name, &ns, &uid);
+        assert_string_equal(name, "web");
+        assert_string_equal(ns, "ns");
+        assert_string_equal(uid, "u-1");
+        assert_string_equal(obj_kind(o), "Service");
+        assert_string_equal(obj_api_version(o), "v1");
         assert_string_equal(obj_meta_str(o, "creationTimestamp"), "2024-01-02T03:04:05Z");
         assert_string_equal(obj_meta_str(o, "resourceVersion"), "42");
         assert_null(obj_meta_str(o, "generation")); /* not a string */
@@ -1171,6 +1183,37 @@ static void test_xlate_empty_and_canonical(void **state)
     revision_unref(r);
 }
 
+/*
+ * The canonical writer scans strings 8 bytes at a time: each byte that needs escaping, at each
+ * position of a string longer than two words, comes out as jansson writes it (but for the hex
+ * digits of \u escapes, which are lower case as Go writes them).
+ */
+static void test_canonical_string_escapes(void **state)
+{
+    (void)state;
+    const char special[] = {0, 1, '\b', '\n', '\r', '\t', 0x1f, '"', '\\', ' ', '!', '#', '[', ']',
+                            '/', 0x7f};
+    for (size_t k = 0; k < sizeof(special); k++) {
+        for (size_t at = 0; at < 19; at++) {
+            char text[19];
+            memset(text, 'a', sizeof(text));
+            text[at] = special[k];
+            json_t *cfg = json_pack("{s:s#}", "k", text, sizeof(text));
+            size_t n;
+            char *mine = xlate_canonical_json(cfg, &n);
+            char *theirs = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+            for (char *c = theirs; *c; c++) /* no other capitals here */
+                *c = (char)tolower((unsigned char)*c);
+            assert_non_null(mine);
+            assert_string_equal(mine, theirs);
+            assert_int_equal(n, strlen(theirs));
+            free(mine);
+            free(theirs);
+            json_decref(cfg);
+        }
+    }
+}
+
 /* A revision gives its tree back and still serves the configuration, from its bytes. */
 static void test_revision_tree_handed_back(void **state)
 {
@@ -1266,6 +1309,7 @@ int main(void)
         cmocka_unit_test(test_xlate_failures_keep_the_rest),
         cmocka_unit_test(test_xlate_many_targets_once),
         cmocka_unit_test(test_xlate_empty_and_canonical),
+        cmocka_unit_test(test_canonical_string_escapes),
         cmocka_unit_test(test_revision_freed_off_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
