@@ -358,17 +358,29 @@ json_t *xconst_str(const char *s, size_t n)
     return json_stringn_nocheck(s, n);
 }
 
+static json_t *interned_find(const char *s, size_t n, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        if (json_string_length(interned.v[i]) == n && !memcmp(json_string_value(interned.v[i]), s, n))
+            return interned.v[i];
+    return NULL;
+}
+
 static json_t *intern(const char *s, size_t n)
 {
-    json_t *v = NULL;
+    /* Entries are only added, each stored before the count that shows it: found without the
+     * lock, which both translation threads took for every tag. */
+    size_t seen = __atomic_load_n(&interned.n, __ATOMIC_ACQUIRE);
+    json_t *v = interned_find(s, n, 0, seen);
+    if (v)
+        return json_incref(v);
     pthread_mutex_lock(&interned.lock);
-    for (size_t i = 0; i < interned.n && !v; i++)
-        if (json_string_length(interned.v[i]) == n && !memcmp(json_string_value(interned.v[i]), s, n))
-            v = interned.v[i];
+    v = interned_find(s, n, seen, interned.n);
     if (!v && interned.n < INTERN_CAP) {
         int arena = jarena_pause();
         if ((v = json_stringn_nocheck(s, n)))
-            interned.v[interned.n++] = v;
+            interned.v[interned.n] = v;
+        __atomic_store_n(&interned.n, interned.n + (v != NULL), __ATOMIC_RELEASE);
         jarena_resume(arena);
     }
     v = json_incref(v);

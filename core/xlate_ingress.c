@@ -24,16 +24,28 @@ typedef struct Meta {
     char backend[256]; /* Service or facade name */
     bool facade;
     PortDef port;
-    json_t *paths;    /* array of {"path","pathType"} */
+    Buf paths;        /* each path: its type's initial (E, P or I), the path, a NUL */
     char *route_name; /* malloc'd: names are long, and there is a Meta a route */
     char *svc_name;
 } Meta;
 
 static void meta_clear(Meta *m)
 {
-    json_decref(m->paths);
+    buf_deinit(&m->paths);
     free(m->route_name);
     free(m->svc_name);
+}
+
+/* A path of @m's group at *@pos (0 first), moving on; false after the last. */
+static bool meta_path(const Meta *m, size_t *pos, const char **path, const char **type)
+{
+    if (*pos >= m->paths.len)
+        return false;
+    const char *p = m->paths.data + *pos;
+    *type = p[0] == 'E' ? "Exact" : p[0] == 'P' ? "Prefix" : "ImplementationSpecific";
+    *path = p + 1;
+    *pos += strlen(p + 1) + 2;
+    return true;
 }
 
 static void flatten_slashes(const char *in, char *out, size_t n)
@@ -55,15 +67,22 @@ static bool valid_plain_path(const char *p)
     return true;
 }
 
-/* KIC's MaybePrependRegexPrefix for traditional routes. */
-static char *maybe_regex_prefix(const char *path, const char *prefix, bool legacy)
+/* Append @path to @paths as KIC's MaybePrependRegexPrefix for traditional routes leaves it. */
+static void put_trad_path(json_t *paths, const char *path, const char *prefix, bool legacy)
 {
     size_t pl = strlen(prefix);
+    const char *rest = path;
     if (pl && !strncmp(path, prefix, pl))
-        return util_strdup_printf("~%s", path + pl);
-    if (legacy && !valid_plain_path(path))
-        return util_strdup_printf("~%s", path);
-    return strdup(path);
+        rest = path + pl;
+    else if (!legacy || valid_plain_path(path))
+        rest = NULL;
+    if (!rest) {
+        json_array_append_new(paths, json_string(path));
+        return;
+    }
+    char *p = util_strdup_printf("~%s", rest);
+    json_array_append_new(paths, p ? json_string(p) : NULL);
+    free(p);
 }
 
 static void trim_slashes(const char *in, bool left_only, char *out, size_t n)
@@ -81,40 +100,23 @@ static void trim_slashes(const char *in, bool left_only, char *out, size_t n)
 static void add_trad_paths(json_t *paths, const char *path, const char *type, const char *prefix,
                            bool legacy)
 {
-    char base[1024], *p;
-    json_t *plain = json_array(), *regex = json_array();
-
-    if (!strcmp(type, "Prefix")) {
-        trim_slashes(path, false, base, sizeof(base));
-        if (!*base) {
-            json_array_append_new(plain, json_string("/"));
-        } else {
-            p = util_strdup_printf("/%s/", base);
-            json_array_append_new(plain, json_string(p));
-            free(p);
-            p = util_strdup_printf("~/%s$", base);
-            json_array_append_new(regex, json_string(p));
-            free(p);
+    char base[1024], p[sizeof(base) + 4];
+    bool prefix_type = !strcmp(type, "Prefix");
+    if (prefix_type || !strcmp(type, "Exact")) {
+        trim_slashes(path, !prefix_type, base, sizeof(base));
+        if (prefix_type && !*base) {
+            put_trad_path(paths, "/", prefix, legacy);
+            return;
         }
-    } else if (!strcmp(type, "Exact")) {
-        trim_slashes(path, true, base, sizeof(base));
-        p = util_strdup_printf("~/%s$", base);
-        json_array_append_new(regex, json_string(p));
-        free(p);
-    } else {
-        json_array_append_new(plain, json_string(*path ? path : "/"));
+        if (prefix_type) { /* "/base/" and its regex "~/base$" */
+            xjoin(p, sizeof(p), "/", base, "/", NULL);
+            put_trad_path(paths, p, prefix, legacy);
+        }
+        xjoin(p, sizeof(p), "~/", base, "$", NULL);
+        put_trad_path(paths, p, prefix, legacy);
+        return;
     }
-    json_array_extend(plain, regex);
-    size_t i;
-    json_t *v;
-    json_array_foreach(plain, i, v)
-    {
-        p = maybe_regex_prefix(json_string_value(v), prefix, legacy);
-        json_array_append_new(paths, json_string(p));
-        free(p);
-    }
-    json_decref(plain);
-    json_decref(regex);
+    put_trad_path(paths, *path ? path : "/", prefix, legacy);
 }
 
 static char *pred(const char *field, const char *op, const char *value)
@@ -313,13 +315,11 @@ static json_t *expr_route(Meta *m)
     long maxlen = 0;
     bool regex = false;
     json_t *pors = json_array();
-    json_array_foreach(m->paths, i, v)
-    {
+    const char *path, *type, *prefix = regex_prefix(ing);
+    for (size_t pos = 0; meta_path(m, &pos, &path, &type);) {
         long len = 0;
         bool re = false;
-        append_take(pors, path_matcher(json_string_value(json_object_get(v, "path")),
-                                       json_string_value(json_object_get(v, "pathType")),
-                                       regex_prefix(ing), &len, &re));
+        append_take(pors, path_matcher(path, type, prefix, &len, &re));
         if (len > maxlen)
             maxlen = len;
         regex = regex || re;
@@ -416,12 +416,9 @@ static json_t *expr_route(Meta *m)
 static json_t *trad_route(Meta *m, bool legacy)
 {
     json_t *paths = json_array();
-    size_t i;
-    json_t *v;
-    json_array_foreach(m->paths, i, v)
-        add_trad_paths(paths, json_string_value(json_object_get(v, "path")),
-                       json_string_value(json_object_get(v, "pathType")), regex_prefix(m->ing),
-                       legacy);
+    const char *path, *type, *prefix = regex_prefix(m->ing);
+    for (size_t pos = 0; meta_path(m, &pos, &path, &type);)
+        add_trad_paths(paths, path, type, prefix, legacy);
     json_t *r = route_base(m->route_name, m->ing);
     jset_ci(r, "regex_priority", 0);
     jset_o(r, "paths", paths);
@@ -682,7 +679,9 @@ static void add_meta(MetaHalf *h, Meta *m)
 {
     json_t *idx = json_object_get(h->metas, m->route_name);
     if (idx) {
-        json_array_extend(h->mv[json_integer_value(idx)].paths, m->paths);
+        Buf *to = &h->mv[json_integer_value(idx)].paths;
+        if (buf_append(to, m->paths.data, m->paths.len) < 0)
+            h->oom = true;
         meta_clear(m);
         return;
     }
@@ -728,12 +727,8 @@ static void read_paths(void *ud, int half, size_t from, size_t to)
             const char *pt = ip.path_type;
             if (!pt || (strcmp(pt, "Exact") && strcmp(pt, "Prefix")))
                 pt = "ImplementationSpecific";
-            json_t *pj = json_object();
-            jset_s(pj, "path", flat);
-            jset_s(pj, "pathType", pt);
-            m.paths = json_array();
-            json_array_append_new(m.paths, pj);
-            if (!names_for(&m, obj_ns(ing), obj_name(ing)) || !m.paths) {
+            if (buf_putc(&m.paths, pt[0]) < 0 || buf_append(&m.paths, flat, strlen(flat) + 1) < 0 ||
+                !names_for(&m, obj_ns(ing), obj_name(ing))) {
                 meta_clear(&m);
                 h->oom = true;
                 break;
