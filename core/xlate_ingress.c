@@ -67,14 +67,18 @@ static bool valid_plain_path(const char *p)
     return true;
 }
 
-/* Append @path to @paths as KIC's MaybePrependRegexPrefix for traditional routes leaves it. */
+/*
+ * Append @path to @paths as KIC's MaybePrependRegexPrefix for traditional routes leaves it: the
+ * regex prefix, where the path starts with it, becomes "~"; with the legacy heuristic, a path that
+ * Kong 2 took for a regex gets a "~" unless it has one.
+ */
 static void put_trad_path(json_t *paths, const char *path, const char *prefix, bool legacy)
 {
     size_t pl = strlen(prefix);
     const char *rest = path;
-    if (pl && !strncmp(path, prefix, pl))
+    if (!strncmp(path, prefix, pl))
         rest = path + pl;
-    else if (!legacy || valid_plain_path(path))
+    else if (!legacy || valid_plain_path(path) || path[0] == '~')
         rest = NULL;
     if (!rest) {
         json_array_append_new(paths, json_string(path));
@@ -184,10 +188,15 @@ static char *path_matcher(const char *path, const char *type, const char *prefix
     return pred("http.path", "^=", path);
 }
 
-static const char *regex_prefix(const json_t *ing)
+/*
+ * The regex prefix of @ing's paths: konghq.com/regex-prefix, or "/~". Expression routes take an
+ * empty annotation as absent; traditional routes take it as given, as KIC does (an empty prefix
+ * is a prefix of every path, so every path becomes a regex).
+ */
+static const char *regex_prefix(const json_t *ing, bool expressions)
 {
     const char *p = obj_annotation(ing, ANN "regex-prefix");
-    return p && *p ? p : "/~";
+    return p && (*p || !expressions) ? p : "/~";
 }
 
 static bool valid_host(const char *h, bool allow_wild)
@@ -315,7 +324,7 @@ static json_t *expr_route(Meta *m)
     long maxlen = 0;
     bool regex = false;
     json_t *pors = json_array();
-    const char *path, *type, *prefix = regex_prefix(ing);
+    const char *path, *type, *prefix = regex_prefix(ing, true);
     for (size_t pos = 0; meta_path(m, &pos, &path, &type);) {
         long len = 0;
         bool re = false;
@@ -416,7 +425,7 @@ static json_t *expr_route(Meta *m)
 static json_t *trad_route(Meta *m, bool legacy)
 {
     json_t *paths = json_array();
-    const char *path, *type, *prefix = regex_prefix(m->ing);
+    const char *path, *type, *prefix = regex_prefix(m->ing, false);
     for (size_t pos = 0; meta_path(m, &pos, &path, &type);)
         add_trad_paths(paths, path, type, prefix, legacy);
     json_t *r = route_base(m->route_name, m->ing);
@@ -520,55 +529,73 @@ static XService *service_for(Xlate *x, Meta *m, bool default_backend)
     return s;
 }
 
-/* "$1" -> "$(uri_captures[1])", "\$" -> "$", as KIC's konghq.com/rewrite. */
-static char *rewrite_expr(const char *in)
+/*
+ * konghq.com/rewrite as KIC reads it: "$N" becomes "$(uri_captures[N])" and "\\$" a "$". Anything
+ * else after a backslash or a dollar is an error, in @err with KIC's wording (the byte position of
+ * the offending character); NULL then.
+ */
+static char *rewrite_expr(const char *in, char *err, size_t errlen)
 {
     Buf b = BUF_INIT;
     for (const char *p = in; *p; p++) {
-        if (p[0] == '\\' && p[1] == '$') {
-            buf_putc(&b, '$');
-            p++;
-        } else if (*p == '$') {
-            const char *d = p + 1;
-            while (isdigit((unsigned char)*d))
-                d++;
-            if (d == p + 1) {
-                buf_deinit(&b);
-                return NULL;
-            }
-            buf_printf(&b, "$(uri_captures[%.*s])", (int)(d - p - 1), p + 1);
-            p = d - 1;
-        } else {
+        if (*p != '\\' && *p != '$') {
             buf_putc(&b, *p);
+            continue;
         }
+        const char *c = p + 1;
+        bool ok = *p == '\\' ? *c == '$' : isdigit((unsigned char)*c);
+        if (!ok) {
+            if (*c) { /* the whole character, as Go's %c prints it */
+                size_t n = (*c & 0xE0) == 0xC0 ? 2 : (*c & 0xF0) == 0xE0 ? 3 : (*c & 0xF8) == 0xF0 ? 4 : 1;
+                snprintf(err, errlen, "unexpected %.*s at pos %zu", (int)strnlen(c, n), c,
+                         (size_t)(c - in));
+            } else {
+                snprintf(err, errlen, "unexpected end of string");
+            }
+            buf_deinit(&b);
+            return NULL;
+        }
+        if (*p == '\\') {
+            buf_putc(&b, '$');
+            p = c;
+            continue;
+        }
+        while (isdigit((unsigned char)c[1]))
+            c++;
+        buf_printf(&b, "$(uri_captures[%.*s])", (int)(c - p), p + 1);
+        p = c;
     }
     return buf_take(&b);
 }
 
+/*
+ * KIC's MaybeRewriteURI: each route whose own Ingress has konghq.com/rewrite gets a
+ * request-transformer. Without the RewriteURIs gate, or with a value it cannot read, the whole
+ * Kong service is dropped, its parent blamed.
+ */
 static void apply_rewrite(Xlate *x, XService *s)
 {
-    const char *rw = obj_annotation(s->parent, ANN "rewrite");
-    if (!rw)
-        return;
-    if (!x->o->rewrite_uris) {
-        xfail(x, s->parent, NULL, "konghq.com/rewrite annotation not supported when rewrite uris disabled");
-        s->skip = s->no_upstream = true;
-        return;
-    }
-    char *expr = rewrite_expr(*rw ? rw : "/");
-    if (!expr) {
-        xfail(x, s->parent, NULL, "konghq.com/rewrite annotation has an invalid value: %s", rw);
-        s->skip = s->no_upstream = true;
-        return;
-    }
     for (size_t i = 0; i < s->nroutes; i++) {
+        const char *rw = obj_annotation(s->routes[i].parent, ANN "rewrite");
+        if (!rw)
+            continue;
+        char err[128];
+        char *expr = x->o->rewrite_uris ? rewrite_expr(*rw ? rw : "/", err, sizeof(err)) : NULL;
+        if (!expr) {
+            xfail(x, s->parent, NULL, "%s",
+                  x->o->rewrite_uris
+                      ? err
+                      : "konghq.com/rewrite annotation not supported when rewrite uris disabled");
+            s->skip = s->no_upstream = true;
+            return;
+        }
         if (!s->routes[i].plugins)
             s->routes[i].plugins = json_array();
         json_array_append_new(s->routes[i].plugins,
                               json_pack("{s:s, s:{s:{s:s}}}", "name", "request-transformer",
                                         "config", "replace", "uri", expr));
+        free(expr);
     }
-    free(expr);
 }
 
 json_t *xlate_tls_secret(Xlate *x, const char *key, const json_t *parent)
