@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ typedef struct Meta {
     bool facade;
     PortDef port;
     Buf paths;        /* each path: its type's initial (E, P or I), the path, a NUL */
+    const char *rewrite; /* the Ingress's konghq.com/rewrite, read while it is in cache */
     char *route_name; /* malloc'd: names are long, and there is a Meta a route */
     char *svc_name;
 } Meta;
@@ -576,7 +578,7 @@ static char *rewrite_expr(const char *in, char *err, size_t errlen)
 static void apply_rewrite(Xlate *x, XService *s)
 {
     for (size_t i = 0; i < s->nroutes; i++) {
-        const char *rw = obj_annotation(s->routes[i].parent, ANN "rewrite");
+        const char *rw = s->routes[i].rewrite;
         if (!rw)
             continue;
         char err[128];
@@ -659,6 +661,12 @@ static json_t *route_of(RouteWork *w, size_t i)
     return w->expressions ? expr_route(&w->mv[i]) : trad_route(&w->mv[i], w->legacy);
 }
 
+static void add_route(XService *s, json_t *r, const Meta *m, bool expressions)
+{
+    if (xsvc_add_route(s, r, m->ing, expressions) == 0)
+        s->routes[s->nroutes - 1].rewrite = m->rewrite;
+}
+
 static void build_routes(void *arg)
 {
     RouteWork *w = arg;
@@ -701,6 +709,23 @@ typedef struct MetaHalf {
     bool oom;
 } MetaHalf;
 
+/* Append @m to @h's groups, taking its contents; -ENOMEM (and h->oom) when it cannot. */
+static int append_meta(MetaHalf *h, Meta *m)
+{
+    if (h->nm == h->cm) {
+        size_t cm = h->cm ? h->cm * 2 : 16;
+        Meta *nmv = realloc(h->mv, cm * sizeof(*nmv));
+        if (!nmv) {
+            h->oom = true;
+            return -ENOMEM;
+        }
+        h->mv = nmv;
+        h->cm = cm;
+    }
+    h->mv[h->nm++] = *m;
+    return 0;
+}
+
 /* Add @m to @h, or its paths to the group of the same route; takes @m's contents. */
 static void add_meta(MetaHalf *h, Meta *m)
 {
@@ -712,19 +737,11 @@ static void add_meta(MetaHalf *h, Meta *m)
         meta_clear(m);
         return;
     }
-    if (h->nm == h->cm) {
-        size_t cm = h->cm ? h->cm * 2 : 16;
-        Meta *nmv = realloc(h->mv, cm * sizeof(*nmv));
-        if (!nmv) {
-            h->oom = true;
-            meta_clear(m);
-            return;
-        }
-        h->mv = nmv;
-        h->cm = cm;
-    }
-    json_object_set_new(h->metas, m->route_name, json_integer((json_int_t)h->nm));
-    h->mv[h->nm++] = *m;
+    size_t at = h->nm;
+    if (append_meta(h, m) < 0)
+        meta_clear(m);
+    else
+        json_object_set_new(h->metas, h->mv[at].route_name, json_integer((json_int_t)at));
 }
 
 static void read_paths(void *ud, int half, size_t from, size_t to)
@@ -736,6 +753,7 @@ static void read_paths(void *ud, int half, size_t from, size_t to)
         if (!h->default_ing && json_is_object(obj_get_path(ing, "spec.defaultBackend")))
             h->default_ing = ing;
         h->tls[i] = json_array_size(obj_get_path(ing, "spec.tls")) > 0;
+        const char *rewrite = obj_annotation(ing, ANN "rewrite");
         IngressPathIter it = {0, 0, 0, 0};
         IngressPath ip;
         while (obj_ingress_path(ing, &it, &ip)) {
@@ -744,6 +762,7 @@ static void read_paths(void *ud, int half, size_t from, size_t to)
             memset(&m, 0, sizeof(m));
             m.ing = ing;
             m.host = ip.host;
+            m.rewrite = rewrite;
             snprintf(what, sizeof(what), "rule %zu path %zu", ip.rule, ip.index);
             if (parse_backend(x, ing, &ip.backend, &m, what) < 0)
                 continue;
@@ -814,12 +833,21 @@ void xlate_ingresses(Xlate *x)
         xsplit_run_failing(x, &hx, ni, read_paths, h);
     else
         h[0].oom = true;
-    /* The upper half's groups after the lower's, as one thread would have met them. */
-    for (size_t i = 0; i < h[1].nm; i++)
-        if (!h[0].oom)
-            add_meta(&h[0], &h[1].mv[i]);
-        else
-            meta_clear(&h[1].mv[i]);
+    /*
+     * The upper half's groups after the lower's, as one thread would have met them. A group of
+     * the upper half is one of the lower's only when their route names collide (a dotted Ingress
+     * name can spell another's name and backend): looked up, not added to the index.
+     */
+    for (size_t i = 0; i < h[1].nm; i++) {
+        Meta *m = &h[1].mv[i];
+        json_t *idx = json_object_get(h[0].metas, m->route_name);
+        if (!idx && !h[0].oom && append_meta(&h[0], m) == 0)
+            continue; /* taken as it is */
+        Buf *to = idx ? &h[0].mv[json_integer_value(idx)].paths : NULL;
+        if (to && !h[0].oom && buf_append(to, m->paths.data, m->paths.len) < 0)
+            h[0].oom = true;
+        meta_clear(m);
+    }
     free(h[1].mv);
     json_decref(h[1].metas);
     json_decref(h[0].metas);
@@ -844,7 +872,7 @@ void xlate_ingresses(Xlate *x)
         if (threaded)
             owners[i] = s;
         else if (s)
-            xsvc_add_route(s, route_of(&rw, i), mv[i].ing, x->o->expressions);
+            add_route(s, route_of(&rw, i), &mv[i], x->o->expressions);
     }
     if (threaded) {
         for (size_t i = rw.nm; i < nm; i++)
@@ -852,7 +880,7 @@ void xlate_ingresses(Xlate *x)
         uv_thread_join(&helper);
         for (size_t i = 0; i < nm; i++) {
             if (owners[i])
-                xsvc_add_route(owners[i], rw.routes[i], mv[i].ing, x->o->expressions);
+                add_route(owners[i], rw.routes[i], &mv[i], x->o->expressions);
             else
                 json_decref(rw.routes[i]);
         }

@@ -39,6 +39,7 @@ typedef struct XRoute {
     json_t *r;       /* Kong route fields (owned) */
     json_t *parent;  /* Ingress, TCPIngress, ... (borrowed from the store) */
     json_t *plugins; /* nested plugins the translator generated, or NULL */
+    const char *rewrite; /* Ingress routes: the parent's konghq.com/rewrite (borrowed), or NULL */
     bool expr;
     bool l4;
 } XRoute;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "jarena.h"
@@ -1214,6 +1215,42 @@ static void test_canonical_string_escapes(void **state)
     }
 }
 
+/*
+ * creationTimestamp in the API server's form is read without strptime(): the same seconds as
+ * strptime() and timegm() give, which still read every other form (here, the same instant with
+ * one-digit fields), over two centuries of days, leap days and out-of-range days included.
+ */
+static void test_creation_timestamps(void **state)
+{
+    (void)state;
+    static const int days[] = {1, 9, 10, 28, 29, 30, 31};
+    for (int y = 1899; y <= 2101; y += (y > 1905 && y < 2095) ? 7 : 1) {
+        for (int mo = 1; mo <= 12; mo++) {
+            for (size_t k = 0; k < sizeof(days) / sizeof(days[0]); k++) {
+                int d = days[k], h = (y * 7 + mo) % 24, mi = (d * 13) % 60, se = (y + d) % 61;
+                char api[64], loose[64];
+                snprintf(api, sizeof(api), "%04d-%02d-%02dT%02d:%02d:%02dZ", y, mo, d, h, mi, se);
+                snprintf(loose, sizeof(loose), "%d-%d-%dT%d:%d:%d", y, mo, d, h, mi, se);
+                json_t *a = json_pack("{s:s, s:{s:s, s:s}}", "kind", "Ingress", "metadata", "name",
+                                      "x", "creationTimestamp", api);
+                json_t *b = json_pack("{s:s, s:{s:s, s:s}}", "kind", "Ingress", "metadata", "name",
+                                      "x", "creationTimestamp", loose);
+                struct tm tm = {0};
+                assert_non_null(strptime(api, "%Y-%m-%dT%H:%M:%S", &tm));
+                long long want = (long long)timegm(&tm);
+                if (xcreation(a) != want || xcreation(b) != want)
+                    fail_msg("%s: %lld, %s: %lld, timegm: %lld", api, xcreation(a), loose,
+                             xcreation(b), want);
+                json_decref(a);
+                json_decref(b);
+            }
+        }
+    }
+    json_t *odd = json_pack("{s:{s:s}}", "metadata", "creationTimestamp", "2024-13-01T00:00:00Z");
+    assert_int_equal(xcreation(odd), 0); /* neither reads a 13th month */
+    json_decref(odd);
+}
+
 /* A revision gives its tree back and still serves the configuration, from its bytes. */
 static void test_revision_tree_handed_back(void **state)
 {
@@ -1310,6 +1347,7 @@ int main(void)
         cmocka_unit_test(test_xlate_many_targets_once),
         cmocka_unit_test(test_xlate_empty_and_canonical),
         cmocka_unit_test(test_canonical_string_escapes),
+        cmocka_unit_test(test_creation_timestamps),
         cmocka_unit_test(test_revision_freed_off_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
