@@ -360,14 +360,27 @@ static struct {
     json_t *v[INTERN_CAP];
 } interned = {PTHREAD_MUTEX_INITIALIZER, 0, {0}};
 
+/*
+ * A value that lives as long as the process, with the refcount jansson gives its true, false and
+ * null: json_incref() and json_decref() leave it alone. Both translation threads take references
+ * to the constants and interned tags tens of thousands of times a translation, and each was an
+ * atomic on a cache line the two cores passed back and forth.
+ */
+static json_t *immortal(json_t *v)
+{
+    if (v)
+        v->refcount = (size_t)-1;
+    return v;
+}
+
 /* Both kinds outlive every translation: made with malloc, not in a translation's arena. */
 static void consts_init(void)
 {
     int arena = jarena_pause();
     for (size_t i = 0; i < sizeof(const_ints) / sizeof(const_ints[0]); i++)
-        const_ints[i] = json_integer(const_int_values[i]);
+        const_ints[i] = immortal(json_integer(const_int_values[i]));
     for (size_t i = 0; const_str_values[i]; i++)
-        const_strs[i] = json_string(const_str_values[i]);
+        const_strs[i] = immortal(json_string(const_str_values[i]));
     jarena_resume(arena);
 }
 
@@ -410,7 +423,7 @@ static json_t *intern(const char *s, size_t n)
     v = interned_find(s, n, seen, interned.n);
     if (!v && interned.n < INTERN_CAP) {
         int arena = jarena_pause();
-        if ((v = json_stringn_nocheck(s, n)))
+        if ((v = immortal(json_stringn_nocheck(s, n))))
             interned.v[interned.n] = v;
         __atomic_store_n(&interned.n, interned.n + (v != NULL), __ATOMIC_RELEASE);
         jarena_resume(arena);
