@@ -188,9 +188,9 @@ static void relate_one(Xlate *x, Rels *rels, json_t *obj, int what, const char *
  * comma-separated names, trimmed, as xsplit() reads them, without making a list of them (this
  * runs for every Service, route parent and consumer).
  */
-static void relate(Xlate *x, Rels *rels, json_t *obj, int what, const char *ref)
+static void relate_ann(Xlate *x, Rels *rels, json_t *obj, int what, const char *ref,
+                       const char *ann)
 {
-    const char *ann = obj_annotation(obj, ANN "plugins");
     if (!ann || !ref)
         return;
     for (const char *p = ann;;) {
@@ -213,6 +213,71 @@ static void relate(Xlate *x, Rels *rels, json_t *obj, int what, const char *ref)
             break;
         p = e + 1;
     }
+}
+
+static void relate(Xlate *x, Rels *rels, json_t *obj, int what, const char *ref)
+{
+    relate_ann(x, rels, obj, what, ref, obj_annotation(obj, ANN "plugins"));
+}
+
+/*
+ * What a Service or route names in konghq.com/plugins, read on two threads: the objects are cold
+ * by now, and reading them was most of relating them.
+ */
+typedef struct RelReq {
+    json_t *obj;
+    int what;
+    const char *ref;
+    json_t *route; /* a route's Kong fields, where the name (ref) comes from */
+    const char *ann;
+} RelReq;
+
+static void read_rel_anns(void *ud, int half, size_t from, size_t to)
+{
+    RelReq *q = ud;
+    (void)half;
+    for (size_t i = from; i < to; i++) {
+        q[i].ann = obj_annotation(q[i].obj, ANN "plugins");
+        if (q[i].ann && q[i].route)
+            q[i].ref = json_string_value(json_object_get(q[i].route, "name"));
+    }
+}
+
+/* Queue @r in @q, or relate it at once when there is no queue (out of memory). */
+static void rel_req(Xlate *x, Rels *rels, RelReq *q, size_t *k, RelReq r)
+{
+    if (q) {
+        q[(*k)++] = r;
+        return;
+    }
+    read_rel_anns(&r, 0, 0, 1);
+    relate_ann(x, rels, r.obj, r.what, r.ref, r.ann);
+}
+
+static void relate_services(Xlate *x, Rels *rels)
+{
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < x->nsvcs; i++)
+        n += json_object_size(x->svcs[i]->k8s) + 1 + x->svcs[i]->nroutes;
+    RelReq *q = calloc(n ? n : 1, sizeof(*q));
+    for (size_t i = 0; i < x->nsvcs; i++) {
+        XService *s = x->svcs[i];
+        if (s->skip)
+            continue;
+        const char *key;
+        json_t *svc;
+        json_object_foreach(s->k8s, key, svc)
+            rel_req(x, rels, q, &k, (RelReq){svc, REL_SERVICES, s->name, NULL, NULL});
+        if (s->facade)
+            rel_req(x, rels, q, &k, (RelReq){s->facade, REL_SERVICES, s->name, NULL, NULL});
+        for (size_t r = 0; r < s->nroutes; r++)
+            rel_req(x, rels, q, &k,
+                    (RelReq){s->routes[r].parent, REL_ROUTES, NULL, s->routes[r].r, NULL});
+    }
+    xsplit_run(k, read_rel_anns, q);
+    for (size_t i = 0; i < k; i++)
+        relate_ann(x, rels, q[i].obj, q[i].what, q[i].ref, q[i].ann);
+    free(q);
 }
 
 static json_t *parse_value(const char *s, size_t len, bool json_only)
@@ -502,19 +567,7 @@ static void rel_range(void *ud, int half, size_t from, size_t to)
 void xlate_plugins(Xlate *x)
 {
     Rels rels = {json_object(), NULL, 0, 0};
-    for (size_t i = 0; i < x->nsvcs; i++) {
-        XService *s = x->svcs[i];
-        if (s->skip)
-            continue;
-        const char *k;
-        json_t *svc;
-        json_object_foreach(s->k8s, k, svc) relate(x, &rels, svc, REL_SERVICES, s->name);
-        if (s->facade)
-            relate(x, &rels, s->facade, REL_SERVICES, s->name);
-        for (size_t r = 0; r < s->nroutes; r++)
-            relate(x, &rels, s->routes[r].parent, REL_ROUTES,
-                   json_string_value(json_object_get(s->routes[r].r, "name")));
-    }
+    relate_services(x, &rels);
     size_t i;
     json_t *c;
     json_array_foreach(x->consumers, i, c)
