@@ -367,6 +367,21 @@ static size_t first_in_ns(json_t *const *all, size_t n, const char *ns)
  * only of the @only ones (keys of an object; each gets an entry, empty when it has no slices).
  * The store lists slices by namespace, so a few Services cost a short scan each.
  */
+typedef struct SliceOwners {
+    json_t *const *all;
+    const char **owner, **ns;
+} SliceOwners;
+
+static void read_owners(void *ud, int half, size_t from, size_t to)
+{
+    SliceOwners *so = ud;
+    (void)half;
+    for (size_t i = from; i < to; i++) {
+        so->owner[i] = obj_label(so->all[i], OWNER);
+        so->ns[i] = so->owner[i] ? obj_ns(so->all[i]) : NULL;
+    }
+}
+
 json_t *xslice_index(Store *st, const json_t *only)
 {
     json_t *index = json_object();
@@ -374,13 +389,20 @@ json_t *xslice_index(Store *st, const json_t *only)
     size_t n;
     json_t *const *all = store_list(st, "EndpointSlice", &n);
     if (!only) {
+        /* The labels of cold slices are read on two threads, the index is made in order. */
+        SliceOwners so = {all, calloc(n ? n : 1, sizeof(char *)), calloc(n ? n : 1, sizeof(char *))};
+        bool read = so.owner && so.ns;
+        if (read)
+            xsplit_run(n, read_owners, &so);
         for (size_t i = 0; i < n; i++) {
-            const char *owner = obj_label(all[i], OWNER);
+            const char *owner = read ? so.owner[i] : obj_label(all[i], OWNER);
             if (!owner)
                 continue;
-            xjoin(key, sizeof(key), obj_ns(all[i]), "/", owner, NULL);
+            xjoin(key, sizeof(key), read ? so.ns[i] : obj_ns(all[i]), "/", owner, NULL);
             index_slice(index, all[i], key);
         }
+        free(so.owner);
+        free(so.ns);
         return index;
     }
     const char *svc;
