@@ -646,12 +646,15 @@ void xlate_add_tls(Xlate *x, const json_t *obj, const json_t *tls)
 
 /*
  * Routes are built from their Meta and Ingress alone, so with many of them a helper thread
- * builds the first three quarters of the routes while the caller finds or makes their services
- * (which must go in order) and then builds the rest: a route costs about twice a service.
+ * builds routes while the caller finds or makes their services (which must go in order), and
+ * then the caller builds routes too. Both take the next few from a shared counter, so they end
+ * together whatever a route costs against a service on this machine.
  */
+#define ROUTE_CHUNK 16
 typedef struct RouteWork {
     Meta *mv;
-    size_t nm; /* the helper builds routes [0, nm) */
+    size_t nm;
+    size_t next;     /* the first route nobody has taken (atomic) */
     bool expressions, legacy;
     json_t **routes; /* NULL: built on the caller's thread */
 } RouteWork;
@@ -667,12 +670,18 @@ static void add_route(XService *s, json_t *r, const Meta *m, bool expressions)
         s->routes[s->nroutes - 1].rewrite = m->rewrite;
 }
 
+static void take_routes(RouteWork *w)
+{
+    size_t from;
+    while ((from = __atomic_fetch_add(&w->next, ROUTE_CHUNK, __ATOMIC_RELAXED)) < w->nm)
+        for (size_t i = from; i < from + ROUTE_CHUNK && i < w->nm; i++)
+            w->routes[i] = route_of(w, i);
+}
+
 static void build_routes(void *arg)
 {
-    RouteWork *w = arg;
     jarena_enter(); /* a helper thread's values belong to the translation too */
-    for (size_t i = 0; i < w->nm; i++)
-        w->routes[i] = route_of(w, i);
+    take_routes(arg);
     jarena_leave();
 }
 
@@ -860,7 +869,7 @@ void xlate_ingresses(Xlate *x)
             xlate_add_tls(x, ings[i], obj_get_path(ings[i], "spec.tls"));
     free(tls);
 
-    RouteWork rw = {mv, nm - nm / 4, x->o->expressions, legacy, NULL};
+    RouteWork rw = {mv, nm, 0, x->o->expressions, legacy, NULL};
     XService **owners = NULL;
     uv_thread_t helper;
     bool threaded = false;
@@ -875,8 +884,7 @@ void xlate_ingresses(Xlate *x)
             add_route(s, route_of(&rw, i), &mv[i], x->o->expressions);
     }
     if (threaded) {
-        for (size_t i = rw.nm; i < nm; i++)
-            rw.routes[i] = route_of(&rw, i);
+        take_routes(&rw);
         uv_thread_join(&helper);
         for (size_t i = 0; i < nm; i++) {
             if (owners[i])
