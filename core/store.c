@@ -180,8 +180,8 @@ const char *obj_api_version(const json_t *o)
  *                                        bytes is the length of the pairs, to step over them
  *   'j' the value as compact JSON       anything else (generation, finalizers, ...)
  * The name, namespace, annotations and labels come first (the most read: a lookup walks the
- * entries before it), the resourceVersion last (see same_but_version()). Strings end with a NUL, so a string holding one is cut there, as every
- * reader of C strings cut it before.
+ * entries before it), the resourceVersion last (see same_but_version()). Strings end with a NUL,
+ * so a string holding one is cut there, as every reader of C strings cut it before.
  */
 #define META_PACKED "metadataPacked"
 
@@ -248,8 +248,9 @@ static bool ment_next(const char **p, const char *end, MetaEnt *e)
 static bool packed_meta(const json_t *o, const char **p, const char **end)
 {
     void *it = json_object_iter((json_t *)o); /* put_first() put it first */
-    json_t *pm = it && !strcmp(json_object_iter_key(it), META_PACKED) ? json_object_iter_value(it)
-                                                                       : json_object_get(o, META_PACKED);
+    json_t *pm = it && !strcmp(json_object_iter_key(it), META_PACKED)
+                     ? json_object_iter_value(it)
+                     : json_object_get(o, META_PACKED);
     if (!json_is_string(pm))
         return false;
     *p = json_string_value(pm);

@@ -210,9 +210,9 @@ static long long days_from_civil(long long y, int m, int d)
 {
     y -= m <= 2;
     long long era = (y >= 0 ? y : y - 399) / 400;
-    long long yoe = y - era * 400;                            /* [0, 399] */
+    long long yoe = y - era * 400;                                   /* [0, 399] */
     long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1; /* [0, 365] */
-    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;    /* [0, 146096] */
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;           /* [0, 146096] */
     return era * 146097 + doe - 719468;
 }
 
@@ -405,9 +405,11 @@ json_t *xconst_str(const char *s, size_t n)
 
 static json_t *interned_find(const char *s, size_t n, size_t from, size_t to)
 {
-    for (size_t i = from; i < to; i++)
-        if (json_string_length(interned.v[i]) == n && !memcmp(json_string_value(interned.v[i]), s, n))
-            return interned.v[i];
+    for (size_t i = from; i < to; i++) {
+        json_t *v = interned.v[i];
+        if (json_string_length(v) == n && !memcmp(json_string_value(v), s, n))
+            return v;
+    }
     return NULL;
 }
 

@@ -390,7 +390,8 @@ json_t *xslice_index(Store *st, const json_t *only)
     json_t *const *all = store_list(st, "EndpointSlice", &n);
     if (!only) {
         /* The labels of cold slices are read on two threads, the index is made in order. */
-        SliceOwners so = {all, calloc(n ? n : 1, sizeof(char *)), calloc(n ? n : 1, sizeof(char *))};
+        SliceOwners so = {all, calloc(n ? n : 1, sizeof(char *)),
+                          calloc(n ? n : 1, sizeof(char *))};
         bool read = so.owner && so.ns;
         if (read)
             xsplit_run(n, read_owners, &so);

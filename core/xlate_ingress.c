@@ -548,7 +548,10 @@ static char *rewrite_expr(const char *in, char *err, size_t errlen)
         bool ok = *p == '\\' ? *c == '$' : isdigit((unsigned char)*c);
         if (!ok) {
             if (*c) { /* the whole character, as Go's %c prints it */
-                size_t n = (*c & 0xE0) == 0xC0 ? 2 : (*c & 0xF0) == 0xE0 ? 3 : (*c & 0xF8) == 0xF0 ? 4 : 1;
+                size_t n = (*c & 0xE0) == 0xC0   ? 2
+                           : (*c & 0xF0) == 0xE0 ? 3
+                           : (*c & 0xF8) == 0xF0 ? 4
+                                                 : 1;
                 snprintf(err, errlen, "unexpected %.*s at pos %zu", (int)strnlen(c, n), c,
                          (size_t)(c - in));
             } else {
