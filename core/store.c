@@ -201,14 +201,25 @@ static const char *get_z(const char **p, const char *end)
     return s;
 }
 
-/* A decimal count ending with a NUL at *@p; false when it is not one (strtoull is slow here). */
+/*
+ * The decimal number at @p (before @end) into *@v, and where its digits end: NULL when there are
+ * none, or more than fit what a packed length can be. Packed fields' lengths and counts; strtoull
+ * was slow here.
+ */
+static const char *get_decimal(const char *p, const char *end, unsigned long long *v)
+{
+    const char *q = p;
+    *v = 0;
+    while (q < end && *q >= '0' && *q <= '9' && *v < (1ULL << 40))
+        *v = *v * 10 + (unsigned long long)(*q++ - '0');
+    return q == p || (q < end && *q >= '0' && *q <= '9') ? NULL : q;
+}
+
+/* A decimal count ending with a NUL at *@p; false when it is not one. */
 static bool get_count(const char **p, const char *end, unsigned long long *v)
 {
-    const char *q = *p;
-    *v = 0;
-    while (q < end && *q >= '0' && *q <= '9' && *v < (1ULL << 48))
-        *v = *v * 10 + (unsigned long long)(*q++ - '0');
-    if (q == *p || q >= end || *q)
+    const char *q = get_decimal(*p, end, v);
+    if (!q || q >= end || *q)
         return false;
     *p = q + 1;
     return true;
@@ -695,11 +706,9 @@ static void trim_slice(json_t *c, json_t *md)
 /* A netstring at *@p (before @end) into @out (cut to its size); false when malformed. */
 static bool unpack_str(const char **p, const char *end, char *out, size_t outn)
 {
-    size_t n = 0;
-    const char *q = *p;
-    while (q < end && *q >= '0' && *q <= '9' && n < ((size_t)1 << 40))
-        n = n * 10 + (size_t)(*q++ - '0');
-    if (q == *p || q >= end || *q != ':' || (size_t)(end - q - 1) < n)
+    unsigned long long n;
+    const char *q = get_decimal(*p, end, &n);
+    if (!q || q >= end || *q != ':' || (unsigned long long)(end - q - 1) < n)
         return false;
     q++;
     size_t k = n < outn ? n : outn - 1;
