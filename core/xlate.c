@@ -173,6 +173,82 @@ json_t *xsplit(const char *s, char sep)
     return arr;
 }
 
+/* Bytes of the UTF-8 sequence at @p, at most @left: jansson's strings are valid UTF-8. */
+static size_t rune_len(const char *p, size_t left)
+{
+    unsigned char c = (unsigned char)*p;
+    size_t n = c < 0xc0 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    return n < left ? n : left;
+}
+
+/* Go's unicode.IsSpace runes past ASCII, UTF-8 encoded: strings.TrimSpace trims these too. */
+static const char *const wide_spaces[] = {
+    "\xc2\x85",     "\xc2\xa0",     "\xe1\x9a\x80", "\xe2\x80\x80", "\xe2\x80\x81", "\xe2\x80\x82",
+    "\xe2\x80\x83", "\xe2\x80\x84", "\xe2\x80\x85", "\xe2\x80\x86", "\xe2\x80\x87", "\xe2\x80\x88",
+    "\xe2\x80\x89", "\xe2\x80\x8a", "\xe2\x80\xa8", "\xe2\x80\xa9", "\xe2\x80\xaf", "\xe2\x81\x9f",
+    "\xe3\x80\x80",
+};
+
+/* Bytes of the white space rune that starts at @a (@back false) or ends at @b (true), or 0. */
+static size_t space_at(const char *a, const char *b, bool back)
+{
+    if (a >= b)
+        return 0;
+    char c = back ? b[-1] : a[0];
+    if (c == ' ' || (c >= '\t' && c <= '\r'))
+        return 1;
+    for (size_t i = 0; i < sizeof(wide_spaces) / sizeof(wide_spaces[0]); i++) {
+        size_t n = strlen(wide_spaces[i]);
+        if ((size_t)(b - a) >= n && !memcmp(back ? b - n : a, wide_spaces[i], n))
+            return n;
+    }
+    return 0;
+}
+
+json_t *xsplit_trim(const char *s, const char *sep)
+{
+    json_t *arr = json_array();
+    const char *p = s, *end = s + strlen(s);
+    size_t sl = strlen(sep);
+    if (!*s)
+        return arr;
+    while (arr) {
+        const char *e = sl ? strstr(p, sep) : p + rune_len(p, (size_t)(end - p));
+        const char *a = p, *b = e && e < end ? e : end;
+        size_t n;
+        while ((n = space_at(a, b, false)))
+            a += n;
+        while ((n = space_at(a, b, true)))
+            b -= n;
+        json_array_append_new(arr, json_stringn(a, (size_t)(b - a)));
+        if (!e || e >= end)
+            break;
+        p = e + sl;
+    }
+    return arr;
+}
+
+json_t *xheaders(const json_t *o)
+{
+    json_t *out = NULL;
+    ObjMapIter it = {0};
+    const char *k, *v, *sep = NULL;
+    while (obj_map_next(o, "annotations", &it, &k, &v)) {
+        if (strncmp(k, ANN "headers.", strlen(ANN "headers.")))
+            continue;
+        const char *name = k + strlen(ANN "headers.");
+        if (!*name || !*v)
+            continue;
+        if (!out) { /* most objects have none: look for the separator only when needed */
+            sep = obj_annotation(o, ANN "headers-separator");
+            if (!(out = json_object()))
+                return NULL;
+        }
+        json_object_set_new(out, name, xsplit_trim(v, sep ? sep : ","));
+    }
+    return out;
+}
+
 bool xparse_bool(const char *s, bool *ret)
 {
     static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True", NULL};

@@ -227,28 +227,6 @@ static char *host_pred(const char *h)
     return pred("http.host", "==", h);
 }
 
-/* Header keys in the annotations "konghq.com/headers.<name>", sorted by name. */
-static json_t *header_annotations(const json_t *ing)
-{
-    json_t *out = json_object();
-    ObjMapIter it = {0};
-    const char *k, *v;
-    const char *sep = obj_annotation(ing, ANN "headers-separator");
-    while (obj_map_next(ing, "annotations", &it, &k, &v)) {
-        if (strncmp(k, ANN "headers.", strlen(ANN "headers.")))
-            continue;
-        const char *name = k + strlen(ANN "headers.");
-        if (!*name)
-            continue;
-        json_t *vals = xsplit(v, sep && *sep ? sep[0] : ',');
-        if (json_array_size(vals))
-            json_object_set_new(out, name, vals);
-        else
-            json_decref(vals);
-    }
-    return out;
-}
-
 static json_t *upper_methods(const json_t *ing)
 {
     json_t *m = xsplit(obj_annotation(ing, ANN "methods"), ',');
@@ -341,7 +319,7 @@ static json_t *expr_route(Meta *m)
     }
     json_decref(pors);
 
-    json_t *headers = header_annotations(ing);
+    json_t *headers = xheaders(ing);
     size_t nh = json_object_size(headers);
     if (nh) {
         const char **names = calloc(nh, sizeof(*names));

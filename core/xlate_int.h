@@ -191,6 +191,17 @@ bool xclass_exact_or_empty(Xlate *x, const json_t *obj);
 
 /* Annotation helpers: trimmed comma list as a JSON array of strings (new ref). */
 json_t *xsplit(const char *s, char sep);
+/*
+ * xsplit_trim() - @s split on @sep and each part trimmed, as Go's strings.Split and TrimSpace do:
+ * empty parts are kept, and an empty @sep splits after each UTF-8 sequence.
+ */
+json_t *xsplit_trim(const char *s, const char *sep);
+/*
+ * xheaders() - the konghq.com/headers.<name> annotations of @o: name -> values, split on
+ * konghq.com/headers-separator (",": absent), or NULL when it has none. Empty names and empty
+ * values are passed over.
+ */
+json_t *xheaders(const json_t *o);
 bool xparse_bool(const char *s, bool *ret);     /* Go strconv.ParseBool */
 bool xparse_int(const char *s, long long *ret); /* whole string an integer */
 long long xcreation(const json_t *obj);         /* creationTimestamp as seconds, 0 if absent */

@@ -197,23 +197,10 @@ static void override_route(XRoute *xr)
         }
         json_decref(al);
     }
-    ObjMapIter it = {0};
-    const char *sep = obj_anns_get(&an, ANN "headers-separator");
-    const char *k, *av;
-    while (obj_map_next(obj, "annotations", &it, &k, &av)) {
-        if (strncmp(k, ANN "headers.", strlen(ANN "headers.")))
-            continue;
-        const char *name = k + strlen(ANN "headers.");
-        if (!*name)
-            continue;
-        json_t *vals = xsplit(av, sep && *sep ? sep[0] : ',');
-        json_t *h = json_object_get(r, "headers");
-        if (!h) {
-            h = json_object();
-            json_object_set_new(r, "headers", h);
-        }
-        json_object_set_new(h, name, vals);
-    }
+    json_t *h = xheaders(obj); /* replaces the route's headers, as KIC does */
+    if (json_object_size(h))
+        json_object_set(r, "headers", h);
+    json_decref(h);
     if ((v = obj_anns_get(&an, ANN "path-handling")) && v[0] == 'v' && isdigit((unsigned char)v[1]) &&
         !v[2])
         json_object_set_new(r, "path_handling", json_string(v));

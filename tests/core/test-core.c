@@ -1251,6 +1251,36 @@ static void test_creation_timestamps(void **state)
     json_decref(odd);
 }
 
+/*
+ * Header values split as Go's strings.Split then TrimSpace: empty parts kept, a trailing separator
+ * gives one, Unicode spaces trimmed, and an empty separator splits after each UTF-8 sequence.
+ */
+static void test_split_trim(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s, *sep, *want;
+    } t[] = {
+        {"a,b", ",", "[\"a\",\"b\"]"},
+        {" a ,,b,", ",", "[\"a\",\"\",\"b\",\"\"]"},
+        {"a;;b;c", ";;", "[\"a\",\"b;c\"]"},
+        {"\xc2\xa0x\xe3\x80\x80\t", ",", "[\"x\"]"},
+        {"\xe2\x80\x8bx", ",", "[\"\xe2\x80\x8bx\"]"}, /* U+200B is not white space in Go */
+        {"a\xc3\xa9 b", "", "[\"a\",\"\xc3\xa9\",\"\",\"b\"]"},
+        {"", ",", "[]"},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        json_t *got = xsplit_trim(t[i].s, t[i].sep);
+        char *text = json_dumps(got, JSON_COMPACT);
+        json_t *want = json_loads(t[i].want, 0, NULL);
+        if (!text || !want || !json_equal(got, want))
+            fail_msg("case %zu: got %s, want %s", i, text ? text : "?", t[i].want);
+        free(text);
+        json_decref(got);
+        json_decref(want);
+    }
+}
+
 /* A revision gives its tree back and still serves the configuration, from its bytes. */
 static void test_revision_tree_handed_back(void **state)
 {
@@ -1348,6 +1378,7 @@ int main(void)
         cmocka_unit_test(test_xlate_empty_and_canonical),
         cmocka_unit_test(test_canonical_string_escapes),
         cmocka_unit_test(test_creation_timestamps),
+        cmocka_unit_test(test_split_trim),
         cmocka_unit_test(test_revision_freed_off_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
