@@ -176,6 +176,15 @@ typedef struct IngressPathIter {
 } IngressPathIter;
 bool obj_ingress_path(const json_t *ing, IngressPathIter *it, IngressPath *p);
 
+/*
+ * obj_prefetch() - at step @i of a loop over @objs (@n of them), start loading the memory that
+ * reading the metadata of the next few objects will touch: a pass over cold objects otherwise
+ * waits on each pointer it follows in turn.
+ */
+void obj_prefetch(json_t *const *objs, size_t n, size_t i);
+/* obj_prefetch_in() - the same where the objects are pointers @stride bytes apart from @base. */
+void obj_prefetch_in(const void *base, size_t stride, size_t n, size_t i);
+
 /* obj_get_path() - walk "a.b.c" through nested objects; borrowed or NULL. */
 json_t *obj_get_path(const json_t *o, const char *dotted);
 const char *obj_get_str(const json_t *o, const char *dotted);

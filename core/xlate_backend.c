@@ -377,6 +377,7 @@ static void read_owners(void *ud, int half, size_t from, size_t to)
     SliceOwners *so = ud;
     (void)half;
     for (size_t i = from; i < to; i++) {
+        obj_prefetch(so->all, to, i);
         so->owner[i] = obj_label(so->all[i], OWNER);
         so->ns[i] = so->owner[i] ? obj_ns(so->all[i]) : NULL;
     }

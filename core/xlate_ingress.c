@@ -683,9 +683,11 @@ static void read_class(void *ud, int half, size_t from, size_t to)
 {
     IngRead *r = ud;
     (void)half;
-    for (size_t i = from; i < to; i++)
+    for (size_t i = from; i < to; i++) {
+        obj_prefetch(r->all, to, i);
         if ((r->keep[i] = xclass_ingress(r->x, r->all[i])))
             r->ts[i] = xcreation(r->all[i]);
+    }
 }
 
 typedef struct MetaHalf {
@@ -740,6 +742,7 @@ static void read_paths(void *ud, int half, size_t from, size_t to)
     Xlate *x = h->x;
     for (size_t i = from; i < to && !h->oom; i++) {
         json_t *ing = h->ings[i];
+        obj_prefetch(h->ings, to, i);
         if (!h->default_ing && json_is_object(obj_get_path(ing, "spec.defaultBackend")))
             h->default_ing = ing;
         h->tls[i] = json_array_size(obj_get_path(ing, "spec.tls")) > 0;

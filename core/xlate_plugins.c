@@ -237,6 +237,7 @@ static void read_rel_anns(void *ud, int half, size_t from, size_t to)
     RelReq *q = ud;
     (void)half;
     for (size_t i = from; i < to; i++) {
+        obj_prefetch_in(&q[0].obj, sizeof(*q), to, i);
         q[i].ann = obj_annotation(q[i].obj, ANN "plugins");
         if (q[i].ann && q[i].route)
             q[i].ref = json_string_value(json_object_get(q[i].route, "name"));

@@ -97,6 +97,9 @@ static void run(int n)
         free(text);
     }
     json_t *cfg, *failures;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    long faults = ru.ru_minflt;
     double t2 = now_ms(), c2 = cpu_ms();
     double phase[XLATE_PHASES];
     xlate_run_timed(s, NULL, &cfg, &failures, phase);
@@ -107,8 +110,8 @@ static void run(int n)
     char hash[65];
     util_sha256_hex(json, jl, hash);
     double t3 = now_ms(), c3 = cpu_ms();
-    struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
+    faults = ru.ru_minflt - faults;
     printf("%8d %10zu %9.1f %9.1f %12.1f %13.1f %12.1f %10zu %6zu\n", n, store_count(s, NULL), load,
            load_cpu, t3 - t2, c3 - c2, ru.ru_maxrss / 1024.0, jl / 1024, json_array_size(failures));
     if (getenv("BENCH_PHASES")) {
@@ -117,6 +120,7 @@ static void run(int n)
                 printf("           %-16s %8.1f ms\n", xlate_phase_name(i), phase[i]);
         printf("           %-16s %8.1f ms\n           %-16s %8.1f ms\n", "serialize", th - ts,
                "hash", t3 - th);
+        printf("           %-16s %8ld\n", "page faults", faults);
     }
     fflush(stdout);
     free(json);
