@@ -150,29 +150,6 @@ int xlate_feature_gates(XlateOptions *o, const char *spec, char *err, size_t err
 
 /* ---- small helpers ---- */
 
-json_t *xsplit(const char *s, char sep)
-{
-    json_t *arr = json_array();
-    if (!s || !arr)
-        return arr;
-    const char *p = s;
-    for (;;) {
-        const char *e = strchr(p, sep);
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        const char *a = p, *b = p + n;
-        while (a < b && isspace((unsigned char)*a))
-            a++;
-        while (b > a && isspace((unsigned char)b[-1]))
-            b--;
-        if (b > a)
-            json_array_append_new(arr, json_stringn(a, (size_t)(b - a)));
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return arr;
-}
-
 /* Bytes of the UTF-8 sequence at @p, at most @left: jansson's strings are valid UTF-8. */
 static size_t rune_len(const char *p, size_t left)
 {
@@ -203,6 +180,30 @@ static size_t space_at(const char *a, const char *b, bool back)
             return n;
     }
     return 0;
+}
+
+json_t *xsplit(const char *s, char sep)
+{
+    json_t *arr = json_array();
+    if (!s || !arr)
+        return arr;
+    const char *p = s;
+    for (;;) {
+        const char *e = strchr(p, sep);
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        const char *a = p, *b = p + n;
+        size_t w;
+        while ((w = space_at(a, b, false)))
+            a += w;
+        while ((w = space_at(a, b, true)))
+            b -= w;
+        if (b > a)
+            json_array_append_new(arr, json_stringn(a, (size_t)(b - a)));
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return arr;
 }
 
 json_t *xsplit_trim(const char *s, const char *sep)
@@ -249,6 +250,29 @@ json_t *xheaders(const json_t *o)
     return out;
 }
 
+json_t *xmethods(const char *v)
+{
+    json_t *m = xsplit(v, ',');
+    size_t i;
+    json_t *e;
+    json_array_foreach(m, i, e)
+    {
+        char *up = strdup(json_string_value(e));
+        bool ok = up && *up;
+        for (char *c = up; ok && *c; c++) {
+            *c = (char)toupper((unsigned char)*c);
+            ok = *c >= 'A' && *c <= 'Z';
+        }
+        if (!ok || json_array_set_new(m, i, json_string(up)) < 0) {
+            free(up);
+            json_array_clear(m); /* one invalid method voids the annotation */
+            break;
+        }
+        free(up);
+    }
+    return m;
+}
+
 bool xparse_bool(const char *s, bool *ret)
 {
     static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True", NULL};
@@ -271,7 +295,7 @@ bool xparse_bool(const char *s, bool *ret)
 bool xparse_int(const char *s, long long *ret)
 {
     char *end;
-    if (!s || !*s)
+    if (!s || !*s || isspace((unsigned char)*s)) /* strconv.Atoi takes no white space */
         return false;
     errno = 0;
     long long v = strtoll(s, &end, 10);

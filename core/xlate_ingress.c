@@ -227,27 +227,6 @@ static char *host_pred(const char *h)
     return pred("http.host", "==", h);
 }
 
-static json_t *upper_methods(const json_t *ing)
-{
-    json_t *m = xsplit(obj_annotation(ing, ANN "methods"), ',');
-    size_t i;
-    json_t *v;
-    json_array_foreach(m, i, v)
-    {
-        char buf[64];
-        snprintf(buf, sizeof(buf), "%s", json_string_value(v));
-        for (char *c = buf; *c; c++) {
-            *c = (char)toupper((unsigned char)*c);
-            if (*c < 'A' || *c > 'Z') {
-                json_decref(m);
-                return json_array();
-            }
-        }
-        json_array_set_new(m, i, json_string(buf));
-    }
-    return m;
-}
-
 static int cmp_cstr(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -363,7 +342,7 @@ static json_t *expr_route(Meta *m)
     }
     json_decref(headers);
 
-    json_t *methods = upper_methods(ing);
+    json_t *methods = xmethods(obj_annotation(ing, ANN "methods"));
     if (json_array_size(methods)) {
         json_t *mors = json_array();
         json_array_foreach(methods, i, v) append_take(mors, pred("http.method", "==", json_string_value(v)));

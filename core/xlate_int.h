@@ -189,7 +189,11 @@ void xgroup_version(const json_t *obj, char *group, size_t gl, char *version, si
 bool xclass_ingress(Xlate *x, const json_t *ing);
 bool xclass_exact_or_empty(Xlate *x, const json_t *obj);
 
-/* Annotation helpers: trimmed comma list as a JSON array of strings (new ref). */
+/*
+ * Annotation helpers. xsplit() - a list split on @sep, each part trimmed of white space as Go's
+ * strings.TrimSpace does and empty ones dropped (KIC's extractCommaDelimitedStrings), as a JSON
+ * array of strings (new ref).
+ */
 json_t *xsplit(const char *s, char sep);
 /*
  * xsplit_trim() - @s split on @sep and each part trimmed, as Go's strings.Split and TrimSpace do:
@@ -202,8 +206,13 @@ json_t *xsplit_trim(const char *s, const char *sep);
  * values are passed over.
  */
 json_t *xheaders(const json_t *o);
+/*
+ * xmethods() - a konghq.com/methods value (NULL: none) split and upper-cased; empty when one is not
+ * all letters A to Z after upper-casing, as KIC then ignores the annotation.
+ */
+json_t *xmethods(const char *v);
 bool xparse_bool(const char *s, bool *ret);     /* Go strconv.ParseBool */
-bool xparse_int(const char *s, long long *ret); /* whole string an integer */
+bool xparse_int(const char *s, long long *ret); /* whole string an integer: Go strconv.Atoi */
 long long xcreation(const json_t *obj);         /* creationTimestamp as seconds, 0 if absent */
 /*
  * xsort_by_creation() - stable sort of @v by creationTimestamp (ties keep their order, as Go's

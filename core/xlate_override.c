@@ -21,8 +21,9 @@ static bool in_list(const char *s, const char *const *list)
     return false;
 }
 
-static const char *const service_protocols[] = {"http", "https", "grpc", "grpcs", "tcp", "tls",
-                                                "tls_passthrough", "udp", "ws", "wss", NULL};
+/* KIC's util.ValidateProtocol. Not udp: UDPIngress routes get it, annotations cannot set it. */
+static const char *const kic_protocols[] = {
+    "", "http", "https", "grpc", "grpcs", "ws", "wss", "tls", "tcp", "tls_passthrough", NULL};
 
 static void set_int_ann(json_t *o, const char *field, const char *v)
 {
@@ -31,20 +32,21 @@ static void set_int_ann(json_t *o, const char *field, const char *v)
         json_object_set_new(o, field, json_integer(n));
 }
 
-static void override_service(Xlate *x, XService *s, json_t *svc, json_t *src)
+/*
+ * @src's annotations onto the Kong service of @s. Returns the protocol annotation when it is not
+ * a valid one (everything else is applied all the same), or NULL.
+ */
+static const char *override_service(XService *s, json_t *src)
 {
     json_t *k = s->s;
-    const char *v;
+    const char *v, *bad = NULL;
     ObjAnns an;
     obj_anns_init(&an, src);
     if ((v = obj_anns_get(&an, ANN "protocol")) && *v) {
-        if (in_list(v, service_protocols)) {
+        if (in_list(v, kic_protocols))
             json_object_set_new(k, "protocol", json_string(v));
-            if (!strcmp(v, "grpc") || !strcmp(v, "grpcs"))
-                json_object_del(k, "path");
-        } else {
-            xfail(x, svc, src != svc ? src : NULL, "konghq.com/protocol annotation has invalid value: %s", v);
-        }
+        else
+            bad = v;
     }
     if ((v = obj_anns_get(&an, ANN "path")) && v[0] == '/')
         json_object_set_new(k, "path", json_string(v));
@@ -56,28 +58,78 @@ static void override_service(Xlate *x, XService *s, json_t *svc, json_t *src)
     if (xparse_bool(obj_anns_get(&an, ANN "tls-verify"), &b))
         json_object_set_new(k, "tls_verify", json_boolean(b));
     set_int_ann(k, "tls_verify_depth", obj_anns_get(&an, ANN "tls-verify-depth"));
+    return bad;
 }
 
-static const char *const route_protocols[] = {"",   "http",  "https", "grpc",           "grpcs",
-                                              "ws", "wss",   "tls",   "tls_passthrough", "tcp",
-                                              "udp", NULL};
+/*
+ * The Services of @s in ns/name order, each then the facade, as KIC's Service.override: the first
+ * invalid protocol fails every Service of the group and ends the overrides there; otherwise a
+ * gRPC service loses its path, whichever annotation set it.
+ */
+static void override_services(Xlate *x, XService *s)
+{
+    size_t n = json_object_size(s->k8s), k = 0;
+    const char **keys = calloc(n ? n : 1, sizeof(*keys));
+    const char *key, *bad = NULL;
+    json_t *svc;
+    if (!keys)
+        return;
+    json_object_foreach(s->k8s, key, svc) keys[k++] = key;
+    for (size_t a = 1; a < n; a++)
+        for (size_t b = a; b > 0 && strcmp(keys[b - 1], keys[b]) > 0; b--) {
+            const char *t = keys[b];
+            keys[b] = keys[b - 1];
+            keys[b - 1] = t;
+        }
+    for (k = 0; k < n && !bad; k++) {
+        bad = override_service(s, json_object_get(s->k8s, keys[k]));
+        const char *fbad = s->facade ? override_service(s, s->facade) : NULL;
+        if (fbad)
+            xfail(x, s->facade, NULL, "konghq.com/protocol annotation has invalid value: %s", fbad);
+    }
+    if (bad) {
+        char msg[600];
+        json_t *group = json_array();
+        snprintf(msg, sizeof(msg), "konghq.com/protocol annotation has invalid value: %s", bad);
+        for (k = 0; k < n; k++)
+            json_array_append(group, json_object_get(s->k8s, keys[k]));
+        xfail_objs(x, group, msg);
+        json_decref(group);
+    } else {
+        const char *p = json_string_value(json_object_get(s->s, "protocol"));
+        if (p && (!strcmp(p, "grpc") || !strcmp(p, "grpcs")))
+            json_object_del(s->s, "path");
+    }
+    free(keys);
+}
 
+/* [@h, @end) is labels of letters and digits with single inner hyphens, joined by single dots. */
+static bool valid_labels(const char *h, const char *end)
+{
+    bool need = true; /* a letter or digit must come next */
+    for (const char *c = h; c < end; c++) {
+        if (isalnum((unsigned char)*c))
+            need = false;
+        else if ((*c == '-' || *c == '.') && !need)
+            need = true;
+        else
+            return false;
+    }
+    return !need;
+}
+
+/*
+ * KIC's patterns for route SNIs and, with @wild, host aliases, which may also start with "*." and
+ * end with ".*". No length limit: KIC has none.
+ */
 static bool valid_hostname(const char *h, bool wild)
 {
-    size_t l = strlen(h);
-    const char *end = h + l;
-    if (!l || l > 253)
-        return false;
+    const char *end = h + strlen(h);
     if (wild && !strncmp(h, "*.", 2))
         h += 2;
-    else if (wild && l > 2 && !strcmp(end - 2, ".*"))
+    if (wild && end - h > 2 && !strcmp(end - 2, ".*"))
         end -= 2;
-    if (h >= end || *h == '.' || *h == '-')
-        return false;
-    for (const char *c = h; c < end; c++)
-        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '.')
-            return false;
-    return true;
+    return valid_labels(h, end);
 }
 
 static bool has_protocol(json_t *protos, const char *p)
@@ -85,6 +137,27 @@ static bool has_protocol(json_t *protos, const char *p)
     size_t i;
     json_t *v;
     json_array_foreach(protos, i, v) if (!strcmp(json_string_value(v), p)) return true;
+    return false;
+}
+
+/* Go's strconv.ParseBool of the value lower-cased, as KIC reads the buffering annotations. */
+static bool parse_lower_bool(const char *v, bool *ret)
+{
+    char low[8];
+    size_t n = v ? strlen(v) : sizeof(low);
+    if (n >= sizeof(low))
+        return false;
+    for (size_t i = 0; i <= n; i++)
+        low[i] = (char)tolower((unsigned char)v[i]);
+    return xparse_bool(low, ret);
+}
+
+/* KIC takes a path_handling that matches v\d anywhere in it (and Kong then judges it). */
+static bool has_version(const char *v)
+{
+    for (; *v; v++)
+        if (v[0] == 'v' && isdigit((unsigned char)v[1]))
+            return true;
     return false;
 }
 
@@ -124,9 +197,9 @@ static void override_route(XRoute *xr)
         else if (!strcasecmp(v, "false"))
             json_object_set_new(r, "preserve_host", json_false());
     }
-    if (xparse_bool(obj_anns_get(&an, ANN "request-buffering"), &b))
+    if (parse_lower_bool(obj_anns_get(&an, ANN "request-buffering"), &b))
         json_object_set_new(r, "request_buffering", json_boolean(b));
-    if (xparse_bool(obj_anns_get(&an, ANN "response-buffering"), &b))
+    if (parse_lower_bool(obj_anns_get(&an, ANN "response-buffering"), &b))
         json_object_set_new(r, "response_buffering", json_boolean(b));
     if ((v = obj_anns_get(&an, ANN "protocols"))) {
         /* Comma-delimited and trimmed, as KIC reads it; any invalid entry voids the annotation. */
@@ -134,7 +207,7 @@ static void override_route(XRoute *xr)
         bool ok = json_array_size(p) > 0;
         size_t i;
         json_t *e;
-        json_array_foreach(p, i, e) if (!in_list(json_string_value(e), route_protocols)) ok = false;
+        json_array_foreach(p, i, e) if (!in_list(json_string_value(e), kic_protocols)) ok = false;
         if (ok)
             json_object_set_new(r, "protocols", p);
         else
@@ -146,25 +219,10 @@ static void override_route(XRoute *xr)
     if ((v = obj_anns_get(&an, ANN "regex-priority")) && xparse_int(v, &n))
         json_object_set_new(r, "regex_priority", json_integer(n));
     if ((v = obj_anns_get(&an, ANN "methods"))) {
-        json_t *m = xsplit(v, ',');
-        bool ok = json_array_size(m) > 0;
-        size_t i;
-        json_t *e;
-        json_array_foreach(m, i, e)
-        {
-            char up[64];
-            snprintf(up, sizeof(up), "%s", json_string_value(e));
-            for (char *c = up; *c; c++) {
-                *c = (char)toupper((unsigned char)*c);
-                if (*c < 'A' || *c > 'Z')
-                    ok = false;
-            }
-            json_array_set_new(m, i, json_string(up));
-        }
-        if (ok)
-            json_object_set_new(r, "methods", m);
-        else
-            json_decref(m);
+        json_t *m = xmethods(v);
+        if (json_array_size(m))
+            json_object_set(r, "methods", m);
+        json_decref(m);
     }
     if ((v = obj_anns_get(&an, ANN "snis"))) {
         json_t *sn = xsplit(v, ',');
@@ -180,14 +238,17 @@ static void override_route(XRoute *xr)
             json_decref(sn);
     }
     if ((v = obj_anns_get(&an, ANN "host-aliases"))) {
+        /* One invalid alias voids the annotation, as in KIC. */
         json_t *al = xsplit(v, ',');
-        json_t *hosts = json_object_get(r, "hosts");
+        bool ok = true;
         size_t i;
         json_t *e;
+        json_array_foreach(al, i, e) if (!valid_hostname(json_string_value(e), true)) ok = false;
+        json_t *hosts = json_object_get(r, "hosts");
         json_array_foreach(al, i, e)
         {
-            if (!valid_hostname(json_string_value(e), true))
-                continue;
+            if (!ok)
+                break;
             if (!hosts) {
                 hosts = json_array();
                 json_object_set_new(r, "hosts", hosts);
@@ -201,8 +262,7 @@ static void override_route(XRoute *xr)
     if (json_object_size(h))
         json_object_set(r, "headers", h);
     json_decref(h);
-    if ((v = obj_anns_get(&an, ANN "path-handling")) && v[0] == 'v' && isdigit((unsigned char)v[1]) &&
-        !v[2])
+    if ((v = obj_anns_get(&an, ANN "path-handling")) && has_version(v))
         json_object_set_new(r, "path_handling", json_string(v));
 
     /* normalizeProtocols: grpc and http together (or invalid ones) fall back to http, https. */
@@ -218,12 +278,12 @@ static void override_route(XRoute *xr)
                 grpc = true;
             else if (!strcmp(s, "http") || !strcmp(s, "https"))
                 http = true;
-            else if (!in_list(s, route_protocols))
+            else if (!in_list(s, kic_protocols))
                 bad = true;
         }
-        if ((grpc && http) || bad)
+        if (grpc && (http || bad)) /* KIC counts an invalid protocol as an http one */
             json_object_set_new(r, "protocols", json_pack("[s,s]", "http", "https"));
-        else if (grpc)
+        if (grpc)
             json_object_del(r, "strip_path");
     }
 }
@@ -236,26 +296,7 @@ static void override_range(void *ud, int half, size_t from, size_t to)
         XService *s = x->svcs[i];
         if (s->skip)
             continue;
-        /* k8s is a JSON object: iterate in ns/name order for determinism. */
-        size_t n = json_object_size(s->k8s);
-        const char **keys = calloc(n ? n : 1, sizeof(*keys));
-        size_t k = 0;
-        const char *key;
-        json_t *svc;
-        json_object_foreach(s->k8s, key, svc) keys[k++] = key;
-        for (size_t a = 1; a < n; a++)
-            for (size_t b = a; b > 0 && strcmp(keys[b - 1], keys[b]) > 0; b--) {
-                const char *t = keys[b];
-                keys[b] = keys[b - 1];
-                keys[b - 1] = t;
-            }
-        for (k = 0; k < n; k++) {
-            svc = json_object_get(s->k8s, keys[k]);
-            override_service(x, s, svc, svc);
-            if (s->facade)
-                override_service(x, s, s->facade, s->facade);
-        }
-        free(keys);
+        override_services(x, s);
         for (size_t r = 0; r < s->nroutes; r++)
             override_route(&s->routes[r]);
     }
