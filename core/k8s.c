@@ -195,13 +195,13 @@ int k8s__kubeconfig_parse(const char *data, size_t len, const char *path, K8sCre
         goto out;
     }
     const char *server = k8s__str(cl, "server");
-    if (!*server) {
-        r = set_err(ret_err, -EINVAL, "kubeconfig %s: cluster \"%s\" has no server", path, cl_name);
-        goto out;
-    }
     size_t sl = strlen(server);
     while (sl > 0 && server[sl - 1] == '/')
         sl--;
+    if (!sl) { /* "" or only slashes */
+        r = set_err(ret_err, -EINVAL, "kubeconfig %s: cluster \"%s\" has no server", path, cl_name);
+        goto out;
+    }
     c->server = strndup(server, sl);
     json_t *insecure = json_object_get(cl, "insecure-skip-tls-verify");
     c->insecure = json_is_true(insecure) ||

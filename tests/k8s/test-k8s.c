@@ -149,6 +149,14 @@ static void test_kubeconfig_errors(void **state)
     assert_non_null(err);
     free(err);
     k8s__creds_deinit(&c);
+
+    /* A server of slashes alone is none (fuzz-kubeconfig found it taken as ""). */
+    assert_true(parse("current-context: a\ncontexts:\n- {name: a, context: {cluster: c, user: u}}\n"
+                      "clusters:\n- {name: c, cluster: {server: ///}}\n",
+                      &c, &err) < 0);
+    assert_non_null(strstr(err, "cluster \"c\" has no server"));
+    free(err);
+    k8s__creds_deinit(&c);
 }
 
 static json_t *lease(const char *holder, const char *renew)
