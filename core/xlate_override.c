@@ -33,20 +33,22 @@ static void set_int_ann(json_t *o, const char *field, const char *v)
 }
 
 /*
- * @src's annotations onto the Kong service of @s. Returns the protocol annotation when it is not
- * a valid one (everything else is applied all the same), or NULL.
+ * @src's annotations onto the Kong service of @s; *@proto becomes the protocol it sets. Returns
+ * the protocol annotation when it is not a valid one (the rest is applied all the same), or NULL.
  */
-static const char *override_service(XService *s, json_t *src)
+static const char *override_service(XService *s, json_t *src, const char **proto)
 {
     json_t *k = s->s;
     const char *v, *bad = NULL;
     ObjAnns an;
     obj_anns_init(&an, src);
     if ((v = obj_anns_get(&an, ANN "protocol")) && *v) {
-        if (in_list(v, kic_protocols))
+        if (in_list(v, kic_protocols)) {
             json_object_set_new(k, "protocol", json_string(v));
-        else
+            *proto = v;
+        } else {
             bad = v;
+        }
     }
     if ((v = obj_anns_get(&an, ANN "path")) && v[0] == '/')
         json_object_set_new(k, "path", json_string(v));
@@ -70,7 +72,7 @@ static void override_services(Xlate *x, XService *s)
 {
     size_t n = json_object_size(s->k8s), k = 0;
     const char **keys = calloc(n ? n : 1, sizeof(*keys));
-    const char *key, *bad = NULL;
+    const char *key, *bad = NULL, *proto = NULL;
     json_t *svc;
     if (!keys)
         return;
@@ -82,8 +84,8 @@ static void override_services(Xlate *x, XService *s)
             keys[b - 1] = t;
         }
     for (k = 0; k < n && !bad; k++) {
-        bad = override_service(s, json_object_get(s->k8s, keys[k]));
-        const char *fbad = s->facade ? override_service(s, s->facade) : NULL;
+        bad = override_service(s, json_object_get(s->k8s, keys[k]), &proto);
+        const char *fbad = s->facade ? override_service(s, s->facade, &proto) : NULL;
         if (fbad)
             xfail(x, s->facade, NULL, "konghq.com/protocol annotation has invalid value: %s", fbad);
     }
@@ -95,10 +97,8 @@ static void override_services(Xlate *x, XService *s)
             json_array_append(group, json_object_get(s->k8s, keys[k]));
         xfail_objs(x, group, msg);
         json_decref(group);
-    } else {
-        const char *p = json_string_value(json_object_get(s->s, "protocol"));
-        if (p && (!strcmp(p, "grpc") || !strcmp(p, "grpcs")))
-            json_object_del(s->s, "path");
+    } else if (proto && (!strcmp(proto, "grpc") || !strcmp(proto, "grpcs"))) {
+        json_object_del(s->s, "path"); /* only an annotation makes a service gRPC */
     }
     free(keys);
 }
