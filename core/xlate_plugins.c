@@ -382,26 +382,12 @@ static json_t *plugin_entity(Xlate *x, json_t *kp)
     json_t *p = json_pack("{s:s, s:o}", "name", pname, "tags", xtags(kp));
     json_t *config = json_object_get(kp, "config");
     json_t *from = json_object_get(kp, "configFrom");
-    if (config && from) {
-        xfail(x, kp, NULL, "could not parse KongPlugin %s/%s: plugin has both Config and ConfigFrom set",
-              obj_ns(kp), obj_name(kp));
-        json_decref(p);
-        return NULL;
-    }
     json_t *cfg = NULL;
     json_t *patches = json_object_get(kp, "configPatches");
     if (config && !json_is_null(config)) {
         /* The configuration is never modified (revisions are read-only): share the store's,
          * unless patches will be written into it. */
         cfg = json_array_size(patches) ? json_deep_copy(config) : json_incref(config);
-    } else if (from) {
-        json_t *ref = json_object_get(from, "secretKeyRef");
-        const char *ns = cluster ? obj_get_str(ref, "namespace") : obj_ns(kp);
-        cfg = secret_value(x, kp, ns ? ns : "", ref, "configFrom", false);
-        if (!cfg) {
-            json_decref(p);
-            return NULL;
-        }
     }
     size_t i;
     json_t *patch;
@@ -422,6 +408,24 @@ static json_t *plugin_entity(Xlate *x, json_t *kp)
             cfg = json_object();
         cfg = pointer_add(cfg, path, v);
         json_decref(v);
+    }
+    if (json_is_object(from)) {
+        /* KIC refuses the pair only when the configuration (patched) has something in it. */
+        if (json_object_size(cfg) || (cfg && !json_is_object(cfg))) {
+            xfail(x, kp, NULL,
+                  "could not parse KongPlugin %s/%s: plugin has both Config and ConfigFrom set",
+                  obj_ns(kp), obj_name(kp));
+            json_decref(cfg);
+            json_decref(p);
+            return NULL;
+        }
+        json_decref(cfg);
+        json_t *ref = json_object_get(from, "secretKeyRef");
+        const char *ns = cluster ? obj_get_str(ref, "namespace") : obj_ns(kp);
+        if (!(cfg = secret_value(x, kp, ns ? ns : "", ref, "configFrom", false))) {
+            json_decref(p);
+            return NULL;
+        }
     }
     if (cfg)
         json_object_set_new(p, "config", cfg);
