@@ -171,9 +171,11 @@ static size_t space_at(const char *a, const char *b, bool back)
 {
     if (a >= b)
         return 0;
-    char c = back ? b[-1] : a[0];
+    unsigned char c = (unsigned char)(back ? b[-1] : a[0]);
     if (c == ' ' || (c >= '\t' && c <= '\r'))
         return 1;
+    if (c < 0x80)
+        return 0;
     for (size_t i = 0; i < sizeof(wide_spaces) / sizeof(wide_spaces[0]); i++) {
         size_t n = strlen(wide_spaces[i]);
         if ((size_t)(b - a) >= n && !memcmp(back ? b - n : a, wide_spaces[i], n))
