@@ -1390,16 +1390,16 @@ size_t store_shared(const Store *s)
     return share_count(s->share);
 }
 
-/*
- * Four steps, each a few objects ahead of the reader and of the step before, so that each finds
- * in cache the pointer it follows: the object, its first key (the packed metadata), that string,
- * and the string's bytes.
- */
 static const json_t *nth(const void *base, size_t stride, size_t i)
 {
     return *(json_t *const *)(const void *)((const char *)base + i * stride);
 }
 
+/*
+ * Four steps, each a few objects ahead of the reader and of the step before, so that each finds
+ * in cache the pointer it follows: the object, its first key (the packed metadata), that string,
+ * and the string's bytes.
+ */
 void obj_prefetch_in(const void *base, size_t stride, size_t n, size_t i)
 {
     void *it;
