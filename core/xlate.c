@@ -184,6 +184,15 @@ static size_t space_at(const char *a, const char *b, bool back)
     return 0;
 }
 
+void xtrim(const char **a, const char **b)
+{
+    size_t w;
+    while ((w = space_at(*a, *b, false)))
+        *a += w;
+    while ((w = space_at(*a, *b, true)))
+        *b -= w;
+}
+
 json_t *xsplit(const char *s, char sep)
 {
     json_t *arr = json_array();
@@ -194,11 +203,7 @@ json_t *xsplit(const char *s, char sep)
         const char *e = strchr(p, sep);
         size_t n = e ? (size_t)(e - p) : strlen(p);
         const char *a = p, *b = p + n;
-        size_t w;
-        while ((w = space_at(a, b, false)))
-            a += w;
-        while ((w = space_at(a, b, true)))
-            b -= w;
+        xtrim(&a, &b);
         if (b > a)
             json_array_append_new(arr, json_stringn(a, (size_t)(b - a)));
         if (!e)
@@ -218,11 +223,7 @@ json_t *xsplit_trim(const char *s, const char *sep)
     while (arr) {
         const char *e = sl ? strstr(p, sep) : p + rune_len(p, (size_t)(end - p));
         const char *a = p, *b = e && e < end ? e : end;
-        size_t n;
-        while ((n = space_at(a, b, false)))
-            a += n;
-        while ((n = space_at(a, b, true)))
-            b -= n;
+        xtrim(&a, &b);
         json_array_append_new(arr, json_stringn(a, (size_t)(b - a)));
         if (!e || e >= end)
             break;

@@ -189,6 +189,8 @@ void xgroup_version(const json_t *obj, char *group, size_t gl, char *version, si
 bool xclass_ingress(Xlate *x, const json_t *ing);
 bool xclass_exact_or_empty(Xlate *x, const json_t *obj);
 
+/* xtrim() - move [*@a, *@b) in past white space at both ends, as Go's strings.TrimSpace. */
+void xtrim(const char **a, const char **b);
 /*
  * Annotation helpers. xsplit() - a list split on @sep, each part trimmed of white space as Go's
  * strings.TrimSpace does and empty ones dropped (KIC's extractCommaDelimitedStrings), as a JSON

@@ -195,10 +195,7 @@ static void relate_ann(Xlate *x, Rels *rels, json_t *obj, int what, const char *
         return;
     for (const char *p = ann;;) {
         const char *e = strchr(p, ','), *a = p, *b = e ? e : p + strlen(p);
-        while (a < b && isspace((unsigned char)*a))
-            a++;
-        while (b > a && isspace((unsigned char)b[-1]))
-            b--;
+        xtrim(&a, &b);
         if (b > a) {
             char small[256], *s = (size_t)(b - a) < sizeof(small) ? small : malloc((size_t)(b - a) + 1);
             if (s) {
