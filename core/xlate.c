@@ -213,17 +213,18 @@ json_t *xsplit(const char *s, char sep)
     return arr;
 }
 
-json_t *xsplit_trim(const char *s, const char *sep)
+json_t *xsplit_go(const char *s, const char *sep, bool trim)
 {
     json_t *arr = json_array();
     const char *p = s, *end = s + strlen(s);
     size_t sl = strlen(sep);
-    if (!*s)
+    if (!*s && !sl)
         return arr;
     while (arr) {
         const char *e = sl ? strstr(p, sep) : p + rune_len(p, (size_t)(end - p));
         const char *a = p, *b = e && e < end ? e : end;
-        xtrim(&a, &b);
+        if (trim)
+            xtrim(&a, &b);
         json_array_append_new(arr, json_stringn(a, (size_t)(b - a)));
         if (!e || e >= end)
             break;
@@ -248,7 +249,7 @@ json_t *xheaders(const json_t *o)
             if (!(out = json_object()))
                 return NULL;
         }
-        json_object_set_new(out, name, xsplit_trim(v, sep ? sep : ","));
+        json_object_set_new(out, name, xsplit_go(v, sep ? sep : ",", true));
     }
     return out;
 }

@@ -96,7 +96,7 @@ static json_t *credential(Xlate *x, json_t *consumer, json_t *secret, const Cred
             continue;
         const char *s = json_string_value(val);
         if (!strcmp(k, "redirect_uris")) {
-            json_object_set_new(cred, k, xsplit(s, ','));
+            json_object_set_new(cred, k, xsplit_go(s, ",", false)); /* as strings.Split */
         } else if (!strcmp(k, "hash_secret")) {
             bool b = false;
             if (!xparse_bool(s, &b))

@@ -198,10 +198,10 @@ void xtrim(const char **a, const char **b);
  */
 json_t *xsplit(const char *s, char sep);
 /*
- * xsplit_trim() - @s split on @sep and each part trimmed, as Go's strings.Split and TrimSpace do:
- * empty parts are kept, and an empty @sep splits after each UTF-8 sequence.
+ * xsplit_go() - @s split on @sep as Go's strings.Split does, each part trimmed as TrimSpace when
+ * @trim: empty parts are kept ("" gives one), and an empty @sep splits after each UTF-8 sequence.
  */
-json_t *xsplit_trim(const char *s, const char *sep);
+json_t *xsplit_go(const char *s, const char *sep, bool trim);
 /*
  * xheaders() - the konghq.com/headers.<name> annotations of @o: name -> values, split on
  * konghq.com/headers-separator (",": absent), or NULL when it has none. Empty names and empty

@@ -1253,24 +1253,29 @@ static void test_creation_timestamps(void **state)
 
 /*
  * Header values split as Go's strings.Split then TrimSpace: empty parts kept, a trailing separator
- * gives one, Unicode spaces trimmed, and an empty separator splits after each UTF-8 sequence.
+ * gives one, Unicode spaces trimmed, and an empty separator splits after each UTF-8 sequence. And
+ * without trimming, as credential redirect_uris are split.
  */
-static void test_split_trim(void **state)
+static void test_split_go(void **state)
 {
     (void)state;
     static const struct {
-        const char *s, *sep, *want;
+        const char *s, *sep;
+        bool trim;
+        const char *want;
     } t[] = {
-        {"a,b", ",", "[\"a\",\"b\"]"},
-        {" a ,,b,", ",", "[\"a\",\"\",\"b\",\"\"]"},
-        {"a;;b;c", ";;", "[\"a\",\"b;c\"]"},
-        {"\xc2\xa0x\xe3\x80\x80\t", ",", "[\"x\"]"},
-        {"\xe2\x80\x8bx", ",", "[\"\xe2\x80\x8bx\"]"}, /* U+200B is not white space in Go */
-        {"a\xc3\xa9 b", "", "[\"a\",\"\xc3\xa9\",\"\",\"b\"]"},
-        {"", ",", "[]"},
+        {"a,b", ",", true, "[\"a\",\"b\"]"},
+        {" a ,,b,", ",", true, "[\"a\",\"\",\"b\",\"\"]"},
+        {" a ,,b,", ",", false, "[\" a \",\"\",\"b\",\"\"]"},
+        {"a;;b;c", ";;", true, "[\"a\",\"b;c\"]"},
+        {"\xc2\xa0x\xe3\x80\x80\t", ",", true, "[\"x\"]"},
+        {"\xe2\x80\x8bx", ",", true, "[\"\xe2\x80\x8bx\"]"}, /* U+200B is not white space in Go */
+        {"a\xc3\xa9 b", "", true, "[\"a\",\"\xc3\xa9\",\"\",\"b\"]"},
+        {"", ",", true, "[\"\"]"},
+        {"", "", true, "[]"},
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        json_t *got = xsplit_trim(t[i].s, t[i].sep);
+        json_t *got = xsplit_go(t[i].s, t[i].sep, t[i].trim);
         char *text = json_dumps(got, JSON_COMPACT);
         json_t *want = json_loads(t[i].want, 0, NULL);
         if (!text || !want || !json_equal(got, want))
@@ -1378,7 +1383,7 @@ int main(void)
         cmocka_unit_test(test_xlate_empty_and_canonical),
         cmocka_unit_test(test_canonical_string_escapes),
         cmocka_unit_test(test_creation_timestamps),
-        cmocka_unit_test(test_split_trim),
+        cmocka_unit_test(test_split_go),
         cmocka_unit_test(test_revision_freed_off_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
