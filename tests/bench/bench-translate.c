@@ -4,7 +4,8 @@
  * attached to the Ingress} as one multi-document YAML manifest. For each N it prints the manifest
  * load time (YAML parse + store), translate+serialize+hash time (wall clock and CPU time of the
  * process, which a busy machine inflates less), and the peak RSS of a fresh process doing both.
- * Usage: bench-translate [N...] (default 1000 10000 50000); BENCH_PHASES=1 adds each pass's time.
+ * Usage: bench-translate [N...] (default 1000 10000 50000); BENCH_PHASES=1 adds each pass's time
+ * and the page faults of the translation (a fresh process first-touches all its memory).
  */
 #include <stdio.h>
 #include <stdlib.h>
