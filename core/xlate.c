@@ -262,19 +262,48 @@ json_t *xmethods(const char *v)
     json_array_foreach(m, i, e)
     {
         char *up = strdup(json_string_value(e));
-        bool ok = up && *up;
-        for (char *c = up; ok && *c; c++) {
+        for (char *c = up; c && *c; c++)
             *c = (char)toupper((unsigned char)*c);
-            ok = *c >= 'A' && *c <= 'Z';
-        }
-        if (!ok || json_array_set_new(m, i, json_string(up)) < 0) {
-            free(up);
-            json_array_clear(m); /* one invalid method voids the annotation */
-            break;
-        }
+        if (!up || json_array_set_new(m, i, json_string(up)) < 0)
+            json_array_clear(m); /* out of memory: read as no methods */
         free(up);
     }
     return m;
+}
+
+bool xmethod_ok(const char *m)
+{
+    if (!*m)
+        return false;
+    for (; *m; m++)
+        if (*m < 'A' || *m > 'Z')
+            return false;
+    return true;
+}
+
+/* [@h, @end) is labels of letters and digits with single inner hyphens, joined by single dots. */
+static bool valid_labels(const char *h, const char *end)
+{
+    bool need = true; /* a letter or digit must come next */
+    for (const char *c = h; c < end; c++) {
+        if (isalnum((unsigned char)*c))
+            need = false;
+        else if ((*c == '-' || *c == '.') && !need)
+            need = true;
+        else
+            return false;
+    }
+    return !need;
+}
+
+bool xvalid_host(const char *h, bool wild)
+{
+    const char *end = h + strlen(h);
+    if (wild && !strncmp(h, "*.", 2))
+        h += 2;
+    if (wild && end - h > 2 && !strcmp(end - 2, ".*"))
+        end -= 2;
+    return valid_labels(h, end);
 }
 
 bool xparse_bool(const char *s, bool *ret)

@@ -201,30 +201,10 @@ static const char *regex_prefix(const json_t *ing, bool expressions)
     return p && (*p || !expressions) ? p : "/~";
 }
 
-static bool valid_host(const char *h, bool allow_wild)
-{
-    if (!*h)
-        return false;
-    if (allow_wild && (!strncmp(h, "*.", 2) || (strlen(h) > 2 && !strcmp(h + strlen(h) - 2, ".*"))))
-        h += 2;
-    for (; *h; h++)
-        if (!isalnum((unsigned char)*h) && *h != '-' && *h != '.')
-            return false;
-    return true;
-}
-
+/* KIC's host matcher: "*.example.com" as a suffix match, anything else exact. */
 static char *host_pred(const char *h)
 {
-    size_t l = strlen(h);
-    if (!strncmp(h, "*.", 2))
-        return pred("http.host", "=^", h + 1); /* suffix match: "*.example.com" */
-    if (l > 2 && !strcmp(h + l - 2, ".*")) {
-        char *prefix = strndup(h, l - 1); /* prefix match: "example.*" keeps the dot */
-        char *p = pred("http.host", "^=", prefix ? prefix : "");
-        free(prefix);
-        return p;
-    }
-    return pred("http.host", "==", h);
+    return h[0] == '*' ? pred("http.host", "=^", h + 1) : pred("http.host", "==", h);
 }
 
 static int cmp_cstr(const void *a, const void *b)
@@ -258,22 +238,21 @@ static json_t *expr_route(Meta *m)
     json_t *aliases = xsplit(obj_annotation(ing, ANN "host-aliases"), ',');
     size_t i;
     json_t *v;
-    json_array_foreach(aliases, i, v)
-    {
-        if (valid_host(json_string_value(v), true))
-            json_array_append(hosts, v);
-    }
+    json_array_extend(hosts, aliases);
     json_decref(aliases);
     if (json_array_size(hosts)) {
+        /* As KIC: every host counts for the priority, only valid ones are matched on. */
         json_t *ors = json_array();
         json_array_foreach(hosts, i, v)
         {
             const char *h = json_string_value(v);
-            if (strchr(h, '*'))
+            if (h[0] == '*')
                 plain_hosts = false;
-            append_take(ors, host_pred(h));
+            if (xvalid_host(h, true))
+                append_take(ors, host_pred(h));
         }
-        append_take(and, xexpr_join(ors, "||"));
+        if (json_array_size(ors))
+            append_take(and, xexpr_join(ors, "||"));
         json_decref(ors);
         fields++;
     } else {
@@ -332,21 +311,28 @@ static json_t *expr_route(Meta *m)
             json_decref(hors);
             real++;
         }
-        if (real) {
+        if (real)
             append_take(and, xexpr_join(hand, "&&"));
-            fields++;
-        }
-        nh = real;
+        fields++; /* KIC counts the headers, host among them, though it does not match on host */
         json_decref(hand);
         free(names);
     }
     json_decref(headers);
 
+    /*
+     * Methods and SNIs: KIC counts the field when the annotation lists any, and matches on the
+     * valid entries, passing over the others one by one (traditional routes void the annotation).
+     */
     json_t *methods = xmethods(obj_annotation(ing, ANN "methods"));
     if (json_array_size(methods)) {
         json_t *mors = json_array();
-        json_array_foreach(methods, i, v) append_take(mors, pred("http.method", "==", json_string_value(v)));
-        append_take(and, xexpr_join(mors, "||"));
+        json_array_foreach(methods, i, v)
+        {
+            if (xmethod_ok(json_string_value(v)))
+                append_take(mors, pred("http.method", "==", json_string_value(v)));
+        }
+        if (json_array_size(mors))
+            append_take(and, xexpr_join(mors, "||"));
         json_decref(mors);
         fields++;
     }
@@ -355,8 +341,13 @@ static json_t *expr_route(Meta *m)
     json_t *snis = xsplit(obj_annotation(ing, ANN "snis"), ',');
     if (json_array_size(snis)) {
         json_t *sors = json_array();
-        json_array_foreach(snis, i, v) append_take(sors, pred("tls.sni", "==", json_string_value(v)));
-        append_take(and, xexpr_join(sors, "||"));
+        json_array_foreach(snis, i, v)
+        {
+            if (xvalid_host(json_string_value(v), false))
+                append_take(sors, pred("tls.sni", "==", json_string_value(v)));
+        }
+        if (json_array_size(sors))
+            append_take(and, xexpr_join(sors, "||"));
         json_decref(sors);
         fields++;
     }

@@ -208,11 +208,16 @@ json_t *xsplit_go(const char *s, const char *sep, bool trim);
  * values are passed over.
  */
 json_t *xheaders(const json_t *o);
-/*
- * xmethods() - a konghq.com/methods value (NULL: none) split and upper-cased; empty when one is not
- * all letters A to Z after upper-casing, as KIC then ignores the annotation.
- */
+/* xmethods() - a konghq.com/methods value (NULL: none) split and upper-cased (ExtractMethods). */
 json_t *xmethods(const char *v);
+/* xmethod_ok() - @m is letters A to Z only, KIC's validMethods. */
+bool xmethod_ok(const char *m);
+/*
+ * xvalid_host() - KIC's patterns for route SNIs and, with @wild, host aliases, which may also
+ * start with "*." and end with ".*": labels of letters and digits with single inner hyphens,
+ * joined by single dots. No length limit: KIC has none.
+ */
+bool xvalid_host(const char *h, bool wild);
 bool xparse_bool(const char *s, bool *ret);     /* Go strconv.ParseBool */
 bool xparse_int(const char *s, long long *ret); /* whole string an integer: Go strconv.Atoi */
 long long xcreation(const json_t *obj);         /* creationTimestamp as seconds, 0 if absent */

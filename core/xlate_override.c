@@ -103,35 +103,6 @@ static void override_services(Xlate *x, XService *s)
     free(keys);
 }
 
-/* [@h, @end) is labels of letters and digits with single inner hyphens, joined by single dots. */
-static bool valid_labels(const char *h, const char *end)
-{
-    bool need = true; /* a letter or digit must come next */
-    for (const char *c = h; c < end; c++) {
-        if (isalnum((unsigned char)*c))
-            need = false;
-        else if ((*c == '-' || *c == '.') && !need)
-            need = true;
-        else
-            return false;
-    }
-    return !need;
-}
-
-/*
- * KIC's patterns for route SNIs and, with @wild, host aliases, which may also start with "*." and
- * end with ".*". No length limit: KIC has none.
- */
-static bool valid_hostname(const char *h, bool wild)
-{
-    const char *end = h + strlen(h);
-    if (wild && !strncmp(h, "*.", 2))
-        h += 2;
-    if (wild && end - h > 2 && !strcmp(end - 2, ".*"))
-        end -= 2;
-    return valid_labels(h, end);
-}
-
 static bool has_protocol(json_t *protos, const char *p)
 {
     size_t i;
@@ -219,8 +190,13 @@ static void override_route(XRoute *xr)
     if ((v = obj_anns_get(&an, ANN "regex-priority")) && xparse_int(v, &n))
         json_object_set_new(r, "regex_priority", json_integer(n));
     if ((v = obj_anns_get(&an, ANN "methods"))) {
+        /* One invalid method voids the annotation, as in KIC. */
         json_t *m = xmethods(v);
-        if (json_array_size(m))
+        bool ok = json_array_size(m) > 0;
+        size_t i;
+        json_t *e;
+        json_array_foreach(m, i, e) if (!xmethod_ok(json_string_value(e))) ok = false;
+        if (ok)
             json_object_set(r, "methods", m);
         json_decref(m);
     }
@@ -229,7 +205,7 @@ static void override_route(XRoute *xr)
         bool ok = true;
         size_t i;
         json_t *e;
-        json_array_foreach(sn, i, e) if (!valid_hostname(json_string_value(e), false)) ok = false;
+        json_array_foreach(sn, i, e) if (!xvalid_host(json_string_value(e), false)) ok = false;
         if (ok && json_array_size(sn))
             json_object_set_new(r, "snis", sn);
         else if (ok)
@@ -243,7 +219,7 @@ static void override_route(XRoute *xr)
         bool ok = true;
         size_t i;
         json_t *e;
-        json_array_foreach(al, i, e) if (!valid_hostname(json_string_value(e), true)) ok = false;
+        json_array_foreach(al, i, e) if (!xvalid_host(json_string_value(e), true)) ok = false;
         json_t *hosts = json_object_get(r, "hosts");
         json_array_foreach(al, i, e)
         {
