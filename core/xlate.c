@@ -261,9 +261,18 @@ json_t *xmethods(const char *v)
     json_t *e;
     json_array_foreach(m, i, e)
     {
-        char *up = strdup(json_string_value(e));
-        for (char *c = up; c && *c; c++)
-            *c = (char)toupper((unsigned char)*c);
+        char *up = strdup(json_string_value(e)), *o = up;
+        /* Go's strings.ToUpper: two runes past ASCII become ASCII letters (dotless i, long s). */
+        for (const char *c = up; c && *c; c++) {
+            if (!memcmp(c, "\xc4\xb1", 2) || !memcmp(c, "\xc5\xbf", 2)) {
+                *o++ = c[0] == '\xc4' ? 'I' : 'S';
+                c++;
+            } else {
+                *o++ = (char)toupper((unsigned char)*c);
+            }
+        }
+        if (o)
+            *o = 0;
         if (!up || json_array_set_new(m, i, json_string(up)) < 0)
             json_array_clear(m); /* out of memory: read as no methods */
         free(up);

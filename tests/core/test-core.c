@@ -1286,6 +1286,36 @@ static void test_split_go(void **state)
     }
 }
 
+/*
+ * konghq.com/methods: split on commas, trimmed, upper-cased as Go's strings.ToUpper does (the
+ * dotless i and the long s become I and S), and then held to [A-Z]+.
+ */
+static void test_methods(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *v, *want;
+        int ok; /* how many of them pass xmethod_ok() */
+    } t[] = {
+        {"get, Post ,", "[\"GET\",\"POST\"]", 2},
+        {"l\xc4\xb1\xc5\xbft", "[\"LIST\"]", 1},
+        {"g\xc3\xa9t,PUT2", "[\"G\xc3\xa9T\",\"PUT2\"]", 0},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        json_t *got = xmethods(t[i].v), *want = json_loads(t[i].want, 0, NULL), *m;
+        char *text = json_dumps(got, JSON_COMPACT);
+        size_t j;
+        int ok = 0;
+        json_array_foreach(got, j, m) ok += xmethod_ok(json_string_value(m));
+        if (!text || !want || !json_equal(got, want) || ok != t[i].ok)
+            fail_msg("case %zu: got %s (%d valid), want %s (%d)", i, text ? text : "?", ok,
+                     t[i].want, t[i].ok);
+        free(text);
+        json_decref(got);
+        json_decref(want);
+    }
+}
+
 /* A revision gives its tree back and still serves the configuration, from its bytes. */
 static void test_revision_tree_handed_back(void **state)
 {
@@ -1384,6 +1414,7 @@ int main(void)
         cmocka_unit_test(test_canonical_string_escapes),
         cmocka_unit_test(test_creation_timestamps),
         cmocka_unit_test(test_split_go),
+        cmocka_unit_test(test_methods),
         cmocka_unit_test(test_revision_freed_off_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
