@@ -5,7 +5,9 @@
  * load time (YAML parse + store), translate+serialize+hash time (wall clock and CPU time of the
  * process, which a busy machine inflates less), and the peak RSS of a fresh process doing both.
  * Usage: bench-translate [N...] (default 1000 10000 50000); BENCH_PHASES=1 adds each pass's time
- * and the page faults of the translation (a fresh process first-touches all its memory).
+ * and the page faults of the translation (a fresh process first-touches all its memory);
+ * BENCH_RUNS=R runs each N in R fresh processes and adds their medians and minimums (a shared
+ * machine's speed drifts by a fifth, so one run is one sample).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +84,11 @@ static double cpu_ms(void)
            (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
-static void run(int n)
+typedef struct Figures {
+    double load, translate, rss;
+} Figures;
+
+static void run(int n, Figures *f)
 {
     Store *s;
     store_new(&s);
@@ -113,6 +119,7 @@ static void run(int n)
     double t3 = now_ms(), c3 = cpu_ms();
     getrusage(RUSAGE_SELF, &ru);
     faults = ru.ru_minflt - faults;
+    *f = (Figures){load, t3 - t2, ru.ru_maxrss / 1024.0};
     printf("%8d %10zu %9.1f %9.1f %12.1f %13.1f %12.1f %10zu %6zu\n", n, store_count(s, NULL), load,
            load_cpu, t3 - t2, c3 - c2, ru.ru_maxrss / 1024.0, jl / 1024, json_array_size(failures));
     if (getenv("BENCH_PHASES")) {
@@ -130,9 +137,27 @@ static void run(int n)
     store_free(s);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median and minimum of @v (sorted in place). */
+static void summary(const char *what, double *v, int k)
+{
+    qsort(v, (size_t)k, sizeof(*v), cmp_double);
+    double med = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+    printf("  %-12s median %9.1f  min %9.1f\n", what, med, v[0]);
+}
+
 int main(int argc, char **argv)
 {
     int defaults[] = {1000, 10000, 50000};
+    const char *re = getenv("BENCH_RUNS");
+    long runs = re ? strtol(re, NULL, 10) : 1;
+    if (runs < 1 || runs > 1000)
+        runs = 1;
     util_tune_malloc(); /* as tether does */
     int count = argc > 1 ? argc - 1 : 3;
     printf("%8s %10s %9s %9s %12s %13s %12s %10s %6s\n", "N", "objects", "load_ms", "load_cpu",
@@ -140,13 +165,43 @@ int main(int argc, char **argv)
     fflush(stdout);
     for (int i = 0; i < count; i++) {
         int n = argc > 1 ? (int)strtol(argv[i + 1], NULL, 10) : defaults[i];
-        pid_t pid = fork(); /* a fresh process per N, so peak RSS is that N's */
-        if (pid == 0) {
-            run(n);
-            _exit(0);
+        double *load = calloc((size_t)runs * 3, sizeof(double)), *tr = load + runs,
+               *rss = tr + runs;
+        int k = 0;
+        if (!load)
+            return 1;
+        for (int r = 0; r < runs; r++) {
+            int fd[2];
+            if (pipe(fd) < 0)
+                return 1;
+            pid_t pid = fork(); /* a fresh process per run, so peak RSS is that N's */
+            if (pid == 0) {
+                Figures f;
+                close(fd[0]);
+                run(n, &f);
+                ssize_t w = write(fd[1], &f, sizeof(f));
+                _exit(w == (ssize_t)sizeof(f) ? 0 : 1);
+            }
+            close(fd[1]);
+            Figures f;
+            if (pid > 0 && read(fd[0], &f, sizeof(f)) == (ssize_t)sizeof(f)) {
+                load[k] = f.load;
+                tr[k] = f.translate;
+                rss[k++] = f.rss;
+            }
+            close(fd[0]);
+            int st;
+            if (pid > 0)
+                waitpid(pid, &st, 0);
         }
-        int st;
-        waitpid(pid, &st, 0);
+        if (runs > 1 && k > 0) {
+            printf("N=%d, %d runs:\n", n, k);
+            summary("load_ms", load, k);
+            summary("translate_ms", tr, k);
+            summary("peak_rss_mb", rss, k);
+            fflush(stdout);
+        }
+        free(load);
     }
     return 0;
 }
