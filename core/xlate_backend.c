@@ -262,8 +262,12 @@ void xlate_populate_services(Xlate *x)
     }
 }
 
-/* KIC's findPort: by number, by name (or string targetPort), or the only port. */
-static json_t *find_port(json_t *svc, const PortDef *want, json_t **synth)
+/*
+ * KIC's findPort: by number (an ExternalName Service has no ports of its own: the number is taken
+ * as is), by name or string targetPort (the first port with either), or the only port. NULL with
+ * *@err set when there is none.
+ */
+static json_t *find_port(json_t *svc, const PortDef *want, json_t **synth, char *err, size_t errlen)
 {
     json_t *ports = obj_get_path(svc, "spec.ports");
     const char *type = obj_get_str(svc, "spec.type");
@@ -271,14 +275,12 @@ static json_t *find_port(json_t *svc, const PortDef *want, json_t **synth)
     size_t i;
     json_t *p;
     *synth = NULL;
+    if (external && want->mode != PORT_NUMBER) {
+        snprintf(err, errlen, "rules with an ExternalName service must specify numeric ports");
+        return NULL;
+    }
     switch (want->mode) {
     case PORT_NUMBER:
-        json_array_foreach(ports, i, p)
-        {
-            json_t *n = json_object_get(p, "port");
-            if (json_is_integer(n) && json_integer_value(n) == want->number)
-                return p;
-        }
         if (external) {
             int arena = jarena_pause(); /* plans keep it, longer than the configuration */
             *synth = json_pack("{s:s, s:I, s:I}", "protocol", "TCP", "port",
@@ -286,26 +288,30 @@ static json_t *find_port(json_t *svc, const PortDef *want, json_t **synth)
             jarena_resume(arena);
             return *synth;
         }
-        return NULL;
+        json_array_foreach(ports, i, p)
+        {
+            json_t *n = json_object_get(p, "port");
+            if (json_is_integer(n) && json_integer_value(n) == want->number)
+                return p;
+        }
+        break;
     case PORT_NAME:
-        if (external)
-            return NULL;
         json_array_foreach(ports, i, p)
         {
-            const char *n = obj_get_str(p, "name");
-            if (n && !strcmp(n, want->name))
+            const char *n = obj_get_str(p, "name"), *t = obj_get_str(p, "targetPort");
+            if ((n && !strcmp(n, want->name)) || (t && !strcmp(t, want->name)))
                 return p;
         }
-        json_array_foreach(ports, i, p)
-        {
-            const char *t = obj_get_str(p, "targetPort");
-            if (t && !strcmp(t, want->name))
-                return p;
-        }
-        return NULL;
+        break;
     default:
-        return json_array_size(ports) == 1 ? json_array_get(ports, 0) : NULL;
+        if (json_array_size(ports) == 1)
+            return json_array_get(ports, 0);
+        snprintf(err, errlen, "in implicit mode, service must have exactly 1 port, has %zu",
+                 json_array_size(ports));
+        return NULL;
     }
+    snprintf(err, errlen, "no suitable port found");
+    return NULL;
 }
 
 static const char *str_or(const json_t *o, const char *k, const char *def)
@@ -840,14 +846,10 @@ static void upstream_for(Xlate *x, XService *s)
             continue;
         }
         json_t *synth = NULL;
-        json_t *port = find_port(svc, &pd, &synth);
+        char err[128];
+        json_t *port = find_port(svc, &pd, &synth, err, sizeof(err));
         if (!port) {
-            char pc[80];
-            xport_canonical(&pd, pc, sizeof(pc));
-            xfail(x, svc, s->parent,
-                  "can't find port for backend kubernetes service %s/%s: no suitable port "
-                  "found for port %s",
-                  obj_ns(svc), obj_name(svc), pc);
+            xfail(x, svc, s->parent, "can't find port for backend kubernetes service: %s", err);
             continue;
         }
         src[nsrc++] = (TargetSrc){json_incref(svc), synth ? synth : json_incref(port),
