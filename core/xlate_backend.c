@@ -646,33 +646,48 @@ static json_t *snake_copy(json_t *v, bool keep_keys)
     return json_deep_copy(v);
 }
 
-static void apply_hash(json_t *up, json_t *h, const char *base, const char *prefix)
+/*
+ * A KongUpstreamPolicy's hashOn and hashOnFallback, field by field as KIC's
+ * TranslateKongUpstreamPolicy: the kind is the first field set (the CRD allows one), each field is
+ * copied on its own, and Kong's one cookie and cookie path come from hashOn, else the fallback.
+ */
+static void apply_hashes(json_t *up, json_t *spec)
 {
-    static const struct {
-        const char *field, *value, *suffix;
-    } m[] = {
-        {"input", NULL, NULL},           {"header", "header", "header"},
-        {"cookie", "cookie", NULL},      {"queryArg", "query_arg", "query_arg"},
-        {"uriCapture", "uri_capture", "uri_capture"},
+    static const char *const kinds[][2] = {
+        {"input", NULL}, {"header", "header"}, {"cookie", "cookie"},
+        {"queryArg", "query_arg"}, {"uriCapture", "uri_capture"},
     };
-    if (!json_is_object(h))
-        return;
-    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
-        json_t *v = json_object_get(h, m[i].field);
-        if (!json_is_string(v))
+    static const char *const fields[][2] = {
+        {"header", "header"}, {"queryArg", "query_arg"}, {"uriCapture", "uri_capture"},
+    };
+    json_t *h[2] = {json_object_get(spec, "hashOn"), json_object_get(spec, "hashOnFallback")};
+    const char *base[2] = {"hash_on", "hash_fallback"};
+    for (int w = 0; w < 2; w++) {
+        if (!json_is_object(h[w]))
             continue;
-        json_object_set_new(up, base, json_string(m[i].value ? m[i].value : json_string_value(v)));
-        if (m[i].suffix) {
+        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+            json_t *v = json_object_get(h[w], kinds[i][0]);
+            if (json_is_string(v)) {
+                json_object_set_new(up, base[w],
+                                    json_string(kinds[i][1] ? kinds[i][1] : json_string_value(v)));
+                break;
+            }
+        }
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+            json_t *v = json_object_get(h[w], fields[i][0]);
             char k[64];
-            snprintf(k, sizeof(k), "%s_%s", prefix, m[i].suffix);
-            json_object_set(up, k, v);
+            snprintf(k, sizeof(k), "%s_%s", base[w], fields[i][1]);
+            if (json_is_string(v))
+                json_object_set(up, k, v);
         }
-        if (!strcmp(m[i].field, "cookie")) {
-            json_object_set(up, "hash_on_cookie", v);
-            json_t *cp = json_object_get(h, "cookiePath");
-            if (json_is_string(cp))
-                json_object_set(up, "hash_on_cookie_path", cp);
-        }
+    }
+    const char *one[][2] = {{"cookie", "hash_on_cookie"}, {"cookiePath", "hash_on_cookie_path"}};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *v = json_object_get(h[0], one[i][0]);
+        if (!json_is_string(v))
+            v = json_object_get(h[1], one[i][0]);
+        if (json_is_string(v))
+            json_object_set(up, one[i][1], v);
     }
 }
 
@@ -715,7 +730,7 @@ static void apply_policy(Xlate *x, XService *s, json_t *up)
         json_decref(holders);
         return;
     }
-    if (!name || !*name) {
+    if (!name) { /* an empty name is looked up, and not found, as KIC does */
         json_decref(holders);
         return;
     }
@@ -723,28 +738,38 @@ static void apply_policy(Xlate *x, XService *s, json_t *up)
     json_t *pol = store_get(x->st, "KongUpstreamPolicy", ns, name);
     if (!pol) {
         char msg[600];
-        snprintf(msg, sizeof(msg), "failed to get KongUpstreamPolicy %s/%s: not found", ns, name);
+        snprintf(msg, sizeof(msg),
+                 "failed fetching KongUpstreamPolicy: KongUpstreamPolicy %s/%s not found", ns, name);
+        xfail_objs(x, holders, msg);
+        json_decref(holders);
+        return;
+    }
+    json_t *spec = json_object_get(pol, "spec");
+    json_t *sticky = json_object_get(spec, "stickySessions");
+    const char *algo = json_string_value(json_object_get(spec, "algorithm"));
+    if (algo && !strcmp(algo, "sticky-sessions") && !version_at_least(x->o->kong_version, 3, 11)) {
+        char msg[600];
+        snprintf(msg, sizeof(msg),
+                 "sticky sessions algorithm specified in KongUpstreamPolicy '%s' is not supported "
+                 "with Kong Gateway versions < 3.11.0",
+                 name);
         xfail_objs(x, holders, msg);
         json_decref(holders);
         return;
     }
     json_decref(holders);
-    json_t *spec = json_object_get(pol, "spec");
-    json_t *sticky = json_object_get(spec, "stickySessions");
-    if (sticky && !version_at_least(x->o->kong_version, 3, 11)) {
-        xfail(x, pol, NULL, "KongUpstreamPolicy stickySessions requires Kong 3.11 or later (have %s)",
-              x->o->kong_version);
-        return;
-    }
     json_t *v;
     if ((v = json_object_get(spec, "algorithm")) && json_is_string(v))
         json_object_set(up, "algorithm", v);
     if ((v = json_object_get(spec, "slots")) && json_is_integer(v))
         json_object_set(up, "slots", v);
-    apply_hash(up, json_object_get(spec, "hashOn"), "hash_on", "hash_on");
-    apply_hash(up, json_object_get(spec, "hashOnFallback"), "hash_fallback", "hash_fallback");
-    if ((v = json_object_get(spec, "healthchecks")) && json_is_object(v))
-        json_object_set_new(up, "healthchecks", snake_copy(v, false));
+    apply_hashes(up, spec);
+    if ((v = json_object_get(spec, "healthchecks")) && json_is_object(v)) {
+        /* KIC translates the active and passive checks, not the CRD's threshold */
+        json_t *hc = snake_copy(v, false);
+        json_object_del(hc, "threshold");
+        json_object_set_new(up, "healthchecks", hc);
+    }
     if (json_is_object(sticky)) {
         if ((v = json_object_get(sticky, "cookie")))
             json_object_set(up, "sticky_sessions_cookie", v);
@@ -753,7 +778,11 @@ static void apply_policy(Xlate *x, XService *s, json_t *up)
     }
 }
 
-static void apply_kongingress(Xlate *x, XService *s, json_t *up)
+/*
+ * The KongIngress of the group's first annotated Service, upstream section only. False when it is
+ * missing: KIC then skips the group's overrides, the host-header annotation too.
+ */
+static bool apply_kongingress(Xlate *x, XService *s, json_t *up)
 {
     static const char *const fields[] = {
         "host_header",     "algorithm",         "slots",           "healthchecks",
@@ -770,8 +799,15 @@ static void apply_kongingress(Xlate *x, XService *s, json_t *up)
             continue;
         json_t *ki = store_get(x->st, "KongIngress", obj_ns(svc), name);
         if (!ki) {
-            xfail(x, svc, NULL, "failed to fetch KongIngress %s/%s: not found", obj_ns(svc), name);
-            return;
+            json_t *holders = json_array();
+            const char *hk;
+            json_t *hs;
+            json_object_foreach(s->k8s, hk, hs) json_array_append(holders, hs);
+            char msg[400];
+            snprintf(msg, sizeof(msg), "failed to get KongIngress: KongIngress %s not found", name);
+            xfail_objs(x, holders, msg);
+            json_decref(holders);
+            return false;
         }
         json_t *u = json_object_get(ki, "upstream");
         for (int i = 0; fields[i] && json_is_object(u); i++) {
@@ -779,8 +815,9 @@ static void apply_kongingress(Xlate *x, XService *s, json_t *up)
             if (v && !json_is_null(v))
                 json_object_set_new(up, fields[i], json_deep_copy(v));
         }
-        return; /* the first annotated Service of the group wins */
+        return true; /* the first annotated Service of the group wins */
     }
+    return true;
 }
 
 /* Targets of an upstream from its backends (in order); KIC splits a backend's weight evenly. */
@@ -862,14 +899,15 @@ static void upstream_for(Xlate *x, XService *s)
     jset_s(up, "name", host);
     jset_o(up, "tags", tags ? json_incref(tags) : service_tags(s));
     jset_o(up, "targets", targets);
-    apply_kongingress(x, s, up);
     const char *k;
     json_t *svc;
-    json_object_foreach(s->k8s, k, svc)
-    {
-        const char *hh = svc_ann(s, svc, ANN "host-header");
-        if (hh && *hh)
-            json_object_set_new(up, "host_header", json_string(hh));
+    if (apply_kongingress(x, s, up)) {
+        json_object_foreach(s->k8s, k, svc)
+        {
+            const char *hh = svc_ann(s, svc, ANN "host-header");
+            if (hh && *hh)
+                json_object_set_new(up, "host_header", json_string(hh));
+        }
     }
     apply_policy(x, s, up);
     json_array_append_new(x->upstreams, up);
