@@ -278,6 +278,7 @@ static void relate_services(Xlate *x, Rels *rels)
     free(q);
 }
 
+/* A configuration from a Secret: JSON, else YAML; NULL when it is neither. */
 static json_t *parse_value(const char *s, size_t len, bool json_only)
 {
     json_error_t e;
@@ -285,6 +286,10 @@ static json_t *parse_value(const char *s, size_t len, bool json_only)
     if (v || json_only)
         return v;
     json_t *docs = manifest_yaml_to_json(s, len, NULL, 0);
+    if (docs && !json_array_size(docs)) { /* empty YAML: no configuration */
+        json_decref(docs);
+        return json_null();
+    }
     if (!docs || json_array_size(docs) != 1) {
         json_decref(docs);
         return NULL;
@@ -294,80 +299,211 @@ static json_t *parse_value(const char *s, size_t len, bool json_only)
     return v;
 }
 
-/* RFC 6901 pointer "add" that creates missing parents; the root replaces the whole value. */
-static json_t *pointer_add(json_t *doc, const char *path, json_t *value)
+/* The decimal index @t (Go's strconv.Atoi: an optional sign, digits), or false. */
+static bool patch_index(const char *t, long *ret)
 {
-    if (!*path || !strcmp(path, "/")) {
-        json_decref(doc);
-        return json_incref(value);
+    long long v;
+    if (!xparse_int(t, &v) || v < -1000000000 || v > 1000000000)
+        return false;
+    *ret = (long)v;
+    return true;
+}
+
+/* Add @v (stolen) under @key to the container @c, as a JSON patch "add" does. */
+static int patch_put(json_t *c, const char *key, json_t *v, char *err, size_t errlen)
+{
+    long i;
+    if (json_is_object(c))
+        return json_object_set_new(c, key, v) < 0 ? -1 : 0;
+    if (json_is_array(c)) {
+        if (!strcmp(key, "-"))
+            return json_array_append_new(c, v) < 0 ? -1 : 0;
+        if (patch_index(key, &i) && i >= 0 && (size_t)i <= json_array_size(c))
+            return json_array_insert_new(c, (size_t)i, v) < 0 ? -1 : 0;
+        snprintf(err, errlen, "Unable to access invalid index: %s", key);
+    } else {
+        snprintf(err, errlen, "add operation does not apply: doc is missing path");
     }
-    json_t *cur = doc;
-    const char *p = path + (path[0] == '/');
-    char tok[256];
-    for (;;) {
+    json_decref(v);
+    return -1;
+}
+
+/*
+ * A configPatches entry: a JSON patch "add" of @value at @path, creating missing parents (an
+ * array where the next step is an index, padded with nulls) as KIC's json-patch does with
+ * EnsurePathExistsOnAdd. The empty path replaces the whole document. -1 with @err set on failure.
+ */
+static int patch_add(json_t **doc, const char *path, json_t *value, char *err, size_t errlen)
+{
+    if (!*path) {
+        if (!json_is_object(value) && !json_is_array(value)) {
+            snprintf(err, errlen, "replace operation value must be object or array");
+            return -1;
+        }
+        json_decref(*doc);
+        *doc = json_incref(value);
+        return 0;
+    }
+    if (*path != '/') {
+        snprintf(err, errlen, "add operation does not apply: doc is missing path: \"%s\"", path);
+        return -1;
+    }
+    json_t *cur = *doc;
+    for (const char *p = path + 1;;) {
         const char *slash = strchr(p, '/');
         size_t n = slash ? (size_t)(slash - p) : strlen(p), o = 0;
-        for (size_t i = 0; i < n && o + 1 < sizeof(tok); i++) {
-            if (p[i] == '~' && i + 1 < n && (p[i + 1] == '0' || p[i + 1] == '1')) {
-                tok[o++] = p[i + 1] == '0' ? '~' : '/';
-                i++;
-            } else {
+        char tok[256];
+        for (size_t i = 0; i < n && o + 1 < sizeof(tok); i++) { /* ~1 is '/', ~0 is '~' */
+            if (p[i] == '~' && i + 1 < n && (p[i + 1] == '0' || p[i + 1] == '1'))
+                tok[o++] = p[++i] == '0' ? '~' : '/';
+            else
                 tok[o++] = p[i];
-            }
         }
         tok[o] = 0;
-        if (!slash) {
-            if (json_is_array(cur)) {
-                if (!strcmp(tok, "-"))
-                    json_array_append(cur, value);
-                else
-                    json_array_insert(cur, (size_t)strtoul(tok, NULL, 10), value);
-            } else if (json_is_object(cur)) {
-                json_object_set(cur, tok, value);
+        if (!slash)
+            return patch_put(cur, tok, json_incref(value), err, errlen);
+        long idx;
+        json_t *next = NULL;
+        if (json_is_object(cur))
+            next = json_object_get(cur, tok);
+        else if (json_is_array(cur) && patch_index(tok, &idx) && idx >= 0)
+            next = json_array_get(cur, (size_t)idx);
+        if (!next) {
+            /* An array short of the index is padded with nulls first. */
+            if (json_is_array(cur) && patch_index(tok, &idx))
+                while (idx > 0 && json_array_size(cur) < (size_t)idx)
+                    json_array_append_new(cur, json_null());
+            const char *after = slash + 1, *end = strchr(after, '/');
+            char nt[32];
+            size_t nl = end ? (size_t)(end - after) : strlen(after);
+            snprintf(nt, sizeof(nt), "%.*s", (int)(nl < sizeof(nt) ? nl : sizeof(nt) - 1), after);
+            long pad = 0;
+            bool array = !strcmp(nt, "-") || patch_index(nt, &pad);
+            next = array ? json_array() : json_object();
+            for (long i = 0; array && i < pad; i++)
+                json_array_append_new(next, json_null());
+            json_incref(next);
+            if (patch_put(cur, tok, next, err, errlen) < 0) {
+                json_decref(next);
+                return -1;
             }
-            return doc;
+            json_decref(next); /* the container holds it */
+        } else if (!json_is_object(next) && !json_is_array(next)) {
+            snprintf(err, errlen, "add operation does not apply: doc is missing path: \"%s\"",
+                     path);
+            return -1;
         }
-        json_t *next = json_is_object(cur) ? json_object_get(cur, tok)
-                       : json_is_array(cur) ? json_array_get(cur, (size_t)strtoul(tok, NULL, 10))
-                                            : NULL;
-        if (!next && json_is_object(cur)) {
-            next = json_object();
-            json_object_set_new(cur, tok, next);
-        }
-        if (!next)
-            return doc;
         cur = next;
         p = slash + 1;
     }
 }
 
-static json_t *secret_value(Xlate *x, json_t *plugin, const char *ns, json_t *ref, const char *what,
-                            bool json_only)
+/*
+ * The configuration in a Secret's key, as KIC's SecretToConfiguration reads it: an object, or JSON
+ * null for none (null or empty YAML). NULL with a failure.
+ */
+static json_t *secret_config(Xlate *x, json_t *kp, const char *ns, json_t *ref, const char *what)
 {
     const char *name = obj_get_str(ref, "name"), *key = obj_get_str(ref, "key");
-    if (!name || !key) {
-        xfail(x, plugin, NULL, "%s: secretKeyRef needs name and key", what);
-        return NULL;
-    }
-    json_t *secret = store_get(x->st, "Secret", ns, name);
+    json_t *secret = name ? store_get(x->st, "Secret", ns, name) : NULL;
     if (!secret) {
-        xfail(x, plugin, NULL, "%s: failed to fetch secret %s/%s: not found", what, ns, name);
+        xfail(x, kp, NULL,
+              "%s: error fetching plugin configuration secret '%s/%s': Secret %s/%s not found",
+              what, ns, name ? name : "", ns, name ? name : "");
         return NULL;
     }
-    json_t *raw = xsecret_data(secret, key);
+    json_t *raw = key ? xsecret_data(secret, key) : NULL;
     if (!raw) {
-        xfail(x, plugin, secret, "%s: secret %s/%s has no key %s", what, ns, name, key);
+        xfail(x, kp, NULL, "%s: no key '%s' in secret '%s/%s'", what, key ? key : "", ns, name);
         return NULL;
     }
-    json_t *v = parse_value(json_string_value(raw), json_string_length(raw), json_only);
+    json_t *v = parse_value(json_string_value(raw), json_string_length(raw), false);
     json_decref(raw);
-    if (!v)
-        xfail(x, plugin, secret, "%s: secret %s/%s key %s is not valid %s", what, ns, name, key,
-              json_only ? "JSON" : "JSON or YAML");
+    if (!json_is_object(v) && !json_is_null(v)) {
+        json_decref(v);
+        xfail(x, kp, NULL, "%s: key '%s' in secret '%s/%s' contains neither valid JSON nor valid YAML)",
+              what, key, ns, name);
+        return NULL;
+    }
     return v;
 }
 
-/* Kong plugin fields of a KongPlugin/KongClusterPlugin, or NULL with a failure. */
+/*
+ * The configuration of a KongPlugin/KongClusterPlugin (new reference; JSON null for none), or
+ * NULL with a failure: config with configPatches applied (KIC's RawConfigurationWithPatches...),
+ * which must be an object or null, or configFrom's Secret when the patched config is empty.
+ */
+static json_t *plugin_config(Xlate *x, json_t *kp, bool cluster)
+{
+    char what[600], err[300];
+    snprintf(what, sizeof(what), "could not parse %s %s/%s config", "KongPlugin", obj_ns(kp),
+             obj_name(kp));
+    json_t *config = json_object_get(kp, "config");
+    json_t *patches = json_object_get(kp, "configPatches");
+    json_t *cfg = json_array_size(patches) ? (config ? json_deep_copy(config) : json_object())
+                                           : json_incref(config ? config : json_null());
+    size_t i;
+    json_t *patch;
+    json_array_foreach(patches, i, patch)
+    {
+        const char *path = obj_get_str(patch, "path");
+        json_t *ref = obj_get_path(patch, "valueFrom.secretKeyRef");
+        const char *ns = cluster ? obj_get_str(ref, "namespace") : obj_ns(kp);
+        const char *sname = obj_get_str(ref, "name"), *key = obj_get_str(ref, "key");
+        json_t *secret = sname ? store_get(x->st, "Secret", ns ? ns : "", sname) : NULL;
+        json_t *raw = secret && key ? xsecret_data(secret, key) : NULL;
+        json_t *v = raw ? json_loadb(json_string_value(raw), json_string_length(raw),
+                                     JSON_DECODE_ANY, NULL)
+                        : NULL;
+        if (!secret)
+            snprintf(err, sizeof(err), "Secret %s/%s not found", ns ? ns : "", sname ? sname : "");
+        else if (!raw)
+            snprintf(err, sizeof(err), "no key '%s' in secret '%s/%s'", key ? key : "",
+                     ns ? ns : "", sname);
+        else if (!v)
+            snprintf(err, sizeof(err), "the value of key '%s' in secret '%s/%s' is not JSON", key,
+                     ns ? ns : "", sname);
+        int r = v ? patch_add(&cfg, path ? path : "", v, err, sizeof(err)) : -1;
+        json_decref(v);
+        json_decref(raw);
+        if (r < 0) {
+            xfail(x, kp, NULL, "%s: %s", what, err);
+            json_decref(cfg);
+            return NULL;
+        }
+    }
+    if (!json_is_object(cfg) && !json_is_null(cfg)) {
+        xfail(x, kp, NULL, "%s: json: cannot unmarshal %s into Go value of type kong.Configuration",
+              what, json_is_array(cfg) ? "array" : json_is_string(cfg) ? "string" : "number");
+        json_decref(cfg);
+        return NULL;
+    }
+    json_t *from = json_object_get(kp, "configFrom");
+    if (!json_is_object(from))
+        return cfg;
+    if (json_object_size(cfg)) { /* KIC refuses the pair only when the config has something */
+        if (cluster)
+            xfail(x, kp, NULL, "KongClusterPlugin '/%s' has both Config and ConfigFrom set",
+                  obj_name(kp));
+        else
+            xfail(x, kp, NULL, "KongPlugin '%s/%s' has both Config and ConfigFrom set", obj_ns(kp),
+                  obj_name(kp));
+        json_decref(cfg);
+        return NULL;
+    }
+    json_decref(cfg);
+    json_t *ref = json_object_get(from, "secretKeyRef");
+    const char *ns = cluster ? obj_get_str(ref, "namespace") : obj_ns(kp);
+    if (cluster)
+        snprintf(what, sizeof(what), "error parsing config for KongClusterPlugin %s",
+                 obj_name(kp));
+    else /* KIC's message has the name and namespace this way round */
+        snprintf(what, sizeof(what), "error parsing config for KongPlugin '%s/%s'", obj_name(kp),
+                 obj_ns(kp));
+    return secret_config(x, kp, ns ? ns : "", ref, what);
+}
+
+/* Kong plugin fields of a KongPlugin/KongClusterPlugin, or NULL with a failure (toKongPlugin). */
 static json_t *plugin_entity(Xlate *x, json_t *kp)
 {
     bool cluster = !strcmp(obj_kind(kp), "KongClusterPlugin");
@@ -376,63 +512,29 @@ static json_t *plugin_entity(Xlate *x, json_t *kp)
         xfail(x, kp, NULL, "plugin has no 'plugin' name");
         return NULL;
     }
+    json_t *cfg = plugin_config(x, kp, cluster);
+    if (!cfg)
+        return NULL;
     json_t *p = json_pack("{s:s, s:o}", "name", pname, "tags", xtags(kp));
-    json_t *config = json_object_get(kp, "config");
-    json_t *from = json_object_get(kp, "configFrom");
-    json_t *cfg = NULL;
-    json_t *patches = json_object_get(kp, "configPatches");
-    if (config && !json_is_null(config)) {
-        /* The configuration is never modified (revisions are read-only): share the store's,
-         * unless patches will be written into it. */
-        cfg = json_array_size(patches) ? json_deep_copy(config) : json_incref(config);
-    }
-    size_t i;
-    json_t *patch;
-    json_array_foreach(patches, i, patch)
-    {
-        const char *path = obj_get_str(patch, "path");
-        json_t *ref = obj_get_path(patch, "valueFrom.secretKeyRef");
-        const char *ns = cluster ? obj_get_str(ref, "namespace") : obj_ns(kp);
-        json_t *v = path ? secret_value(x, kp, ns ? ns : "", ref, "configPatches", true) : NULL;
-        if (!v) {
-            if (!path)
-                xfail(x, kp, NULL, "configPatches entry %zu has no path", i);
-            json_decref(cfg);
-            json_decref(p);
-            return NULL;
-        }
-        if (!cfg)
-            cfg = json_object();
-        cfg = pointer_add(cfg, path, v);
-        json_decref(v);
-    }
-    if (json_is_object(from)) {
-        /* KIC refuses the pair only when the configuration (patched) has something in it. */
-        if (json_object_size(cfg) || (cfg && !json_is_object(cfg))) {
-            xfail(x, kp, NULL,
-                  "could not parse KongPlugin %s/%s: plugin has both Config and ConfigFrom set",
-                  obj_ns(kp), obj_name(kp));
-            json_decref(cfg);
-            json_decref(p);
-            return NULL;
-        }
-        json_decref(cfg);
-        json_t *ref = json_object_get(from, "secretKeyRef");
-        const char *ns = cluster ? obj_get_str(ref, "namespace") : obj_ns(kp);
-        if (!(cfg = secret_value(x, kp, ns ? ns : "", ref, "configFrom", false))) {
-            json_decref(p);
-            return NULL;
-        }
-    }
-    if (cfg)
-        json_object_set_new(p, "config", cfg);
+    if (json_object_size(cfg)) /* an empty map is left out (omitempty) */
+        json_object_set(p, "config", cfg);
+    json_decref(cfg);
     json_t *v;
-    if ((v = json_object_get(kp, "protocols")) && json_is_array(v))
+    if ((v = json_object_get(kp, "protocols")) && json_array_size(v))
         json_object_set(p, "protocols", v);
-    if ((v = json_object_get(kp, "run_on")) && json_is_string(v))
+    if ((v = json_object_get(kp, "run_on")) && json_is_string(v) && json_string_length(v))
         json_object_set(p, "run_on", v);
-    if ((v = json_object_get(kp, "ordering")) && json_is_object(v))
-        json_object_set(p, "ordering", v);
+    if ((v = json_object_get(kp, "ordering")) && json_is_object(v)) {
+        /* before and after are maps Kong's client leaves out when empty */
+        json_t *o = json_object();
+        const char *phases[] = {"before", "after"};
+        for (int i = 0; i < 2; i++) {
+            json_t *ph = json_object_get(v, phases[i]);
+            if (json_object_size(ph))
+                json_object_set(o, phases[i], ph);
+        }
+        json_object_set_new(p, "ordering", o);
+    }
     if ((v = json_object_get(kp, "instance_name")) && json_is_string(v) && json_string_length(v))
         json_object_set(p, "instance_name", v);
     if (json_is_true(json_object_get(kp, "disabled")))
