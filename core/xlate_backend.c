@@ -116,11 +116,6 @@ static bool protocol_allows_client_cert(const char *p)
     return true;
 }
 
-static bool tls_protocol(const char *p)
-{
-    return !strcmp(p, "https") || !strcmp(p, "grpcs") || !strcmp(p, "tls") || !strcmp(p, "wss");
-}
-
 /* Annotations of a Service as seen through a facade: the facade's own override the Service's. */
 static const char *svc_ann(XService *s, json_t *svc, const char *key)
 {
@@ -132,6 +127,13 @@ static const char *svc_ann(XService *s, json_t *svc, const char *key)
     return obj_annotation(svc, key);
 }
 
+/* The protocol a Service asks for (KIC's getEffectiveServiceProtocol): its annotation, or http. */
+static const char *effective_protocol(XService *s, json_t *svc)
+{
+    const char *p = svc_ann(s, svc, ANN "protocol");
+    return p && *p ? p : "http";
+}
+
 /* @claims gets the Secret's TLS claim ([key, Service]), taken later in the services' order. */
 static void client_cert(Xlate *x, XService *s, json_t *svc, json_t *claims)
 {
@@ -140,16 +142,14 @@ static void client_cert(Xlate *x, XService *s, json_t *svc, json_t *claims)
         return;
     json_t *secret = store_get(x->st, "Secret", obj_ns(svc), name);
     if (!secret) {
-        xfail(x, svc, NULL, "Failed to fetch the secret (%s/%s) for the client certificate",
-              obj_ns(svc), name);
+        xfail(x, svc, NULL, "Failed to fetch secret '%s/%s': Secret %s/%s not found", obj_ns(svc),
+              name, obj_ns(svc), name);
         return;
     }
-    const char *proto = svc_ann(s, svc, ANN "protocol");
-    if (!proto || !*proto)
-        proto = json_string_value(json_object_get(s->s, "protocol"));
-    if (!protocol_allows_client_cert(proto)) {
+    if (!protocol_allows_client_cert(effective_protocol(s, svc))) {
+        /* KIC names the Kong service's protocol, which no annotation has changed yet */
         xfail(x, svc, NULL, "Client certificate requested for incompatible service protocol '%s'",
-              proto);
+              json_string_value(json_object_get(s->s, "protocol")));
         return;
     }
     char idbuf[37];
@@ -160,51 +160,58 @@ static void client_cert(Xlate *x, XService *s, json_t *svc, json_t *claims)
     json_array_append_new(claims, json_pack("[s, O]", key, svc));
 }
 
+/* KIC's handleServiceCACertificates: ids from Secrets and ConfigMaps, with TLS verification on. */
 static void ca_certs(Xlate *x, XService *s, json_t *svc)
 {
     const char *secrets = svc_ann(s, svc, ANN "ca-certificates-secrets");
     const char *cms = svc_ann(s, svc, ANN "ca-certificates-configmaps");
-    if ((!secrets || !*secrets) && (!cms || !*cms))
-        return;
-    const char *proto = svc_ann(s, svc, ANN "protocol");
+    json_t *names[2] = {xsplit(secrets, ','), xsplit(cms, ',')};
+    if (!json_array_size(names[0]) && !json_array_size(names[1]))
+        goto out;
     const char *verify = svc_ann(s, svc, ANN "tls-verify");
     bool v = false;
-    if (!proto || !tls_protocol(proto) || !verify || !xparse_bool(verify, &v) || !v) {
-        xfail(x, svc, NULL,
-              "CA certificates requested for a service without TLS verification: set "
-              "konghq.com/tls-verify to true and konghq.com/protocol to a TLS protocol");
-        return;
+    if (!verify || !xparse_bool(verify, &v) || !v) {
+        xfail(x, svc, NULL, "CA certificates requested for service without TLS verification enabled");
+        goto out;
+    }
+    const char *proto = effective_protocol(s, svc);
+    if (!protocol_allows_client_cert(proto)) { /* the same list of protocols without TLS */
+        xfail(x, svc, NULL, "CA certificates requested for incompatible service protocol '%s'",
+              proto);
+        goto out;
     }
     json_t *ids = json_object_get(s->s, "ca_certificates");
-    if (!ids) {
-        ids = json_array();
-        json_object_set_new(s->s, "ca_certificates", ids);
-    }
     for (int pass = 0; pass < 2; pass++) {
         const char *kind = pass ? "ConfigMap" : "Secret";
-        json_t *names = xsplit(pass ? cms : secrets, ',');
         size_t i;
         json_t *n;
-        json_array_foreach(names, i, n)
+        json_array_foreach(names[pass], i, n)
         {
-            json_t *obj = store_get(x->st, kind, obj_ns(svc), json_string_value(n));
+            const char *name = json_string_value(n);
+            json_t *obj = store_get(x->st, kind, obj_ns(svc), name);
             if (!obj) {
-                xfail(x, svc, NULL, "failed to get %s %s/%s for CA certificates", kind, obj_ns(svc),
-                      json_string_value(n));
+                xfail(x, svc, NULL, "Failed to fetch %s for CA Certificate '%s/%s': %s %s/%s not found",
+                      pass ? "configmap" : "secret", obj_ns(svc), name, kind, obj_ns(svc), name);
                 continue;
             }
             json_t *id = pass ? json_incref(json_object_get(json_object_get(obj, "data"), "id"))
                               : xsecret_data(obj, "id");
             if (!json_is_string(id)) {
-                xfail(x, svc, obj, "%s %s/%s has no 'id' for a CA certificate", kind, obj_ns(svc),
-                      json_string_value(n));
+                xfail(x, obj, svc, "Invalid CA certificate '%s/%s': missing 'id' field in data",
+                      obj_ns(svc), name);
                 json_decref(id);
                 continue;
             }
+            if (!ids) { /* none found leaves the field out */
+                ids = json_array();
+                json_object_set_new(s->s, "ca_certificates", ids);
+            }
             json_array_append_new(ids, id);
         }
-        json_decref(names);
     }
+out:
+    json_decref(names[0]);
+    json_decref(names[1]);
 }
 
 /*
@@ -531,13 +538,14 @@ static bool speaks(json_t *svc, const char *proto)
     return false;
 }
 
-static void endpoints(Xlate *x, json_t *svc, json_t *port, Eps *out)
+static void endpoints(Xlate *x, const TargetSrc *src, Eps *out)
 {
+    json_t *svc = src->svc, *port = src->port;
     char buf[600];
     json_int_t pnum = json_integer_value(json_object_get(port, "port"));
-    bool upstream_ann = false;
+    bool upstream_ann = src->upstream > 0;
     const char *su = obj_annotation(svc, "ingress.kubernetes.io/service-upstream");
-    if (su && !strcmp(su, "true"))
+    if (src->upstream < 0 && su && !strcmp(su, "true"))
         upstream_ann = true;
     if (x->icp_spec && json_is_true(json_object_get(x->icp_spec, "serviceUpstream")))
         upstream_ann = true;
@@ -794,7 +802,7 @@ static bool apply_kongingress(Xlate *x, XService *s, json_t *up)
     json_t *svc;
     json_object_foreach(s->k8s, k, svc)
     {
-        const char *name = obj_annotation(svc, ANN "override");
+        const char *name = svc_ann(s, svc, ANN "override");
         if (!name || !*name)
             continue;
         json_t *ki = store_get(x->st, "KongIngress", obj_ns(svc), name);
@@ -826,7 +834,7 @@ json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc)
     json_t *targets = json_array(), *index = nsrc > 1 ? json_object() : NULL;
     for (size_t b = 0; b < nsrc; b++) {
         Eps eps = {BUF_INIT, NULL, 0, 0, NULL, 0};
-        endpoints(x, src[b].svc, src[b].port, &eps);
+        endpoints(x, &src[b], &eps);
         long w = src[b].weight;
         if (src[b].has_weight && eps.n)
             w = src[b].weight / (long)eps.n;
@@ -889,8 +897,12 @@ static void upstream_for(Xlate *x, XService *s)
             xfail(x, svc, s->parent, "can't find port for backend kubernetes service: %s", err);
             continue;
         }
+        /* A facade's annotations override its Service's, service-upstream among them. */
+        const char *su = be->is_facade && s->facade
+                             ? obj_annotation(s->facade, "ingress.kubernetes.io/service-upstream")
+                             : NULL;
         src[nsrc++] = (TargetSrc){json_incref(svc), synth ? synth : json_incref(port),
-                                  be->has_weight, be->weight};
+                                  be->has_weight, be->weight, su ? !strcmp(su, "true") : -1};
         json_object_set(s->s, "port", json_object_get(port, "port"));
     }
     json_t *targets = xtargets(x, src, nsrc);

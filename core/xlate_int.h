@@ -67,6 +67,7 @@ typedef struct TargetSrc {
     json_t *port; /* the Service port the backend resolved to (reference; may be made up) */
     bool has_weight;
     long weight;
+    signed char upstream; /* service-upstream per a KongServiceFacade: 0 or 1; -1: the Service's */
 } TargetSrc;
 
 typedef struct UpPlan {

@@ -160,6 +160,8 @@ static void relate_one(Xlate *x, Rels *rels, json_t *obj, int what, const char *
 {
     const char *colon = strchr(s, ':');
     char key[600];
+    if (colon && (colon == s || !colon[1]))
+        return; /* "ns:" or ":name": KIC passes over it */
     if (colon) {
         char ns[256];
         size_t nl = (size_t)(colon - s) < sizeof(ns) ? (size_t)(colon - s) : sizeof(ns) - 1;
@@ -264,10 +266,12 @@ static void relate_services(Xlate *x, Rels *rels)
             continue;
         const char *key;
         json_t *svc;
-        json_object_foreach(s->k8s, key, svc)
-            rel_req(x, rels, q, &k, (RelReq){svc, REL_SERVICES, s->name, NULL, NULL});
-        if (s->facade)
+        /* A KongServiceFacade's konghq.com/plugins replaces its Service's, as KIC merges them. */
+        if (s->facade && obj_annotation(s->facade, ANN "plugins"))
             rel_req(x, rels, q, &k, (RelReq){s->facade, REL_SERVICES, s->name, NULL, NULL});
+        else
+            json_object_foreach(s->k8s, key, svc)
+                rel_req(x, rels, q, &k, (RelReq){svc, REL_SERVICES, s->name, NULL, NULL});
         for (size_t r = 0; r < s->nroutes; r++)
             rel_req(x, rels, q, &k,
                     (RelReq){s->routes[r].parent, REL_ROUTES, NULL, s->routes[r].r, NULL});
