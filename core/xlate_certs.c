@@ -237,44 +237,132 @@ void xlate_certificates(Xlate *x)
     json_decref(uid_pair);
 }
 
-/* One PEM CERTIFICATE block that is a CA and not expired; the clean PEM or NULL with @why. */
+static const char *skip_space(const char *p, const char *end)
+{
+    while (p < end && isspace((unsigned char)*p))
+        p++;
+    return p;
+}
+
+/*
+ * The next PEM block of [*@p, @end) as Go's pem.Decode finds it (text before "-----BEGIN " is
+ * passed over): its type into @type and [*@block, *@block_end) its whole text; *@p moves past it.
+ * False when there is none.
+ */
+static bool pem_next(const char **p, const char *end, char *type, size_t tl, const char **block,
+                     const char **block_end)
+{
+    static const char begin[] = "-----BEGIN ";
+    const char *b = *p;
+    size_t n = (size_t)(end - b);
+    const char *at = NULL;
+    for (size_t i = 0; i + sizeof(begin) - 1 <= n; i++)
+        if (!memcmp(b + i, begin, sizeof(begin) - 1)) {
+            at = b + i;
+            break;
+        }
+    if (!at)
+        return false;
+    const char *t = at + sizeof(begin) - 1, *te = t;
+    while (te + 5 <= end && memcmp(te, "-----", 5) && *te != '\n')
+        te++;
+    if (te + 5 > end || memcmp(te, "-----", 5) || (size_t)(te - t) >= tl)
+        return false;
+    snprintf(type, tl, "%.*s", (int)(te - t), t);
+    char endline[128];
+    snprintf(endline, sizeof(endline), "-----END %s-----", type);
+    size_t el = strlen(endline);
+    for (const char *q = te + 5; q + el <= end; q++)
+        if (!memcmp(q, endline, el)) {
+            *block = at;
+            *block_end = q + el;
+            *p = q + el;
+            return true;
+        }
+    return false;
+}
+
+/*
+ * KIC's toKongCACertificate: exactly one PEM block, a CERTIFICATE, with the CA basic constraint
+ * (as Go's IsCA: the extension, not a v1 self-signed certificate or keyCertSign alone), not
+ * expired; re-encoded clean (ending with a newline). NULL with @why.
+ */
 static char *ca_pem(const char *pem, const char **why)
 {
-    BIO *b = BIO_new_mem_buf(pem, -1);
-    X509 *c = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    const char *p = pem, *end = pem + strlen(pem), *blk = NULL, *blk_end = NULL;
+    int blocks = 0;
+    char type[64];
+    for (p = skip_space(p, end); p < end; p = skip_space(p, end)) {
+        const char *b, *be;
+        if (!pem_next(&p, end, type, sizeof(type), &b, &be)) {
+            *why = "invalid PEM block";
+            return NULL;
+        }
+        if (strcmp(type, "CERTIFICATE")) {
+            *why = "invalid PEM block type";
+            return NULL;
+        }
+        if (!blocks++) {
+            blk = b;
+            blk_end = be;
+        }
+    }
+    if (!blocks) {
+        *why = "invalid PEM block";
+        return NULL;
+    }
+    if (blocks > 1) {
+        *why = "multiple PEM certificates found";
+        return NULL;
+    }
+    BIO *bio = BIO_new_mem_buf(blk, (int)(blk_end - blk));
+    X509 *c = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
     char *out = NULL;
     if (!c) {
-        *why = "invalid PEM certificate";
+        *why = "failed to parse certificate";
         goto done;
     }
-    X509 *extra = PEM_read_bio_X509(b, NULL, NULL, NULL);
-    if (extra) {
-        X509_free(extra);
-        *why = "more than one PEM certificate";
-        goto done;
-    }
-    if (X509_check_ca(c) < 1) {
-        *why = "certificate is not a CA";
+    if (!(X509_get_extension_flags(c) & EXFLAG_CA)) {
+        *why = "certificate is missing the 'CA' basic constraint";
         goto done;
     }
     if (X509_cmp_current_time(X509_get0_notAfter(c)) < 0) {
-        *why = "certificate expired";
+        *why = "expired";
         goto done;
     }
     BIO *o = BIO_new(BIO_s_mem());
     if (o && PEM_write_bio_X509(o, c)) {
-        char *p;
-        long n = BIO_get_mem_data(o, &p);
-        while (n > 0 && isspace((unsigned char)p[n - 1]))
-            n--;
-        out = strndup(p, (size_t)n);
+        char *d;
+        long n = BIO_get_mem_data(o, &d);
+        out = strndup(d, (size_t)n);
     }
     BIO_free(o);
 done:
     X509_free(c);
-    BIO_free(b);
+    BIO_free(bio);
     ERR_clear_error();
     return out;
+}
+
+/* @o and the KongPlugins and KongClusterPlugins whose config.ca_certificates names @id. */
+static json_t *ca_cert_objects(Xlate *x, json_t *o, const char *id)
+{
+    json_t *objs = json_pack("[O]", o);
+    for (int pass = 0; pass < 2; pass++) {
+        size_t n;
+        json_t *const *all = store_list(x->st, pass ? "KongClusterPlugin" : "KongPlugin", &n);
+        for (size_t i = 0; i < n; i++) {
+            json_t *ids = json_object_get(json_object_get(all[i], "config"), "ca_certificates");
+            size_t j;
+            json_t *v;
+            json_array_foreach(ids, j, v) if (json_is_string(v) && !strcmp(json_string_value(v), id))
+            {
+                json_array_append(objs, all[i]);
+                break;
+            }
+        }
+    }
+    return objs;
 }
 
 void xlate_ca_certificates(Xlate *x)
@@ -328,7 +416,11 @@ void xlate_ca_certificates(Xlate *x)
             const char *why = NULL;
             char *pem = ca_pem(json_string_value(cert), &why);
             if (!pem) {
-                xfail(x, o, NULL, "invalid CA certificate %s/%s: %s", obj_ns(o), obj_name(o), why);
+                char msg[300];
+                snprintf(msg, sizeof(msg), "invalid CA certificate: %s", why);
+                json_t *objs = ca_cert_objects(x, o, json_string_value(id));
+                xfail_objs(x, objs, msg);
+                json_decref(objs);
             } else {
                 json_object_set(seen, json_string_value(id), o);
                 json_array_append_new(x->ca_certificates,
