@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "store.h"
 #include "xlate.h"
@@ -38,6 +39,13 @@ static void make_cert(char **cert, char **key)
     X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
                                (const unsigned char *)"a.example.com", -1, -1, 0);
     X509_set_issuer_name(x, X509_get_subject_name(x));
+    /* The CA basic constraint, which a CA certificate must have (as Go's IsCA reads it). */
+    BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
+    assert_non_null(bc);
+    bc->ca = 1;
+    assert_true(X509_set_version(x, 2));
+    assert_true(X509_add1_ext_i2d(x, NID_basic_constraints, bc, 1, X509V3_ADD_DEFAULT) == 1);
+    BASIC_CONSTRAINTS_free(bc);
     assert_true(X509_sign(x, k, EVP_sha256()) > 0);
     BIO *cb = BIO_new(BIO_s_mem()), *kb = BIO_new(BIO_s_mem());
     assert_true(PEM_write_bio_X509(cb, x) && PEM_write_bio_PrivateKey(kb, k, NULL, NULL, 0, NULL, NULL));
