@@ -116,11 +116,12 @@ static json_t *credential(Xlate *x, json_t *consumer, json_t *secret, const Cred
         json_decref(val);
     }
     json_decref(keys);
-    if (!strcmp(t->type, "jwt") && !json_object_get(cred, "algorithm"))
+    json_t *alg = json_object_get(cred, "algorithm");
+    if (!strcmp(t->type, "jwt") && (!alg || !json_string_length(alg)))
         json_object_set_new(cred, "algorithm", json_string("HS256"));
     for (int i = 0; t->required[i]; i++) {
-        json_t *rv = json_object_get(cred, t->required[i]);
-        if (!json_is_string(rv) || !json_string_length(rv)) {
+        /* KIC asks only that the field is there: an empty value passes */
+        if (!json_is_string(json_object_get(cred, t->required[i]))) {
             snprintf(err, errlen, "missing required field(s): %s", t->required[i]);
             json_decref(cred);
             return NULL;
@@ -330,9 +331,9 @@ void xlate_consumer_groups(Xlate *x)
                 xfail(x, kc, NULL, "nonexistent consumer group: %s", gname ? gname : "");
                 continue;
             }
+            /* KIC names the consumer by username, else its id: one with only a custom_id has
+             * neither (it gets no id), so the name is empty */
             const char *u = json_string_value(json_object_get(c, "username"));
-            if (!u)
-                u = json_string_value(json_object_get(c, "custom_id"));
             json_array_append_new(x->cgc, json_pack("{s:s, s:s}", "consumer", u ? u : "",
                                                     "consumer_group", obj_name(cg)));
         }
