@@ -254,6 +254,15 @@ json_t *xheaders(const json_t *o)
     return out;
 }
 
+const char *xgo_type(const json_t *v)
+{
+    return json_is_object(v)    ? "object"
+           : json_is_array(v)   ? "array"
+           : json_is_string(v)  ? "string"
+           : json_is_boolean(v) ? "bool"
+                                : "number";
+}
+
 json_t *xmethods(const char *v)
 {
     json_t *m = xsplit(v, ',');

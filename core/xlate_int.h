@@ -209,6 +209,8 @@ json_t *xsplit_go(const char *s, const char *sep, bool trim);
  * values are passed over.
  */
 json_t *xheaders(const json_t *o);
+/* xgo_type() - how Go's encoding/json names @v's type in "cannot unmarshal X into ..." errors. */
+const char *xgo_type(const json_t *v);
 /* xmethods() - a konghq.com/methods value (NULL: none) split and upper-cased (ExtractMethods). */
 json_t *xmethods(const char *v);
 /* xmethod_ok() - @m is letters A to Z only, KIC's validMethods. */

@@ -42,13 +42,22 @@ void xlate_vaults(Xlate *x)
     json_t *v;
     json_object_foreach(by_prefix, prefix, v)
     {
+        /* KIC reads the config into a map: anything else fails the vault, an empty one is left
+         * out, as is an empty description. */
+        json_t *c = obj_get_path(v, "spec.config");
+        if (c && !json_is_object(c) && !json_is_null(c)) {
+            xfail(x, v, NULL,
+                  "failed to parse configuration of vault \"%s\" to JSON: json: cannot unmarshal "
+                  "%s into Go value of type kong.Configuration",
+                  obj_name(v), xgo_type(c));
+            continue;
+        }
         json_t *e = json_pack("{s:s, s:s, s:o}", "name", obj_get_str(v, "spec.backend"), "prefix",
                               prefix, "tags", xtags(v));
-        json_t *c = obj_get_path(v, "spec.config");
-        if (json_is_object(c))
+        if (json_object_size(c))
             json_object_set(e, "config", c);
         const char *d = obj_get_str(v, "spec.description");
-        if (d)
+        if (d && *d)
             json_object_set_new(e, "description", json_string(d));
         json_array_append_new(x->vaults, e);
     }

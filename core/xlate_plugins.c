@@ -478,7 +478,7 @@ static json_t *plugin_config(Xlate *x, json_t *kp, bool cluster)
     }
     if (!json_is_object(cfg) && !json_is_null(cfg)) {
         xfail(x, kp, NULL, "%s: json: cannot unmarshal %s into Go value of type kong.Configuration",
-              what, json_is_array(cfg) ? "array" : json_is_string(cfg) ? "string" : "number");
+              what, xgo_type(cfg));
         json_decref(cfg);
         return NULL;
     }
