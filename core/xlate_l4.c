@@ -39,6 +39,9 @@ static void add_or(json_t *and, json_t *list, const char *field)
     json_array_foreach(list, i, v)
     {
         char *p;
+        /* KIC's sniMatcherFromSNIs passes over what is not a valid SNI (a wildcard, say) */
+        if (json_is_string(v) && !xvalid_host(json_string_value(v), false))
+            continue;
         if (json_is_string(v)) {
             char *q = xexpr_quote(json_string_value(v));
             p = util_strdup_printf("%s == %s", field, q);
@@ -50,9 +53,11 @@ static void add_or(json_t *and, json_t *list, const char *field)
         json_array_append_new(ors, json_string(p));
         free(p);
     }
-    char *j = xexpr_join(ors, "||");
-    json_array_append_new(and, json_string(j));
-    free(j);
+    if (json_array_size(ors)) {
+        char *j = xexpr_join(ors, "||");
+        json_array_append_new(and, json_string(j));
+        free(j);
+    }
     json_decref(ors);
 }
 
