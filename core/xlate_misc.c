@@ -175,7 +175,12 @@ static bool plugin_of(const json_t *p, const json_t *kp)
     return found == 7 || (found == 3 && !*obj_ns(kp));
 }
 
-static const char *service_id_for(Xlate *x, const json_t *p)
+/*
+ * The id of the Kong service plugin instance @p is attached to, directly (*@direct) or through one
+ * of its routes, and in *@ns the namespace of the object that named the plugin (KIC keys a
+ * plugin's relations by it).
+ */
+static const char *service_id_for(Xlate *x, const json_t *p, bool *direct, const char **ns)
 {
     const char *svc = s_of((json_t *)p, "service");
     const char *route = s_of((json_t *)p, "route");
@@ -183,13 +188,24 @@ static const char *service_id_for(Xlate *x, const json_t *p)
         XService *s = x->svcs[i];
         if (s->skip)
             continue;
-        if (svc && !strcmp(s->name, svc))
+        if (svc && !strcmp(s->name, svc)) {
+            *direct = true;
+            *ns = s->ns;
             return s_of(s->s, "id");
+        }
         for (size_t r = 0; route && r < s->nroutes; r++)
-            if (!strcmp(s_of(s->routes[r].r, "name"), route))
+            if (!strcmp(s_of(s->routes[r].r, "name"), route)) {
+                *direct = false;
+                *ns = obj_ns(s->routes[r].parent);
                 return s_of(s->s, "id");
+            }
     }
     return NULL;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 void xlate_custom_entities(Xlate *x)
@@ -198,8 +214,9 @@ void xlate_custom_entities(Xlate *x)
     json_t *const *all = store_list(x->st, "KongCustomEntity", &n);
     for (size_t i = 0; i < n; i++) {
         json_t *ce = all[i];
+        /* The controller name is matched as the class annotation of other Kong kinds */
         const char *ctrl = obj_get_str(ce, "spec.controllerName");
-        if (!ctrl || strcmp(ctrl, x->o->ingress_class))
+        if (ctrl && *ctrl ? strcmp(ctrl, x->o->ingress_class) : !x->class_default)
             continue;
         const char *type = obj_get_str(ce, "spec.type");
         json_t *fields = obj_get_path(ce, "spec.fields");
@@ -212,8 +229,7 @@ void xlate_custom_entities(Xlate *x)
             if (!strcmp(type, builtin_types[b]))
                 builtin = true;
         if (builtin) {
-            xfail(x, ce, NULL, "cannot use one of the built-in Kong types \"%s\" in KongCustomEntity",
-                  type);
+            xfail(x, ce, NULL, "cannot use known entity type %s in custom entity", type);
             continue;
         }
         json_t *arr = json_object_get(x->custom, type);
@@ -225,49 +241,56 @@ void xlate_custom_entities(Xlate *x)
         for (size_t k = 0; k < sizeof(known_foreign) / sizeof(known_foreign[0]); k++)
             if (!strcmp(known_foreign[k].type, type))
                 foreign = known_foreign[k].foreign;
+        /* KIC follows parentRef only to a KongPlugin or KongClusterPlugin of its group. */
         json_t *parent_ref = obj_get_path(ce, "spec.parentRef");
-        if (!foreign || !json_is_object(parent_ref)) {
+        const char *pkind = obj_get_str(parent_ref, "kind"), *pname = obj_get_str(parent_ref, "name");
+        const char *pgroup = obj_get_str(parent_ref, "group");
+        bool cluster = pkind && !strcmp(pkind, "KongClusterPlugin");
+        if (!foreign || !pgroup || strcmp(pgroup, "configuration.konghq.com") || !pname ||
+            (!cluster && (!pkind || strcmp(pkind, "KongPlugin")))) {
             json_array_append_new(arr, json_is_object(fields) ? json_deep_copy(fields) : json_object());
             continue;
         }
-        const char *pkind = obj_get_str(parent_ref, "kind"), *pname = obj_get_str(parent_ref, "name");
         const char *pns = obj_get_str(parent_ref, "namespace");
-        json_t *kp = NULL;
-        if (pkind && pname && !strcmp(pkind, "KongPlugin"))
-            kp = store_get(x->st, "KongPlugin", pns ? pns : obj_ns(ce), pname);
-        else if (pkind && pname && !strcmp(pkind, "KongClusterPlugin"))
-            kp = store_get(x->st, "KongClusterPlugin", "", pname);
+        const char *key_ns = pns && *pns ? pns : obj_ns(ce); /* the namespace of the relations */
+        json_t *kp = cluster ? store_get(x->st, "KongClusterPlugin", "", pname)
+                             : store_get(x->st, "KongPlugin", key_ns, pname);
         if (!kp) {
-            xfail(x, ce, NULL, "failed to find the parent %s %s of the KongCustomEntity",
-                  pkind ? pkind : "plugin", pname ? pname : "");
+            xfail(x, ce, NULL, "failed to find the parent %s %s of the KongCustomEntity", pkind,
+                  pname);
             continue;
         }
-        /* One entity per distinct foreign id the parent plugin is attached to, in id order. */
-        json_t *ids = json_object();
-        size_t k;
+        /*
+         * One entity per Kong service the plugin is attached to, named by objects of the relations'
+         * namespace: the services it is on, or when it is on none, those of the routes it is on
+         * (KIC's getServiceIDFromPluginRels). In id order.
+         */
+        size_t np = json_array_size(x->plugins), nd = 0, nr = 0, k;
+        const char **direct_ids = calloc(np ? np : 1, sizeof(char *));
+        const char **route_ids = calloc(np ? np : 1, sizeof(char *));
         json_t *p;
         json_array_foreach(x->plugins, k, p)
         {
-            if (!plugin_of(p, kp))
+            bool direct = false;
+            const char *ns = NULL, *id;
+            if (!direct_ids || !route_ids || !plugin_of(p, kp) ||
+                !(id = service_id_for(x, p, &direct, &ns)) || strcmp(ns, key_ns))
                 continue;
-            const char *id = service_id_for(x, p);
-            if (id)
-                json_object_set_new(ids, id, json_true());
+            if (direct)
+                direct_ids[nd++] = id;
+            else
+                route_ids[nr++] = id;
         }
-        const char *id;
-        json_t *dummy;
+        const char **use = nd ? direct_ids : route_ids;
+        size_t nu = nd ? nd : nr;
+        if (use)
+            qsort(use, nu, sizeof(*use), cmp_str_ptr);
         json_t *sorted_ids = json_array();
-        json_object_foreach(ids, id, dummy) json_array_append_new(sorted_ids, json_string(id));
-        size_t m = json_array_size(sorted_ids);
-        for (size_t a = 1; a < m; a++)
-            for (size_t b = a; b > 0 && strcmp(json_string_value(json_array_get(sorted_ids, b - 1)),
-                                               json_string_value(json_array_get(sorted_ids, b))) > 0;
-                 b--) {
-                json_t *t1 = json_incref(json_array_get(sorted_ids, b - 1));
-                json_t *t2 = json_incref(json_array_get(sorted_ids, b));
-                json_array_set_new(sorted_ids, b - 1, t2);
-                json_array_set_new(sorted_ids, b, t1);
-            }
+        for (size_t a = 0; a < nu; a++)
+            if (!a || strcmp(use[a], use[a - 1]))
+                json_array_append_new(sorted_ids, json_string(use[a]));
+        free(direct_ids);
+        free(route_ids);
         if (!json_array_size(sorted_ids)) {
             /* A parent plugin attached to nothing: KIC keeps the entity, without the foreign key. */
             json_array_append_new(arr, json_is_object(fields) ? json_deep_copy(fields) : json_object());
@@ -280,6 +303,5 @@ void xlate_custom_entities(Xlate *x)
             json_array_append_new(arr, e);
         }
         json_decref(sorted_ids);
-        json_decref(ids);
     }
 }
