@@ -703,29 +703,34 @@ void xlate_plugins(Xlate *x)
     rels_free(&rels);
     suffix_instance_names(x->plugins, first, json_array_size(x->plugins));
 
-    /* Global KongClusterPlugins: a plugin name used twice drops all of them. */
+    /*
+     * Global KongClusterPlugins, as KIC's globalKongClusterPlugins takes them in order: the first
+     * that converts takes its plugin name, and a later one naming it (converted or not) makes it
+     * a duplicate, which drops all of them. One that fails does not take the name. KIC only logs
+     * these; they are failures here, so that they reach the objects.
+     */
     size_t n;
     json_t *const *kcps = store_list(x->st, "KongClusterPlugin", &n);
     json_t *globals = json_object(), *dup = json_object();
     for (size_t k = 0; k < n; k++) {
         const char *g = obj_label(kcps[k], "global");
-        if (!g || strcmp(g, "true") || !xclass_exact_or_empty(x, kcps[k]))
-            continue;
         const char *pname = obj_get_str(kcps[k], "plugin");
-        if (!pname)
+        if (!g || strcmp(g, "true") || !xclass_exact_or_empty(x, kcps[k]) || !pname || !*pname)
             continue;
-        if (json_object_get(globals, pname))
+        if (json_object_get(globals, pname)) {
             json_object_set_new(dup, pname, json_true());
-        else
-            json_object_set(globals, pname, kcps[k]);
+            continue;
+        }
+        json_t *p = plugin_entity(x, kcps[k]);
+        if (p)
+            json_object_set_new(globals, pname, json_pack("[O, o]", kcps[k], p));
     }
     for (size_t k = 0; k < n; k++) {
-        const char *g = obj_label(kcps[k], "global");
         const char *pname = obj_get_str(kcps[k], "plugin");
-        if (!g || strcmp(g, "true") || !pname || json_object_get(globals, pname) != kcps[k])
+        json_t *entry = pname ? json_object_get(globals, pname) : NULL;
+        if (!entry || json_array_get(entry, 0) != kcps[k])
             continue;
         if (json_object_get(dup, pname)) {
-            /* KIC drops every global plugin of that name; say so instead of only logging it. */
             json_t *same = json_array();
             for (size_t j = 0; j < n; j++) {
                 const char *gj = obj_label(kcps[j], "global");
@@ -735,15 +740,14 @@ void xlate_plugins(Xlate *x)
                     json_array_append(same, kcps[j]);
             }
             char msg[300];
-            snprintf(msg, sizeof(msg), "global plugin %s is configured by several KongClusterPlugins; none is applied",
+            snprintf(msg, sizeof(msg),
+                     "global plugin %s is configured by several KongClusterPlugins; none is applied",
                      pname);
             xfail_objs(x, same, msg);
             json_decref(same);
             continue;
         }
-        json_t *p = plugin_entity(x, kcps[k]);
-        if (p)
-            json_array_append_new(x->plugins, p);
+        json_array_append(x->plugins, json_array_get(entry, 1));
     }
     json_decref(globals);
     json_decref(dup);
