@@ -867,8 +867,10 @@ const char *xsecret_id(const json_t *secret, char buf[37])
 json_t *xsecret_data(const json_t *secret, const char *key)
 {
     json_t *sd = json_object_get(json_object_get(secret, "stringData"), key);
-    if (json_is_string(sd))
+    if (json_is_string(sd) && strlen(json_string_value(sd)) == json_string_length(sd))
         return json_incref(sd);
+    if (json_is_string(sd)) /* cut at a NUL, as below */
+        return json_string(json_string_value(sd));
     json_t *d = json_object_get(json_object_get(secret, "data"), key);
     if (!json_is_string(d))
         return NULL;
@@ -876,7 +878,9 @@ json_t *xsecret_data(const json_t *secret, const char *key)
     unsigned char *raw = util_base64_decode(json_string_value(d), json_string_length(d), &n);
     if (!raw)
         return NULL;
-    json_t *s = json_stringn((const char *)raw, n);
+    /* Cut at a NUL byte, as the store cuts the strings it reads: configurations hold C strings
+     * (a "\u0000" in one would not load back where sinks parse the revision's bytes). */
+    json_t *s = json_stringn((const char *)raw, strnlen((const char *)raw, n));
     free(raw);
     return s;
 }

@@ -322,4 +322,5 @@ char *xexpr_join(json_t *parts, const char *op);
  * without one (hand-written manifests), a UUIDv5 of namespace/name so Kong gets a valid, stable id.
  */
 const char *xsecret_id(const json_t *secret, char buf[37]);
-json_t *xsecret_data(const json_t *secret, const char *key); /* decoded string (new ref) or NULL */
+/* xsecret_data() - stringData or decoded data of @key, cut at a NUL (new reference), or NULL. */
+json_t *xsecret_data(const json_t *secret, const char *key);
