@@ -171,7 +171,8 @@ static void ca_certs(Xlate *x, XService *s, json_t *svc)
     const char *verify = svc_ann(s, svc, ANN "tls-verify");
     bool v = false;
     if (!verify || !xparse_bool(verify, &v) || !v) {
-        xfail(x, svc, NULL, "CA certificates requested for service without TLS verification enabled");
+        xfail(x, svc, NULL,
+              "CA certificates requested for service without TLS verification enabled");
         goto out;
     }
     const char *proto = effective_protocol(s, svc);
@@ -190,7 +191,8 @@ static void ca_certs(Xlate *x, XService *s, json_t *svc)
             const char *name = json_string_value(n);
             json_t *obj = store_get(x->st, kind, obj_ns(svc), name);
             if (!obj) {
-                xfail(x, svc, NULL, "Failed to fetch %s for CA Certificate '%s/%s': %s %s/%s not found",
+                xfail(x, svc, NULL,
+                      "Failed to fetch %s for CA Certificate '%s/%s': %s %s/%s not found",
                       pass ? "configmap" : "secret", obj_ns(svc), name, kind, obj_ns(svc), name);
                 continue;
             }
@@ -747,7 +749,8 @@ static void apply_policy(Xlate *x, XService *s, json_t *up)
     if (!pol) {
         char msg[600];
         snprintf(msg, sizeof(msg),
-                 "failed fetching KongUpstreamPolicy: KongUpstreamPolicy %s/%s not found", ns, name);
+                 "failed fetching KongUpstreamPolicy: KongUpstreamPolicy %s/%s not found", ns,
+                 name);
         xfail_objs(x, holders, msg);
         json_decref(holders);
         return;

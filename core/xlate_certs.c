@@ -355,10 +355,12 @@ static json_t *ca_cert_objects(Xlate *x, json_t *o, const char *id)
             json_t *ids = json_object_get(json_object_get(all[i], "config"), "ca_certificates");
             size_t j;
             json_t *v;
-            json_array_foreach(ids, j, v) if (json_is_string(v) && !strcmp(json_string_value(v), id))
+            json_array_foreach(ids, j, v)
             {
-                json_array_append(objs, all[i]);
-                break;
+                if (json_is_string(v) && !strcmp(json_string_value(v), id)) {
+                    json_array_append(objs, all[i]);
+                    break;
+                }
             }
         }
     }

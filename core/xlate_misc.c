@@ -243,7 +243,8 @@ void xlate_custom_entities(Xlate *x)
                 foreign = known_foreign[k].foreign;
         /* KIC follows parentRef only to a KongPlugin or KongClusterPlugin of its group. */
         json_t *parent_ref = obj_get_path(ce, "spec.parentRef");
-        const char *pkind = obj_get_str(parent_ref, "kind"), *pname = obj_get_str(parent_ref, "name");
+        const char *pkind = obj_get_str(parent_ref, "kind");
+        const char *pname = obj_get_str(parent_ref, "name");
         const char *pgroup = obj_get_str(parent_ref, "group");
         bool cluster = pkind && !strcmp(pkind, "KongClusterPlugin");
         if (!foreign || !pgroup || strcmp(pgroup, "configuration.konghq.com") || !pname ||

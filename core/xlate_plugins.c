@@ -425,8 +425,9 @@ static json_t *secret_config(Xlate *x, json_t *kp, const char *ns, json_t *ref, 
     json_decref(raw);
     if (!json_is_object(v) && !json_is_null(v)) {
         json_decref(v);
-        xfail(x, kp, NULL, "%s: key '%s' in secret '%s/%s' contains neither valid JSON nor valid YAML)",
-              what, key, ns, name);
+        xfail(x, kp, NULL,
+              "%s: key '%s' in secret '%s/%s' contains neither valid JSON nor valid YAML)", what,
+              key, ns, name);
         return NULL;
     }
     return v;
@@ -741,7 +742,8 @@ void xlate_plugins(Xlate *x)
             }
             char msg[300];
             snprintf(msg, sizeof(msg),
-                     "global plugin %s is configured by several KongClusterPlugins; none is applied",
+                     "global plugin %s is configured by several KongClusterPlugins; "
+                     "none is applied",
                      pname);
             xfail_objs(x, same, msg);
             json_decref(same);
