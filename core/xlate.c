@@ -468,8 +468,10 @@ static json_t *obj_ref(const json_t *o)
                      "name", obj_name(o), "uid", obj_uid(o), "group", g, "version", v);
 }
 
-void xfail_objs(Xlate *x, json_t *objs, const char *msg)
+static void fail_with(Xlate *x, json_t *objs, const char *fmt, va_list ap)
 {
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     json_t *refs = json_array();
     size_t i;
     json_t *o;
@@ -477,19 +479,25 @@ void xfail_objs(Xlate *x, json_t *objs, const char *msg)
     json_array_append_new(x->failures, json_pack("{s:s, s:o}", "message", msg, "objects", refs));
 }
 
-void xfail(Xlate *x, json_t *o1, json_t *o2, const char *fmt, ...)
+void xfail_objs(Xlate *x, json_t *objs, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    fail_with(x, objs, fmt, ap);
     va_end(ap);
+}
+
+void xfail(Xlate *x, json_t *o1, json_t *o2, const char *fmt, ...)
+{
     json_t *objs = json_array();
     if (o1)
         json_array_append(objs, o1);
     if (o2 && o2 != o1)
         json_array_append(objs, o2);
-    xfail_objs(x, objs, msg);
+    va_list ap;
+    va_start(ap, fmt);
+    fail_with(x, objs, fmt, ap);
+    va_end(ap);
     json_decref(objs);
 }
 

@@ -747,11 +747,9 @@ static void apply_policy(Xlate *x, XService *s, json_t *up)
     const char *ns = s->facade ? obj_ns(s->facade) : s->ns;
     json_t *pol = store_get(x->st, "KongUpstreamPolicy", ns, name);
     if (!pol) {
-        char msg[600];
-        snprintf(msg, sizeof(msg),
-                 "failed fetching KongUpstreamPolicy: KongUpstreamPolicy %s/%s not found", ns,
-                 name);
-        xfail_objs(x, holders, msg);
+        xfail_objs(x, holders,
+                   "failed fetching KongUpstreamPolicy: KongUpstreamPolicy %s/%s not found", ns,
+                   name);
         json_decref(holders);
         return;
     }
@@ -759,12 +757,10 @@ static void apply_policy(Xlate *x, XService *s, json_t *up)
     json_t *sticky = json_object_get(spec, "stickySessions");
     const char *algo = json_string_value(json_object_get(spec, "algorithm"));
     if (algo && !strcmp(algo, "sticky-sessions") && !version_at_least(x->o->kong_version, 3, 11)) {
-        char msg[600];
-        snprintf(msg, sizeof(msg),
-                 "sticky sessions algorithm specified in KongUpstreamPolicy '%s' is not supported "
-                 "with Kong Gateway versions < 3.11.0",
-                 name);
-        xfail_objs(x, holders, msg);
+        xfail_objs(x, holders,
+                   "sticky sessions algorithm specified in KongUpstreamPolicy '%s' is not "
+                   "supported with Kong Gateway versions < 3.11.0",
+                   name);
         json_decref(holders);
         return;
     }
@@ -814,9 +810,7 @@ static bool apply_kongingress(Xlate *x, XService *s, json_t *up)
             const char *hk;
             json_t *hs;
             json_object_foreach(s->k8s, hk, hs) json_array_append(holders, hs);
-            char msg[400];
-            snprintf(msg, sizeof(msg), "failed to get KongIngress: KongIngress %s not found", name);
-            xfail_objs(x, holders, msg);
+            xfail_objs(x, holders, "failed to get KongIngress: KongIngress %s not found", name);
             json_decref(holders);
             return false;
         }

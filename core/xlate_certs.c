@@ -145,9 +145,7 @@ void xlate_certificates(Xlate *x)
         snprintf(ns, sizeof(ns), "%.*s", (int)(slash - k), k);
         json_t *secret = store_get(x->st, "Secret", ns, slash + 1);
         if (!secret) {
-            char msg[600];
-            snprintf(msg, sizeof(msg), "Failed to fetch the secret (%s)", k);
-            xfail_objs(x, parents, msg);
+            xfail_objs(x, parents, "Failed to fetch the secret (%s)", k);
             continue;
         }
         char idbuf[37];
@@ -418,10 +416,8 @@ void xlate_ca_certificates(Xlate *x)
             const char *why = NULL;
             char *pem = ca_pem(json_string_value(cert), &why);
             if (!pem) {
-                char msg[300];
-                snprintf(msg, sizeof(msg), "invalid CA certificate: %s", why);
                 json_t *objs = ca_cert_objects(x, o, json_string_value(id));
-                xfail_objs(x, objs, msg);
+                xfail_objs(x, objs, "invalid CA certificate: %s", why);
                 json_decref(objs);
             } else {
                 json_object_set(seen, json_string_value(id), o);

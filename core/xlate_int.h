@@ -176,10 +176,10 @@ static inline void jset_cs(json_t *o, const char *k, const char *v)
     json_object_set_new_nocheck(o, k, xconst_str(v, strlen(v)));
 }
 
-/* Failures: @o1, @o2 may be NULL; the message is copied. */
+/* Failures: @o1, @o2 may be NULL, or the objects of the array @objs; the message is copied. */
 void xfail(Xlate *x, json_t *o1, json_t *o2, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-void xfail_objs(Xlate *x, json_t *objs, const char *msg);
+void xfail_objs(Xlate *x, json_t *objs, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Tags of an object in KIC's order, plus the konghq.com/tags values. New reference. */
 json_t *xtags(const json_t *obj);

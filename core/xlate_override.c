@@ -90,12 +90,10 @@ static void override_services(Xlate *x, XService *s)
             xfail(x, s->facade, NULL, "konghq.com/protocol annotation has invalid value: %s", fbad);
     }
     if (bad) {
-        char msg[600];
         json_t *group = json_array();
-        snprintf(msg, sizeof(msg), "konghq.com/protocol annotation has invalid value: %s", bad);
         for (k = 0; k < n; k++)
             json_array_append(group, json_object_get(s->k8s, keys[k]));
-        xfail_objs(x, group, msg);
+        xfail_objs(x, group, "konghq.com/protocol annotation has invalid value: %s", bad);
         json_decref(group);
     } else if (proto && (!strcmp(proto, "grpc") || !strcmp(proto, "grpcs"))) {
         json_object_del(s->s, "path"); /* only an annotation makes a service gRPC */

@@ -631,14 +631,12 @@ static void rel_range(void *ud, int half, size_t from, size_t to)
         if (!kp)
             kp = store_get(x->st, "KongClusterPlugin", "", name);
         if (!kp) {
-            char msg[600];
-            snprintf(msg, sizeof(msg), "referenced KongPlugin or KongClusterPlugin \"%s\" does not exist",
-                     name);
             vec_unique(&r->refs, false);
             json_t *objs = json_array();
             for (size_t k = 0; k < r->refs.n; k++)
                 json_array_append(objs, (json_t *)r->refs.v[k]);
-            xfail_objs(x, objs, msg);
+            xfail_objs(x, objs, "referenced KongPlugin or KongClusterPlugin \"%s\" does not exist",
+                       name);
             json_decref(objs);
             continue;
         }
@@ -740,12 +738,10 @@ void xlate_plugins(Xlate *x)
                     xclass_exact_or_empty(x, kcps[j]))
                     json_array_append(same, kcps[j]);
             }
-            char msg[300];
-            snprintf(msg, sizeof(msg),
-                     "global plugin %s is configured by several KongClusterPlugins; "
-                     "none is applied",
-                     pname);
-            xfail_objs(x, same, msg);
+            xfail_objs(x, same,
+                       "global plugin %s is configured by several KongClusterPlugins; none is "
+                       "applied",
+                       pname);
             json_decref(same);
             continue;
         }
