@@ -107,7 +107,8 @@ static json_t *service_tags(XService *s)
     return placeholder_tags();
 }
 
-static bool protocol_allows_client_cert(const char *p)
+/* @p is not on KIC's list of protocols without TLS (isNonTLSProtocol). */
+static bool maybe_tls_protocol(const char *p)
 {
     static const char *const bad[] = {"http", "grpc", "tcp", "tls_passthrough", "udp", "ws", NULL};
     for (int i = 0; bad[i]; i++)
@@ -146,7 +147,7 @@ static void client_cert(Xlate *x, XService *s, json_t *svc, json_t *claims)
               name, obj_ns(svc), name);
         return;
     }
-    if (!protocol_allows_client_cert(effective_protocol(s, svc))) {
+    if (!maybe_tls_protocol(effective_protocol(s, svc))) {
         /* KIC names the Kong service's protocol, which no annotation has changed yet */
         xfail(x, svc, NULL, "Client certificate requested for incompatible service protocol '%s'",
               json_string_value(json_object_get(s->s, "protocol")));
@@ -176,7 +177,7 @@ static void ca_certs(Xlate *x, XService *s, json_t *svc)
         goto out;
     }
     const char *proto = effective_protocol(s, svc);
-    if (!protocol_allows_client_cert(proto)) { /* the same list of protocols without TLS */
+    if (!maybe_tls_protocol(proto)) {
         xfail(x, svc, NULL, "CA certificates requested for incompatible service protocol '%s'",
               proto);
         goto out;

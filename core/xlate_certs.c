@@ -251,14 +251,7 @@ static bool pem_next(const char **p, const char *end, char *type, size_t tl, con
                      const char **block_end)
 {
     static const char begin[] = "-----BEGIN ";
-    const char *b = *p;
-    size_t n = (size_t)(end - b);
-    const char *at = NULL;
-    for (size_t i = 0; i + sizeof(begin) - 1 <= n; i++)
-        if (!memcmp(b + i, begin, sizeof(begin) - 1)) {
-            at = b + i;
-            break;
-        }
+    const char *at = memmem(*p, (size_t)(end - *p), begin, sizeof(begin) - 1);
     if (!at)
         return false;
     const char *t = at + sizeof(begin) - 1, *te = t;
@@ -270,14 +263,12 @@ static bool pem_next(const char **p, const char *end, char *type, size_t tl, con
     char endline[128];
     snprintf(endline, sizeof(endline), "-----END %s-----", type);
     size_t el = strlen(endline);
-    for (const char *q = te + 5; q + el <= end; q++)
-        if (!memcmp(q, endline, el)) {
-            *block = at;
-            *block_end = q + el;
-            *p = q + el;
-            return true;
-        }
-    return false;
+    const char *q = te + 5 <= end ? memmem(te + 5, (size_t)(end - te - 5), endline, el) : NULL;
+    if (!q)
+        return false;
+    *block = at;
+    *block_end = *p = q + el;
+    return true;
 }
 
 /*

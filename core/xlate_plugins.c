@@ -403,22 +403,39 @@ static int patch_add(json_t **doc, const char *path, json_t *value, char *err, s
 }
 
 /*
+ * The value of secretKeyRef @ref's key in namespace @ns (new reference), or NULL with KIC's error
+ * in @err ("Secret ns/name not found" or "no key ..."); *@missing tells the first from the second.
+ */
+static json_t *secret_ref_value(Xlate *x, const char *ns, json_t *ref, bool *missing, char *err,
+                                size_t errlen)
+{
+    const char *name = obj_get_str(ref, "name"), *key = obj_get_str(ref, "key");
+    json_t *secret = name ? store_get(x->st, "Secret", ns, name) : NULL;
+    json_t *raw = secret && key ? xsecret_data(secret, key) : NULL;
+    *missing = !secret;
+    if (!secret)
+        snprintf(err, errlen, "Secret %s/%s not found", ns, name ? name : "");
+    else if (!raw)
+        snprintf(err, errlen, "no key '%s' in secret '%s/%s'", key ? key : "", ns, name);
+    return raw;
+}
+
+/*
  * The configuration in a Secret's key, as KIC's SecretToConfiguration reads it: an object, or JSON
  * null for none (null or empty YAML). NULL with a failure.
  */
 static json_t *secret_config(Xlate *x, json_t *kp, const char *ns, json_t *ref, const char *what)
 {
     const char *name = obj_get_str(ref, "name"), *key = obj_get_str(ref, "key");
-    json_t *secret = name ? store_get(x->st, "Secret", ns, name) : NULL;
-    if (!secret) {
-        xfail(x, kp, NULL,
-              "%s: error fetching plugin configuration secret '%s/%s': Secret %s/%s not found",
-              what, ns, name ? name : "", ns, name ? name : "");
-        return NULL;
-    }
-    json_t *raw = key ? xsecret_data(secret, key) : NULL;
+    char err[600];
+    bool missing;
+    json_t *raw = secret_ref_value(x, ns, ref, &missing, err, sizeof(err));
     if (!raw) {
-        xfail(x, kp, NULL, "%s: no key '%s' in secret '%s/%s'", what, key ? key : "", ns, name);
+        if (missing)
+            xfail(x, kp, NULL, "%s: error fetching plugin configuration secret '%s/%s': %s", what,
+                  ns, name ? name : "", err);
+        else
+            xfail(x, kp, NULL, "%s: %s", what, err);
         return NULL;
     }
     json_t *v = parse_value(json_string_value(raw), json_string_length(raw), false);
@@ -441,7 +458,8 @@ static json_t *secret_config(Xlate *x, json_t *kp, const char *ns, json_t *ref, 
 static json_t *plugin_config(Xlate *x, json_t *kp, bool cluster)
 {
     char what[600], err[300];
-    snprintf(what, sizeof(what), "could not parse %s %s/%s config", "KongPlugin", obj_ns(kp),
+    /* KIC says KongPlugin for a KongClusterPlugin too (with an empty namespace) */
+    snprintf(what, sizeof(what), "could not parse KongPlugin %s/%s config", obj_ns(kp),
              obj_name(kp));
     json_t *config = json_object_get(kp, "config");
     json_t *patches = json_object_get(kp, "configPatches");
@@ -454,20 +472,14 @@ static json_t *plugin_config(Xlate *x, json_t *kp, bool cluster)
         const char *path = obj_get_str(patch, "path");
         json_t *ref = obj_get_path(patch, "valueFrom.secretKeyRef");
         const char *ns = cluster ? obj_get_str(ref, "namespace") : obj_ns(kp);
-        const char *sname = obj_get_str(ref, "name"), *key = obj_get_str(ref, "key");
-        json_t *secret = sname ? store_get(x->st, "Secret", ns ? ns : "", sname) : NULL;
-        json_t *raw = secret && key ? xsecret_data(secret, key) : NULL;
+        bool missing;
+        json_t *raw = secret_ref_value(x, ns ? ns : "", ref, &missing, err, sizeof(err));
         json_t *v = raw ? json_loadb(json_string_value(raw), json_string_length(raw),
                                      JSON_DECODE_ANY, NULL)
                         : NULL;
-        if (!secret)
-            snprintf(err, sizeof(err), "Secret %s/%s not found", ns ? ns : "", sname ? sname : "");
-        else if (!raw)
-            snprintf(err, sizeof(err), "no key '%s' in secret '%s/%s'", key ? key : "",
-                     ns ? ns : "", sname);
-        else if (!v)
-            snprintf(err, sizeof(err), "the value of key '%s' in secret '%s/%s' is not JSON", key,
-                     ns ? ns : "", sname);
+        if (raw && !v)
+            snprintf(err, sizeof(err), "the value of key '%s' in secret '%s/%s' is not JSON",
+                     obj_get_str(ref, "key"), ns ? ns : "", obj_get_str(ref, "name"));
         int r = v ? patch_add(&cfg, path ? path : "", v, err, sizeof(err)) : -1;
         json_decref(v);
         json_decref(raw);
