@@ -45,6 +45,57 @@ const char *k8s__str(const json_t *o, const char *key)
     return s ? s : "";
 }
 
+static bool fits_int64(const char *s, size_t n)
+{
+    char t[32];
+    if (n >= sizeof(t))
+        return false;
+    memcpy(t, s, n);
+    t[n] = 0;
+    errno = 0;
+    (void)strtoll(t, NULL, 10);
+    return errno != ERANGE;
+}
+
+json_t *k8s__json_loadb(const char *buf, size_t len, json_error_t *err)
+{
+    json_error_t e;
+    json_t *v = json_loadb(buf, len, 0, err ? err : &e);
+    if (v || !strstr((err ? err : &e)->text, "too big integer"))
+        return v;
+    /* Again, with ".0" after each integer past int64 (outside strings). */
+    Buf b = BUF_INIT;
+    size_t from = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = buf[i];
+        if (in_str) {
+            i += c == '\\';
+            in_str = c != '"';
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j = i;
+            bool real = false;
+            while (j < len && strchr("+-0123456789.eE", buf[j]) && buf[j]) {
+                real |= buf[j] == '.' || buf[j] == 'e' || buf[j] == 'E';
+                j++;
+            }
+            if (!real && j - i >= 19 && !fits_int64(buf + i, j - i)) {
+                buf_append(&b, buf + from, j - from);
+                buf_puts(&b, ".0");
+                from = j;
+            }
+            i = j - 1;
+        }
+    }
+    if (from < len)
+        buf_append(&b, buf + from, len - from);
+    v = b.data ? json_loadb(b.data, b.len, 0, err ? err : &e) : NULL;
+    buf_deinit(&b);
+    return v;
+}
+
 static int set_err(char **ret_err, int r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int set_err(char **ret_err, int r, const char *fmt, ...)
@@ -419,7 +470,7 @@ static void on_http_done(void *ud, CURL *easy, const HttpResult *res)
     if (res->code != CURLE_OK || res->status >= 400)
         k->m_request_errors++;
     if (r.body_len > 0 && !res->truncated)
-        r.json = json_loadb(r.body, r.body_len, 0, NULL);
+        r.json = k8s__json_loadb(r.body, r.body_len, NULL);
     if (res->truncated && r.code == CURLE_OK)
         r.code = CURLE_FILESIZE_EXCEEDED;
     k->in_cb++;

@@ -166,6 +166,13 @@ void k8s__set_leader(K8s *k, bool on);
 /* Helpers to read fields: borrowed string or "" */
 const char *k8s__str(const json_t *o, const char *key);
 
+/*
+ * k8s__json_loadb() - json_loadb() for what the API server writes. It writes a float64 of a
+ * free-form field (a plugin's config) below 1e21 in plain digits; past int64 jansson refuses
+ * such a number, and one object would fail a whole list. Those numbers are read as reals.
+ */
+json_t *k8s__json_loadb(const char *buf, size_t len, json_error_t *err);
+
 /* Lease decisions (k8s_lease.c), separate for unit tests. */
 typedef struct K8sLeaseObs {
     char key[512];  /* holder|renewTime|duration of the record last seen */

@@ -727,7 +727,7 @@ static void watch_event(Watcher *wt, const char *line, size_t len)
 {
     K8s *k = wt->w->k;
     json_error_t jerr;
-    json_t *ev = json_loadb(line, len, 0, &jerr);
+    json_t *ev = k8s__json_loadb(line, len, &jerr);
     if (!json_is_object(ev)) {
         log_event(LOG_WARN, "k8s", "bad watch event, ignoring", "{s:s, s:s}", "kind", wt->ki->kind,
                   "err", jerr.text);

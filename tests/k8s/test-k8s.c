@@ -228,6 +228,31 @@ static void test_lease_build(void **state)
     json_decref(rel);
 }
 
+/* A float64 the API server writes in plain digits past int64 is read as a real, not refused:
+ * a list with one such object would otherwise fail whole. */
+static void test_json_big_numbers(void **state)
+{
+    (void)state;
+    const char *t = "{\"items\":[{\"config\":{\"big\":12345678901234567000,"
+                    "\"neg\":-10000000000000000000,\"ok\":9223372036854775807,"
+                    "\"s\":\"12345678901234567000 \\\" 99999999999999999999\",\"r\":1.5e300}}]}";
+    json_error_t e;
+    json_t *v = k8s__json_loadb(t, strlen(t), &e);
+    assert_non_null(v);
+    json_t *c = json_object_get(json_array_get(json_object_get(v, "items"), 0), "config");
+    assert_true(json_is_real(json_object_get(c, "big")));
+    assert_true(json_real_value(json_object_get(c, "big")) == 12345678901234567000.0);
+    assert_true(json_real_value(json_object_get(c, "neg")) == -1e19);
+    assert_true(json_is_integer(json_object_get(c, "ok")));
+    assert_string_equal(json_string_value(json_object_get(c, "s")),
+                        "12345678901234567000 \" 99999999999999999999");
+    json_decref(v);
+    /* Other errors stay errors, with jansson's text. */
+    assert_null(k8s__json_loadb("{\"a\":1e400}", 11, &e));
+    assert_non_null(strstr(e.text, "overflow"));
+    assert_null(k8s__json_loadb("[1,", 3, NULL));
+}
+
 static void test_bucket(void **state)
 {
     K8sBucket b;
@@ -326,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_kubeconfig_errors),
         cmocka_unit_test(test_lease_observe),
         cmocka_unit_test(test_lease_build),
+        cmocka_unit_test(test_json_big_numbers),
         cmocka_unit_test(test_bucket),
         cmocka_unit_test(test_events_dedup),
         cmocka_unit_test(test_service_addresses),
