@@ -197,8 +197,7 @@ int translate_main(int argc, char **argv)
     }
     print_failures(failures);
     ctx.problems += (int)json_array_size(failures);
-    char *text = !strcmp(output, "json") ? json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS)
-                                         : xlate_to_yaml(cfg);
+    char *text = !strcmp(output, "json") ? xlate_to_json(cfg) : xlate_to_yaml(cfg);
     json_decref(cfg);
     json_decref(failures);
     if (!text)

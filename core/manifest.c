@@ -19,6 +19,7 @@
 #include <yaml.h>
 
 #include "util.h"
+#include "yaml_scalar.h"
 
 enum {
     MAX_NODES = 4 * 1024 * 1024, /* values in one document, aliases expanded */
@@ -33,12 +34,21 @@ typedef struct Parser {
     json_t *anchors; /* name -> value, per document */
     char err[256];
     int err_line;
+    bool syntax; /* libyaml failed: it cannot go on with the buffer */
 } Parser;
 
 static int fail(Parser *p, int line, const char *fmt, const char *arg)
 {
     if (!p->err[0]) {
-        snprintf(p->err, sizeof(p->err), fmt, arg ? arg : "");
+        size_t n = (size_t)snprintf(p->err, sizeof(p->err), fmt, arg ? arg : "");
+        if (n >= sizeof(p->err)) { /* cut: end on a whole UTF-8 character */
+            n = sizeof(p->err) - 1;
+            while (n && ((unsigned char)p->err[n - 1] & 0xc0) == 0x80)
+                n--;
+            if (n && (unsigned char)p->err[n - 1] >= 0xc0)
+                n--;
+            p->err[n] = 0;
+        }
         p->err_line = line;
     }
     return -EINVAL;
@@ -50,6 +60,7 @@ static int next(Parser *p)
         yaml_event_delete(&p->ev);
     p->have_ev = 0;
     if (!yaml_parser_parse(&p->yp, &p->ev)) {
+        p->syntax = true;
         const char *prob = p->yp.problem ? p->yp.problem : "syntax error";
         int line = (int)p->yp.problem_mark.line + 1;
         if (p->yp.context) {
@@ -63,106 +74,31 @@ static int next(Parser *p)
     return 0;
 }
 
-static int is_digits(const char *s, int (*ok)(int))
+/*
+ * A plain scalar's value as Kubernetes reads it (yaml_scalar.h); NULL with *nojson when it is a
+ * float JSON cannot carry (.inf, .nan), NULL alone when out of memory or not UTF-8.
+ */
+static json_t *plain_scalar(const char *s, size_t len, bool *nojson)
 {
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (*s != '_' && !ok((unsigned char)*s))
-            return 0;
-    return 1;
-}
-
-static int isdig(int c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static int ishex(int c)
-{
-    return isdig(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-static int isoct(int c)
-{
-    return c >= '0' && c <= '7';
-}
-
-/* Plain scalar typing of YAML 1.1 as Kubernetes' decoder (go-yaml) resolves it. */
-static json_t *plain_scalar(const char *s, size_t len)
-{
-    /* Most scalars are words of other lengths: compare only where a length can match. */
-    switch (len) {
-    case 0:
+    YamlValue v;
+    *nojson = false;
+    switch (yaml_plain_type(s, len, &v)) {
+    case YAML_T_NULL:
         return json_null();
-    case 1:
-        if (s[0] == '~')
-            return json_null();
-        break;
-    case 4:
-        if (!strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL"))
-            return json_null();
-        if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
-            return json_true();
-        break;
-    case 5:
-        if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
-            return json_false();
-        break;
+    case YAML_T_BOOL:
+        return json_boolean(v.b);
+    case YAML_T_INT:
+        return json_integer(v.i);
+    case YAML_T_UINT: /* jansson's integers stop at int64; KIC reads every number as a float64 */
+        return json_real((double)v.u);
+    case YAML_T_FLOAT:
+        return json_real(v.f);
+    case YAML_T_NOJSON:
+        *nojson = true;
+        return NULL;
+    default:
+        return json_stringn(s, len);
     }
-    const char *d = s;
-    int neg = 0;
-    if (*d == '-' || *d == '+') {
-        neg = *d == '-';
-        d++;
-    }
-    if (len < 32 && strchr(s, '_') == NULL) {
-        char *end;
-        errno = 0;
-        if ((d[0] == '0' && (d[1] == 'x' || d[1] == 'X')) && is_digits(d + 2, ishex)) {
-            long long v = strtoll(d + 2, &end, 16);
-            if (!errno && !*end)
-                return json_integer(neg ? -v : v);
-        } else if ((d[0] == '0' && d[1] == 'o') && is_digits(d + 2, isoct)) {
-            long long v = strtoll(d + 2, &end, 8);
-            if (!errno && !*end)
-                return json_integer(neg ? -v : v);
-        } else if (is_digits(d, isdig)) {
-            long long v = strtoll(s, &end, 10);
-            if (!errno && !*end)
-                return json_integer(v);
-            double f = strtod(s, &end);
-            if (!*end)
-                return json_real(f);
-        } else {
-            /* Floats: digits with a dot or exponent (not "1.2.3", not a version-like word). */
-            int digits = 0, ok = 1, dot = 0, exp = 0;
-            for (const char *c = d; *c; c++) {
-                if (isdig(*c))
-                    digits++;
-                else if (*c == '.' && !dot && !exp)
-                    dot = 1;
-                else if ((*c == 'e' || *c == 'E') && digits && !exp) {
-                    exp = 1;
-                    if (c[1] == '+' || c[1] == '-')
-                        c++;
-                } else {
-                    ok = 0;
-                    break;
-                }
-            }
-            if (ok && digits && (dot || exp)) {
-                double f = strtod(s, &end);
-                if (!*end && isfinite(f))
-                    return json_real(f);
-            }
-            if (d[0] == '.' &&
-                (!strcmp(d, ".inf") || !strcmp(d, ".Inf") || !strcmp(d, ".INF") ||
-                 !strcmp(s, ".nan") || !strcmp(s, ".NaN") || !strcmp(s, ".NAN")))
-                return json_stringn(s, len); /* JSON has no infinities; keep the text */
-        }
-    }
-    return json_stringn(s, len);
 }
 
 static int parse_node(Parser *p, int depth, json_t **ret);
@@ -203,6 +139,54 @@ static json_t *alias_copy(Parser *p, json_t *v)
     return json_deep_copy(v);
 }
 
+/*
+ * The key of a mapping entry, as a string the way sigs.k8s.io/yaml makes one (yaml_plain_key()):
+ * a plain scalar typed, then written back ("yes" is "true", "010" is "8"); a quoted one as it is;
+ * an alias by its value. Sets *is_merge for "<<". The current event is the key's.
+ */
+static int mapping_key(Parser *p, int depth, int line, char **ret, int *is_merge)
+{
+    const yaml_event_t *e = &p->ev;
+    char kbuf[YAML_KEY_MAX];
+    const char *ks = NULL;
+    json_t *key = NULL;
+    int r;
+    if (e->type == YAML_SCALAR_EVENT && !e->data.scalar.anchor) {
+        const char *s = (const char *)e->data.scalar.value;
+        size_t len = e->data.scalar.length;
+        const char *tag = (const char *)e->data.scalar.tag;
+        bool plain = e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                     !(tag && !strcmp(tag, "tag:yaml.org,2002:str"));
+        if (memchr(s, 0, len))
+            return fail(p, line, "NUL byte in a scalar%s", NULL);
+        int k = plain ? yaml_plain_key(s, len, kbuf) : 0;
+        if (k < 0)
+            return fail(p, line, "mapping key \"%s\" has no JSON form (quote it)", s);
+        ks = k ? kbuf : s;
+        *is_merge = plain && !strcmp(ks, "<<");
+    } else {
+        if ((r = parse_node(p, depth + 1, &key)) < 0)
+            return r;
+        if (json_is_string(key)) {
+            ks = json_string_value(key);
+        } else if (json_is_integer(key)) {
+            snprintf(kbuf, sizeof(kbuf), "%lld", (long long)json_integer_value(key));
+            ks = kbuf;
+        } else if (json_is_boolean(key)) {
+            ks = json_is_true(key) ? "true" : "false";
+        } else if (json_is_real(key)) {
+            util_go_float(json_real_value(key), 32, 'g', kbuf);
+            ks = kbuf;
+        } else {
+            json_decref(key);
+            return fail(p, line, "mapping keys must be strings, numbers or booleans%s", NULL);
+        }
+    }
+    *ret = strdup(ks);
+    json_decref(key);
+    return *ret ? 0 : -ENOMEM;
+}
+
 static int parse_mapping(Parser *p, int depth, json_t **ret)
 {
     json_t *obj = json_object();
@@ -217,33 +201,10 @@ static int parse_mapping(Parser *p, int depth, json_t **ret)
         if (p->ev.type == YAML_MAPPING_END_EVENT)
             break;
         int line = (int)p->ev.start_mark.line + 1;
-        json_t *key = NULL;
-        if ((r = parse_node(p, depth + 1, &key)) < 0)
-            goto out;
-        char kbuf[64];
-        const char *ks;
+        char *kcopy = NULL;
         int is_merge = 0;
-        if (json_is_string(key)) {
-            ks = json_string_value(key);
-            is_merge = !strcmp(ks, "<<");
-        } else if (json_is_integer(key)) {
-            snprintf(kbuf, sizeof(kbuf), "%lld", (long long)json_integer_value(key));
-            ks = kbuf;
-        } else if (json_is_true(key) || json_is_false(key)) {
-            ks = json_is_true(key) ? "true" : "false";
-        } else if (json_is_null(key)) {
-            ks = "null";
-        } else {
-            json_decref(key);
-            r = fail(p, line, "mapping keys must be scalars%s", NULL);
+        if ((r = mapping_key(p, depth, line, &kcopy, &is_merge)) < 0)
             goto out;
-        }
-        char *kcopy = strdup(ks);
-        json_decref(key);
-        if (!kcopy) {
-            r = -ENOMEM;
-            goto out;
-        }
         if ((r = next(p)) < 0) {
             free(kcopy);
             goto out;
@@ -349,7 +310,10 @@ static int parse_node(Parser *p, int depth, json_t **ret)
             plain = 0;
         if (memchr(s, 0, len))
             return fail(p, line, "NUL byte in a scalar%s", NULL);
-        v = plain ? plain_scalar(s, len) : json_stringn(s, len);
+        bool nojson = false;
+        v = plain ? plain_scalar(s, len, &nojson) : json_stringn(s, len);
+        if (!v && nojson)
+            return fail(p, line, "%s is a float JSON cannot carry (quote it for a string)", s);
         if (!v)
             return fail(p, line, "scalar is not valid UTF-8%s", NULL);
         if ((r = remember_anchor(p, p->ev.data.scalar.anchor, v)) < 0) {
@@ -396,10 +360,12 @@ static int parse_node(Parser *p, int depth, json_t **ret)
 
 /*
  * Walk the documents of one buffer. @doc_fn gets each document's value (its reference: the
- * parser keeps none, so a document handed to another thread is freed there) and start line; a
- * syntax error stops the buffer (libyaml cannot resynchronise), reported via @err_fn.
+ * parser keeps none, so a document handed to another thread is freed there) and start line, or
+ * NULL, the line and the message for a document that breaks a rule (a duplicate key, a cap): the
+ * parser is still in step then, so unless @doc_fn returns non-zero the documents after it load.
+ * A syntax error stops the buffer (libyaml cannot resynchronise) and is returned in @err.
  */
-typedef int (*DocFn)(void *ud, json_t *doc, int line);
+typedef int (*DocFn)(void *ud, json_t *doc, int line, const char *err);
 
 static int each_document(const char *data, size_t len, DocFn doc_fn, void *ud, char *err,
                          size_t errlen, int *err_line)
@@ -429,14 +395,23 @@ static int each_document(const char *data, size_t len, DocFn doc_fn, void *ud, c
         line = (int)p.ev.start_mark.line + 1;
         p.nodes = 0; /* the value cap is per document */
         json_t *doc = NULL;
-        if ((r = parse_node(&p, 0, &doc)) < 0)
-            break;
+        if ((r = parse_node(&p, 0, &doc)) < 0) {
+            if (r != -EINVAL || p.syntax || (r = doc_fn(ud, NULL, p.err_line, p.err)))
+                break;
+            p.err[0] = 0;
+            json_object_clear(p.anchors);
+            while ((r = next(&p)) == 0 && p.ev.type != YAML_DOCUMENT_END_EVENT)
+                ;
+            if (r < 0)
+                break;
+            continue;
+        }
         if ((r = next(&p)) < 0) { /* DOCUMENT_END */
             json_decref(doc);
             break;
         }
         json_object_clear(p.anchors);
-        if ((r = doc_fn(ud, doc, line)))
+        if ((r = doc_fn(ud, doc, line, NULL)))
             break;
     }
     if (r < 0 && p.err[0]) {
@@ -452,9 +427,11 @@ static int each_document(const char *data, size_t len, DocFn doc_fn, void *ud, c
     return r;
 }
 
-static int collect_doc(void *ud, json_t *doc, int line)
+static int collect_doc(void *ud, json_t *doc, int line, const char *err)
 {
     (void)line;
+    if (err)
+        return -EINVAL; /* one value: any broken document breaks it */
     return json_array_append_new(ud, doc) < 0 ? -ENOMEM : 0;
 }
 
@@ -522,16 +499,26 @@ static int deliver(LoadCtx *c, json_t *doc, int line, int depth)
         return 0;
     }
     json_t *md = json_object_get(doc, "metadata");
-    if (!json_is_object(md) || !json_is_string(json_object_get(md, "name")) ||
-        !json_string_length(json_object_get(md, "name"))) {
+    json_t *name = json_object_get(md, "name"), *ns = json_object_get(md, "namespace");
+    if ((name && !json_is_string(name)) || (ns && !json_is_null(ns) && !json_is_string(ns))) {
+        /* kubectl refuses these too; the usual cause is YAML 1.1's booleans */
+        report(c, line, "%s: metadata.name and metadata.namespace must be strings (YAML reads "
+                        "unquoted yes, no, on, off, y and n as booleans: quote them)", k);
+        return 0;
+    }
+    if (!json_is_object(md) || !json_is_string(name) || !json_string_length(name)) {
         report(c, line, "%s has no metadata.name", k);
         return 0;
     }
     return c->obj_fn ? c->obj_fn(c->ud, doc, c->name, line) : 0;
 }
 
-static int deliver_doc(void *ud, json_t *doc, int line)
+static int deliver_doc(void *ud, json_t *doc, int line, const char *err)
 {
+    if (err) {
+        report(ud, line, "%s", err);
+        return 0;
+    }
     int r = deliver(ud, doc, line, 0);
     json_decref(doc);
     return r;
@@ -604,7 +591,7 @@ typedef struct Half {
     uv_cond_t more;
 } Half;
 
-static int collect_with_line(void *ud, json_t *doc, int line)
+static int collect_with_line(void *ud, json_t *doc, int line, const char *err)
 {
     Half *h = ud;
     /*
@@ -612,7 +599,9 @@ static int collect_with_line(void *ud, json_t *doc, int line)
      * last reference dropped here, the free would race with the caller's reads: jansson's
      * decrement only releases, it does not acquire.)
      */
-    json_t *pair = json_pack("[o, i]", doc, line);
+    json_t *pair = json_pack("[o, i]", doc ? doc : json_null(), line);
+    if (pair && err) /* a message cut at 256 bytes may end inside a character: no UTF-8 check */
+        json_array_append_new(pair, json_string_nocheck(err));
     uv_mutex_lock(&h->lock);
     int r = h->stop ? 1 : json_array_append_new(h->docs, pair) < 0 ? -ENOMEM : 0;
     if (h->stop)
@@ -637,8 +626,11 @@ static void parse_half(void *arg)
     uv_mutex_unlock(&h->lock);
 }
 
-/* The next document of @h (a new reference) and its line, or NULL when there are no more. */
-static json_t *next_half_doc(Half *h, int *line)
+/*
+ * The next document of @h (a new reference) and its line, or NULL when there are no more; for a
+ * broken document, its message as a string, with *broken set.
+ */
+static json_t *next_half_doc(Half *h, int *line, bool *broken)
 {
     json_t *d = NULL;
     uv_mutex_lock(&h->lock);
@@ -646,7 +638,8 @@ static json_t *next_half_doc(Half *h, int *line)
         uv_cond_wait(&h->more, &h->lock);
     if (h->taken < json_array_size(h->docs)) {
         json_t *pair = json_array_get(h->docs, h->taken);
-        d = json_incref(json_array_get(pair, 0));
+        *broken = json_array_size(pair) == 3;
+        d = json_incref(json_array_get(pair, *broken ? 2 : 0));
         *line = (int)json_integer_value(json_array_get(pair, 1));
         /* Let go of it here: the array would keep every document until the end. */
         json_array_set_new(h->docs, h->taken++, json_null());
@@ -679,8 +672,12 @@ static int split_deliver(LoadCtx *c, const char *data, const char *mid, Half *h,
         int base = count_breaks(data, mid);
         json_t *d;
         int l;
-        while (!r && (d = next_half_doc(h, &l))) {
-            r = deliver(c, d, base + l, 0);
+        bool broken;
+        while (!r && (d = next_half_doc(h, &l, &broken))) {
+            if (broken)
+                report(c, base + l, "%s", json_string_value(d));
+            else
+                r = deliver(c, d, base + l, 0);
             json_decref(d);
         }
         if (!r) {

@@ -8,6 +8,8 @@
 #endif
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
+#include <stdbool.h>
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -489,6 +491,85 @@ char *util_strdup_printf(const char *fmt, ...)
     int n = vasprintf(&s, fmt, ap);
     va_end(ap);
     return n < 0 ? NULL : s;
+}
+
+/* The shortest digits of @d > 0 that read back to it: into @dig (no dot), their count, and the
+ * decimal exponent of the first digit. A correctly rounded %.*e with p digits reads back exactly
+ * when any p-digit decimal does, so the first precision that does is the shortest. */
+static int shortest_digits(double d, int bits, char dig[20], int *exp10)
+{
+    char b[UTIL_FLOAT_MAX];
+    for (int p = 0; p < 17; p++) {
+        snprintf(b, sizeof(b), "%.*e", p, d);
+        double back = strtod(b, NULL);
+        if (bits == 32 ? (float)back == (float)d : back == d)
+            break;
+    }
+    int n = 0;
+    char *c = b;
+    for (; *c && *c != 'e'; c++)
+        if (*c != '.')
+            dig[n++] = *c;
+    while (n > 1 && dig[n - 1] == '0')
+        n--;
+    dig[n] = 0;
+    *exp10 = (int)strtol(c + 1, NULL, 10);
+    return n;
+}
+
+size_t util_go_float(double d, int bits, char fmt, char out[UTIL_FLOAT_MAX])
+{
+    char dig[20], *o = out;
+    bool neg = signbit(d);
+    d = fabs(d);
+    if (bits == 32)
+        d = (float)d;
+    if (isinf(d)) /* a float32 too big for its exponent: Go writes "+Inf" */
+        return (size_t)snprintf(out, UTIL_FLOAT_MAX, "%cInf", neg ? '-' : '+');
+    if (neg)
+        *o++ = '-';
+    if (d == 0) {
+        *o++ = '0';
+        *o = 0;
+        return (size_t)(o - out);
+    }
+    int e, n = shortest_digits(d, bits, dig, &e);
+    bool expo = fmt == 'j' ? d < 1e-6 || d >= 1e21 : e < -4 || e >= 6;
+    if (expo) {
+        *o++ = dig[0];
+        if (n > 1) {
+            *o++ = '.';
+            memcpy(o, dig + 1, (size_t)n - 1);
+            o += n - 1;
+        }
+        /* %e's two exponent digits; encoding/json drops the padding of negative ones */
+        int w = e < 0 && fmt == 'j' ? 1 : 2;
+        o += snprintf(o, UTIL_FLOAT_MAX - (size_t)(o - out), "e%c%0*d", e < 0 ? '-' : '+', w,
+                      e < 0 ? -e : e);
+        return (size_t)(o - out);
+    }
+    int dp = e + 1; /* digits before the point */
+    if (dp <= 0) {
+        *o++ = '0';
+        *o++ = '.';
+        memset(o, '0', (size_t)-dp);
+        o += -dp;
+        memcpy(o, dig, (size_t)n);
+        o += n;
+    } else if (dp >= n) {
+        memcpy(o, dig, (size_t)n);
+        o += n;
+        memset(o, '0', (size_t)(dp - n));
+        o += dp - n;
+    } else {
+        memcpy(o, dig, (size_t)dp);
+        o += dp;
+        *o++ = '.';
+        memcpy(o, dig + dp, (size_t)(n - dp));
+        o += n - dp;
+    }
+    *o = 0;
+    return (size_t)(o - out);
 }
 
 uint64_t util_now_ms(void)

@@ -55,6 +55,16 @@ char *util_base64_encode(const unsigned char *in, size_t inlen);
 /* util_strdup_printf() - malloc'd formatted string, NULL on failure. */
 char *util_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * util_go_float() - @d (finite) with the fewest digits that read back to it as a float64 (@bits
+ * 64) or a float32 (32), as Go formats it: @fmt 'j' as encoding/json writes a float64 (plain
+ * decimals from 1e-6 up to 1e21, else an exponent: "1e+21", "1e-7"), 'g' as
+ * strconv.FormatFloat(d, 'g', -1, bits) ("1e+06", "1.5"). KIC's numbers pass through Go's
+ * float64, so tether writes them the same way. Returns the length written to @out.
+ */
+#define UTIL_FLOAT_MAX 40
+size_t util_go_float(double d, int bits, char fmt, char out[UTIL_FLOAT_MAX]);
+
 /* util_now_ms() - monotonic milliseconds. */
 uint64_t util_now_ms(void);
 

@@ -93,6 +93,9 @@ char *xlate_canonical_json(const json_t *config, size_t *ret_len);
 /* The same, also noting in @plan (may be NULL) where each upstream's bytes are. */
 char *xlate_canonical_json_plan(const json_t *config, size_t *ret_len, XlatePlan *plan);
 
+/* xlate_to_json() - the canonical JSON indented by two spaces, for people. malloc'd. */
+char *xlate_to_json(const json_t *config);
+
 /* xlate_to_yaml() - the config as YAML (keys sorted, PEM as literal blocks). malloc'd. */
 char *xlate_to_yaml(const json_t *config);
 

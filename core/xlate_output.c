@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <uv.h>
 
 #include "util.h"
+#include "yaml_scalar.h"
 
 /*
  * The canonical writer is on the path of every revision (megabytes at 10,000 Ingresses), so it
@@ -121,6 +123,26 @@ static int cmp_key(const void *a, const void *b)
     return c ? c : (x->n < y->n ? -1 : x->n > y->n);
 }
 
+/*
+ * A number as KIC writes it: its values pass through Go's float64, whose JSON is the shortest
+ * decimals ("1", "0.1", "1e+21"). Past 2^63, where Go still writes plain digits, the exponent is
+ * kept: jansson reads digits alone as a 64-bit integer, and the bytes must read back. In YAML an
+ * exponent gets a dot ("1.0e+21"), which YAML 1.1 readers need to see a float.
+ */
+static size_t real_text(double d, char num[UTIL_FLOAT_MAX], bool yaml)
+{
+    size_t l = util_go_float(d, 64, 'j', num);
+    if (fabs(d) >= 0x1p63 && !memchr(num, 'e', l))
+        l = util_go_float(d, 64, 'g', num);
+    char *e = memchr(num, 'e', l);
+    if (yaml && e && !memchr(num, '.', l) && l + 2 < UTIL_FLOAT_MAX) {
+        memmove(e + 2, e, l - (size_t)(e - num) + 1);
+        memcpy(e, ".0", 2);
+        l += 2;
+    }
+    return l;
+}
+
 static void canon(Out *o, const json_t *v);
 
 /* An array, noting where each element's bytes are when @spans is given. */
@@ -202,18 +224,8 @@ static void canon(Out *o, const json_t *v)
         put_int(o, (long long)json_integer_value(v));
         break;
     case JSON_REAL: {
-        /* Shortest text that reads back to the same double, always with a dot or exponent. */
-        char num[64];
-        double d = json_real_value(v);
-        for (int prec = 15; prec <= 17; prec++) {
-            snprintf(num, sizeof(num), "%.*g", prec, d);
-            if (strtod(num, NULL) == d)
-                break;
-        }
-        size_t l = strlen(num);
-        if (!strpbrk(num, ".eEn") && l + 3 <= sizeof(num))
-            memcpy(num + l, ".0", 3);
-        put(o, num, strlen(num));
+        char num[UTIL_FLOAT_MAX];
+        put(o, num, real_text(json_real_value(v), num, false));
         break;
     }
     case JSON_TRUE:
@@ -405,25 +417,53 @@ int xcanon_append(Buf *b, const json_t *v)
     return o.oom ? -ENOMEM : 0;
 }
 
+/*
+ * YAML 1.1 readers (Kong's among them) take these for timestamps or base-60 numbers:
+ * YYYY-..., and [-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?
+ */
+static bool date_or_base60(const char *s)
+{
+    if (isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
+        isdigit((unsigned char)s[2]) && isdigit((unsigned char)s[3]) && s[4] == '-')
+        return true;
+    const char *p = s + (*s == '-' || *s == '+');
+    if (!isdigit((unsigned char)*p))
+        return false;
+    while (isdigit((unsigned char)*p) || *p == '_')
+        p++;
+    int groups = 0;
+    while (*p == ':') {
+        p++;
+        if (p[0] >= '0' && p[0] <= '5' && isdigit((unsigned char)p[1]))
+            p += 2;
+        else if (isdigit((unsigned char)p[0]))
+            p++;
+        else
+            return false;
+        groups++;
+    }
+    if (groups && *p == '.')
+        for (p++; isdigit((unsigned char)*p) || *p == '_';)
+            p++;
+    return groups && !*p;
+}
+
 static bool needs_quotes(const char *s)
 {
-    static const char *const words[] = {"true", "false", "yes", "no", "on", "off", "null", "~",
-                                        "y", "n", NULL};
-    if (!*s)
+    YamlValue v;
+    size_t n = strlen(s);
+    /* Whatever a YAML reader would type as something else than this string. */
+    if (yaml_plain_type(s, n, &v) != YAML_T_STR || date_or_base60(s))
         return true;
-    for (int i = 0; words[i]; i++)
+    static const char *const words[] = {"true", "false", "yes", "no", "on", "off", "null", "y",
+                                        "n", ".inf", "-.inf", "+.inf", ".nan", NULL};
+    for (int i = 0; words[i]; i++) /* other spellings YAML 1.2 readers type */
         if (!strcasecmp(s, words[i]))
             return true;
     if (strchr("-?:,[]{}#&*!|>'\"%@`", s[0]) || isspace((unsigned char)s[0]) ||
-        isspace((unsigned char)s[strlen(s) - 1]))
+        isspace((unsigned char)s[n - 1]))
         return true;
-    if (strstr(s, ": ") || strstr(s, " #") || s[strlen(s) - 1] == ':')
-        return true;
-    /* Anything a YAML parser could take for a number. */
-    char *end;
-    (void)strtod(s, &end);
-    if (!*end || !strncasecmp(s, "0x", 2) || !strncasecmp(s, "0o", 2) || !strcasecmp(s, ".inf") ||
-        !strcasecmp(s, ".nan") || !strcasecmp(s, "-.inf"))
+    if (strstr(s, ": ") || strstr(s, " #") || s[n - 1] == ':')
         return true;
     for (const char *p = s; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
@@ -498,8 +538,7 @@ static void emit_scalar(Buf *b, json_t *v, int ind)
         buf_puts(b, num);
         break;
     case JSON_REAL:
-        snprintf(num, sizeof(num), "%.17g", json_real_value(v));
-        buf_puts(b, num);
+        buf_append(b, num, real_text(json_real_value(v), num, true));
         break;
     case JSON_TRUE:
         buf_puts(b, "true");
@@ -580,6 +619,46 @@ static void emit(Buf *b, json_t *v, int ind, bool inline_start)
         indent(b, ind);
     emit_scalar(b, v, ind);
     buf_putc(b, '\n');
+}
+
+char *xlate_to_json(const json_t *config)
+{
+    size_t n;
+    char *c = xlate_canonical_json(config, &n);
+    if (!c)
+        return NULL;
+    Buf b = BUF_INIT;
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = c[i];
+        if (ch == '"') { /* a string, escapes and all */
+            size_t j = i + 1;
+            while (j < n && c[j] != '"')
+                j += c[j] == '\\' ? 2 : 1;
+            buf_append(&b, c + i, j + 1 - i);
+            i = j;
+        } else if ((ch == '{' || ch == '[') && i + 1 < n && (c[i + 1] == '}' || c[i + 1] == ']')) {
+            buf_append(&b, c + i, 2); /* empty: {} or [] */
+            i++;
+        } else if (ch == '{' || ch == '[' || ch == ',') {
+            depth += ch != ',';
+            buf_putc(&b, ch);
+            buf_printf(&b, "\n%*s", 2 * depth, "");
+        } else if (ch == '}' || ch == ']') {
+            depth--;
+            buf_printf(&b, "\n%*s%c", 2 * depth, "", ch);
+        } else if (ch == ':') {
+            buf_puts(&b, ": ");
+        } else {
+            buf_putc(&b, ch);
+        }
+    }
+    free(c);
+    if (buf_putc(&b, 0) < 0) {
+        buf_deinit(&b);
+        return NULL;
+    }
+    return buf_take(&b);
 }
 
 char *xlate_to_yaml(const json_t *config)

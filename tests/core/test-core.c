@@ -190,7 +190,7 @@ static void test_manifest_documents(void **state)
     (void)state;
     Collected c = load("# comment\n"
                        "---\n"
-                       "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: n}\n"
+                       "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: ns}\n"
                        "spec:\n  ports:\n  - port: 80\n    name: \"80\"\n"
                        "---\n"
                        "---\n"
@@ -207,25 +207,103 @@ static void test_manifest_documents(void **state)
     drop(&c);
 }
 
+/* @o's value at @k in canonical JSON, for comparing numbers as KIC would write them. */
+static void assert_json_at(json_t *o, const char *k, const char *want)
+{
+    char *got = json_dumps(json_object_get(o, k), JSON_ENCODE_ANY | JSON_COMPACT);
+    if (json_is_real(json_object_get(o, k))) { /* jansson's %.17g is not the point here */
+        free(got);
+        got = malloc(UTIL_FLOAT_MAX);
+        util_go_float(json_real_value(json_object_get(o, k)), 64, 'j', got);
+    }
+    if (strcmp(got, want))
+        fail_msg("%s: got %s, want %s", k, got, want);
+    free(got);
+}
+
+/* Plain scalars are typed as kubectl and KIC read YAML: go-yaml v2, so YAML 1.1. */
 static void test_manifest_scalars(void **state)
 {
     (void)state;
     Collected c = load("kind: X\nmetadata: {name: x}\n"
                        "a: true\nb: 'true'\nc: 0x1F\nd: 1.5\ne: ~\nf: 1.2.3\ng: -7\nh: 1e3\n"
-                       "i: 007\nj: .inf\n");
+                       "i: 010\nj: yes\nk: Off\nl: y\nm: NO\nn2: 0b101\no: 1_000\np: 08\n"
+                       "q: 0o17\nr: +12\ns: .5\nt: 1.\nu: 2001-12-14\nv: 9223372036854775808\n"
+                       "w: -0x10\nx: 1e999\ny2: nO\nz: \"yes\"\naa: !!str 10\nab: 0x\nac: '010'\n"
+                       "ad: -9223372036854775808\nae: 1_0.2_5\naf: 1e-7\n");
+    assert_int_equal(json_array_size(c.errs), 0);
     assert_int_equal(json_array_size(c.objs), 1);
     json_t *o = json_array_get(c.objs, 0);
-    assert_true(json_is_true(json_object_get(o, "a")));
-    assert_string_equal(json_string_value(json_object_get(o, "b")), "true");
-    assert_int_equal(json_integer_value(json_object_get(o, "c")), 31);
-    assert_true(json_is_real(json_object_get(o, "d")));
-    assert_true(json_is_null(json_object_get(o, "e")));
-    assert_string_equal(json_string_value(json_object_get(o, "f")), "1.2.3");
-    assert_int_equal(json_integer_value(json_object_get(o, "g")), -7);
-    assert_true(json_is_real(json_object_get(o, "h")));
-    assert_int_equal(json_integer_value(json_object_get(o, "i")), 7);
-    assert_string_equal(json_string_value(json_object_get(o, "j")), ".inf");
+    static const char *const want[][2] = {
+        {"a", "true"},       {"b", "\"true\""},  {"c", "31"},       {"d", "1.5"},
+        {"e", "null"},       {"f", "\"1.2.3\""}, {"g", "-7"},       {"h", "1000"},
+        {"i", "8"},          {"j", "true"},      {"k", "false"},    {"l", "true"},
+        {"m", "false"},      {"n2", "5"},        {"o", "1000"},     {"p", "8"},
+        {"q", "15"},         {"r", "12"},        {"s", "0.5"},      {"t", "1"},
+        {"u", "\"2001-12-14\""}, {"v", "9223372036854776000"},  {"w", "-16"},
+        {"x", "\"1e999\""},  {"y2", "\"nO\""},   {"z", "\"yes\""},  {"aa", "\"10\""},
+        {"ab", "\"0x\""},    {"ac", "\"010\""},  {"ad", "-9223372036854775808"},
+        {"ae", "10.25"},     {"af", "1e-7"},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        assert_json_at(o, want[i][0], want[i][1]);
+    assert_true(json_is_real(json_object_get(o, "p"))); /* "08" is not octal: Go reads a float */
     drop(&c);
+
+    /* Keys are typed too, then written back as strings; a null key has no JSON form. */
+    c = load("kind: X\nmetadata: {name: x}\nd:\n  yes: 1\n  010: 2\n  1.5: 3\n  'on': 4\n"
+             "  .inf: 5\n  1e6: 6\n");
+    assert_int_equal(json_array_size(c.errs), 0);
+    json_t *d = json_object_get(json_array_get(c.objs, 0), "d");
+    assert_int_equal(json_object_size(d), 6);
+    const char *keys[] = {"true", "8", "1.5", "on", ".inf", "1e+06"};
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(json_integer_value(json_object_get(d, keys[i])), (json_int_t)i + 1);
+    drop(&c);
+
+    /* JSON has no infinity: the document is refused with its line, as kubectl refuses it. */
+    c = load("kind: X\nmetadata: {name: x}\nj: .inf\n---\nkind: Y\nmetadata: {name: y}\n~: 1\n");
+    assert_int_equal(json_array_size(c.objs), 0);
+    assert_int_equal(json_array_size(c.errs), 2);
+    json_t *e0 = json_array_get(c.errs, 0), *e1 = json_array_get(c.errs, 1);
+    assert_int_equal(json_integer_value(json_object_get(e0, "line")), 3);
+    assert_non_null(strstr(json_string_value(json_object_get(e0, "msg")), ".inf is a float"));
+    assert_int_equal(json_integer_value(json_object_get(e1, "line")), 7);
+    assert_non_null(strstr(json_string_value(json_object_get(e1, "msg")), "no JSON form"));
+    drop(&c);
+}
+
+/* Numbers are written as Go writes a float64: KIC's values all pass through one. */
+static void test_go_float(void **state)
+{
+    (void)state;
+    static const struct {
+        double d;
+        const char *json, *g32;
+    } cases[] = {
+        {1.0, "1", "1"},
+        {0.1, "0.1", "0.1"},
+        {1000, "1000", "1000"},
+        {1e6, "1000000", "1e+06"},
+        {1e21, "1e+21", "1e+21"},
+        {9.999999999999999e20, "999999999999999900000", "1e+21"},
+        {1.5e300, "1.5e+300", "+Inf"},
+        {1e-7, "1e-7", "1e-07"},
+        {0.000001, "0.000001", "1e-06"},
+        {12345678901234567890.0, "12345678901234567000", "1.2345679e+19"},
+        {-2.5, "-2.5", "-2.5"},
+        {-0.0, "-0", "-0"},
+        {5e-324, "5e-324", "0"},
+        {0.3, "0.3", "0.3"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char j[UTIL_FLOAT_MAX], g[UTIL_FLOAT_MAX];
+        util_go_float(cases[i].d, 64, 'j', j);
+        util_go_float(cases[i].d, 32, 'g', g);
+        if (strcmp(j, cases[i].json) || strcmp(g, cases[i].g32))
+            fail_msg("%.17g: json %s (want %s), g32 %s (want %s)", cases[i].d, j, cases[i].json, g,
+                     cases[i].g32);
+    }
 }
 
 /* @n ConfigMaps of four lines each ("kind" on line 4i+1), document @broken (if any) unclosed. */
@@ -281,6 +359,23 @@ static void test_manifest_big_buffer(void **state)
         assert_int_equal(json_array_size(c.errs), 1);
         int line = (int)json_integer_value(json_object_get(json_array_get(c.errs, 0), "line"));
         assert_true(line >= 4 * broken[k] + 3 && line <= 4 * broken[k] + 5);
+        drop(&c);
+    }
+
+    /* A document that breaks a rule but not the syntax (here a duplicate key), in either half:
+     * the error at its line, and every other document loads. */
+    for (size_t k = 0; k < 2; k++) {
+        Buf t = BUF_INIT;
+        for (int i = 0; i < N; i++)
+            buf_printf(&t, "kind: ConfigMap\nmetadata: {name: cm-%d}\ndata: %s\n---\n", i,
+                       i == broken[k] ? "{k: a, k: b}" : "{k: \"padding padding padding\"}");
+        c = load(t.data);
+        buf_deinit(&t);
+        assert_int_equal(json_array_size(c.objs), N - 1);
+        assert_int_equal(json_array_size(c.errs), 1);
+        json_t *e = json_array_get(c.errs, 0);
+        assert_int_equal(json_integer_value(json_object_get(e, "line")), 4 * broken[k] + 3);
+        assert_non_null(strstr(json_string_value(json_object_get(e, "msg")), "already defined"));
         drop(&c);
     }
 
@@ -361,7 +456,17 @@ static void test_manifest_errors(void **state)
     c = load(b.data);
     buf_deinit(&b);
     assert_int_equal(json_array_size(c.objs), 0);
+    assert_int_equal(json_array_size(c.errs), 2); /* too deep, and then never closed */
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(c.errs, 0), "msg")),
+                           "deeper"));
+    drop(&c);
+
+    /* A document that breaks a rule does not take the ones after it along. */
+    c = load("kind: A\nmetadata: {name: a}\nx: 1\nx: 2\n---\nkind: B\nmetadata: {name: b}\n");
+    assert_int_equal(json_array_size(c.objs), 1);
+    assert_string_equal(obj_name(json_array_get(c.objs, 0)), "b");
     assert_int_equal(json_array_size(c.errs), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(c.errs, 0), "line")), 4);
     drop(&c);
 }
 
@@ -1393,6 +1498,7 @@ int main(void)
         cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_manifest_documents),
         cmocka_unit_test(test_manifest_scalars),
+        cmocka_unit_test(test_go_float),
         cmocka_unit_test(test_manifest_errors),
         cmocka_unit_test(test_manifest_big_buffer),
         cmocka_unit_test(test_manifest_path_errors),

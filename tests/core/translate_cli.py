@@ -32,6 +32,20 @@ try:
 except ImportError:
     pass
 
+# Numbers as KIC writes them (Go's float64), and YAML that a YAML 1.1 reader types back the same.
+scalars = os.path.join(src, "tests", "core", "cases", "yaml-scalars", "in.yaml")
+nj = run(["translate", "-f", scalars, "-o", "json"]).stdout
+for text in ('"weight": 1\n', '"ratio": 0.1,', '"big": 1e+21,', '"mode": 420,', '"sync_rate": 0.5'):
+    check("json writes %s" % text, text in nj, nj[:300])
+ny = run(["translate", "-f", scalars]).stdout
+for text in ("weight: 1\n", "ratio: 0.1\n", "big: 1.0e+21\n", 'stamp: "2024-01-02"\n', '- "on"\n'):
+    check("yaml writes %r" % text, text in ny, ny[:300])
+try:
+    import yaml
+    check("yaml-scalars: yaml and json outputs agree", yaml.safe_load(ny) == json.loads(nj))
+except ImportError:
+    pass
+
 again = run(["translate", "-f", examples, "-o", "json"])
 check("output is deterministic", again.stdout == pj.stdout)
 
@@ -43,7 +57,8 @@ check("stdin works", ps.returncode == 0 and json.loads(ps.stdout)["_format_versi
 with tempfile.TemporaryDirectory() as d:
     bad = os.path.join(d, "bad.yaml")
     with open(bad, "w") as f:
-        f.write("apiVersion: v1\nkind: Service\nmetadata: {name: ok, namespace: n}\nspec: {ports: [{port: 80}]}\n"
+        f.write("apiVersion: v1\nkind: Service\nmetadata: {name: ok, namespace: ns}\n"
+                "spec: {ports: [{port: 80}]}\n"
                 "---\nkind: Ingress\nmetadata:\n  name: [broken\n")
     pb = run(["translate", "-f", bad, "-o", "json"])
     check("a broken document is a warning naming file:line", pb.returncode == 0 and (bad + ":") in pb.stderr
