@@ -61,7 +61,8 @@ json_t *k8s__json_loadb(const char *buf, size_t len, json_error_t *err)
 {
     json_error_t e;
     json_t *v = json_loadb(buf, len, 0, err ? err : &e);
-    if (v || !strstr((err ? err : &e)->text, "too big integer"))
+    /* jansson says "too big integer" or "too big negative integer" */
+    if (v || !strstr((err ? err : &e)->text, "too big"))
         return v;
     /* Again, with ".0" after each integer past int64 (outside strings). */
     Buf b = BUF_INIT;

@@ -20,6 +20,8 @@ def main():
     fake.apply(obj("IngressClass", "kong", None, spec={"controller":
                                                       "ingress-controllers.konghq.com/kong"}))
     fake.apply(obj("KongPlugin", "rl", "ns0", plugin="rate-limiting", config={"minute": 5}))
+    # A float64 past int64, as the API server writes it (digits): it must not fail the list.
+    fake.apply(obj("KongPlugin", "big", "ns0", plugin="x", config={"n": 12345678901234567000}))
     # KongVault's CRD is not installed.
     fake.set_crd("kongvaults", False)
     kc = kubeconfig(tmp, fake.url)
@@ -31,6 +33,7 @@ def main():
     check(len(ings) == 1203, "want 1203 Ingresses after sync, got %d" % len(ings))
     check(("IngressClass", "", "kong") in st, "IngressClass delivered")
     check(("KongPlugin", "ns0", "rl") in st, "KongPlugin delivered")
+    check(("KongPlugin", "ns0", "big") in st, "KongPlugin with a number past int64 delivered")
     up = d.ops("upsert", kind="KongPlugin")[0]
     check(up["apiVersion"] == "configuration.konghq.com/v1", "apiVersion set on list items")
     lines = open(log).read().splitlines()
@@ -48,6 +51,8 @@ def main():
     d.wait("upsert", kind="Ingress", name="new-one")
     fake.delete("Ingress", "ns1", "ing-0001")
     d.wait("remove", kind="Ingress", name="ing-0001")
+    m = fake.apply(obj("KongPlugin", "big", "ns0", plugin="x", config={"n": -10 ** 19}))
+    d.wait("upsert", kind="KongPlugin", name="big", rv=m["metadata"]["resourceVersion"])
     m = fake.apply(ingress("new-one", ns="ns1", tls_secret="x"))
     d.wait("upsert", kind="Ingress", name="new-one", rv=m["metadata"]["resourceVersion"])
 
