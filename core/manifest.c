@@ -34,7 +34,8 @@ typedef struct Parser {
     json_t *anchors; /* name -> value, per document */
     char err[256];
     int err_line;
-    bool syntax; /* libyaml failed: it cannot go on with the buffer */
+    bool syntax;    /* libyaml failed: it cannot go on with the buffer */
+    bool last_wins; /* a repeated key replaces the value, as go-yaml v2 does (else an error) */
 } Parser;
 
 static int fail(Parser *p, int line, const char *fmt, const char *arg)
@@ -218,13 +219,15 @@ static int parse_mapping(Parser *p, int depth, json_t **ret)
             if (!merges)
                 merges = json_array();
             json_array_append_new(merges, val);
-        } else if (json_object_get(obj, kcopy)) {
+        } else if (!p->last_wins && json_object_get(obj, kcopy)) {
             json_decref(val);
             r = fail(p, line, "mapping key \"%s\" already defined", kcopy);
             free(kcopy);
             goto out;
-        } else {
-            json_object_set_new(obj, kcopy, val);
+        } else if (json_object_set_new(obj, kcopy, val) < 0) {
+            r = fail(p, line, "mapping key is not valid UTF-8%s", NULL);
+            free(kcopy);
+            goto out;
         }
         free(kcopy);
     }
@@ -368,9 +371,9 @@ static int parse_node(Parser *p, int depth, json_t **ret)
 typedef int (*DocFn)(void *ud, json_t *doc, int line, const char *err);
 
 static int each_document(const char *data, size_t len, DocFn doc_fn, void *ud, char *err,
-                         size_t errlen, int *err_line)
+                         size_t errlen, int *err_line, bool last_wins)
 {
-    Parser p = {0};
+    Parser p = {.last_wins = last_wins};
     int r = 0;
 
     if (!yaml_parser_initialize(&p.yp))
@@ -443,7 +446,7 @@ json_t *manifest_yaml_to_json(const char *data, size_t len, char *err, size_t er
 
     if (!arr)
         return NULL;
-    int r = each_document(data, len, collect_doc, arr, e, sizeof(e), &line);
+    int r = each_document(data, len, collect_doc, arr, e, sizeof(e), &line, true);
     if (r < 0) {
         if (err)
             snprintf(err, errlen, "line %d: %s", line, e[0] ? e : strerror(-r));
@@ -616,7 +619,7 @@ static void parse_half(void *arg)
     Half *h = arg;
     char e[256] = "";
     int line = 0;
-    int r = each_document(h->data, h->len, collect_with_line, h, e, sizeof(e), &line);
+    int r = each_document(h->data, h->len, collect_with_line, h, e, sizeof(e), &line, false);
     uv_mutex_lock(&h->lock);
     h->r = r;
     h->line = line;
@@ -667,7 +670,7 @@ static int split_deliver(LoadCtx *c, const char *data, const char *mid, Half *h,
 {
     char e[256] = "";
     int line = 0;
-    int r = each_document(data, (size_t)(mid - data), deliver_doc, c, e, sizeof(e), &line);
+    int r = each_document(data, (size_t)(mid - data), deliver_doc, c, e, sizeof(e), &line, false);
     if (r == 0) {
         int base = count_breaks(data, mid);
         json_t *d;
@@ -731,7 +734,7 @@ int manifest_load_buffer(const char *data, size_t len, const char *name, Manifes
         if (load_split(&c, data, len, mid, &r))
             return r;
     }
-    int r = each_document(data, len, deliver_doc, &c, e, sizeof(e), &line);
+    int r = each_document(data, len, deliver_doc, &c, e, sizeof(e), &line, false);
     return finish(&c, r, e, line);
 }
 

@@ -39,7 +39,8 @@ int manifest_load_buffer(const char *data, size_t len, const char *name, Manifes
 
 /*
  * manifest_yaml_to_json() - parse every document of a YAML (or JSON) buffer into a JSON array
- * (new reference) with YAML 1.1 scalar typing as Kubernetes' decoder applies it. On error returns
- * NULL and writes "line N: ..." into @err (may be NULL).
+ * (new reference) with YAML 1.1 scalar typing as Kubernetes' decoder applies it; a key given
+ * twice keeps its last value, as go-yaml v2 reads it (the loader above refuses such a document).
+ * On error returns NULL and writes "line N: ..." into @err (may be NULL).
  */
 json_t *manifest_yaml_to_json(const char *data, size_t len, char *err, size_t errlen);
