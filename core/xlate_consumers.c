@@ -327,8 +327,10 @@ void xlate_consumer_groups(Xlate *x)
         {
             const char *gname = json_string_value(g);
             json_t *cg = gname ? store_get(x->st, "KongConsumerGroup", obj_ns(kc), gname) : NULL;
-            if (!cg || !xclass_exact_or_empty(x, cg)) {
-                xfail(x, kc, NULL, "nonexistent consumer group: %s", gname ? gname : "");
+            if (!cg || !xclass_exact_or_empty(x, cg)) { /* KIC quotes its store's error */
+                xfail(x, kc, NULL,
+                      "nonexistent consumer group: \"KongConsumerGroup %s/%s not found\"",
+                      obj_ns(kc), gname ? gname : "");
                 continue;
             }
             /* KIC names the consumer by username, else its id: one with only a custom_id has

@@ -163,18 +163,22 @@ static void relate_one(Xlate *x, Rels *rels, json_t *obj, int what, const char *
     if (colon && (colon == s || !colon[1]))
         return; /* "ns:" or ":name": KIC passes over it */
     if (colon) {
-        char ns[256];
-        size_t nl = (size_t)(colon - s) < sizeof(ns) ? (size_t)(colon - s) : sizeof(ns) - 1;
-        memcpy(ns, s, nl);
-        ns[nl] = 0;
-        if (strcmp(ns, obj_ns(obj)) && !granted(x, ns, obj, colon + 1)) {
+        /* KIC trims the namespace and the name apart ("ns : name"), and any namespace written
+         * out, the referrer's own included, needs a ReferenceGrant */
+        const char *na = s, *nb = colon, *pa = colon + 1, *pb = colon + strlen(colon);
+        xtrim(&na, &nb);
+        xtrim(&pa, &pb);
+        char ns[256], name[300];
+        snprintf(ns, sizeof(ns), "%.*s", (int)(nb - na), na);
+        snprintf(name, sizeof(name), "%.*s", (int)(pb - pa), pa);
+        xjoin(key, sizeof(key), ns, ":", name, NULL);
+        if (!granted(x, ns, obj, name)) {
             xfail(x, obj, NULL,
                   "no grant found to referenced \"%s\" plugin in the requested remote "
                   "KongPlugin bind",
-                  s);
+                  key);
             return;
         }
-        xjoin(key, sizeof(key), s, NULL);
     } else {
         xjoin(key, sizeof(key), obj_ns(obj), ":", s, NULL);
     }
