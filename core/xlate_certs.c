@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -34,12 +35,44 @@ static json_t *trimmed(json_t *s)
     return t;
 }
 
+/* An encrypted key is refused, as Go refuses it; without this OpenSSL asks a terminal. */
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf, (void)size, (void)rwflag, (void)u;
+    return 0;
+}
+
+/* Go's crypto/x509 (KIC 3.5 builds with Go 1.24) rejects negative serial numbers. */
+static bool serial_ok(const X509 *x)
+{
+    return ASN1_STRING_type(X509_get0_serialNumber(x)) != V_ASN1_NEG_INTEGER;
+}
+
+/* The keys Go's tls.X509KeyPair takes: RSA, ECDSA on P-224/256/384/521, Ed25519. */
+static bool go_key_type(EVP_PKEY *k)
+{
+    switch (EVP_PKEY_get_base_id(k)) {
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_ED25519:
+        return true;
+    case EVP_PKEY_EC: {
+        char g[64];
+        if (!EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, g, sizeof(g), NULL))
+            return false;
+        return !strcmp(g, "secp224r1") || !strcmp(g, "prime256v1") || !strcmp(g, "secp384r1") ||
+               !strcmp(g, "secp521r1");
+    }
+    default:
+        return false;
+    }
+}
+
 static bool check_pair(const char *cert, const char *key)
 {
     BIO *cb = BIO_new_mem_buf(cert, -1), *kb = BIO_new_mem_buf(key, -1);
-    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
-    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
-    bool ok = x && k && X509_check_private_key(x, k) == 1;
+    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, no_password, NULL) : NULL;
+    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_password, NULL) : NULL;
+    bool ok = x && k && X509_check_private_key(x, k) == 1 && go_key_type(k) && serial_ok(x);
     X509_free(x);
     EVP_PKEY_free(k);
     BIO_free(cb);
@@ -155,8 +188,7 @@ void xlate_certificates(Xlate *x)
         if (!crt || !pk || !valid_pair(json_string_value(crt), json_string_value(pk))) {
             json_t *objs = json_deep_copy(parents);
             json_array_append(objs, secret);
-            xfail_objs(x, objs, "failed to construct certificate from secret: tls.crt and tls.key "
-                                "must be a valid PEM certificate and its private key");
+            xfail_objs(x, objs, "failed to construct certificate from secret");
             json_decref(objs);
             json_decref(crt);
             json_decref(pk);
@@ -221,13 +253,16 @@ void xlate_certificates(Xlate *x)
         free(v);
         json_object_set_new(cert, "snis", snis);
     }
-    /* Services point at the merged certificate's id. */
+    /* Services point at the merged certificate's id; at none when their Secret made no
+     * certificate (KIC finds no merged id, and decK leaves the empty one out). */
     for (size_t s = 0; s < x->nsvcs; s++) {
         json_t *cc = json_object_get(x->svcs[s]->s, "client_certificate");
         json_t *pair = cc ? json_object_get(uid_pair, json_string_value(cc)) : NULL;
         json_t *c = pair ? json_object_get(by_pair, json_string_value(pair)) : NULL;
         if (c)
             json_object_set(x->svcs[s]->s, "client_certificate", json_object_get(c, "id"));
+        else if (cc)
+            json_object_del(x->svcs[s]->s, "client_certificate");
     }
     json_decref(by_pair);
     json_decref(sni_owner);
@@ -305,9 +340,9 @@ static char *ca_pem(const char *pem, const char **why)
         return NULL;
     }
     BIO *bio = BIO_new_mem_buf(blk, (int)(blk_end - blk));
-    X509 *c = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    X509 *c = bio ? PEM_read_bio_X509(bio, NULL, no_password, NULL) : NULL;
     char *out = NULL;
-    if (!c) {
+    if (!c || !serial_ok(c)) {
         *why = "failed to parse certificate";
         goto done;
     }

@@ -46,6 +46,33 @@ try:
 except ImportError:
     pass
 
+# An encrypted private key is refused, never asked for: with a terminal, OpenSSL's default
+# would prompt for a passphrase and wait.
+import pty, select, signal, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(tether, [tether, "translate", "-f",
+                      os.path.join(src, "tests", "core", "cases", "tls-secrets", "in.yaml")])
+out, deadline, status = b"", time.time() + 20, None
+while time.time() < deadline:
+    r, _, _ = select.select([fd], [], [], 0.2)
+    if r:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            chunk = b""
+        out += chunk
+    done, st = os.waitpid(pid, os.WNOHANG)
+    if done:
+        status = st
+        break
+if status is None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+os.close(fd)
+check("an encrypted key on a terminal asks for nothing", status == 0 and b"pass phrase" not in out,
+      out[-300:])
+
 again = run(["translate", "-f", examples, "-o", "json"])
 check("output is deterministic", again.stdout == pj.stdout)
 
