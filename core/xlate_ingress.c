@@ -44,7 +44,10 @@ static bool meta_path(const Meta *m, size_t *pos, const char **path, const char 
     if (*pos >= m->paths.len)
         return false;
     const char *p = m->paths.data + *pos;
-    *type = p[0] == 'E' ? "Exact" : p[0] == 'P' ? "Prefix" : "ImplementationSpecific";
+    *type = p[0] == 'E'   ? "Exact"
+            : p[0] == 'P' ? "Prefix"
+            : p[0] == 'I' ? "ImplementationSpecific"
+                          : "";
     *path = p + 1;
     *pos += strlen(p + 1) + 2;
     return true;
@@ -103,26 +106,34 @@ static void trim_slashes(const char *in, bool left_only, char *out, size_t n)
     }
 }
 
+/* A path of another type than KIC knows (only a missing one is ImplementationSpecific) gives
+ * no Kong path, as KIC's PathsFromIngressPaths gives none. */
 static void add_trad_paths(json_t *paths, const char *path, const char *type, const char *prefix,
                            bool legacy)
 {
-    char base[1024], p[sizeof(base) + 4];
     bool prefix_type = !strcmp(type, "Prefix");
     if (prefix_type || !strcmp(type, "Exact")) {
-        trim_slashes(path, !prefix_type, base, sizeof(base));
-        if (prefix_type && !*base) {
-            put_trad_path(paths, "/", prefix, legacy);
-            return;
+        size_t n = strlen(path) + 1; /* paths have no length limit */
+        char *base = malloc(n), *p = malloc(n + 4);
+        if (base && p) {
+            trim_slashes(path, !prefix_type, base, n);
+            if (prefix_type && !*base) {
+                put_trad_path(paths, "/", prefix, legacy);
+            } else {
+                if (prefix_type) { /* "/base/" and its regex "~/base$" */
+                    xjoin(p, n + 4, "/", base, "/", NULL);
+                    put_trad_path(paths, p, prefix, legacy);
+                }
+                xjoin(p, n + 4, "~/", base, "$", NULL);
+                put_trad_path(paths, p, prefix, legacy);
+            }
         }
-        if (prefix_type) { /* "/base/" and its regex "~/base$" */
-            xjoin(p, sizeof(p), "/", base, "/", NULL);
-            put_trad_path(paths, p, prefix, legacy);
-        }
-        xjoin(p, sizeof(p), "~/", base, "$", NULL);
-        put_trad_path(paths, p, prefix, legacy);
+        free(base);
+        free(p);
         return;
     }
-    put_trad_path(paths, *path ? path : "/", prefix, legacy);
+    if (*type)
+        put_trad_path(paths, *path ? path : "/", prefix, legacy);
 }
 
 static char *pred(const char *field, const char *op, const char *value)
@@ -140,54 +151,55 @@ static void append_take(json_t *arr, char *s)
     free(s);
 }
 
-/* One path's matcher; *len and *regex feed the priority. */
+/* One path's matcher, NULL for a path type KIC does not know; *len and *regex feed the priority. */
 static char *path_matcher(const char *path, const char *type, const char *prefix, long *len,
                           bool *regex)
 {
-    char base[1024], *a, *b;
-    if (!strcmp(type, "Prefix")) {
-        trim_slashes(path, false, base, sizeof(base));
+    char small[256], *r = NULL;
+    size_t n = strlen(path) + 1; /* paths have no length limit */
+    char *base = n <= sizeof(small) ? small : malloc(n);
+    size_t pl = strlen(prefix);
+    if (!base || !*type) {
+        /* nothing */
+    } else if (!strcmp(type, "Prefix")) {
+        trim_slashes(path, false, base, n);
         *regex = true;
+        *len = *base ? 2 + (long)strlen(base) : 1;
         if (!*base) {
-            *len = 1;
-            return pred("http.path", "^=", "/");
+            r = pred("http.path", "^=", "/");
+        } else {
+            char *exact = util_strdup_printf("/%s", base), *pre = util_strdup_printf("/%s/", base);
+            char *a = pred("http.path", "==", exact), *b = pred("http.path", "^=", pre);
+            r = util_strdup_printf("(%s) || (%s)", a, b);
+            free(exact);
+            free(pre);
+            free(a);
+            free(b);
         }
-        *len = 2 + (long)strlen(base);
-        char *exact = util_strdup_printf("/%s", base), *pre = util_strdup_printf("/%s/", base);
-        a = pred("http.path", "==", exact);
-        b = pred("http.path", "^=", pre);
-        char *s = util_strdup_printf("(%s) || (%s)", a, b);
-        free(exact);
-        free(pre);
-        free(a);
-        free(b);
-        return s;
-    }
-    if (!strcmp(type, "Exact")) {
-        trim_slashes(path, true, base, sizeof(base));
+    } else if (!strcmp(type, "Exact")) {
+        trim_slashes(path, true, base, n);
         *regex = true;
         *len = 1 + (long)strlen(base);
         char *rel = util_strdup_printf("/%s", base);
-        a = pred("http.path", "==", rel);
+        r = pred("http.path", "==", rel);
         free(rel);
-        return a;
-    }
-    if (!*path) {
+    } else if (!*path) {
         *len = 1;
-        return pred("http.path", "^=", "/");
-    }
-    size_t pl = strlen(prefix);
-    if (pl && !strncmp(path, prefix, pl)) {
+        r = pred("http.path", "^=", "/");
+    } else if (pl && !strncmp(path, prefix, pl)) {
         const char *re = path + pl;
         *regex = true;
         *len = (long)strlen(re);
-        char *r = re[0] == '^' ? strdup(re) : util_strdup_printf("^%s", *re ? re : "/");
-        a = pred("http.path", "~", r);
-        free(r);
-        return a;
+        char *rx = re[0] == '^' ? strdup(re) : util_strdup_printf("^%s", *re ? re : "/");
+        r = pred("http.path", "~", rx);
+        free(rx);
+    } else {
+        *len = (long)strlen(path);
+        r = pred("http.path", "^=", path);
     }
-    *len = (long)strlen(path);
-    return pred("http.path", "^=", path);
+    if (base != small)
+        free(base);
+    return r;
 }
 
 /*
@@ -260,7 +272,7 @@ static json_t *expr_route(Meta *m)
     }
 
     long maxlen = 0;
-    bool regex = false;
+    bool regex = false, any_path = false;
     json_t *pors = json_array();
     const char *path, *type, *prefix = regex_prefix(ing, true);
     for (size_t pos = 0; meta_path(m, &pos, &path, &type);) {
@@ -270,11 +282,12 @@ static json_t *expr_route(Meta *m)
         if (len > maxlen)
             maxlen = len;
         regex = regex || re;
+        any_path = true;
     }
-    if (json_array_size(pors)) {
+    if (json_array_size(pors))
         append_take(and, xexpr_join(pors, "||"));
+    if (any_path) /* KIC counts the field even when no path had a matcher */
         fields++;
-    }
     json_decref(pors);
 
     json_t *headers = xheaders(ing);
@@ -729,15 +742,26 @@ static void read_paths(void *ud, int half, size_t from, size_t to)
             snprintf(what, sizeof(what), "rule %zu path %zu", ip.rule, ip.index);
             if (parse_backend(x, ing, &ip.backend, &m, what) < 0)
                 continue;
-            char flat[1024];
-            flatten_slashes(ip.path ? ip.path : "", flat, sizeof(flat));
-            if (!*flat)
-                snprintf(flat, sizeof(flat), "/");
+            const char *path = ip.path ? ip.path : "";
+            char small[256], *flat = strlen(path) + 2 <= sizeof(small) ? small
+                                                                         : malloc(strlen(path) + 2);
+            if (flat) {
+                flatten_slashes(path, flat, strlen(path) + 2);
+                if (!*flat)
+                    memcpy(flat, "/", 2);
+            }
+            /* A missing type is ImplementationSpecific; one KIC does not know is kept as ' ' */
             const char *pt = ip.path_type;
-            if (!pt || (strcmp(pt, "Exact") && strcmp(pt, "Prefix")))
-                pt = "ImplementationSpecific";
-            if (buf_putc(&m.paths, pt[0]) < 0 || buf_append(&m.paths, flat, strlen(flat) + 1) < 0 ||
-                !names_for(&m, obj_ns(ing), obj_name(ing))) {
+            char t = !pt || !strcmp(pt, "ImplementationSpecific") ? 'I'
+                     : !strcmp(pt, "Exact")                       ? 'E'
+                     : !strcmp(pt, "Prefix")                      ? 'P'
+                                                                  : ' ';
+            bool ok = flat && buf_putc(&m.paths, t) == 0 &&
+                      buf_append(&m.paths, flat, strlen(flat) + 1) == 0 &&
+                      names_for(&m, obj_ns(ing), obj_name(ing));
+            if (flat != small)
+                free(flat);
+            if (!ok) {
                 meta_clear(&m);
                 h->oom = true;
                 break;
