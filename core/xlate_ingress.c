@@ -470,19 +470,33 @@ static bool names_for(Meta *m, const char *ns, const char *ingname)
 
 static XService *service_for(Xlate *x, Meta *m, bool default_backend)
 {
-    XService *s = xsvc_get(x, m->svc_name);
-    if (s)
-        return s;
     const char *ns = obj_ns(m->ing);
-    s = xsvc_new(m->svc_name, ns, m->ing);
-    if (!s)
-        return NULL;
     char port[80], host[800];
     xport_canonical(&m->port, port, sizeof(port));
     if (m->facade)
         xjoin(host, sizeof(host), m->svc_name, NULL);
     else
         xjoin(host, sizeof(host), m->backend, ".", ns, ".", port, ".svc", NULL);
+    XService *s = xsvc_get(x, m->svc_name);
+    if (s && default_backend && s->no_upstream) {
+        /* A service dropped for its rewrite is not in KIC's map when the default backend comes,
+         * so the default backend makes a new one of that name: its route only, no path. */
+        for (size_t i = 0; i < s->nroutes; i++) {
+            json_decref(s->routes[i].r);
+            json_decref(s->routes[i].plugins);
+        }
+        s->nroutes = 0;
+        json_decref(s->s);
+        s->s = xservice_defaults(m->svc_name, host, false);
+        s->parent = m->ing;
+        s->skip = s->no_upstream = false;
+        return s;
+    }
+    if (s)
+        return s;
+    s = xsvc_new(m->svc_name, ns, m->ing);
+    if (!s)
+        return NULL;
     s->s = xservice_defaults(m->svc_name, host, !default_backend);
     xsvc_add_backend(s, ns, m->backend, m->facade, &m->port);
     if (xsvc_put(x, s) < 0) {
