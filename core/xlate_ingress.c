@@ -399,50 +399,83 @@ static json_t *trad_route(Meta *m, bool legacy)
     return r;
 }
 
-/* Resolve a backend: a Service with a port, or a KongServiceFacade resource. */
-static int parse_backend(Xlate *x, json_t *ing, const IngressBackend *b, Meta *m,
-                         const char *what)
+/* @s as Go's %q writes a string with printable characters (paths are). */
+static void go_quote(Buf *b, const char *s)
 {
+    buf_putc(b, '"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            buf_printf(b, "\\%c", c);
+        else if (c == '\n' || c == '\t' || c == '\r')
+            buf_printf(b, "\\%c", c == '\n' ? 'n' : c == '\t' ? 't' : 'r');
+        else if (c < 0x20 || c == 0x7f)
+            buf_printf(b, "\\x%02x", c);
+        else
+            buf_putc(b, (char)c);
+    }
+    buf_putc(b, '"');
+}
+
+/*
+ * Resolve a backend: a Service with a port, or a KongServiceFacade resource. A failure has KIC's
+ * words: for a rule's path (@path) getIngressPathBackend's, wrapped with the path; for the
+ * default backend (@path NULL) translateIngressDefaultBackendResource's.
+ */
+static int parse_backend(Xlate *x, json_t *ing, const IngressBackend *b, Meta *m,
+                         const char *path)
+{
+    char why[600] = "";
     if (b->service) {
         if (!b->name || !*b->name) {
-            xfail(x, ing, NULL, "%s: backend service has no name", what);
-            return -1;
-        }
-        xjoin(m->backend, sizeof(m->backend), b->name, NULL);
-        if (b->has_number) {
-            m->port.mode = PORT_NUMBER;
-            m->port.number = (long)b->number;
-        } else if (b->port_name && *b->port_name) {
-            m->port.mode = PORT_NAME;
-            xjoin(m->port.name, sizeof(m->port.name), b->port_name, NULL);
+            snprintf(why, sizeof(why), "backend service has no name");
         } else {
+            xjoin(m->backend, sizeof(m->backend), b->name, NULL);
+            if (b->has_number) {
+                m->port.mode = PORT_NUMBER;
+                m->port.number = (long)b->number;
+            } else if (b->port_name && *b->port_name) {
+                m->port.mode = PORT_NAME;
+                xjoin(m->port.name, sizeof(m->port.name), b->port_name, NULL);
+            } else {
+                m->port.mode = PORT_IMPLICIT;
+            }
+            return 0;
+        }
+    } else if (b->resource) {
+        const char *g = b->res_group, *k = b->res_kind ? b->res_kind : "", *n = b->res_name;
+        if (!g || strcmp(g, FACADE_GROUP) || strcmp(k, "KongServiceFacade")) {
+            snprintf(why, sizeof(why), "%s resource type %s%s%s",
+                     path ? "unknown" : "unsupported", g ? g : "", g ? "/" : "", k);
+        } else if (!x->o->service_facade) {
+            snprintf(why, sizeof(why), "KongServiceFacade is not enabled, please set the "
+                                       "\"KongServiceFacade\" feature gate to 'true' to enable it");
+        } else if (!n || !store_get(x->st, "KongServiceFacade", obj_ns(ing), n)) {
+            const char *fmt = path ? "failed to get KongServiceFacade \"%s\": "
+                                   : "KongServiceFacade \"%s\" could not be fetched: ";
+            snprintf(why, sizeof(why), fmt, n ? n : "");
+            size_t l = strlen(why);
+            snprintf(why + l, sizeof(why) - l, "KongServiceFacade %s/%s not found", obj_ns(ing),
+                     n ? n : "");
+        } else {
+            xjoin(m->backend, sizeof(m->backend), n, NULL);
+            m->facade = true;
             m->port.mode = PORT_IMPLICIT;
+            return 0;
         }
-        return 0;
+    } else {
+        snprintf(why, sizeof(why), path ? "no Service or Resource specified for Ingress path"
+                                        : "backend has neither service nor resource");
     }
-    if (b->resource) {
-        const char *g = b->res_group, *k = b->res_kind, *n = b->res_name;
-        if (!g || !k || strcmp(g, FACADE_GROUP) || strcmp(k, "KongServiceFacade")) {
-            xfail(x, ing, NULL, "%s: unknown resource type %s/%s", what, g ? g : "",
-                  k ? k : "");
-            return -1;
-        }
-        if (!x->o->service_facade) {
-            xfail(x, ing, NULL, "%s: KongServiceFacade is not enabled (feature gate KongServiceFacade)",
-                  what);
-            return -1;
-        }
-        if (!n || !store_get(x->st, "KongServiceFacade", obj_ns(ing), n)) {
-            xfail(x, ing, NULL, "%s: KongServiceFacade %s/%s does not exist", what, obj_ns(ing),
-                  n ? n : "");
-            return -1;
-        }
-        xjoin(m->backend, sizeof(m->backend), n, NULL);
-        m->facade = true;
-        m->port.mode = PORT_IMPLICIT;
-        return 0;
+    if (!path) {
+        xfail(x, ing, NULL, "default backend: %s", why);
+        return -1;
     }
-    xfail(x, ing, NULL, "%s: backend has neither service nor resource", what);
+    Buf q = BUF_INIT;
+    go_quote(&q, path);
+    xfail(x, ing, NULL, "failed to get backend for ingress path %s: %s", q.data ? q.data : "",
+          why);
+    buf_deinit(&q);
     return -1;
 }
 
@@ -748,21 +781,24 @@ static void read_paths(void *ud, int half, size_t from, size_t to)
         IngressPath ip;
         while (obj_ingress_path(ing, &it, &ip)) {
             Meta m;
-            char what[64];
             memset(&m, 0, sizeof(m));
             m.ing = ing;
             m.host = ip.host;
             m.rewrite = rewrite;
-            snprintf(what, sizeof(what), "rule %zu path %zu", ip.rule, ip.index);
-            if (parse_backend(x, ing, &ip.backend, &m, what) < 0)
-                continue;
             const char *path = ip.path ? ip.path : "";
             char small[256], *flat = strlen(path) + 2 <= sizeof(small) ? small
                                                                          : malloc(strlen(path) + 2);
-            if (flat) {
-                flatten_slashes(path, flat, strlen(path) + 2);
-                if (!*flat)
-                    memcpy(flat, "/", 2);
+            if (!flat) {
+                h->oom = true;
+                break;
+            }
+            flatten_slashes(path, flat, strlen(path) + 2);
+            if (!*flat)
+                memcpy(flat, "/", 2);
+            if (parse_backend(x, ing, &ip.backend, &m, flat) < 0) {
+                if (flat != small)
+                    free(flat);
+                continue;
             }
             /* A missing type is ImplementationSpecific; one KIC does not know is kept as ' ' */
             const char *pt = ip.path_type;
@@ -770,7 +806,7 @@ static void read_paths(void *ud, int half, size_t from, size_t to)
                      : !strcmp(pt, "Exact")                       ? 'E'
                      : !strcmp(pt, "Prefix")                      ? 'P'
                                                                   : ' ';
-            bool ok = flat && buf_putc(&m.paths, t) == 0 &&
+            bool ok = buf_putc(&m.paths, t) == 0 &&
                       buf_append(&m.paths, flat, strlen(flat) + 1) == 0 &&
                       names_for(&m, obj_ns(ing), obj_name(ing));
             if (flat != small)
@@ -899,7 +935,7 @@ void xlate_ingresses(Xlate *x)
         m.host = "";
         IngressBackend be;
         obj_ingress_backend(db, &be);
-        if (parse_backend(x, default_ing, &be, &m, "default backend") == 0) {
+        if (parse_backend(x, default_ing, &be, &m, NULL) == 0) {
             XService *s = names_for(&m, obj_ns(default_ing), obj_name(default_ing))
                               ? service_for(x, &m, true)
                               : NULL;
