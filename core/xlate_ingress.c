@@ -20,13 +20,14 @@
 
 /* One (ingress, host, backend, port) group of paths: becomes one route. */
 typedef struct Meta {
-    json_t *ing;
+    json_t *ing;      /* the first Ingress of the group: its name, tags, host, backend */
+    json_t *parent;   /* the last (KIC's parentIngress): annotations, rewrite, plugins */
     const char *host;
     char backend[256]; /* Service or facade name */
     bool facade;
     PortDef port;
     Buf paths;        /* each path: its type's initial (E, P or I), the path, a NUL */
-    const char *rewrite; /* the Ingress's konghq.com/rewrite, read while it is in cache */
+    const char *rewrite; /* the parent's konghq.com/rewrite, read while it is in cache */
     char *route_name; /* malloc'd: names are long, and there is a Meta a route */
     char *svc_name;
 } Meta;
@@ -237,9 +238,30 @@ static json_t *route_base(const char *name, const json_t *ing)
     return r;
 }
 
+/* The route name of @m's group as Ingress @ns/@ingname names it (malloc'd). */
+static char *route_name_for(const Meta *m, const char *ns, const char *ingname)
+{
+    char port[80], host[300], route[1024];
+    xport_canonical(&m->port, port, sizeof(port));
+    xjoin(host, sizeof(host), m->host, NULL);
+    for (char *c = host; *c; c++)
+        if (*c == '*')
+            *c = '_';
+    if (m->facade)
+        xjoin(route, sizeof(route), ns, ".", ingname, ".", host, ".", m->backend, ".svc.facade",
+              NULL);
+    else
+        xjoin(route, sizeof(route), ns, ".", ingname, ".", m->backend, ".", host, ".", port, NULL);
+    return strdup(route);
+}
+
+/*
+ * An expression route: matched on the paths of every Ingress in the group and on the annotations
+ * of the last (KIC's parentIngress), which also names it, with the first one's host and backend.
+ */
 static json_t *expr_route(Meta *m)
 {
-    json_t *ing = m->ing;
+    json_t *ing = m->parent;
     json_t *and = json_array();
     json_t *hosts = json_array();
     int fields = 0;
@@ -378,7 +400,9 @@ static json_t *expr_route(Meta *m)
                               ((unsigned long long)(plain_hosts ? 1 : 0) << 32) |
                               ((unsigned long long)(regex ? 1 : 0) << 16) |
                               (unsigned long long)maxlen;
-    json_t *r = route_base(m->route_name, ing);
+    char *name = ing == m->ing ? NULL : route_name_for(m, obj_ns(ing), obj_name(ing));
+    json_t *r = route_base(name ? name : m->route_name, m->ing);
+    free(name);
     jset_s(r, "expression", expr);
     jset_i(r, "priority", (json_int_t)prio);
     free(expr);
@@ -482,22 +506,14 @@ static int parse_backend(Xlate *x, json_t *ing, const IngressBackend *b, Meta *m
 /* The route's and service's names; false when memory runs out. */
 static bool names_for(Meta *m, const char *ns, const char *ingname)
 {
-    char port[80], host[300], svc[512], route[1024];
+    char port[80], svc[512];
     xport_canonical(&m->port, port, sizeof(port));
-    xjoin(host, sizeof(host), m->host, NULL);
-    for (char *c = host; *c; c++)
-        if (*c == '*')
-            *c = '_';
-    if (m->facade) {
+    if (m->facade)
         xjoin(svc, sizeof(svc), ns, ".", m->backend, ".svc.facade", NULL);
-        xjoin(route, sizeof(route), ns, ".", ingname, ".", host, ".", m->backend, ".svc.facade",
-              NULL);
-    } else {
+    else
         xjoin(svc, sizeof(svc), ns, ".", m->backend, ".", port, NULL);
-        xjoin(route, sizeof(route), ns, ".", ingname, ".", m->backend, ".", host, ".", port, NULL);
-    }
     m->svc_name = strdup(svc);
-    m->route_name = strdup(route);
+    m->route_name = route_name_for(m, ns, ingname);
     return m->svc_name && m->route_name;
 }
 
@@ -677,7 +693,7 @@ static json_t *route_of(RouteWork *w, size_t i)
 
 static void add_route(XService *s, json_t *r, const Meta *m, bool expressions)
 {
-    if (xsvc_add_route(s, r, m->ing, expressions) == 0)
+    if (xsvc_add_route(s, r, m->parent, expressions) == 0)
         s->routes[s->nroutes - 1].rewrite = m->rewrite;
 }
 
@@ -748,15 +764,26 @@ static int append_meta(MetaHalf *h, Meta *m)
     return 0;
 }
 
+/*
+ * @m's paths join the group @to of the same route name (a dotted Ingress name can spell another
+ * Ingress's name and backend). As in KIC's ingressTranslationIndex.Add, the later Ingress becomes
+ * the group's parent. Takes @m's contents.
+ */
+static void join_meta(MetaHalf *h, Meta *to, Meta *m)
+{
+    if (buf_append(&to->paths, m->paths.data, m->paths.len) < 0)
+        h->oom = true;
+    to->parent = m->parent;
+    to->rewrite = m->rewrite;
+    meta_clear(m);
+}
+
 /* Add @m to @h, or its paths to the group of the same route; takes @m's contents. */
 static void add_meta(MetaHalf *h, Meta *m)
 {
     json_t *idx = json_object_get(h->metas, m->route_name);
     if (idx) {
-        Buf *to = &h->mv[json_integer_value(idx)].paths;
-        if (buf_append(to, m->paths.data, m->paths.len) < 0)
-            h->oom = true;
-        meta_clear(m);
+        join_meta(h, &h->mv[json_integer_value(idx)], m);
         return;
     }
     size_t at = h->nm;
@@ -782,7 +809,7 @@ static void read_paths(void *ud, int half, size_t from, size_t to)
         while (obj_ingress_path(ing, &it, &ip)) {
             Meta m;
             memset(&m, 0, sizeof(m));
-            m.ing = ing;
+            m.ing = m.parent = ing;
             m.host = ip.host;
             m.rewrite = rewrite;
             const char *path = ip.path ? ip.path : "";
@@ -880,10 +907,10 @@ void xlate_ingresses(Xlate *x)
         json_t *idx = json_object_get(h[0].metas, m->route_name);
         if (!idx && !h[0].oom && append_meta(&h[0], m) == 0)
             continue; /* taken as it is */
-        Buf *to = idx ? &h[0].mv[json_integer_value(idx)].paths : NULL;
-        if (to && !h[0].oom && buf_append(to, m->paths.data, m->paths.len) < 0)
-            h[0].oom = true;
-        meta_clear(m);
+        if (idx && !h[0].oom)
+            join_meta(&h[0], &h[0].mv[json_integer_value(idx)], m);
+        else
+            meta_clear(m);
     }
     free(h[1].mv);
     json_decref(h[1].metas);
@@ -931,7 +958,7 @@ void xlate_ingresses(Xlate *x)
         json_t *db = obj_get_path(default_ing, "spec.defaultBackend");
         Meta m;
         memset(&m, 0, sizeof(m));
-        m.ing = default_ing;
+        m.ing = m.parent = default_ing;
         m.host = "";
         IngressBackend be;
         obj_ingress_backend(db, &be);
