@@ -685,9 +685,10 @@ void xload_class(Xlate *x)
     const char *scope = obj_get_str(params, "scope");
     const char *ns = obj_get_str(params, "namespace");
     const char *name = obj_get_str(params, "name");
+    /* KIC's GetIngressClassParametersV1Alpha1 wants a scope, any scope, and a namespace; an
+     * empty namespace makes the key "/name", which finds nothing */
     if (!apig || strcmp(apig, "configuration.konghq.com") || !kind ||
-        strcmp(kind, "IngressClassParameters") || !scope || strcmp(scope, "Namespace") || !ns ||
-        !name)
+        strcmp(kind, "IngressClassParameters") || !scope || !ns || !*ns || !name)
         return;
     json_t *icp = store_get(x->st, "IngressClassParameters", ns, name);
     if (icp)

@@ -368,7 +368,8 @@ done:
     return out;
 }
 
-/* @o and the KongPlugins and KongClusterPlugins whose config.ca_certificates names @id. */
+/* @o and the KongPlugins and KongClusterPlugins (of our class: KIC lists them through its
+ * class-filtered store) whose config.ca_certificates names @id. */
 static json_t *ca_cert_objects(Xlate *x, json_t *o, const char *id)
 {
     json_t *objs = json_pack("[O]", o);
@@ -376,6 +377,8 @@ static json_t *ca_cert_objects(Xlate *x, json_t *o, const char *id)
         size_t n;
         json_t *const *all = store_list(x->st, pass ? "KongClusterPlugin" : "KongPlugin", &n);
         for (size_t i = 0; i < n; i++) {
+            if (pass && !xclass_exact_or_empty(x, all[i]))
+                continue;
             json_t *ids = json_object_get(json_object_get(all[i], "config"), "ca_certificates");
             size_t j;
             json_t *v;
