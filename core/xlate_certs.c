@@ -67,16 +67,58 @@ static bool go_key_type(EVP_PKEY *k)
     }
 }
 
+/* The DER of the PEM block [@b, @be) (headers passed over), for OPENSSL_free(); NULL if bad. */
+static unsigned char *block_der(const char *b, const char *be, long *len)
+{
+    BIO *bio = BIO_new_mem_buf(b, (int)(be - b));
+    char *name = NULL, *header = NULL;
+    unsigned char *der = NULL;
+    if (!bio || !PEM_read_bio(bio, &name, &header, &der, len))
+        der = NULL;
+    BIO_free(bio);
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    return der;
+}
+
+static bool is_key_type(const char *t)
+{
+    size_t n = strlen(t);
+    return !strcmp(t, "PRIVATE KEY") || (n > 12 && !strcmp(t + n - 12, " PRIVATE KEY"));
+}
+
+static bool pem_decl(const char *pem, bool (*want)(const char *), unsigned char **der, long *len);
+
+static bool is_cert_type(const char *t)
+{
+    return !strcmp(t, "CERTIFICATE");
+}
+
+/*
+ * Go's tls.X509KeyPair, which KIC's getCertFromSecret calls: the leaf is the first CERTIFICATE
+ * block, the key the first block whose type is PRIVATE KEY or ends with it (other blocks, and
+ * blocks that do not decode, are passed over, as pem.Decode does), parsed whatever the label says
+ * (PKCS#1, PKCS#8 or SEC1); then the key must match the leaf and be of a type Go takes.
+ */
 static bool check_pair(const char *cert, const char *key)
 {
-    BIO *cb = BIO_new_mem_buf(cert, -1), *kb = BIO_new_mem_buf(key, -1);
-    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, no_password, NULL) : NULL;
-    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_password, NULL) : NULL;
+    unsigned char *cder = NULL, *kder = NULL;
+    long cl = 0, kl = 0;
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    if (pem_decl(cert, is_cert_type, &cder, &cl)) {
+        const unsigned char *q = cder;
+        x = d2i_X509(NULL, &q, cl);
+    }
+    if (pem_decl(key, is_key_type, &kder, &kl)) {
+        const unsigned char *q = kder;
+        k = d2i_AutoPrivateKey(NULL, &q, kl);
+    }
     bool ok = x && k && X509_check_private_key(x, k) == 1 && go_key_type(k) && serial_ok(x);
+    OPENSSL_free(cder);
+    OPENSSL_free(kder);
     X509_free(x);
     EVP_PKEY_free(k);
-    BIO_free(cb);
-    BIO_free(kb);
     ERR_clear_error();
     return ok;
 }
@@ -304,6 +346,18 @@ static bool pem_next(const char **p, const char *end, char *type, size_t tl, con
     *block = at;
     *block_end = *p = q + el;
     return true;
+}
+
+/* The DER of the first block of @pem whose type @want takes and that decodes, as Go's loops over
+ * pem.Decode find it. */
+static bool pem_decl(const char *pem, bool (*want)(const char *), unsigned char **der, long *len)
+{
+    const char *p = pem, *end = pem + strlen(pem), *b, *be;
+    char type[128];
+    while (pem_next(&p, end, type, sizeof(type), &b, &be))
+        if (want(type) && (*der = block_der(b, be, len)))
+            return true;
+    return false;
 }
 
 /*
