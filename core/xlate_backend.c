@@ -457,19 +457,25 @@ typedef struct Eps {
 
 #define EPS_SCAN 16 /* a few targets are compared in turn; a Service of thousands is hashed */
 
-static size_t eps_hash(const char *t)
+static size_t eps_hash(const char *t, bool drain)
 {
-    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    uint64_t h = 1469598103934665603u ^ drain; /* FNV-1a */
     for (; *t; t++)
         h = (h ^ (unsigned char)*t) * 1099511628211u;
     return (size_t)h;
 }
 
-/* The slot of @t: where it is, or the empty one where it would go. */
-static size_t *eps_slot(Eps *e, const char *t)
+/* Whether target @k of @e is @t with @drain: KIC's endpoint key is address, port, terminating. */
+static bool eps_is(const Eps *e, size_t k, const char *t, bool drain)
 {
-    size_t i = eps_hash(t) & (e->nslots - 1);
-    while (e->slots[i] && strcmp(e->text.data + e->v[e->slots[i] - 1].at, t))
+    return e->v[k].drain == drain && !strcmp(e->text.data + e->v[k].at, t);
+}
+
+/* The slot of @t: where it is, or the empty one where it would go. */
+static size_t *eps_slot(Eps *e, const char *t, bool drain)
+{
+    size_t i = eps_hash(t, drain) & (e->nslots - 1);
+    while (e->slots[i] && !eps_is(e, e->slots[i] - 1, t, drain))
         i = (i + 1) & (e->nslots - 1);
     return &e->slots[i];
 }
@@ -485,7 +491,7 @@ static bool eps_rehash(Eps *e)
     e->slots = slots;
     e->nslots = n;
     for (size_t k = 0; k < e->n; k++)
-        *eps_slot(e, e->text.data + e->v[k].at) = k + 1;
+        *eps_slot(e, e->text.data + e->v[k].at, e->v[k].drain) = k + 1;
     return true;
 }
 
@@ -494,12 +500,12 @@ static void eps_add(Eps *e, const char *t, bool drain)
     size_t *slot = NULL;
     if (e->n < EPS_SCAN) {
         for (size_t k = 0; k < e->n; k++)
-            if (!strcmp(e->text.data + e->v[k].at, t))
+            if (eps_is(e, k, t, drain))
                 return;
     } else {
         if (2 * (e->n + 1) > e->nslots && !eps_rehash(e))
             return;
-        if (*(slot = eps_slot(e, t)))
+        if (*(slot = eps_slot(e, t, drain)))
             return;
     }
     if (e->n == e->cap) {
@@ -829,7 +835,10 @@ static bool apply_kongingress(Xlate *x, XService *s, json_t *up)
 /* Targets of an upstream from its backends (in order); KIC splits a backend's weight evenly. */
 json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc)
 {
-    json_t *targets = json_array(), *index = nsrc > 1 ? json_object() : NULL;
+    /* An address both ready and draining (in two slices) is two endpoints to KIC, merged here
+     * into one target whose weights add up, as targets of two backends do. */
+    json_t *targets = json_array();
+    json_t *index = nsrc > 1 || x->o->enable_drain_support ? json_object() : NULL;
     for (size_t b = 0; b < nsrc; b++) {
         Eps eps = {BUF_INIT, NULL, 0, 0, NULL, 0};
         endpoints(x, &src[b], &eps);

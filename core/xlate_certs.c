@@ -87,12 +87,12 @@ static bool is_key_type(const char *t)
     return !strcmp(t, "PRIVATE KEY") || (n > 12 && !strcmp(t + n - 12, " PRIVATE KEY"));
 }
 
-static bool pem_decl(const char *pem, bool (*want)(const char *), unsigned char **der, long *len);
-
 static bool is_cert_type(const char *t)
 {
     return !strcmp(t, "CERTIFICATE");
 }
+
+static bool pem_decl(const char *pem, bool (*want)(const char *), unsigned char **der, long *len);
 
 /*
  * Go's tls.X509KeyPair, which KIC's getCertFromSecret calls: the leaf is the first CERTIFICATE
