@@ -384,21 +384,39 @@ long long xcreation(const json_t *obj)
     struct tm tm;
     if (!ts)
         return 0;
-    /* The API server's form, "2024-01-02T03:04:05Z", without strptime() and timegm(): a tenth
-     * of the Ingress class pass went to them. Anything else is read as before. */
+    /* RFC 3339 as Go's time.Parse reads it for metav1.Time, without strptime() and timegm(): a
+     * tenth of the Ingress class pass went to them. The API server writes whole seconds in UTC;
+     * a hand-written manifest may add a fraction or an offset. Anything else is read as before. */
     int y = digits(ts, 4), mo = y < 0 || ts[4] != '-' ? -1 : digits(ts + 5, 2),
         d = mo < 0 || ts[7] != '-' ? -1 : digits(ts + 8, 2),
-        h = d < 0 || ts[10] != 'T' ? -1 : digits(ts + 11, 2),
+        h = d < 0 || (ts[10] != 'T' && ts[10] != 't') ? -1 : digits(ts + 11, 2),
         mi = h < 0 || ts[13] != ':' ? -1 : digits(ts + 14, 2),
         se = mi < 0 || ts[16] != ':' ? -1 : digits(ts + 17, 2);
-    if (se >= 0 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && se <= 60 &&
-        (ts[19] < '0' || ts[19] > '9'))
-        return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
+    if (se >= 0 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && se <= 60) {
+        const char *p = ts + 19;
+        long long us = 0, scale = 100000; /* microseconds: years up to 9999 fit */
+        if (*p == '.')
+            for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+                us += (*p - '0') * scale;
+        long long off = 0;
+        if ((*p == '+' || *p == '-') && digits(p + 1, 2) >= 0 && p[3] == ':' &&
+            digits(p + 4, 2) >= 0) {
+            off = (digits(p + 1, 2) * 3600LL + digits(p + 4, 2) * 60LL) * (*p == '-' ? -1 : 1);
+            p += 6;
+        } else if (*p == 'Z' || *p == 'z') {
+            p++;
+        }
+        if (!*p || p == ts + 19)
+            return ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se) - off) *
+                       1000000LL +
+                   us;
+    }
     memset(&tm, 0, sizeof(tm));
     const char *end = strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!end)
         return 0;
-    return (long long)timegm(&tm);
+    long long t = (long long)timegm(&tm), lim = 9000000000000LL; /* keep t * 10^6 in range */
+    return (t > lim ? lim : t < -lim ? -lim : t) * 1000000LL;
 }
 
 typedef struct TimedObj {

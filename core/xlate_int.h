@@ -223,7 +223,7 @@ bool xmethod_ok(const char *m);
 bool xvalid_host(const char *h, bool wild);
 bool xparse_bool(const char *s, bool *ret);     /* Go strconv.ParseBool */
 bool xparse_int(const char *s, long long *ret); /* whole string an integer: Go strconv.Atoi */
-long long xcreation(const json_t *obj);         /* creationTimestamp as seconds, 0 if absent */
+long long xcreation(const json_t *obj);         /* creationTimestamp in microseconds, 0 if absent */
 /*
  * xsort_by_creation() - stable sort of @v by creationTimestamp (ties keep their order, as Go's
  * sort.SliceStable): each timestamp is parsed once, O(n log n).

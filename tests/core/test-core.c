@@ -1342,7 +1342,7 @@ static void test_creation_timestamps(void **state)
                                       "x", "creationTimestamp", loose);
                 struct tm tm = {0};
                 assert_non_null(strptime(api, "%Y-%m-%dT%H:%M:%S", &tm));
-                long long want = (long long)timegm(&tm);
+                long long want = (long long)timegm(&tm) * 1000000; /* microseconds */
                 if (xcreation(a) != want || xcreation(b) != want)
                     fail_msg("%s: %lld, %s: %lld, timegm: %lld", api, xcreation(a), loose,
                              xcreation(b), want);
@@ -1354,6 +1354,25 @@ static void test_creation_timestamps(void **state)
     json_t *odd = json_pack("{s:{s:s}}", "metadata", "creationTimestamp", "2024-13-01T00:00:00Z");
     assert_int_equal(xcreation(odd), 0); /* neither reads a 13th month */
     json_decref(odd);
+    /* RFC 3339 as Go reads it: an offset and a fraction count (to the microsecond). */
+    static const char *const same[][2] = {
+        {"2024-01-01T01:00:00+01:00", "2024-01-01T00:00:00Z"},
+        {"2023-12-31T23:30:00-00:30", "2024-01-01T00:00:00Z"},
+        {"2024-01-01T00:00:00.5Z", "2024-01-01T00:00:00.500000Z"},
+        {"2024-01-01T00:00:00.1234569Z", "2024-01-01T00:00:00.123456Z"},
+    };
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        json_t *a = json_pack("{s:{s:s}}", "metadata", "creationTimestamp", same[i][0]);
+        json_t *b = json_pack("{s:{s:s}}", "metadata", "creationTimestamp", same[i][1]);
+        assert_true(xcreation(a) == xcreation(b));
+        json_decref(a);
+        json_decref(b);
+    }
+    json_t *t0 = json_pack("{s:{s:s}}", "metadata", "creationTimestamp", "2024-01-01T00:00:00Z");
+    json_t *t1 = json_pack("{s:{s:s}}", "metadata", "creationTimestamp", "2024-01-01T00:00:00.5Z");
+    assert_true(xcreation(t1) - xcreation(t0) == 500000);
+    json_decref(t0);
+    json_decref(t1);
 }
 
 /*
