@@ -59,10 +59,10 @@ static bool fits_int64(const char *s, size_t n)
 
 json_t *k8s__json_loadb(const char *buf, size_t len, json_error_t *err)
 {
-    json_error_t e;
-    json_t *v = json_loadb(buf, len, 0, err ? err : &e);
+    json_error_t e, *er = err ? err : &e;
+    json_t *v = json_loadb(buf, len, 0, er);
     /* jansson says "too big integer" or "too big negative integer" */
-    if (v || !strstr((err ? err : &e)->text, "too big"))
+    if (v || !strstr(er->text, "too big"))
         return v;
     /* Again, with ".0" after each integer past int64 (outside strings). */
     Buf b = BUF_INIT;
@@ -92,7 +92,7 @@ json_t *k8s__json_loadb(const char *buf, size_t len, json_error_t *err)
     }
     if (from < len)
         buf_append(&b, buf + from, len - from);
-    v = b.data ? json_loadb(b.data, b.len, 0, err ? err : &e) : NULL;
+    v = b.data ? json_loadb(b.data, b.len, 0, er) : NULL;
     buf_deinit(&b);
     return v;
 }

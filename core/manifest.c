@@ -603,7 +603,7 @@ static int collect_with_line(void *ud, json_t *doc, int line, const char *err)
      * decrement only releases, it does not acquire.)
      */
     json_t *pair = json_pack("[o, i]", doc ? doc : json_null(), line);
-    if (pair && err) /* a message cut at 256 bytes may end inside a character: no UTF-8 check */
+    if (pair && err) /* fail() cut it on a whole character: it needs no second UTF-8 scan */
         json_array_append_new(pair, json_string_nocheck(err));
     uv_mutex_lock(&h->lock);
     int r = h->stop ? 1 : json_array_append_new(h->docs, pair) < 0 ? -ENOMEM : 0;

@@ -628,33 +628,30 @@ char *xlate_to_json(const json_t *config)
     if (!c)
         return NULL;
     Buf b = BUF_INIT;
-    int depth = 0;
-    for (size_t i = 0; i < n; i++) {
+    int depth = 0, r = 0;
+    for (size_t i = 0; i < n && r >= 0; i++) {
         char ch = c[i];
         if (ch == '"') { /* a string, escapes and all */
             size_t j = i + 1;
             while (j < n && c[j] != '"')
                 j += c[j] == '\\' ? 2 : 1;
-            buf_append(&b, c + i, j + 1 - i);
+            r = buf_append(&b, c + i, j + 1 - i);
             i = j;
         } else if ((ch == '{' || ch == '[') && i + 1 < n && (c[i + 1] == '}' || c[i + 1] == ']')) {
-            buf_append(&b, c + i, 2); /* empty: {} or [] */
+            r = buf_append(&b, c + i, 2); /* empty: {} or [] */
             i++;
         } else if (ch == '{' || ch == '[' || ch == ',') {
             depth += ch != ',';
-            buf_putc(&b, ch);
-            buf_printf(&b, "\n%*s", 2 * depth, "");
+            r = buf_printf(&b, "%c\n%*s", ch, 2 * depth, "");
         } else if (ch == '}' || ch == ']') {
             depth--;
-            buf_printf(&b, "\n%*s%c", 2 * depth, "", ch);
-        } else if (ch == ':') {
-            buf_puts(&b, ": ");
+            r = buf_printf(&b, "\n%*s%c", 2 * depth, "", ch);
         } else {
-            buf_putc(&b, ch);
+            r = ch == ':' ? buf_puts(&b, ": ") : buf_putc(&b, ch);
         }
     }
     free(c);
-    if (buf_putc(&b, 0) < 0) {
+    if (r < 0) {
         buf_deinit(&b);
         return NULL;
     }

@@ -40,8 +40,7 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* Go's strconv.ParseUint(s, 0, 64): "0x", "0b", "0o" or a bare leading "0" (octal) pick the base.
- */
+/* Go's strconv.ParseUint(s, 0, 64): "0x", "0b", "0o" or a leading "0" (octal) pick the base. */
 static bool go_uint(const char *s, size_t n, unsigned long long *ret)
 {
     unsigned base = 10;
@@ -116,19 +115,13 @@ static bool float_shape(const char *s, size_t n)
     return i == n;
 }
 
-/* A float of YAML's shape read as Go's ParseFloat reads it; false past float64's range. */
+/* A float of YAML's shape (@s NUL-terminated at @n) read as Go's ParseFloat reads it; false
+ * past float64's range. */
 static bool go_float(const char *s, size_t n, double *ret)
 {
     if (!float_shape(s, n))
         return false;
-    char small[128], *t = n < sizeof(small) ? small : malloc(n + 1);
-    if (!t)
-        return false;
-    memcpy(t, s, n);
-    t[n] = 0;
-    double f = strtod(t, NULL);
-    if (t != small)
-        free(t);
+    double f = strtod(s, NULL);
     if (isinf(f))
         return false;
     *ret = f;
@@ -145,6 +138,7 @@ static YamlType number(const char *s, size_t len, YamlValue *v)
     for (size_t i = 0; i < len; i++)
         if (s[i] != '_')
             plain[n++] = s[i];
+    plain[n] = 0;
     if (go_int(plain, n, &v->i))
         t = YAML_T_INT;
     else if (go_uint(plain, n, &v->u))
