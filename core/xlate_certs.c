@@ -20,26 +20,16 @@
 
 #include "util.h"
 
+/* @s (taken) trimmed as Go's bytes.TrimSpace, which KIC applies to a TLS Secret's PEMs. */
 static json_t *trimmed(json_t *s)
 {
     if (!s)
         return NULL;
-    const char *a = json_string_value(s);
-    size_t n = json_string_length(s);
-    while (n && isspace((unsigned char)*a))
-        a++, n--;
-    while (n && isspace((unsigned char)a[n - 1]))
-        n--;
-    json_t *t = json_stringn(a, n);
+    const char *a = json_string_value(s), *b = a + json_string_length(s);
+    xtrim(&a, &b);
+    json_t *t = json_stringn(a, (size_t)(b - a));
     json_decref(s);
     return t;
-}
-
-/* An encrypted key is refused, as Go refuses it; without this OpenSSL asks a terminal. */
-static int no_password(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf, (void)size, (void)rwflag, (void)u;
-    return 0;
 }
 
 /* Go's crypto/x509 (KIC 3.5 builds with Go 1.24) rejects negative serial numbers. */
@@ -67,32 +57,74 @@ static bool go_key_type(EVP_PKEY *k)
     }
 }
 
-/* The DER of the PEM block [@b, @be) (headers passed over), for OPENSSL_free(); NULL if bad. */
-static unsigned char *block_der(const char *b, const char *be, long *len)
+/*
+ * Go's parsePrivateKey: PKCS#1, then PKCS#8, then SEC 1. Only the PKCS#1 parser refuses bytes
+ * after the key; a PKCS#1 key is the one whose SEQUENCE has an INTEGER second (PKCS#8 has the
+ * algorithm's SEQUENCE there, SEC 1 an OCTET STRING).
+ */
+static EVP_PKEY *parse_key(const unsigned char *der, long len)
 {
-    BIO *bio = BIO_new_mem_buf(b, (int)(be - b));
-    char *name = NULL, *header = NULL;
-    unsigned char *der = NULL;
-    if (!bio || !PEM_read_bio(bio, &name, &header, &der, len))
-        der = NULL;
-    BIO_free(bio);
-    OPENSSL_free(name);
-    OPENSSL_free(header);
-    return der;
+    const unsigned char *q = der;
+    EVP_PKEY *k = d2i_AutoPrivateKey(NULL, &q, len);
+    if (!k || q == der + len)
+        return k;
+    const unsigned char *p = der;
+    long l;
+    int tag, cls;
+    bool pkcs1 = (ASN1_get_object(&p, &l, &tag, &cls, len) & 0x80) == 0 && tag == V_ASN1_SEQUENCE &&
+                 (ASN1_get_object(&p, &l, &tag, &cls, der + len - p) & 0x80) == 0 &&
+                 tag == V_ASN1_INTEGER && (p += l) < der + len && *p == V_ASN1_INTEGER;
+    if (pkcs1) {
+        EVP_PKEY_free(k);
+        k = NULL;
+    }
+    return k;
 }
 
-static bool is_key_type(const char *t)
+/*
+ * Go derives an EC key's public point from its private scalar (the stored point is not read)
+ * and checks an RSA key's primes and exponents; OpenSSL takes both as stored unless asked.
+ */
+static bool key_consistent(EVP_PKEY *k)
 {
-    size_t n = strlen(t);
-    return !strcmp(t, "PRIVATE KEY") || (n > 12 && !strcmp(t + n - 12, " PRIVATE KEY"));
+    if (EVP_PKEY_get_base_id(k) == EVP_PKEY_ED25519)
+        return true;
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(k, NULL);
+    bool ok = c && EVP_PKEY_pairwise_check(c) == 1;
+    EVP_PKEY_CTX_free(c);
+    return ok;
 }
 
-static bool is_cert_type(const char *t)
+static bool is_key_type(const char *t, size_t n)
 {
-    return !strcmp(t, "CERTIFICATE");
+    return (n == 11 && !memcmp(t, "PRIVATE KEY", 11)) ||
+           (n >= 12 && !memcmp(t + n - 12, " PRIVATE KEY", 12));
 }
 
-static bool pem_decl(const char *pem, bool (*want)(const char *), unsigned char **der, long *len);
+static bool is_cert_type(const char *t, size_t n)
+{
+    return n == 11 && !memcmp(t, "CERTIFICATE", 11);
+}
+
+static bool pem_decl(const char *pem, bool (*want)(const char *, size_t), unsigned char **der,
+                     long *len);
+
+/*
+ * Go's x509.ParseCertificate, as far as it differs from d2i_X509 for what tools write: one
+ * certificate and nothing after it ("x509: trailing data"), times Go reads, and a public key
+ * that decodes (an EC point on its curve).
+ */
+static X509 *parse_cert(const unsigned char *der, long len)
+{
+    const unsigned char *q = der;
+    X509 *x = d2i_X509(NULL, &q, len);
+    if (x && (q != der + len || !ASN1_TIME_check(X509_get0_notBefore(x)) ||
+              !ASN1_TIME_check(X509_get0_notAfter(x)) || !X509_get0_pubkey(x))) {
+        X509_free(x);
+        x = NULL;
+    }
+    return x;
+}
 
 /*
  * Go's tls.X509KeyPair, which KIC's getCertFromSecret calls: the leaf is the first CERTIFICATE
@@ -106,15 +138,12 @@ static bool check_pair(const char *cert, const char *key)
     long cl = 0, kl = 0;
     X509 *x = NULL;
     EVP_PKEY *k = NULL;
-    if (pem_decl(cert, is_cert_type, &cder, &cl)) {
-        const unsigned char *q = cder;
-        x = d2i_X509(NULL, &q, cl);
-    }
-    if (pem_decl(key, is_key_type, &kder, &kl)) {
-        const unsigned char *q = kder;
-        k = d2i_AutoPrivateKey(NULL, &q, kl);
-    }
-    bool ok = x && k && X509_check_private_key(x, k) == 1 && go_key_type(k) && serial_ok(x);
+    if (pem_decl(cert, is_cert_type, &cder, &cl))
+        x = parse_cert(cder, cl);
+    if (pem_decl(key, is_key_type, &kder, &kl))
+        k = parse_key(kder, kl);
+    bool ok = x && k && X509_check_private_key(x, k) == 1 && go_key_type(k) && serial_ok(x) &&
+              key_consistent(k);
     OPENSSL_free(cder);
     OPENSSL_free(kder);
     X509_free(x);
@@ -312,51 +341,167 @@ void xlate_certificates(Xlate *x)
     json_decref(uid_pair);
 }
 
-static const char *skip_space(const char *p, const char *end)
+/*
+ * Go's getLine: the line at @p without its "\n" or "\r\n" and trailing spaces and tabs ends at
+ * *@le; returns where the next line starts.
+ */
+static const char *go_line(const char *p, const char *end, const char **le)
 {
-    while (p < end && isspace((unsigned char)*p))
-        p++;
-    return p;
+    const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+    if (nl && e > p && e[-1] == '\r')
+        e--;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *le = e;
+    return nl ? nl + 1 : end;
+}
+
+static int b64_value(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z'   ? c - 'A'
+           : c >= 'a' && c <= 'z' ? c - 'a' + 26
+           : c >= '0' && c <= '9' ? c - '0' + 52
+           : c == '+'             ? 62
+           : c == '/'             ? 63
+                                  : -1;
+}
+
+static const char *skip_newlines(const char *s, const char *e)
+{
+    while (s < e && (*s == '\n' || *s == '\r'))
+        s++;
+    return s;
 }
 
 /*
- * The next PEM block of [*@p, @end) as Go's pem.Decode finds it (text before "-----BEGIN " is
- * passed over): its type into @type and [*@block, *@block_end) its whole text; *@p moves past it.
- * False when there is none.
+ * A PEM body as Go decodes it (spaces and tabs removed, then base64.StdEncoding, which passes
+ * over newlines, wants the padding and nothing after it, and does not check the unused bits).
+ * The bytes (OPENSSL_malloc'd) or NULL.
  */
-static bool pem_next(const char **p, const char *end, char *type, size_t tl, const char **block,
-                     const char **block_end)
+static unsigned char *go_base64(const char *s, const char *e, long *len)
 {
-    static const char begin[] = "-----BEGIN ";
-    const char *at = memmem(*p, (size_t)(end - *p), begin, sizeof(begin) - 1);
-    if (!at)
-        return false;
-    const char *t = at + sizeof(begin) - 1, *te = t;
-    while (te + 5 <= end && memcmp(te, "-----", 5) && *te != '\n')
-        te++;
-    if (te + 5 > end || memcmp(te, "-----", 5) || (size_t)(te - t) >= tl)
-        return false;
-    snprintf(type, tl, "%.*s", (int)(te - t), t);
-    char endline[128];
-    snprintf(endline, sizeof(endline), "-----END %s-----", type);
-    size_t el = strlen(endline);
-    const char *q = te + 5 <= end ? memmem(te + 5, (size_t)(end - te - 5), endline, el) : NULL;
-    if (!q)
-        return false;
-    *block = at;
-    *block_end = *p = q + el;
-    return true;
+    unsigned char *out = OPENSSL_malloc((size_t)(e - s) / 4 * 3 + 3);
+    unsigned long acc = 0;
+    long n = 0;
+    int j = 0;
+    for (; out && s < e; s++) {
+        unsigned char c = (unsigned char)*s;
+        int v = b64_value(c);
+        if (v >= 0) {
+            acc = acc << 6 | (unsigned)v;
+            if (++j == 4) {
+                out[n++] = (unsigned char)(acc >> 16);
+                out[n++] = (unsigned char)(acc >> 8);
+                out[n++] = (unsigned char)acc;
+                j = 0;
+                acc = 0;
+            }
+            continue;
+        }
+        if (c == '\n' || c == '\r' || c == ' ' || c == '\t')
+            continue;
+        if (c != '=' || j < 2)
+            break;
+        s = skip_newlines(s + 1, e);
+        if (j == 2 && (s == e || *s++ != '=')) /* "==" after two characters */
+            break;
+        if (skip_newlines(s, e) != e)
+            break;
+        if (j == 2) {
+            out[n++] = (unsigned char)(acc >> 4);
+        } else {
+            out[n++] = (unsigned char)(acc >> 10);
+            out[n++] = (unsigned char)(acc >> 2);
+        }
+        *len = n;
+        return out;
+    }
+    if (out && s == e && j == 0) {
+        *len = n;
+        return out;
+    }
+    OPENSSL_free(out);
+    return NULL;
 }
 
-/* The DER of the first block of @pem whose type @want takes and that decodes, as Go's loops over
- * pem.Decode find it. */
-static bool pem_decl(const char *pem, bool (*want)(const char *), unsigned char **der, long *len)
+static bool has_prefix(const char *p, const char *end, const char *pre)
 {
-    const char *p = pem, *end = pem + strlen(pem), *b, *be;
-    char type[128];
-    while (pem_next(&p, end, type, sizeof(type), &b, &be))
-        if (want(type) && (*der = block_der(b, be, len)))
+    size_t n = strlen(pre);
+    return (size_t)(end - p) >= n && !memcmp(p, pre, n);
+}
+
+/*
+ * The next PEM block of [*@p, @end) as Go's pem.Decode finds it: a "-----BEGIN " at the start or
+ * after a newline, a type line ending in five dashes, headers, the first "-----END " line after
+ * them, which must name the same type with nothing after it, and a body that decodes; else the
+ * search goes on after the type line. Its type is [*@t, *@t + *@tl) and its bytes *@der
+ * (OPENSSL_free), and *@p moves past its end line. False when there is none.
+ */
+static bool go_pem_decode(const char **p, const char *end, const char **t, size_t *tl,
+                          unsigned char **der, long *len)
+{
+    const char *rest = *p, *le;
+    for (;;) {
+        if (has_prefix(rest, end, "-----BEGIN ")) {
+            rest += 11;
+        } else {
+            const char *at = memmem(rest, (size_t)(end - rest), "\n-----BEGIN ", 12);
+            if (!at)
+                return false;
+            rest = at + 12;
+        }
+        const char *ts = rest;
+        rest = go_line(rest, end, &le);
+        if (le - ts < 5 || memcmp(le - 5, "-----", 5))
+            continue;
+        size_t n = (size_t)(le - 5 - ts);
+        bool headers = false;
+        for (;;) {
+            if (rest == end)
+                return false; /* Go gives up on the whole input here */
+            const char *next = go_line(rest, end, &le);
+            if (!memchr(rest, ':', (size_t)(le - rest)))
+                break;
+            headers = true;
+            rest = next;
+        }
+        const char *ei, *trailer;
+        if (!headers && has_prefix(rest, end, "-----END ")) {
+            ei = rest;
+            trailer = rest + 9;
+        } else {
+            if (!(ei = memmem(rest, (size_t)(end - rest), "\n-----END ", 10)))
+                continue;
+            trailer = ei + 10;
+        }
+        if ((size_t)(end - trailer) < n + 5 || memcmp(trailer, ts, n) ||
+            memcmp(trailer + n, "-----", 5))
+            continue;
+        go_line(trailer + n + 5, end, &le);
+        if (le != trailer + n + 5)
+            continue; /* the end line has more after its dashes */
+        if (!(*der = go_base64(rest, ei, len)))
+            continue;
+        *t = ts;
+        *tl = n;
+        *p = go_line(ei + 9, end, &le);
+        return true;
+    }
+}
+
+/* The DER of the first block of @pem whose type @want takes, as Go's loops over pem.Decode find
+ * it. */
+static bool pem_decl(const char *pem, bool (*want)(const char *, size_t), unsigned char **der,
+                     long *len)
+{
+    const char *p = pem, *end = pem + strlen(pem), *t;
+    size_t tl;
+    while (go_pem_decode(&p, end, &t, &tl, der, len)) {
+        if (want(t, tl))
             return true;
+        OPENSSL_free(*der);
+        *der = NULL;
+    }
     return false;
 }
 
@@ -367,34 +512,32 @@ static bool pem_decl(const char *pem, bool (*want)(const char *), unsigned char 
  */
 static char *ca_pem(const char *pem, const char **why)
 {
-    const char *p = pem, *end = pem + strlen(pem), *blk = NULL, *blk_end = NULL;
+    const char *p = pem, *end = pem + strlen(pem), *t;
+    unsigned char *der = NULL, *d;
+    long len = 0, l;
+    size_t tl;
     int blocks = 0;
-    char type[64];
-    for (p = skip_space(p, end); p < end; p = skip_space(p, end)) {
-        const char *b, *be;
-        if (!pem_next(&p, end, type, sizeof(type), &b, &be)) {
+    *why = NULL;
+    for (xtrim(&p, &end); p < end && !*why; xtrim(&p, &end)) {
+        if (!go_pem_decode(&p, end, &t, &tl, &d, &l)) {
             *why = "invalid PEM block";
-            return NULL;
-        }
-        if (strcmp(type, "CERTIFICATE")) {
+        } else if (!is_cert_type(t, tl)) {
             *why = "invalid PEM block type";
-            return NULL;
-        }
-        if (!blocks++) {
-            blk = b;
-            blk_end = be;
+            OPENSSL_free(d);
+        } else if (blocks++) {
+            OPENSSL_free(d);
+        } else {
+            der = d;
+            len = l;
         }
     }
-    if (!blocks) {
-        *why = "invalid PEM block";
+    if (!*why && blocks != 1)
+        *why = blocks ? "multiple PEM certificates found" : "invalid PEM block";
+    if (*why) {
+        OPENSSL_free(der);
         return NULL;
     }
-    if (blocks > 1) {
-        *why = "multiple PEM certificates found";
-        return NULL;
-    }
-    BIO *bio = BIO_new_mem_buf(blk, (int)(blk_end - blk));
-    X509 *c = bio ? PEM_read_bio_X509(bio, NULL, no_password, NULL) : NULL;
+    X509 *c = parse_cert(der, len);
     char *out = NULL;
     if (!c || !serial_ok(c)) {
         *why = "failed to parse certificate";
@@ -408,16 +551,16 @@ static char *ca_pem(const char *pem, const char **why)
         *why = "expired";
         goto done;
     }
-    BIO *o = BIO_new(BIO_s_mem());
-    if (o && PEM_write_bio_X509(o, c)) {
-        char *d;
-        long n = BIO_get_mem_data(o, &d);
-        out = strndup(d, (size_t)n);
+    BIO *o = BIO_new(BIO_s_mem()); /* the block's own bytes, as pem.EncodeToMemory writes them */
+    if (o && PEM_write_bio(o, "CERTIFICATE", "", der, len)) {
+        char *text;
+        long n = BIO_get_mem_data(o, &text);
+        out = strndup(text, (size_t)n);
     }
     BIO_free(o);
 done:
     X509_free(c);
-    BIO_free(bio);
+    OPENSSL_free(der);
     ERR_clear_error();
     return out;
 }
