@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,11 +339,10 @@ static void add_target(json_t *targets, json_t *index, const char *t, bool has_w
 {
     json_t *e = index ? json_object_get(index, t) : NULL;
     if (e) {
-        /* Same target from two backends: weights add up (unset counts as 100). */
+        /* Found twice: the weights add up, unset counting as 100 (KIC's updateTargetMap). */
         json_t *w = json_object_get(e, "weight");
         long sum = (w ? (long)json_integer_value(w) : 100) + (has_weight ? weight : 100);
-        if (w || has_weight)
-            json_object_set_new(e, "weight", json_integer(sum));
+        json_object_set_new(e, "weight", json_integer(sum));
         return;
     }
     json_t *n = json_object();
@@ -442,13 +442,17 @@ json_t *xslice_index(Store *st, const json_t *only)
     return index;
 }
 
-/* Endpoints of @svc for @port: service-upstream, ExternalName, or EndpointSlices. */
-/* A backend's targets ("host:port"), in order and each once; C, not jansson: they are copied. */
+/*
+ * A backend's targets ("host:port"), in order and each once; C, not jansson: they are copied.
+ * KIC gathers a Service's endpoints once per protocol it speaks and adds up the weights of what
+ * two protocols both found, so each target keeps the protocols (bits) that found it.
+ */
 typedef struct Eps {
     Buf text; /* the targets, each followed by its NUL */
     struct {
         size_t at; /* into text */
         bool drain;
+        uint32_t protos;
     } *v;
     size_t n, cap;
     size_t *slots; /* past EPS_SCAN targets: a hash set of v's indexes + 1 */
@@ -495,18 +499,22 @@ static bool eps_rehash(Eps *e)
     return true;
 }
 
-static void eps_add(Eps *e, const char *t, bool drain)
+static void eps_add(Eps *e, const char *t, bool drain, uint32_t protos)
 {
     size_t *slot = NULL;
     if (e->n < EPS_SCAN) {
         for (size_t k = 0; k < e->n; k++)
-            if (eps_is(e, k, t, drain))
+            if (eps_is(e, k, t, drain)) {
+                e->v[k].protos |= protos;
                 return;
+            }
     } else {
         if (2 * (e->n + 1) > e->nslots && !eps_rehash(e))
             return;
-        if (*(slot = eps_slot(e, t, drain)))
+        if (*(slot = eps_slot(e, t, drain))) {
+            e->v[*slot - 1].protos |= protos;
             return;
+        }
     }
     if (e->n == e->cap) {
         size_t cap = e->cap ? 2 * e->cap : 8;
@@ -520,6 +528,7 @@ static void eps_add(Eps *e, const char *t, bool drain)
     if (buf_append(&e->text, t, strlen(t) + 1) < 0)
         return;
     e->v[e->n].at = at;
+    e->v[e->n].protos = protos;
     e->v[e->n++].drain = drain;
     if (slot)
         *slot = e->n;
@@ -532,19 +541,48 @@ static void eps_free(Eps *e)
     free(e->slots);
 }
 
-/* Whether Service @svc speaks @proto: TCP always, or a port of the protocol. */
-static bool speaks(json_t *svc, const char *proto)
+/*
+ * KIC's listProtocols: TCP always, and the protocol of each port that names one. The bit of
+ * @proto among them (TCP first, then in the ports' order; the 32nd and later share one), or 0
+ * when @svc does not speak it; with @proto NULL, the bits of all of them.
+ */
+static uint32_t proto_bits(json_t *svc, const char *proto)
 {
-    if (!strcmp(proto, "TCP"))
-        return true;
+    uint32_t all = 1;
+    if (proto && !strcmp(proto, "TCP"))
+        return 1;
+    const char *seen[32] = {"TCP"};
+    unsigned n = 1;
     size_t i;
     json_t *sp;
     json_array_foreach(obj_get_path(svc, "spec.ports"), i, sp)
     {
-        if (!strcmp(str_or(sp, "protocol", ""), proto))
-            return true;
+        const char *p = str_or(sp, "protocol", "");
+        unsigned k = 0;
+        while (k < n && strcmp(seen[k], p))
+            k++;
+        if (!*p || k < n)
+            continue;
+        if (n < 32)
+            seen[n++] = p;
+        all |= (uint32_t)1 << (n - 1);
+        if (proto && !strcmp(p, proto))
+            return (uint32_t)1 << (n - 1);
     }
-    return false;
+    return proto ? 0 : all;
+}
+
+/*
+ * "address:port", with the address in brackets when Go's net.ParseIP reads it as IPv6 and not
+ * as a mapped IPv4 one (KIC's targetsForEndpoints; a slice's addressType is not read).
+ */
+static void target_text(char *buf, size_t n, const char *addr, const char *port)
+{
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, addr, &a6) == 1 && !IN6_IS_ADDR_V4MAPPED(&a6))
+        xjoin(buf, n, "[", addr, "]:", port, NULL);
+    else
+        xjoin(buf, n, addr, ":", port, NULL);
 }
 
 static void endpoints(Xlate *x, const TargetSrc *src, Eps *out)
@@ -562,7 +600,7 @@ static void endpoints(Xlate *x, const TargetSrc *src, Eps *out)
         const char *cd = x->o->cluster_domain;
         snprintf(buf, sizeof(buf), "%s.%s.svc%s%s:%lld", obj_name(svc), obj_ns(svc),
                  cd && *cd ? "." : "", cd ? cd : "", (long long)pnum);
-        eps_add(out, buf, false);
+        eps_add(out, buf, false, proto_bits(svc, NULL));
         return;
     }
     const char *type = obj_get_str(svc, "spec.type");
@@ -571,13 +609,13 @@ static void endpoints(Xlate *x, const TargetSrc *src, Eps *out)
         const char *ext = obj_get_str(svc, "spec.externalName");
         if (!ext)
             return;
-        if (json_is_integer(tp))
-            snprintf(buf, sizeof(buf), "%s:%lld", ext, (long long)json_integer_value(tp));
-        else if (json_is_string(tp))
-            snprintf(buf, sizeof(buf), "%s:%s", ext, json_string_value(tp));
-        else
-            snprintf(buf, sizeof(buf), "%s:%lld", ext, (long long)pnum);
-        eps_add(out, buf, false);
+        char pn[24];
+        const char *port_s = json_is_string(tp) ? json_string_value(tp)
+                                                : xlltoa(json_is_integer(tp) ? json_integer_value(tp)
+                                                                             : pnum,
+                                                         pn);
+        target_text(buf, sizeof(buf), ext, port_s);
+        eps_add(out, buf, false, proto_bits(svc, NULL));
         return;
     }
     const char *pname = str_or(port, "name", "");
@@ -587,7 +625,6 @@ static void endpoints(Xlate *x, const TargetSrc *src, Eps *out)
     json_t *mine = json_object_get(x->slices_by_svc, buf);
     for (size_t s = 0; s < json_array_size(mine); s++) {
         json_t *es = json_array_get(mine, s);
-        bool v6 = !strcmp(str_or(es, "addressType", ""), "IPv6");
         size_t pi;
         json_t *ep_port;
         json_array_foreach(json_object_get(es, "ports"), pi, ep_port)
@@ -595,29 +632,24 @@ static void endpoints(Xlate *x, const TargetSrc *src, Eps *out)
             json_t *num = json_object_get(ep_port, "port");
             if (!json_is_integer(num) || json_integer_value(num) < 0)
                 continue;
-            if (!speaks(svc, str_or(ep_port, "protocol", "TCP")))
+            uint32_t bit = proto_bits(svc, str_or(ep_port, "protocol", "TCP"));
+            if (!bit)
                 continue;
             if (strcmp(str_or(ep_port, "name", ""), pname))
                 continue;
             size_t pos = 0;
             SliceEndpoint ep;
             while (obj_slice_endpoint(es, &pos, &ep)) {
-                bool drain = false;
-                if (ep.ready == 0) {
-                    if (!(x->o->enable_drain_support && ep.terminating))
-                        continue;
-                    drain = true;
-                }
+                /* With drain support a terminating endpoint stays, ready or not, at weight 0. */
+                bool drain = x->o->enable_drain_support && ep.terminating;
+                if (ep.ready == 0 && !drain)
+                    continue;
                 const char *addr = ep.addr;
                 if (!ep.has_addr)
                     continue;
                 char pn[24];
-                const char *port_s = xlltoa(json_integer_value(num), pn);
-                if (v6 || strchr(addr, ':'))
-                    xjoin(buf, sizeof(buf), "[", addr, "]:", port_s, NULL);
-                else
-                    xjoin(buf, sizeof(buf), addr, ":", port_s, NULL);
-                eps_add(out, buf, drain);
+                target_text(buf, sizeof(buf), addr, xlltoa(json_integer_value(num), pn));
+                eps_add(out, buf, drain, bit);
             }
         }
     }
@@ -835,10 +867,13 @@ static bool apply_kongingress(Xlate *x, XService *s, json_t *up)
 /* Targets of an upstream from its backends (in order); KIC splits a backend's weight evenly. */
 json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc)
 {
-    /* An address both ready and draining (in two slices) is two endpoints to KIC, merged here
-     * into one target whose weights add up, as targets of two backends do. */
+    /* What KIC finds twice (an address ready in one slice and draining in another, found by
+     * two protocols, or by two backends) is merged here into one target whose weights add up. */
+    bool merge = nsrc > 1 || x->o->enable_drain_support;
+    for (size_t b = 0; b < nsrc && !merge; b++)
+        merge = (proto_bits(src[b].svc, NULL) & (proto_bits(src[b].svc, NULL) - 1)) != 0;
     json_t *targets = json_array();
-    json_t *index = nsrc > 1 || x->o->enable_drain_support ? json_object() : NULL;
+    json_t *index = merge ? json_object() : NULL;
     for (size_t b = 0; b < nsrc; b++) {
         Eps eps = {BUF_INIT, NULL, 0, 0, NULL, 0};
         endpoints(x, &src[b], &eps);
@@ -847,11 +882,13 @@ json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc)
             w = src[b].weight / (long)eps.n;
         for (size_t k = 0; k < eps.n; k++) {
             const char *t = eps.text.data + eps.v[k].at;
-            /* A draining endpoint gets weight 0: no new connections, existing ones finish. */
-            if (eps.v[k].drain)
-                add_target(targets, index, t, true, 0);
-            else
-                add_target(targets, index, t, src[b].has_weight, w);
+            for (int n = __builtin_popcount(eps.v[k].protos); n > 0; n--) {
+                /* A draining endpoint gets weight 0: no new connections, existing ones finish. */
+                if (eps.v[k].drain)
+                    add_target(targets, index, t, true, 0);
+                else
+                    add_target(targets, index, t, src[b].has_weight, w);
+            }
         }
         eps_free(&eps);
     }
