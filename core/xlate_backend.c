@@ -610,10 +610,8 @@ static void endpoints(Xlate *x, const TargetSrc *src, Eps *out)
         if (!ext)
             return;
         char pn[24];
-        const char *port_s = json_is_string(tp) ? json_string_value(tp)
-                                                : xlltoa(json_is_integer(tp) ? json_integer_value(tp)
-                                                                             : pnum,
-                                                         pn);
+        json_int_t num = json_is_integer(tp) ? json_integer_value(tp) : pnum;
+        const char *port_s = json_is_string(tp) ? json_string_value(tp) : xlltoa(num, pn);
         target_text(buf, sizeof(buf), ext, port_s);
         eps_add(out, buf, false, proto_bits(svc, NULL));
         return;
