@@ -47,8 +47,11 @@ static json_t *resolve_backend(Xlate *x, XService *s, Backend *b, PortDef *ret_p
         }
     }
     json_t *svc = store_get(x->st, "Service", b->ns, svcname);
+    /* KIC names its ServiceNameToParent here: for TCPIngress and UDPIngress services, the last
+     * object that added a route, not the one that made the service. */
+    json_t *parent = s->source && s->nroutes ? s->routes[s->nroutes - 1].parent : s->parent;
     if (!svc)
-        xfail(x, s->parent, NULL,
+        xfail(x, parent, NULL,
               "failed to resolve Kubernetes Service for backend: failed to fetch Service %s/%s: "
               "Service %s/%s not found",
               b->ns, svcname, b->ns, svcname);

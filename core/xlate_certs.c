@@ -244,10 +244,14 @@ void xlate_certificates(Xlate *x)
         const char *k = json_string_value(key);
         json_t *entry = json_object_get(x->sni_secrets, k);
         json_t *parents = json_object_get(entry, "parents");
-        const char *slash = strchr(k, '/');
-        char ns[256];
+        /* KIC splits its "namespace/secretName" key on every '/' and reads the first two parts:
+         * a secretName "other/tls" names the Secret "other" of the same namespace. */
+        const char *slash = strchr(k, '/'), *end = strchr(slash + 1, '/');
+        char ns[256], name[256];
         snprintf(ns, sizeof(ns), "%.*s", (int)(slash - k), k);
-        json_t *secret = store_get(x->st, "Secret", ns, slash + 1);
+        snprintf(name, sizeof(name), "%.*s", (int)(end ? end - slash - 1 : (long)strlen(slash + 1)),
+                 slash + 1);
+        json_t *secret = store_get(x->st, "Secret", ns, name);
         if (!secret) {
             xfail_objs(x, parents, "Failed to fetch the secret (%s)", k);
             continue;

@@ -90,9 +90,14 @@ static void translate_kind(Xlate *x, const char *kind, bool udp, int source)
             const char *svc = obj_get_str(rule, "backend.serviceName");
             json_t *sp = obj_get_path(rule, "backend.servicePort");
             json_t *port = json_object_get(rule, "port");
-            if (!svc || !*svc || !json_is_integer(sp) || !json_is_integer(port)) {
-                xfail(x, obj, NULL, "rule %zu: needs port, backend.serviceName and backend.servicePort",
-                      ri);
+            /* KIC reads a missing port or servicePort as Go's zero (the TCPIngress CRD lets port
+             * be left out): a route to port 0, a service of port 0 whose port is not found. */
+            if ((sp && !json_is_integer(sp)) || (port && !json_is_integer(port))) {
+                xfail(x, obj, NULL, "rule %zu: port and backend.servicePort must be integers", ri);
+                continue;
+            }
+            if (!svc || !*svc) { /* KIC logs this and passes over the rule */
+                xfail(x, obj, NULL, "rule %zu: needs backend.serviceName", ri);
                 continue;
             }
             long spn = (long)json_integer_value(sp);
@@ -118,9 +123,10 @@ static void translate_kind(Xlate *x, const char *kind, bool udp, int source)
                 xsvc_add_backend(s, obj_ns(obj), svc, false, &pd);
                 xsvc_put(x, s);
             }
-            json_t *r = json_pack("{s:s, s:o, s:[{s:O}], s:o}", "name", rname, "protocols",
+            json_t *r = json_pack("{s:s, s:o, s:[{s:I}], s:o}", "name", rname, "protocols",
                                   udp ? json_pack("[s]", "udp") : json_pack("[s,s]", "tcp", "tls"),
-                                  "destinations", "port", port, "tags", xtags(obj));
+                                  "destinations", "port", (json_int_t)json_integer_value(port),
+                                  "tags", xtags(obj));
             const char *h = obj_get_str(rule, "host");
             if (!udp && h && *h)
                 json_object_set_new(r, "snis", json_pack("[s]", h));
