@@ -1221,14 +1221,18 @@ typedef struct SortItem {
     json_t *obj;
 } SortItem;
 
-/*
- * The key "ns/name" as one string, the order of KIC's store lists (Ingresses, TCPIngresses and
- * UDPIngresses are sorted on that text), which translation's stable sorts keep for ties: "a-b/x"
- * comes before "a/x".
- */
+/* Namespace, then name: compare the part before the first '/' on its own. */
 static int cmp_item(const void *a, const void *b)
 {
-    return strcmp(((const SortItem *)a)->key, ((const SortItem *)b)->key);
+    const char *x = ((const SortItem *)a)->key, *y = ((const SortItem *)b)->key;
+    const char *xs = strchr(x, '/'), *ys = strchr(y, '/');
+    size_t xl = (size_t)(xs - x), yl = (size_t)(ys - y);
+    int c = memcmp(x, y, xl < yl ? xl : yl);
+    if (c)
+        return c;
+    if (xl != yl)
+        return xl < yl ? -1 : 1;
+    return strcmp(xs + 1, ys + 1);
 }
 
 json_t *const *store_list(Store *s, const char *kind, size_t *ret_n)
