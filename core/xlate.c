@@ -433,27 +433,47 @@ static int cmp_timed(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-void xsort_by_times(json_t **v, const long long *ts, size_t n)
+/* "namespace/name" of @a against @b's, as text (a namespace holds no '/'). */
+static int cmp_key_text(const json_t *a, const json_t *b)
+{
+    const char *p = obj_ns(a), *q = obj_ns(b);
+    while (*p && *p == *q)
+        p++, q++;
+    if (*p || *q)
+        return (*p ? (unsigned char)*p : '/') - (*q ? (unsigned char)*q : '/');
+    return strcmp(obj_name(a), obj_name(b));
+}
+
+static int cmp_timed_key(const void *a, const void *b)
+{
+    const TimedObj *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    int c = cmp_key_text(x->obj, y->obj);
+    return c ? c : cmp_timed(a, b);
+}
+
+void xsort_by_times(json_t **v, const long long *ts, size_t n, bool key_ties)
 {
     TimedObj *t = malloc((n ? n : 1) * sizeof(*t));
     if (!t)
         return; /* keep the store's order */
     for (size_t i = 0; i < n; i++)
         t[i] = (TimedObj){ts[i], i, v[i]};
-    qsort(t, n, sizeof(*t), cmp_timed);
+    qsort(t, n, sizeof(*t), key_ties ? cmp_timed_key : cmp_timed);
     for (size_t i = 0; i < n; i++)
         v[i] = t[i].obj;
     free(t);
 }
 
-void xsort_by_creation(json_t **v, size_t n)
+void xsort_by_creation(json_t **v, size_t n, bool key_ties)
 {
     long long *ts = malloc((n ? n : 1) * sizeof(*ts));
     if (!ts)
         return;
     for (size_t i = 0; i < n; i++)
         ts[i] = xcreation(v[i]);
-    xsort_by_times(v, ts, n);
+    xsort_by_times(v, ts, n, key_ties);
     free(ts);
 }
 

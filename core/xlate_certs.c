@@ -614,7 +614,7 @@ void xlate_ca_certificates(Xlate *x)
     for (size_t i = 0; v && i < nc; i++)
         v[i] = json_array_get(cands, i);
     if (v) {
-        xsort_by_creation(v, nc);
+        xsort_by_creation(v, nc, false);
         json_t *sorted = json_array();
         for (size_t i = 0; i < nc; i++)
             json_array_append(sorted, v[i]);

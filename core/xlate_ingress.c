@@ -862,7 +862,7 @@ static json_t **ingresses_of_class(Xlate *x, size_t *ret_n)
                 ings[ni] = all[i];
                 r.ts[ni++] = r.ts[i];
             }
-        xsort_by_times(ings, r.ts, ni);
+        xsort_by_times(ings, r.ts, ni, true);
     } else {
         free(ings);
         ings = NULL;

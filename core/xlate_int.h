@@ -226,11 +226,13 @@ bool xparse_int(const char *s, long long *ret); /* whole string an integer: Go s
 long long xcreation(const json_t *obj);         /* creationTimestamp in microseconds, 0 if absent */
 /*
  * xsort_by_creation() - stable sort of @v by creationTimestamp (ties keep their order, as Go's
- * sort.SliceStable): each timestamp is parsed once, O(n log n).
+ * sort.SliceStable): each timestamp is parsed once, O(n log n). With @key_ties, ties are in the
+ * order of the text "namespace/name" instead, the order KIC's store lists Ingresses,
+ * TCPIngresses and UDPIngresses in ("a-b/x" before "a/x"; the store's is namespace, then name).
  */
-void xsort_by_creation(json_t **v, size_t n);
+void xsort_by_creation(json_t **v, size_t n, bool key_ties);
 /* xsort_by_times() - the same with the timestamps (@ts[i] of @v[i]) already read. */
-void xsort_by_times(json_t **v, const long long *ts, size_t n);
+void xsort_by_times(json_t **v, const long long *ts, size_t n, bool key_ties);
 
 /* Services. */
 XService *xsvc_get(Xlate *x, const char *name);
@@ -308,6 +310,9 @@ void xlate_custom_entities(Xlate *x);
 
 /* SNI claims from Ingress / TCPIngress TLS sections. */
 void xlate_add_tls(Xlate *x, const json_t *obj, const json_t *tls);
+/* xplugin_granted() - a ReferenceGrant in @ns lets @from (its namespace, group, kind) use
+ * KongPlugin @name. */
+bool xplugin_granted(Xlate *x, const char *ns, const json_t *from, const char *name);
 /* xlate_tls_secret() - the certificate entry of Secret "ns/name", with @parent recorded once. */
 json_t *xlate_tls_secret(Xlate *x, const char *key, const json_t *parent);
 

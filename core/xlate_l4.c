@@ -23,7 +23,7 @@ static json_t **sorted(Xlate *x, const char *kind, size_t *ret_n)
     for (size_t i = 0; i < n; i++)
         if (xclass_exact_or_empty(x, all[i]))
             v[k++] = all[i];
-    xsort_by_creation(v, k);
+    xsort_by_creation(v, k, true);
     *ret_n = k;
     return v;
 }
