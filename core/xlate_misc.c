@@ -241,30 +241,56 @@ void xlate_custom_entities(Xlate *x)
         for (size_t k = 0; k < sizeof(known_foreign) / sizeof(known_foreign[0]); k++)
             if (!strcmp(known_foreign[k].type, type))
                 foreign = known_foreign[k].foreign;
-        /* KIC follows parentRef only to a KongPlugin or KongClusterPlugin of its group. */
+        /*
+         * KIC's findCustomEntityRelatedPlugin, for every type: a parentRef to a KongPlugin or
+         * KongClusterPlugin must be granted (when in another namespace) and found, else the
+         * entity fails. Its relations are keyed by that namespace and the name.
+         */
         json_t *parent_ref = obj_get_path(ce, "spec.parentRef");
         const char *pkind = obj_get_str(parent_ref, "kind");
         const char *pname = obj_get_str(parent_ref, "name");
         const char *pgroup = obj_get_str(parent_ref, "group");
         bool cluster = pkind && !strcmp(pkind, "KongClusterPlugin");
-        if (!foreign || !pgroup || strcmp(pgroup, "configuration.konghq.com") || !pname ||
+        if (!pgroup || strcmp(pgroup, "configuration.konghq.com") ||
             (!cluster && (!pkind || strcmp(pkind, "KongPlugin")))) {
             json_array_append_new(arr, json_is_object(fields) ? json_deep_copy(fields) : json_object());
             continue;
         }
+        if (!pname)
+            pname = "";
         const char *pns = obj_get_str(parent_ref, "namespace");
-        const char *key_ns = pns && *pns ? pns : obj_ns(ce); /* the namespace of the relations */
+        const char *key_ns = pns && *pns ? pns : obj_ns(ce);
+        if (strcmp(key_ns, obj_ns(ce)) && !xplugin_granted(x, key_ns, ce, pname)) {
+            xfail(x, ce, NULL,
+                  "failed to find attached foreign entities for custom entity: no grant found to "
+                  "referenced \"%s:%s\" plugin in the requested remote KongPlugin bind",
+                  key_ns, pname);
+            continue;
+        }
         json_t *kp = cluster ? store_get(x->st, "KongClusterPlugin", "", pname)
                              : store_get(x->st, "KongPlugin", key_ns, pname);
         if (!kp) {
-            xfail(x, ce, NULL, "failed to find the parent %s %s of the KongCustomEntity", pkind,
-                  pname);
+            if (cluster)
+                xfail(x, ce, NULL,
+                      "failed to find attached foreign entities for custom entity: "
+                      "KongClusterPlugin %s not found",
+                      pname);
+            else
+                xfail(x, ce, NULL,
+                      "failed to find attached foreign entities for custom entity: "
+                      "KongPlugin %s/%s not found",
+                      key_ns, pname);
+            continue;
+        }
+        if (!foreign) {
+            json_array_append_new(arr, json_is_object(fields) ? json_deep_copy(fields) : json_object());
             continue;
         }
         /*
-         * One entity per Kong service the plugin is attached to, named by objects of the relations'
-         * namespace: the services it is on, or when it is on none, those of the routes it is on
-         * (KIC's getServiceIDFromPluginRels). In id order.
+         * One entity per Kong service the plugin is attached to through the relations of the key
+         * (a KongPlugin's are all keyed by its namespace; a KongClusterPlugin's by the namespace
+         * of the object naming it): the services it is on, or when it is on none, those of the
+         * routes it is on (KIC's getServiceIDFromPluginRels). In id order.
          */
         size_t np = json_array_size(x->plugins), nd = 0, nr = 0, k;
         const char **direct_ids = calloc(np ? np : 1, sizeof(char *));
@@ -275,7 +301,7 @@ void xlate_custom_entities(Xlate *x)
             bool direct = false;
             const char *ns = NULL, *id;
             if (!direct_ids || !route_ids || !plugin_of(p, kp) ||
-                !(id = service_id_for(x, p, &direct, &ns)) || strcmp(ns, key_ns))
+                !(id = service_id_for(x, p, &direct, &ns)) || (cluster && strcmp(ns, key_ns)))
                 continue;
             if (direct)
                 direct_ids[nd++] = id;

@@ -32,7 +32,8 @@ enum { REL_SERVICES, REL_ROUTES, REL_CONSUMERS, REL_GROUPS, REL_KINDS };
 typedef struct Rel {
     char *key;
     PtrVec to[REL_KINDS];
-    PtrVec refs; /* the objects that reference it, for failures */
+    PtrVec refs;       /* the objects that reference it, for failures, but groups */
+    PtrVec group_refs; /* the KongConsumerGroups, named only when no consumer refers */
 } Rel;
 
 typedef struct Rels {
@@ -64,6 +65,7 @@ static void rels_free(Rels *rels)
         for (int k = 0; k < REL_KINDS; k++)
             free(rels->v[i].to[k].v);
         free(rels->v[i].refs.v);
+        free(rels->v[i].group_refs.v);
     }
     free(rels->v);
     json_decref(rels->index);
@@ -119,8 +121,7 @@ static void vec_unique(PtrVec *p, bool strings)
     free(drop);
 }
 
-/* A ReferenceGrant in @ns lets @from (its namespace, group, kind) use KongPlugin @name. */
-static bool granted(Xlate *x, const char *ns, const json_t *from, const char *name)
+bool xplugin_granted(Xlate *x, const char *ns, const json_t *from, const char *name)
 {
     char g[128], v[64];
     xgroup_version(from, g, sizeof(g), v, sizeof(v));
@@ -172,7 +173,7 @@ static void relate_one(Xlate *x, Rels *rels, json_t *obj, int what, const char *
         snprintf(ns, sizeof(ns), "%.*s", (int)(nb - na), na);
         snprintf(name, sizeof(name), "%.*s", (int)(pb - pa), pa);
         xjoin(key, sizeof(key), ns, ":", name, NULL);
-        if (!granted(x, ns, obj, name)) {
+        if (!xplugin_granted(x, ns, obj, name)) {
             xfail(x, obj, NULL,
                   "no grant found to referenced \"%s\" plugin in the requested remote "
                   "KongPlugin bind",
@@ -186,7 +187,7 @@ static void relate_one(Xlate *x, Rels *rels, json_t *obj, int what, const char *
     if (!r)
         return;
     vec_add(&r->to[what], ref);
-    vec_add(&r->refs, obj);
+    vec_add(what == REL_GROUPS ? &r->group_refs : &r->refs, obj);
 }
 
 /*
@@ -647,6 +648,11 @@ static void rel_range(void *ud, int half, size_t from, size_t to)
         if (!kp)
             kp = store_get(x->st, "KongClusterPlugin", "", name);
         if (!kp) {
+            /* KIC names the objects of its combinations, where groups count only when no
+             * consumer refers to the plugin */
+            if (!r->to[REL_CONSUMERS].n)
+                for (size_t k = 0; k < r->group_refs.n; k++)
+                    vec_add(&r->refs, r->group_refs.v[k]);
             vec_unique(&r->refs, false);
             json_t *objs = json_array();
             for (size_t k = 0; k < r->refs.n; k++)
