@@ -184,6 +184,23 @@ static size_t space_at(const char *a, const char *b, bool back)
     return 0;
 }
 
+void xgo_quote(Buf *b, const char *s)
+{
+    buf_putc(b, '"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            buf_printf(b, "\\%c", c);
+        else if (c == '\n' || c == '\t' || c == '\r')
+            buf_printf(b, "\\%c", c == '\n' ? 'n' : c == '\t' ? 't' : 'r');
+        else if (c < 0x20 || c == 0x7f)
+            buf_printf(b, "\\x%02x", c);
+        else
+            buf_putc(b, (char)c);
+    }
+    buf_putc(b, '"');
+}
+
 void xtrim(const char **a, const char **b)
 {
     size_t w;

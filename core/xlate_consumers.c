@@ -18,6 +18,7 @@ typedef struct CredType {
     const char *const *fields; /* accepted fields (others are dropped, as go-kong's struct) */
     const char *const *required;
     const char *unique;        /* globally unique field, or NULL */
+    const char *invalid;       /* the subject of KIC's "... is invalid: no <field>" */
 } CredType;
 
 static const char *const f_key[] = {"id", "key", "ttl", NULL};
@@ -35,13 +36,13 @@ static const char *const r_oauth[] = {"client_id", "name", NULL};
 static const char *const r_mtls[] = {"subject_name", NULL};
 
 static const CredType cred_types[] = {
-    {"key-auth", "keyauth_credentials", f_key, r_key, "key"},
-    {"basic-auth", "basicauth_credentials", f_basic, r_user, "username"},
-    {"hmac-auth", "hmacauth_credentials", f_hmac, r_user, "username"},
-    {"jwt", "jwt_secrets", f_jwt, r_key, "key"},
-    {"acl", "acls", f_acl, r_group, NULL},
-    {"oauth2", "oauth2_credentials", f_oauth, r_oauth, "client_id"},
-    {"mtls-auth", "mtls_auth_credentials", f_mtls, r_mtls, NULL},
+    {"key-auth", "keyauth_credentials", f_key, r_key, "key", "key-auth"},
+    {"basic-auth", "basicauth_credentials", f_basic, r_user, "username", "basic-auth"},
+    {"hmac-auth", "hmacauth_credentials", f_hmac, r_user, "username", "hmac-auth"},
+    {"jwt", "jwt_secrets", f_jwt, r_key, "key", "jwt-auth for"}, /* sic, KIC's NewJWTAuth */
+    {"acl", "acls", f_acl, r_group, NULL, "acl"},
+    {"oauth2", "oauth2_credentials", f_oauth, r_oauth, "client_id", "oauth2"},
+    {"mtls-auth", "mtls_auth_credentials", f_mtls, r_mtls, NULL, "mtls-auth"},
 };
 
 static const CredType *cred_type(const char *label)
@@ -77,6 +78,30 @@ static bool listed(const char *const *l, const char *s)
     return false;
 }
 
+/* A credential failure as KIC's pushCredentialResourceFailures words it, on the consumer. */
+static void cred_fail(Xlate *x, json_t *consumer, const char *sname, const char *what,
+                      const char *quoted, const char *tail)
+{
+    Buf b = BUF_INIT;
+    if (quoted)
+        xgo_quote(&b, quoted);
+    xfail(x, consumer, NULL, "credential \"%s\" failure: %s%s%s", sname, what,
+          b.data ? b.data : "", tail ? tail : "");
+    buf_deinit(&b);
+}
+
+/* Go's strconv error text for what Atoi refused: digits that overflow, or anything else. */
+static const char *atoi_error(const char *s)
+{
+    const char *p = s + (*s == '+' || *s == '-');
+    if (!*p)
+        return "invalid syntax";
+    for (; *p; p++)
+        if (*p < '0' || *p > '9')
+            return "invalid syntax";
+    return "value out of range";
+}
+
 /* One credential from a Secret; NULL with *err set when it is unusable. */
 static json_t *credential(Xlate *x, json_t *consumer, json_t *secret, const CredType *t, char *err,
                           size_t errlen)
@@ -100,16 +125,20 @@ static json_t *credential(Xlate *x, json_t *consumer, json_t *secret, const Cred
         } else if (!strcmp(k, "hash_secret")) {
             bool b = false;
             if (!xparse_bool(s, &b))
-                xfail(x, consumer, secret, "credential \"%s\": invalid hash_secret value %s",
-                      obj_name(secret), s);
+                cred_fail(x, consumer, obj_name(secret),
+                          "Failed to parse hash_secret to bool: strconv.ParseBool: parsing ", s,
+                          ": invalid syntax. defaulting to false");
             json_object_set_new(cred, k, json_boolean(b));
         } else if (!strcmp(k, "ttl")) {
             long long n;
-            if (xparse_int(s, &n))
+            if (xparse_int(s, &n)) {
                 json_object_set_new(cred, k, json_integer(n));
-            else
-                xfail(x, consumer, secret, "credential \"%s\": invalid ttl value %s",
-                      obj_name(secret), s);
+            } else {
+                char tail[64];
+                snprintf(tail, sizeof(tail), ": %s, skipfilling the field", atoi_error(s));
+                cred_fail(x, consumer, obj_name(secret),
+                          "Failed to parse ttl to int: strconv.Atoi: parsing ", s, tail);
+            }
         } else {
             json_object_set(cred, k, val);
         }
@@ -122,7 +151,7 @@ static json_t *credential(Xlate *x, json_t *consumer, json_t *secret, const Cred
     for (int i = 0; t->required[i]; i++) {
         /* KIC asks only that the field is there: an empty value passes */
         if (!json_is_string(json_object_get(cred, t->required[i]))) {
-            snprintf(err, errlen, "missing required field(s): %s", t->required[i]);
+            snprintf(err, errlen, "%s is invalid: no %s", t->invalid, t->required[i]);
             json_decref(cred);
             return NULL;
         }
@@ -162,24 +191,30 @@ void xlate_consumers(Xlate *x)
             if (!sname)
                 continue;
             json_t *secret = store_get(x->st, "Secret", obj_ns(kc), sname);
+            /* KIC's words, on the KongConsumer alone */
             if (!secret) {
-                xfail(x, kc, NULL, "credential \"%s\" failure: failed to fetch secret %s/%s: not found",
+                xfail(x, kc, NULL,
+                      "credential \"%s\" failure: Failed to fetch secret: Secret %s/%s not found",
                       sname, obj_ns(kc), sname);
                 continue;
             }
             const char *label = obj_label(secret, "konghq.com/credential");
             const CredType *t = label ? cred_type(label) : NULL;
+            if (!label)
+                xfail(x, kc, NULL,
+                      "credential \"%s\" failure: could not load credential from Secret: Secret "
+                      "%s/%s used as credential, but lacks konghq.com/credential label",
+                      sname, obj_ns(kc), sname);
             if (!t) {
-                xfail(x, kc, secret,
-                      label ? "credential \"%s\" failure: unsupported credential type \"%s\""
-                            : "credential \"%s\" failure: secret has no konghq.com/credential label%s",
-                      sname, label ? label : "");
+                cred_fail(x, kc, sname, "failed to provision credential: unsupported credential type: ",
+                          label ? label : "", NULL);
                 continue;
             }
             char err[256];
             json_t *cred = credential(x, kc, secret, t, err, sizeof(err));
             if (!cred) {
-                xfail(x, kc, secret, "credential \"%s\" failure: %s", sname, err);
+                xfail(x, kc, NULL, "credential \"%s\" failure: failed to provision credential: %s",
+                      sname, err);
                 continue;
             }
             if (t->unique) {

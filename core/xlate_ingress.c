@@ -423,24 +423,6 @@ static json_t *trad_route(Meta *m, bool legacy)
     return r;
 }
 
-/* @s as Go's %q writes a string with printable characters (paths are). */
-static void go_quote(Buf *b, const char *s)
-{
-    buf_putc(b, '"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            buf_printf(b, "\\%c", c);
-        else if (c == '\n' || c == '\t' || c == '\r')
-            buf_printf(b, "\\%c", c == '\n' ? 'n' : c == '\t' ? 't' : 'r');
-        else if (c < 0x20 || c == 0x7f)
-            buf_printf(b, "\\x%02x", c);
-        else
-            buf_putc(b, (char)c);
-    }
-    buf_putc(b, '"');
-}
-
 /*
  * Resolve a backend: a Service with a port, or a KongServiceFacade resource. A failure has KIC's
  * words: for a rule's path (@path) getIngressPathBackend's, wrapped with the path; for the
@@ -496,7 +478,7 @@ static int parse_backend(Xlate *x, json_t *ing, const IngressBackend *b, Meta *m
         return -1;
     }
     Buf q = BUF_INIT;
-    go_quote(&q, path);
+    xgo_quote(&q, path);
     xfail(x, ing, NULL, "failed to get backend for ingress path %s: %s", q.data ? q.data : "",
           why);
     buf_deinit(&q);
