@@ -206,7 +206,8 @@ void xlate_consumers(Xlate *x)
                       "%s/%s used as credential, but lacks konghq.com/credential label",
                       sname, obj_ns(kc), sname);
             if (!t) {
-                cred_fail(x, kc, sname, "failed to provision credential: unsupported credential type: ",
+                cred_fail(x, kc, sname,
+                          "failed to provision credential: unsupported credential type: ",
                           label ? label : "", NULL);
                 continue;
             }
