@@ -241,29 +241,43 @@ void xlate_consumers(Xlate *x)
         json_array_append(x->consumer_objs, kc);
     }
 
-    /* Conflicting credentials remove every consumer involved. */
+    /*
+     * Conflicting credentials remove every consumer involved. KIC's detector goes through its
+     * indexes in this order; each conflicting Secret gets a failure, each consumer only one, with
+     * the first conflict found.
+     */
+    static const char *const index_order[][2] = {
+        {"key-auth", "key-auth on 'key'"},     {"hmac-auth", "hmac-auth on 'username'"},
+        {"jwt", "jwt-auth on 'key'"},          {"basic-auth", "basic-auth on 'username'"},
+        {"oauth2", "oauth2-credentials on 'client_id'"},
+    };
     json_t *drop = json_object();
-    const char *key;
-    json_t *l;
-    json_object_foreach(uniq, key, l)
-    {
-        if (json_array_size(l) < 2)
-            continue;
-        const char *nl = strchr(key, '\n');
-        size_t i;
-        json_t *e;
-        json_array_foreach(l, i, e)
+    for (size_t t = 0; t < sizeof(index_order) / sizeof(index_order[0]); t++) {
+        const char *key;
+        json_t *l;
+        size_t tl = strlen(index_order[t][0]);
+        json_object_foreach(uniq, key, l)
         {
-            size_t ci = (size_t)json_integer_value(json_object_get(e, "consumer"));
-            json_t *kc = json_array_get(x->consumer_objs, ci);
-            json_t *secret = json_object_get(e, "secret");
-            xfail(x, secret, NULL, "Secret has conflicting credential: %.*s %s", (int)(nl - key), key,
-                  nl + 1);
-            xfail(x, kc, NULL, XFAIL_CREDENTIAL_CONFLICT ": %.*s %s", (int)(nl - key), key,
-                  nl + 1);
-            char ck[32];
-            snprintf(ck, sizeof(ck), "%zu", ci);
-            json_object_set_new(drop, ck, json_true());
+            if (json_array_size(l) < 2 || strncmp(key, index_order[t][0], tl) || key[tl] != '\n')
+                continue;
+            size_t i;
+            json_t *e;
+            json_array_foreach(l, i, e)
+            {
+                size_t ci = (size_t)json_integer_value(json_object_get(e, "consumer"));
+                json_t *kc = json_array_get(x->consumer_objs, ci);
+                json_t *secret = json_object_get(e, "secret");
+                xfail(x, secret, NULL,
+                      "Secret has conflicting credential: conflict detected in \"%s\" index",
+                      index_order[t][1]);
+                char ck[32];
+                snprintf(ck, sizeof(ck), "%zu", ci);
+                if (json_object_get(drop, ck))
+                    continue;
+                xfail(x, kc, NULL, XFAIL_CREDENTIAL_CONFLICT ": conflict detected in \"%s\" index",
+                      index_order[t][1]);
+                json_object_set_new(drop, ck, json_true());
+            }
         }
     }
     if (json_object_size(drop)) {
