@@ -110,14 +110,15 @@ void k8s__status_ingress(K8sStatus *s, json_t *ing, const char *key, bool delete
     const char *ann = obj_annotation(ing, "kubernetes.io/ingress.class");
     const char *icn =
         json_string_value(json_object_get(json_object_get(ing, "spec"), "ingressClassName"));
+    /* As translation reads it: an empty ingressClassName names no class, it is not "none"
+     * (KIC's IsIngressClassEmpty wants the field absent); class-less Ingresses match while our
+     * class is the default. */
     bool explicit_match = false;
     if (ann && *ann)
         explicit_match = strcmp(ann, cls) == 0;
-    else if (icn && *icn)
+    else if (icn)
         explicit_match = strcmp(icn, cls) == 0;
-    else
-        explicit_match = false; /* class-less: matches while our class is the default */
-    bool classless = !(ann && *ann) && !(icn && *icn);
+    bool classless = !(ann && *ann) && !icn;
     if (!explicit_match && !classless) {
         json_object_del(s->ings, key);
         json_object_del(s->queue, key);

@@ -719,10 +719,11 @@ bool xclass_ingress(Xlate *x, const json_t *ing)
 
 bool xclass_exact_or_empty(Xlate *x, const json_t *obj)
 {
+    /* A missing annotation reads as "" (Go's map lookup), which is the class "" exactly */
     const char *ann = obj_annotation(obj, "kubernetes.io/ingress.class");
-    if (ann && !strcmp(ann, x->o->ingress_class))
-        return true;
-    return (!ann || !*ann) && x->class_default;
+    if (!ann)
+        ann = "";
+    return !strcmp(ann, x->o->ingress_class) || (!*ann && x->class_default);
 }
 
 void xload_class(Xlate *x)

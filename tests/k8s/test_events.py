@@ -18,6 +18,10 @@ def main():
     plain = ingress("plain", ns="shop")
     del plain["spec"]["ingressClassName"]
     fake.apply(plain)
+    # An empty ingressClassName names no class: not ours, and not class-less either (KIC).
+    empty = ingress("empty", ns="shop")
+    empty["spec"]["ingressClassName"] = ""
+    fake.apply(empty)
     kc = kubeconfig(tmp, fake.url)
     d = Driver(["--kubeconfig", kc, "--publish-service", "kong/proxy", "--update-status",
                 "--identity", "kong/pod-x"])
@@ -79,7 +83,7 @@ def main():
     writes = [w for w in fake.writes if w[3] == "web/status"]
     check(len(writes) == 1 and writes[0][0] == "PATCH", "one status PATCH: %s" % writes)
     # Without the explicit call the client follows the Ingresses of its class on its own.
-    check(not [w for w in fake.writes if w[3] in ("other/status", "plain/status")],
+    check(not [w for w in fake.writes if w[3] in ("other/status", "plain/status", "empty/status")],
           "other classes and class-less Ingresses untouched")
     fake.apply(obj("IngressClass", "kong", None, spec={
         "controller": "ingress-controllers.konghq.com/kong"}, metadata={
@@ -87,7 +91,8 @@ def main():
     wait_until(lambda: (fake.get("Ingress", "shop", "plain").get("status") or {})
                .get("loadBalancer", {}).get("ingress") == [{"ip": "203.0.113.7"}],
                "class-less Ingress gets the status once kong is the default class")
-    check(not [w for w in fake.writes if w[3] == "other/status"], "other class untouched")
+    check(not [w for w in fake.writes if w[3] in ("other/status", "empty/status")],
+          "other class and empty ingressClassName untouched")
     # Same status again (object now carries it): nothing written.
     d.wait("upsert", kind="Ingress", name="web", count=2)
     time.sleep(0.5)
