@@ -216,7 +216,9 @@ void xlate_custom_entities(Xlate *x)
         json_t *ce = all[i];
         /* The controller name is matched as the class annotation of other Kong kinds */
         const char *ctrl = obj_get_str(ce, "spec.controllerName");
-        if (ctrl && *ctrl ? strcmp(ctrl, x->o->ingress_class) : !x->class_default)
+        if (!ctrl)
+            ctrl = "";
+        if (strcmp(ctrl, x->o->ingress_class) && (*ctrl || !x->class_default))
             continue;
         const char *type = obj_get_str(ce, "spec.type");
         json_t *fields = obj_get_path(ce, "spec.fields");
