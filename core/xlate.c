@@ -189,10 +189,11 @@ void xgo_quote(Buf *b, const char *s)
     buf_putc(b, '"');
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
+        const char *e = c ? strchr("\a\b\f\n\r\t\v", c) : NULL;
         if (c == '"' || c == '\\')
             buf_printf(b, "\\%c", c);
-        else if (c == '\n' || c == '\t' || c == '\r')
-            buf_printf(b, "\\%c", c == '\n' ? 'n' : c == '\t' ? 't' : 'r');
+        else if (e)
+            buf_printf(b, "\\%c", "abfnrtv"[e - "\a\b\f\n\r\t\v"]);
         else if (c < 0x20 || c == 0x7f)
             buf_printf(b, "\\x%02x", c);
         else

@@ -225,11 +225,21 @@ static int cmp_cstr(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The fields every Ingress route starts with (KIC's defaults). */
+/*
+ * The fields every Ingress route starts with (KIC's defaults). Groups are keyed by names with the
+ * host as written; the route's name has a wildcard's '*' as '_' (so "*.a" and "_.a" are two
+ * groups of one name, as in KIC).
+ */
 static json_t *route_base(const char *name, const json_t *ing)
 {
     json_t *r = json_object();
-    jset_s(r, "name", name);
+    const char *star = strchr(name, '*');
+    char *shown = star ? strdup(name) : NULL;
+    for (char *c = shown; c && *c; c++)
+        if (*c == '*')
+            *c = '_';
+    jset_s(r, "name", shown ? shown : name);
+    free(shown);
     jset_b(r, "strip_path", 0);
     jset_b(r, "preserve_host", 1);
     jset_b(r, "request_buffering", 1);
@@ -238,15 +248,12 @@ static json_t *route_base(const char *name, const json_t *ing)
     return r;
 }
 
-/* The route name of @m's group as Ingress @ns/@ingname names it (malloc'd). */
+/* The route name of @m's group as Ingress @ns/@ingname names it, '*' kept (malloc'd). */
 static char *route_name_for(const Meta *m, const char *ns, const char *ingname)
 {
     char port[80], host[300], route[1024];
     xport_canonical(&m->port, port, sizeof(port));
     xjoin(host, sizeof(host), m->host, NULL);
-    for (char *c = host; *c; c++)
-        if (*c == '*')
-            *c = '_';
     if (m->facade)
         xjoin(route, sizeof(route), ns, ".", ingname, ".", host, ".", m->backend, ".svc.facade",
               NULL);
@@ -586,20 +593,40 @@ static char *rewrite_expr(const char *in, char *err, size_t errlen)
  */
 static void apply_rewrite(Xlate *x, XService *s)
 {
+    /* KIC rewrites a service's routes in the order of their names: the first (by name) that
+     * fails is the one reported, and the service is dropped. */
+    const char *fail_name = NULL;
+    char fail[128] = "";
     for (size_t i = 0; i < s->nroutes; i++) {
         const char *rw = s->routes[i].rewrite;
         if (!rw)
             continue;
+        const char *name = json_string_value(json_object_get(s->routes[i].r, "name"));
+        if (fail_name && name && strcmp(name, fail_name) >= 0)
+            continue;
         char err[128];
         char *expr = x->o->rewrite_uris ? rewrite_expr(*rw ? rw : "/", err, sizeof(err)) : NULL;
         if (!expr) {
-            xfail(x, s->parent, NULL, "%s",
-                  x->o->rewrite_uris
-                      ? err
-                      : "konghq.com/rewrite annotation not supported when rewrite uris disabled");
-            s->skip = s->no_upstream = true;
-            return;
+            fail_name = name ? name : "";
+            snprintf(fail, sizeof(fail), "%s",
+                     x->o->rewrite_uris
+                         ? err
+                         : "konghq.com/rewrite annotation not supported when rewrite uris disabled");
+            continue;
         }
+        free(expr);
+    }
+    if (fail_name) {
+        xfail(x, s->parent, NULL, "%s", fail);
+        s->skip = s->no_upstream = true;
+        return;
+    }
+    for (size_t i = 0; i < s->nroutes; i++) {
+        const char *rw = s->routes[i].rewrite;
+        char err[128];
+        char *expr = rw ? rewrite_expr(*rw ? rw : "/", err, sizeof(err)) : NULL;
+        if (!expr)
+            continue;
         if (!s->routes[i].plugins)
             s->routes[i].plugins = json_array();
         json_array_append_new(s->routes[i].plugins,

@@ -190,7 +190,8 @@ void xgroup_version(const json_t *obj, char *group, size_t gl, char *version, si
 bool xclass_ingress(Xlate *x, const json_t *ing);
 bool xclass_exact_or_empty(Xlate *x, const json_t *obj);
 
-/* xgo_quote() - @s appended to @b as Go's %q writes a string of printable characters. */
+/* xgo_quote() - @s appended to @b as Go's %q writes it (bytes past ASCII are copied as they are,
+ * where Go escapes the few Unicode characters it does not print). */
 void xgo_quote(Buf *b, const char *s);
 /* xtrim() - move [*@a, *@b) in past white space at both ends, as Go's strings.TrimSpace. */
 void xtrim(const char **a, const char **b);
