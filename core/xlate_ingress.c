@@ -609,9 +609,9 @@ static void apply_rewrite(Xlate *x, XService *s)
         if (!expr) {
             fail_name = name ? name : "";
             snprintf(fail, sizeof(fail), "%s",
-                     x->o->rewrite_uris
-                         ? err
-                         : "konghq.com/rewrite annotation not supported when rewrite uris disabled");
+                     x->o->rewrite_uris ? err
+                                        : "konghq.com/rewrite annotation not supported when "
+                                          "rewrite uris disabled");
             continue;
         }
         free(expr);
