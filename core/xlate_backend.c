@@ -103,8 +103,8 @@ static json_t *service_tags(XService *s)
 {
     if (s->nbackends > 1 && s->parent)
         return xtags(s->parent);
-    if (s->facade)
-        return xtags(s->facade);
+    if (s->facade) /* KIC's placeholder when the facade's Service is not found */
+        return json_object_size(s->k8s) ? xtags(s->facade) : placeholder_tags();
     const char *k;
     json_t *v;
     json_object_foreach(s->k8s, k, v) return xtags(v);
@@ -771,9 +771,6 @@ static void apply_policy(Xlate *x, XService *s, json_t *up)
         first = false;
         json_array_append(holders, svc);
     }
-    if (s->facade && json_object_size(s->k8s) == 0) {
-        name = obj_annotation(s->facade, ANN "upstream-policy");
-    }
     if (mixed) {
         xfail_objs(x, holders, "inconsistent KongUpstreamPolicy configuration for services: all "
                                "Services of a backend must use the same konghq.com/upstream-policy");
@@ -930,9 +927,9 @@ static void upstream_for(Xlate *x, XService *s)
         }
         xjoin(key, sizeof(key), be->ns, "/", svcname ? svcname : "", NULL);
         json_t *svc = json_object_get(s->k8s, key);
-        if (!svc) {
+        if (!svc) { /* a facade's backend is named by its Service */
             xfail(x, s->parent, NULL, "can't add target for backend %s: no kubernetes service found",
-                  be->name);
+                  be->is_facade && svcname ? svcname : be->name);
             continue;
         }
         json_t *synth = NULL;

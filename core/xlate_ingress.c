@@ -515,6 +515,10 @@ static XService *service_for(Xlate *x, Meta *m, bool default_backend)
         xjoin(host, sizeof(host), m->svc_name, NULL);
     else
         xjoin(host, sizeof(host), m->backend, ".", ns, ".", port, ".svc", NULL);
+    /* KIC's parent of a facade's service is the facade: its failures name it */
+    json_t *parent = m->facade ? store_get(x->st, "KongServiceFacade", ns, m->backend) : NULL;
+    if (!parent)
+        parent = m->ing;
     XService *s = xsvc_get(x, m->svc_name);
     if (s && default_backend && s->no_upstream) {
         /* A service dropped for its rewrite is not in KIC's map when the default backend comes,
@@ -526,13 +530,13 @@ static XService *service_for(Xlate *x, Meta *m, bool default_backend)
         s->nroutes = 0;
         json_decref(s->s);
         s->s = xservice_defaults(m->svc_name, host, false);
-        s->parent = m->ing;
+        s->parent = parent;
         s->skip = s->no_upstream = false;
         return s;
     }
     if (s)
         return s;
-    s = xsvc_new(m->svc_name, ns, m->ing);
+    s = xsvc_new(m->svc_name, ns, parent);
     if (!s)
         return NULL;
     s->s = xservice_defaults(m->svc_name, host, !default_backend);

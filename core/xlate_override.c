@@ -32,17 +32,29 @@ static void set_int_ann(json_t *o, const char *field, const char *v)
         json_object_set_new(o, field, json_integer(n));
 }
 
+/* The annotation @key of a Service seen through its facade (@fa, or NULL): KIC copies the
+ * facade's annotations over the Service's, key by key, an empty value included. */
+static const char *ann_of(const ObjAnns *fa, const ObjAnns *sa, const char *key)
+{
+    const char *v = fa ? obj_anns_get(fa, key) : NULL;
+    return v ? v : obj_anns_get(sa, key);
+}
+
 /*
- * @src's annotations onto the Kong service of @s; *@proto becomes the protocol it sets. Returns
- * the protocol annotation when it is not a valid one (the rest is applied all the same), or NULL.
+ * The annotations of @svc (through the facade of @s, if any) onto the Kong service of @s;
+ * *@proto becomes the protocol it sets. Returns the protocol annotation when it is not a valid
+ * one (the rest is applied all the same), or NULL.
  */
-static const char *override_service(XService *s, json_t *src, const char **proto)
+static const char *override_service(XService *s, json_t *svc, const char **proto)
 {
     json_t *k = s->s;
     const char *v, *bad = NULL;
-    ObjAnns an;
-    obj_anns_init(&an, src);
-    if ((v = obj_anns_get(&an, ANN "protocol")) && *v) {
+    ObjAnns sa, fa;
+    obj_anns_init(&sa, svc);
+    if (s->facade)
+        obj_anns_init(&fa, s->facade);
+    const ObjAnns *f = s->facade ? &fa : NULL;
+    if ((v = ann_of(f, &sa, ANN "protocol")) && *v) {
         if (in_list(v, kic_protocols)) {
             json_object_set_new(k, "protocol", json_string(v));
             *proto = v;
@@ -50,21 +62,21 @@ static const char *override_service(XService *s, json_t *src, const char **proto
             bad = v;
         }
     }
-    if ((v = obj_anns_get(&an, ANN "path")) && v[0] == '/')
+    if ((v = ann_of(f, &sa, ANN "path")) && v[0] == '/')
         json_object_set_new(k, "path", json_string(v));
-    set_int_ann(k, "connect_timeout", obj_anns_get(&an, ANN "connect-timeout"));
-    set_int_ann(k, "read_timeout", obj_anns_get(&an, ANN "read-timeout"));
-    set_int_ann(k, "write_timeout", obj_anns_get(&an, ANN "write-timeout"));
-    set_int_ann(k, "retries", obj_anns_get(&an, ANN "retries"));
+    set_int_ann(k, "connect_timeout", ann_of(f, &sa, ANN "connect-timeout"));
+    set_int_ann(k, "read_timeout", ann_of(f, &sa, ANN "read-timeout"));
+    set_int_ann(k, "write_timeout", ann_of(f, &sa, ANN "write-timeout"));
+    set_int_ann(k, "retries", ann_of(f, &sa, ANN "retries"));
     bool b;
-    if (xparse_bool(obj_anns_get(&an, ANN "tls-verify"), &b))
+    if (xparse_bool(ann_of(f, &sa, ANN "tls-verify"), &b))
         json_object_set_new(k, "tls_verify", json_boolean(b));
-    set_int_ann(k, "tls_verify_depth", obj_anns_get(&an, ANN "tls-verify-depth"));
+    set_int_ann(k, "tls_verify_depth", ann_of(f, &sa, ANN "tls-verify-depth"));
     return bad;
 }
 
 /*
- * The Services of @s in ns/name order, each then the facade, as KIC's Service.override: the first
+ * The Services of @s in ns/name order, as KIC's Service.override: the first
  * invalid protocol fails every Service of the group and ends the overrides there; otherwise a
  * gRPC service loses its path, whichever annotation set it.
  */
@@ -83,12 +95,8 @@ static void override_services(Xlate *x, XService *s)
             keys[b] = keys[b - 1];
             keys[b - 1] = t;
         }
-    for (k = 0; k < n && !bad; k++) {
+    for (k = 0; k < n && !bad; k++)
         bad = override_service(s, json_object_get(s->k8s, keys[k]), &proto);
-        const char *fbad = s->facade ? override_service(s, s->facade, &proto) : NULL;
-        if (fbad)
-            xfail(x, s->facade, NULL, "konghq.com/protocol annotation has invalid value: %s", fbad);
-    }
     if (bad) {
         json_t *group = json_array();
         for (k = 0; k < n; k++)

@@ -271,8 +271,9 @@ static void relate_services(Xlate *x, Rels *rels)
             continue;
         const char *key;
         json_t *svc;
-        /* A KongServiceFacade's konghq.com/plugins replaces its Service's, as KIC merges them. */
-        if (s->facade && obj_annotation(s->facade, ANN "plugins"))
+        /* A KongServiceFacade's konghq.com/plugins replaces its Service's, as KIC merges them
+         * (into the Service: without one, nothing) */
+        if (s->facade && obj_annotation(s->facade, ANN "plugins") && json_object_size(s->k8s))
             rel_req(x, rels, q, &k, (RelReq){s->facade, REL_SERVICES, s->name, NULL, NULL});
         else
             json_object_foreach(s->k8s, key, svc)
