@@ -687,15 +687,15 @@ json_t *xtags(const json_t *obj)
     const char *extra = obj_annotation(obj, ANN "tags");
     if (!extra)
         return tags;
+    /* KIC's lo.Uniq runs over the annotation's tags alone: one equal to a k8s-* tag stays */
     json_t *user = xsplit(extra, ',');
-    size_t i;
+    size_t i, base = json_array_size(tags);
     json_t *t;
     json_array_foreach(user, i, t)
     {
         int dup = 0;
-        size_t j;
-        json_t *u;
-        json_array_foreach(tags, j, u) if (json_equal(u, t)) dup = 1;
+        for (size_t j = base; j < json_array_size(tags) && !dup; j++)
+            dup = json_equal(json_array_get(tags, j), t);
         if (!dup)
             json_array_append(tags, t);
     }
