@@ -153,7 +153,10 @@ int translate_main(int argc, char **argv)
             log_set_level(log_parse_level(optarg));
             break;
         case O_KVER:
-            o.kong_version = optarg;
+            if (xlate_kong_version(&o, optarg, err, sizeof(err)) < 0) {
+                fprintf(stderr, "tether translate: --kong-version: %s\n", err);
+                goto usage_error;
+            }
             break;
         case O_DRAIN:
             o.enable_drain_support = true;

@@ -641,8 +641,13 @@ int cfg_xlate_options(const RunConfig *cfg, XlateOptions *o, char *err, size_t e
         o->expressions = !strcmp(cfg->router_flavor, "expressions");
     if (cfg->cluster_domain)
         o->cluster_domain = cfg->cluster_domain;
-    if (cfg->kong_version)
-        o->kong_version = cfg->kong_version;
+    if (cfg->kong_version) {
+        char e[256] = "";
+        if (xlate_kong_version(o, cfg->kong_version, e, sizeof(e)) < 0) {
+            fmt_err(err, errlen, "--kong-version: %s", e);
+            return -EINVAL;
+        }
+    }
     if (cfg->feature_gates_joined) {
         char e[256] = "";
         int r = xlate_feature_gates(o, cfg->feature_gates_joined, e, sizeof(e));

@@ -115,15 +115,16 @@ int xlate_feature_gates(XlateOptions *o, const char *spec, char *err, size_t err
             r = -EINVAL;
             break;
         }
-        char name[64];
-        size_t nl = (size_t)(eq - kv);
-        if (nl >= sizeof(name))
-            nl = sizeof(name) - 1;
-        memcpy(name, kv, nl);
-        name[nl] = 0;
+        /* Kubernetes' flag parser trims the name and the value apart: " FillIDs = false" */
+        const char *na = kv, *nb = eq, *va = eq + 1, *vb = eq + strlen(eq);
+        xtrim(&na, &nb);
+        xtrim(&va, &vb);
+        char name[64], value[64];
+        snprintf(name, sizeof(name), "%.*s", (int)(nb - na), na);
+        snprintf(value, sizeof(value), "%.*s", (int)(vb - va), va);
         bool val;
-        if (!xparse_bool(eq + 1, &val)) {
-            snprintf(err, errlen, "feature gate %s: \"%s\" is not a boolean", name, eq + 1);
+        if (!xparse_bool(value, &val)) {
+            snprintf(err, errlen, "feature gate %s: \"%s\" is not a boolean", name, value);
             r = -EINVAL;
             break;
         }
@@ -143,9 +144,39 @@ int xlate_feature_gates(XlateOptions *o, const char *spec, char *err, size_t err
         }
     }
     json_decref(items);
-    if (!r && o->custom_entity && !o->fill_ids)
-        o->custom_entity = false; /* KongCustomEntity requires FillIDs, as in KIC */
+    if (!r && o->custom_entity && !o->fill_ids) { /* KIC refuses to start so */
+        snprintf(err, errlen, "FillIDs is required if KongCustomEntity is enabled");
+        r = -EINVAL;
+    }
     return r;
+}
+
+int xlate_kong_version(XlateOptions *o, const char *v, char *err, size_t errlen)
+{
+    long part[3] = {0, 0, 0};
+    const char *p = v;
+    int n = 0;
+    while (n < 4 && *p >= '0' && *p <= '9') {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (n < 3)
+            part[n] = x;
+        n++;
+        p = end;
+        if (*p != '.' || n == 4)
+            break;
+        p++;
+    }
+    if (!n || (*p && *p != '-' && *p != '+') || (*p && !p[1]) || p[-1] == '.') {
+        snprintf(err, errlen, "\"%s\" is not a Kong version", v);
+        return -EINVAL;
+    }
+    if (part[0] < 3 || (part[0] == 3 && (part[1] < 4 || (part[1] == 4 && part[2] < 1)))) {
+        snprintf(err, errlen, "Kong %s is older than 3.4.1, the oldest KIC 3.5 works with", v);
+        return -EINVAL;
+    }
+    o->kong_version = v;
+    return 0;
 }
 
 /* ---- small helpers ---- */

@@ -42,6 +42,13 @@ void xlate_split_min_from_env(void);
 int xlate_feature_gates(XlateOptions *o, const char *spec, char *err, size_t errlen);
 
 /*
+ * xlate_kong_version() - set the Kong version translation is for ("3.9.1"; "3.11", "3.9.1.0" and
+ * "3.11.0-rc1" as KIC reads them). -EINVAL with @err for what is not a version or is older than
+ * KIC 3.5 works with (3.4.1): KIC does not start then.
+ */
+int xlate_kong_version(XlateOptions *o, const char *v, char *err, size_t errlen);
+
+/*
  * xlate_run() - translate @store. *ret_config is the Kong declarative config (new reference;
  * entities in KIC's order), *ret_failures a JSON array (new reference) of
  * {"message": "...", "objects": [{"kind","namespace","name","uid","group","version"}]}:

@@ -1167,6 +1167,21 @@ static void test_feature_gates(void **state)
     assert_non_null(strstr(err, "Bogus"));
     assert_int_equal(xlate_feature_gates(&o, "FillIDs=maybe", err, sizeof(err)), -EINVAL);
     assert_int_equal(xlate_feature_gates(&o, "FillIDs", err, sizeof(err)), -EINVAL);
+    /* names and values trimmed apart, as Kubernetes' flag parser does */
+    xlate_options_default(&o);
+    assert_int_equal(xlate_feature_gates(&o, " RewriteURIs = true ,KongServiceFacade= 1", err,
+                                         sizeof(err)),
+                     0);
+    assert_true(o.rewrite_uris && o.service_facade);
+    /* KIC will not start with FillIDs off while KongCustomEntity is on (its default) */
+    xlate_options_default(&o);
+    assert_int_equal(xlate_feature_gates(&o, "FillIDs=false", err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "FillIDs is required if KongCustomEntity is enabled");
+    xlate_options_default(&o);
+    assert_int_equal(xlate_feature_gates(&o, "FillIDs=false,KongCustomEntity=false", err,
+                                         sizeof(err)),
+                     0);
+    assert_true(!o.fill_ids && !o.custom_entity);
 }
 
 static json_t *translate_text(const char *yaml, json_t **failures)

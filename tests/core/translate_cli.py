@@ -118,6 +118,21 @@ for args, code in ((["translate"], 2), (["translate", "-f", examples, "-o", "xml
     pc = run(args)
     check("exit %d for %s" % (code, " ".join(args)), pc.returncode == code, "got %d: %s" % (pc.returncode, pc.stderr))
 
+# What KIC refuses to start with is a usage error, with the reason.
+for args, want in ((["--feature-gates", "FillIDs=false"],
+                    "FillIDs is required if KongCustomEntity"),
+                   (["--kong-version", "3.4.0"], "older than 3.4.1"),
+                   (["--kong-version", "three"], '"three" is not a Kong version')):
+    pc = run(["translate", "-f", examples] + args)
+    check("exit 2 for %s" % " ".join(args), pc.returncode == 2 and want in pc.stderr,
+          "got %d: %s" % (pc.returncode, pc.stderr))
+for args in (["--feature-gates", " FillIDs = false , KongCustomEntity=false"],
+             ["--kong-version", "3.4.1"], ["--kong-version", "3.11.0-rc1"],
+             ["--kong-version", "3.9.1.0"]):
+    pc = run(["translate", "-f", examples] + args)
+    check("exit 0 for %s" % " ".join(args), pc.returncode == 0,
+          "got %d: %s" % (pc.returncode, pc.stderr))
+
 pe = run(["translate", "-f", examples, "-o", "json", "--router-flavor", "expressions"])
 routes = [r for s in json.loads(pe.stdout).get("services", []) for r in s.get("routes", [])]
 check("expressions flavor gives expression routes", routes and all("expression" in r and "paths" not in r for r in routes))
