@@ -116,12 +116,8 @@ int xlate_feature_gates(XlateOptions *o, const char *spec, char *err, size_t err
             break;
         }
         /* Kubernetes' flag parser trims the name and the value apart: " FillIDs = false" */
-        const char *na = kv, *nb = eq, *va = eq + 1, *vb = eq + strlen(eq);
-        xtrim(&na, &nb);
-        xtrim(&va, &vb);
         char name[64], value[64];
-        snprintf(name, sizeof(name), "%.*s", (int)(nb - na), na);
-        snprintf(value, sizeof(value), "%.*s", (int)(vb - va), va);
+        xtrim_apart(kv, eq, name, sizeof(name), value, sizeof(value));
         bool val;
         if (!xparse_bool(value, &val)) {
             snprintf(err, errlen, "feature gate %s: \"%s\" is not a boolean", name, value);
@@ -231,6 +227,15 @@ void xgo_quote(Buf *b, const char *s)
             buf_putc(b, (char)c);
     }
     buf_putc(b, '"');
+}
+
+void xtrim_apart(const char *s, const char *at, char *left, size_t ll, char *right, size_t rl)
+{
+    const char *la = s, *lb = at, *ra = at + 1, *rb = at + strlen(at);
+    xtrim(&la, &lb);
+    xtrim(&ra, &rb);
+    snprintf(left, ll, "%.*s", (int)(lb - la), la);
+    snprintf(right, rl, "%.*s", (int)(rb - ra), ra);
 }
 
 void xtrim(const char **a, const char **b)

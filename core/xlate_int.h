@@ -195,6 +195,9 @@ bool xclass_exact_or_empty(Xlate *x, const json_t *obj);
 void xgo_quote(Buf *b, const char *s);
 /* xtrim() - move [*@a, *@b) in past white space at both ends, as Go's strings.TrimSpace. */
 void xtrim(const char **a, const char **b);
+/* xtrim_apart() - the text of @s before @at (a separator in it) and after, each trimmed so,
+ * into @left and @right (cut to their sizes). */
+void xtrim_apart(const char *s, const char *at, char *left, size_t ll, char *right, size_t rl);
 /*
  * Annotation helpers. xsplit() - a list split on @sep, each part trimmed of white space as Go's
  * strings.TrimSpace does and empty ones dropped (KIC's extractCommaDelimitedStrings), as a JSON

@@ -208,6 +208,12 @@ static int cmp_str_ptr(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* A custom entity's spec.fields as the entity (an object, whatever was written). */
+static json_t *fields_copy(json_t *fields)
+{
+    return json_is_object(fields) ? json_deep_copy(fields) : json_object();
+}
+
 void xlate_custom_entities(Xlate *x)
 {
     size_t n;
@@ -255,7 +261,7 @@ void xlate_custom_entities(Xlate *x)
         bool cluster = pkind && !strcmp(pkind, "KongClusterPlugin");
         if (!pgroup || strcmp(pgroup, "configuration.konghq.com") ||
             (!cluster && (!pkind || strcmp(pkind, "KongPlugin")))) {
-            json_array_append_new(arr, json_is_object(fields) ? json_deep_copy(fields) : json_object());
+            json_array_append_new(arr, fields_copy(fields));
             continue;
         }
         if (!pname)
@@ -285,7 +291,7 @@ void xlate_custom_entities(Xlate *x)
             continue;
         }
         if (!foreign) {
-            json_array_append_new(arr, json_is_object(fields) ? json_deep_copy(fields) : json_object());
+            json_array_append_new(arr, fields_copy(fields));
             continue;
         }
         /*
@@ -322,12 +328,12 @@ void xlate_custom_entities(Xlate *x)
         free(route_ids);
         if (!json_array_size(sorted_ids)) {
             /* A parent plugin attached to nothing: KIC keeps the entity, without the foreign key. */
-            json_array_append_new(arr, json_is_object(fields) ? json_deep_copy(fields) : json_object());
+            json_array_append_new(arr, fields_copy(fields));
         }
         json_t *sid;
         json_array_foreach(sorted_ids, k, sid)
         {
-            json_t *e = json_is_object(fields) ? json_deep_copy(fields) : json_object();
+            json_t *e = fields_copy(fields);
             json_object_set_new(e, foreign, json_pack("{s:O}", "id", sid));
             json_array_append_new(arr, e);
         }

@@ -166,12 +166,8 @@ static void relate_one(Xlate *x, Rels *rels, json_t *obj, int what, const char *
     if (colon) {
         /* KIC trims the namespace and the name apart ("ns : name"), and any namespace written
          * out, the referrer's own included, needs a ReferenceGrant */
-        const char *na = s, *nb = colon, *pa = colon + 1, *pb = colon + strlen(colon);
-        xtrim(&na, &nb);
-        xtrim(&pa, &pb);
         char ns[256], name[300];
-        snprintf(ns, sizeof(ns), "%.*s", (int)(nb - na), na);
-        snprintf(name, sizeof(name), "%.*s", (int)(pb - pa), pa);
+        xtrim_apart(s, colon, ns, sizeof(ns), name, sizeof(name));
         xjoin(key, sizeof(key), ns, ":", name, NULL);
         if (!xplugin_granted(x, ns, obj, name)) {
             xfail(x, obj, NULL,
