@@ -437,7 +437,7 @@ long long xcreation(const json_t *obj)
     const char *ts = obj_meta_str(obj, "creationTimestamp");
     struct tm tm;
     if (!ts)
-        return 0;
+        return XCREATION_NONE;
     /* RFC 3339 as Go's time.Parse reads it for metav1.Time, without strptime() and timegm(): a
      * tenth of the Ingress class pass went to them. The API server writes whole seconds in UTC;
      * a hand-written manifest may add a fraction or an offset. Anything else is read as before. */
@@ -468,7 +468,7 @@ long long xcreation(const json_t *obj)
     memset(&tm, 0, sizeof(tm));
     const char *end = strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!end)
-        return 0;
+        return XCREATION_NONE;
     long long t = (long long)timegm(&tm), lim = 9000000000000LL; /* keep t * 10^6 in range */
     return (t > lim ? lim : t < -lim ? -lim : t) * 1000000LL;
 }

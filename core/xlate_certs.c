@@ -269,7 +269,8 @@ void xlate_certificates(Xlate *x)
             json_decref(pk);
             continue;
         }
-        char *pair = util_strdup_printf("%s\n%s", json_string_value(crt), json_string_value(pk));
+        /* KIC merges Secrets on the certificate's text and the key's, joined as they are */
+        char *pair = util_strdup_printf("%s%s", json_string_value(crt), json_string_value(pk));
         json_object_set_new(uid_pair, sid, json_string(pair));
         json_t *cert = json_object_get(by_pair, pair);
         long long ts = xcreation(secret);

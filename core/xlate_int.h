@@ -229,7 +229,10 @@ bool xmethod_ok(const char *m);
 bool xvalid_host(const char *h, bool wild);
 bool xparse_bool(const char *s, bool *ret);     /* Go strconv.ParseBool */
 bool xparse_int(const char *s, long long *ret); /* whole string an integer: Go strconv.Atoi */
-long long xcreation(const json_t *obj);         /* creationTimestamp in microseconds, 0 if absent */
+/* xcreation() - creationTimestamp in microseconds since 1970; when absent (or unreadable) Go's
+ * zero time, year 1, which is older than any other. */
+#define XCREATION_NONE (-62135596800LL * 1000000LL)
+long long xcreation(const json_t *obj);
 /*
  * xsort_by_creation() - stable sort of @v by creationTimestamp (ties keep their order, as Go's
  * sort.SliceStable): each timestamp is parsed once, O(n log n). With @key_ties, ties are in the

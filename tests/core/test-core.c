@@ -1367,8 +1367,15 @@ static void test_creation_timestamps(void **state)
         }
     }
     json_t *odd = json_pack("{s:{s:s}}", "metadata", "creationTimestamp", "2024-13-01T00:00:00Z");
-    assert_int_equal(xcreation(odd), 0); /* neither reads a 13th month */
+    assert_true(xcreation(odd) == XCREATION_NONE); /* neither reads a 13th month */
     json_decref(odd);
+    /* None is Go's zero time, year 1: older than a time before 1970 */
+    json_t *none = json_pack("{s:{s:s}}", "metadata", "name", "x");
+    json_t *old = json_pack("{s:{s:s}}", "metadata", "creationTimestamp", "1960-01-01T00:00:00Z");
+    assert_true(xcreation(none) == XCREATION_NONE && xcreation(old) > XCREATION_NONE &&
+                xcreation(old) < 0);
+    json_decref(none);
+    json_decref(old);
     /* RFC 3339 as Go reads it: an offset and a fraction count (to the microsecond). */
     static const char *const same[][2] = {
         {"2024-01-01T01:00:00+01:00", "2024-01-01T00:00:00Z"},
