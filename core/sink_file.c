@@ -36,7 +36,7 @@ static void do_write(uv_work_t *w)
     const char *p;
     if (fs->yaml) {
         json_t *config = revision_load_config(fs->writing);
-        fs->bytes = config ? xlate_to_yaml(config) : NULL;
+        fs->bytes = config ? xlate_to_yaml_for_kong(config) : NULL;
         json_decref(config);
         if (!fs->bytes) {
             fs->result = -ENOMEM;

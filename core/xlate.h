@@ -103,8 +103,11 @@ char *xlate_canonical_json_plan(const json_t *config, size_t *ret_len, XlatePlan
 /* xlate_to_json() - the canonical JSON indented by two spaces, for people. malloc'd. */
 char *xlate_to_json(const json_t *config);
 
-/* xlate_to_yaml() - the config as YAML (keys sorted, PEM as literal blocks). malloc'd. */
+/* xlate_to_yaml() - the config as YAML, the text of KIC's golden files (go-yaml v2's). malloc'd.
+ * xlate_to_yaml_for_kong() - the same, with what Kong's YAML 1.1 reader would type otherwise
+ * written so it does not: "1.0e+21", quoted date-like text. */
 char *xlate_to_yaml(const json_t *config);
+char *xlate_to_yaml_for_kong(const json_t *config);
 
 /*
  * Namespace plans (core/xlate_ns.c): when no object in @store reaches into another namespace,

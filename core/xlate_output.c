@@ -129,17 +129,11 @@ static int cmp_key(const void *a, const void *b)
  * kept: jansson reads digits alone as a 64-bit integer, and the bytes must read back. In YAML an
  * exponent gets a dot ("1.0e+21"), which YAML 1.1 readers need to see a float.
  */
-static size_t real_text(double d, char num[UTIL_FLOAT_MAX], bool yaml)
+static size_t real_text(double d, char num[UTIL_FLOAT_MAX])
 {
     size_t l = util_go_float(d, 64, 'j', num);
     if (fabs(d) >= 0x1p63 && !memchr(num, 'e', l))
         l = util_go_float(d, 64, 'g', num);
-    char *e = memchr(num, 'e', l);
-    if (yaml && e && !memchr(num, '.', l) && l + 2 < UTIL_FLOAT_MAX) {
-        memmove(e + 2, e, l - (size_t)(e - num) + 1);
-        memcpy(e, ".0", 2);
-        l += 2;
-    }
     return l;
 }
 
@@ -225,7 +219,7 @@ static void canon(Out *o, const json_t *v)
         break;
     case JSON_REAL: {
         char num[UTIL_FLOAT_MAX];
-        put(o, num, real_text(json_real_value(v), num, false));
+        put(o, num, real_text(json_real_value(v), num));
         break;
     }
     case JSON_TRUE:
@@ -417,210 +411,6 @@ int xcanon_append(Buf *b, const json_t *v)
     return o.oom ? -ENOMEM : 0;
 }
 
-/*
- * YAML 1.1 readers (Kong's among them) take these for timestamps or base-60 numbers:
- * YYYY-..., and [-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?
- */
-static bool date_or_base60(const char *s)
-{
-    if (isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
-        isdigit((unsigned char)s[2]) && isdigit((unsigned char)s[3]) && s[4] == '-')
-        return true;
-    const char *p = s + (*s == '-' || *s == '+');
-    if (!isdigit((unsigned char)*p))
-        return false;
-    while (isdigit((unsigned char)*p) || *p == '_')
-        p++;
-    int groups = 0;
-    while (*p == ':') {
-        p++;
-        if (p[0] >= '0' && p[0] <= '5' && isdigit((unsigned char)p[1]))
-            p += 2;
-        else if (isdigit((unsigned char)p[0]))
-            p++;
-        else
-            return false;
-        groups++;
-    }
-    if (groups && *p == '.')
-        for (p++; isdigit((unsigned char)*p) || *p == '_';)
-            p++;
-    return groups && !*p;
-}
-
-static bool needs_quotes(const char *s)
-{
-    YamlValue v;
-    size_t n = strlen(s);
-    /* Whatever a YAML reader would type as something else than this string. */
-    if (yaml_plain_type(s, n, &v) != YAML_T_STR || date_or_base60(s))
-        return true;
-    static const char *const words[] = {"true", "false", "yes", "no", "on", "off", "null", "y",
-                                        "n", ".inf", "-.inf", "+.inf", ".nan", NULL};
-    for (int i = 0; words[i]; i++) /* other spellings YAML 1.2 readers type */
-        if (!strcasecmp(s, words[i]))
-            return true;
-    if (strchr("-?:,[]{}#&*!|>'\"%@`", s[0]) || isspace((unsigned char)s[0]) ||
-        isspace((unsigned char)s[n - 1]))
-        return true;
-    if (strstr(s, ": ") || strstr(s, " #") || s[n - 1] == ':')
-        return true;
-    for (const char *p = s; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            return true;
-    return false;
-}
-
-static void indent(Buf *b, int n)
-{
-    for (int i = 0; i < n; i++)
-        buf_putc(b, ' ');
-}
-
-static bool literal_ok(const char *s)
-{
-    if (!strchr(s, '\n'))
-        return false;
-    for (const char *p = s; *p; p++) {
-        if (*p == '\t' || ((unsigned char)*p < 0x20 && *p != '\n'))
-            return false;
-        if (*p == ' ' && (p[1] == '\n' || !p[1]))
-            return false;
-    }
-    return s[0] != ' ' && s[0] != '\n';
-}
-
-static void emit_string(Buf *b, const char *s, int ind)
-{
-    if (literal_ok(s)) {
-        size_t l = strlen(s), trailing = 0;
-        while (trailing < l && s[l - 1 - trailing] == '\n')
-            trailing++;
-        buf_puts(b, trailing == 0 ? "|-" : trailing == 1 ? "|" : "|+");
-        const char *p = s;
-        while (*p) {
-            const char *e = strchr(p, '\n');
-            size_t n = e ? (size_t)(e - p) : strlen(p);
-            buf_putc(b, '\n');
-            if (n)
-                indent(b, ind);
-            buf_append(b, p, n);
-            if (!e)
-                break;
-            p = e + 1;
-            if (!*p)
-                break;
-        }
-        return;
-    }
-    if (!needs_quotes(s)) {
-        buf_puts(b, s);
-        return;
-    }
-    json_t *j = json_string(s);
-    char *q = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    buf_puts(b, q ? q : "\"\"");
-    free(q);
-    json_decref(j);
-}
-
-static void emit(Buf *b, json_t *v, int ind, bool inline_start);
-
-static void emit_scalar(Buf *b, json_t *v, int ind)
-{
-    char num[64];
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        emit_string(b, json_string_value(v), ind);
-        break;
-    case JSON_INTEGER:
-        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
-        buf_puts(b, num);
-        break;
-    case JSON_REAL:
-        buf_append(b, num, real_text(json_real_value(v), num, true));
-        break;
-    case JSON_TRUE:
-        buf_puts(b, "true");
-        break;
-    case JSON_FALSE:
-        buf_puts(b, "false");
-        break;
-    default:
-        buf_puts(b, "null");
-    }
-}
-
-static int cmp_keys(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static bool is_collection(json_t *v)
-{
-    return (json_is_object(v) && json_object_size(v)) || (json_is_array(v) && json_array_size(v));
-}
-
-/* @inline_start: the first line continues after "- " so it needs no indentation. */
-/* A scalar, or an empty object or array, ending its line. */
-static void emit_leaf(Buf *b, json_t *c, int ind)
-{
-    if (json_is_object(c))
-        buf_puts(b, "{}");
-    else if (json_is_array(c))
-        buf_puts(b, "[]");
-    else
-        emit_scalar(b, c, ind);
-    buf_putc(b, '\n');
-}
-
-static void emit(Buf *b, json_t *v, int ind, bool inline_start)
-{
-    if (json_is_object(v) && json_object_size(v)) {
-        size_t n = json_object_size(v), i = 0;
-        const char **keys = calloc(n, sizeof(*keys));
-        const char *k;
-        json_t *c;
-        json_object_foreach(v, k, c) keys[i++] = k;
-        qsort(keys, n, sizeof(*keys), cmp_keys);
-        for (i = 0; i < n; i++) {
-            if (i || !inline_start)
-                indent(b, ind);
-            emit_string(b, keys[i], ind);
-            buf_putc(b, ':');
-            c = json_object_get(v, keys[i]);
-            if (is_collection(c)) {
-                buf_putc(b, '\n');
-                emit(b, c, json_is_array(c) ? ind : ind + 2, false);
-            } else {
-                buf_putc(b, ' ');
-                emit_leaf(b, c, ind + 2);
-            }
-        }
-        free(keys);
-        return;
-    }
-    if (json_is_array(v) && json_array_size(v)) {
-        size_t i;
-        json_t *c;
-        json_array_foreach(v, i, c)
-        {
-            if (i || !inline_start)
-                indent(b, ind);
-            buf_puts(b, "- ");
-            if (is_collection(c))
-                emit(b, c, ind + 2, true);
-            else
-                emit_leaf(b, c, ind + 2);
-        }
-        return;
-    }
-    if (!inline_start)
-        indent(b, ind);
-    emit_scalar(b, v, ind);
-    buf_putc(b, '\n');
-}
-
 char *xlate_to_json(const json_t *config)
 {
     size_t n;
@@ -655,12 +445,5 @@ char *xlate_to_json(const json_t *config)
         buf_deinit(&b);
         return NULL;
     }
-    return buf_take(&b);
-}
-
-char *xlate_to_yaml(const json_t *config)
-{
-    Buf b = BUF_INIT;
-    emit(&b, (json_t *)config, 0, false);
     return buf_take(&b);
 }

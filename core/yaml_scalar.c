@@ -167,6 +167,9 @@ YamlType yaml_plain_type(const char *s, size_t len, YamlValue *v)
             }
         }
     }
+    /* After a '.', go-yaml hands the text to ParseFloat as it is: an underscore makes it text */
+    if (s[0] == '.' && memchr(s, '_', len))
+        return YAML_T_STR;
     if (digit || s[0] == '.' || s[0] == '+' || s[0] == '-')
         return number(s, len, v);
     return YAML_T_STR;

@@ -1184,6 +1184,120 @@ static void test_feature_gates(void **state)
     assert_true(!o.fill_ids && !o.custom_entity);
 }
 
+/*
+ * -o yaml as KIC's golden files have it: what go-yaml v2 (the emitter of sigs.k8s.io/yaml) wrote
+ * for each of these, checked with go-yaml itself: single quotes where plain text would not read
+ * back, quotes on what reads back as another type (timestamps Go parses, not "1234-1234"), its
+ * key order (runs of digits by value, letters last), folding past 80 columns, numbers through
+ * float64 in strconv's 'g' form, literal blocks with indentation hints, and no "..." at the end.
+ */
+static void test_yaml_as_go_yaml(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"{\"hosts\": [\"*.example.com\", \"a.example.com\"], \"name\": \"x-foo: bar\"}",
+         "hosts:\n"
+         "- '*.example.com'\n"
+         "- a.example.com\n"
+         "name: 'x-foo: bar'\n"},
+        {"{\"custom_id\": \"1234-1234\", \"date\": \"2024-01-01\", \"stamp\": \"2001-12-14t21:5"
+         "9:43.10-05:00\", \"base60\": \"1:20\", \"bad_date\": \"2001-13-01\"}",
+         "bad_date: 2001-13-01\n"
+         "base60: \"1:20\"\n"
+         "custom_id: 1234-1234\n"
+         "date: \"2024-01-01\"\n"
+         "stamp: \"2001-12-14t21:59:43.10-05:00\"\n"},
+        {"{\"headers\": {\"x-v10\": [\"a\"], \"x-v9\": [\"b\"], \"x-v_\": [\"c\"], \"a1\": 1, "
+         "\"a01\": 2, \"aA\": 3, \"a_\": 4}}",
+         "headers:\n"
+         "  a_: 4\n"
+         "  a1: 1\n"
+         "  a01: 2\n"
+         "  aA: 3\n"
+         "  x-v_:\n"
+         "  - c\n"
+         "  x-v9:\n"
+         "  - b\n"
+         "  x-v10:\n"
+         "  - a\n"},
+        {"{\"expression\": \"(http.host == \\\"a-rather-long-hostname.example.com\\\") && ((htt"
+         "p.path == \\\"/some/fairly/long/path/prefix\\\") || (http.path ^= \\\"/some/fairly/lo"
+         "ng/path/prefix/\\\"))\"}",
+         "expression: (http.host == \"a-rather-long-hostname.example.com\") && ((http.path ==\n"
+         "  \"/some/fairly/long/path/prefix\") || (http.path ^= \"/some/fairly/long/path/prefix"
+         "/\"))\n"},
+        {"{\"n\": [0, -1, 1.5, 0.1, 1e21, 1e20, 1e-7, 1234567.5, 0.00001, 9007199254740993, -0."
+         "0, 123456789012345678]}",
+         "\"n\":\n"
+         "- 0\n"
+         "- -1\n"
+         "- 1.5\n"
+         "- 0.1\n"
+         "- 1e+21\n"
+         "- 1e+20\n"
+         "- 1e-07\n"
+         "- 1.2345675e+06\n"
+         "- 1e-05\n"
+         "- 9007199254740992\n"
+         "- 0\n"
+         "- 123456789012345680\n"},
+        {"{\"cert\": \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\", \"k"
+         "eep\": \"a\\n\\n\", \"lead\": \"\\nfoo\", \"empty\": \"\", \"words\": [\"yes\", \"No"
+         "\", \"yEs\", \"null\", \"~\", \"-\", \"-a\", \"? x\", \"...\", \"a #b\", \" a\", \"'q"
+         "\", \"x\xf0\x9f\x98\x80""\", \"tab\\there\"]}",
+         "cert: |\n"
+         "  -----BEGIN CERTIFICATE-----\n"
+         "  MIIB\n"
+         "  -----END CERTIFICATE-----\n"
+         "empty: \"\"\n"
+         "keep: |+\n"
+         "  a\n"
+         "\n"
+         "lead: |2-\n"
+         "\n"
+         "  foo\n"
+         "words:\n"
+         "- \"yes\"\n"
+         "- \"No\"\n"
+         "- yEs\n"
+         "- \"null\"\n"
+         "- \"~\"\n"
+         "- '-'\n"
+         "- -a\n"
+         "- '? x'\n"
+         "- '...'\n"
+         "- 'a #b'\n"
+         "- ' a'\n"
+         "- '''q'\n"
+         "- \"x\\U0001F600\"\n"
+         "- \"tab\\there\"\n"},
+        {"{\"z\": {\"\\n\": 1, \"long\": \"k\"}, \"last\": \"\\n\"}",
+         "last: |2+\n"
+         "\n"
+         "z:\n"
+         "  ? |2+\n"
+         "\n"
+         "  : 1\n"
+         "  long: k\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *v = json_loads(cases[i][0], 0, NULL);
+        assert_non_null(v);
+        char *y = xlate_to_yaml(v);
+        assert_non_null(y);
+        if (strcmp(y, cases[i][1]))
+            fail_msg("case %zu:\n%s\nwanted:\n%s", i, y, cases[i][1]);
+        free(y);
+        json_decref(v);
+    }
+    /* The file sink's YAML is for Kong's YAML 1.1 reader: no bare exponent, no plain date-like */
+    json_t *v = json_loads("{\"n\": 1e21, \"f\": 0.00001, \"d\": \"1234-1234\"}", 0, NULL);
+    char *y = xlate_to_yaml_for_kong(v);
+    assert_string_equal(y, "d: \"1234-1234\"\nf: 1.0e-05\n\"n\": 1.0e+21\n");
+    free(y);
+    json_decref(v);
+}
+
 static json_t *translate_text(const char *yaml, json_t **failures)
 {
     Store *s;
@@ -1560,6 +1674,7 @@ int main(void)
         cmocka_unit_test(test_xlate_empty_and_canonical),
         cmocka_unit_test(test_canonical_string_escapes),
         cmocka_unit_test(test_creation_timestamps),
+        cmocka_unit_test(test_yaml_as_go_yaml),
         cmocka_unit_test(test_split_go),
         cmocka_unit_test(test_methods),
         cmocka_unit_test(test_revision_freed_off_loop),
