@@ -2,9 +2,10 @@
 /*
  * Fuzz target: untrusted manifest bytes through the whole offline pipeline (YAML/JSON loader,
  * store, translator, canonical JSON and YAML output). Invariants: no crash, no leak, the
- * canonical JSON of a translation reads back to the same bytes, translation leaves the stored
- * objects (which share equal values) as they were, and a buffer that loads without errors loads
- * the same when cut in two halves at a document marker (manifest_split_min).
+ * canonical JSON of a translation reads back to the same bytes, its YAML reads back as one
+ * document, translation leaves the stored objects (which share equal values) as they were, and
+ * a buffer that loads without errors loads the same when cut in two halves at a document marker
+ * (manifest_split_min).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -92,7 +93,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             free(again);
             json_decref(back);
             free(text);
-            free(xlate_to_yaml(cfg));
+            /* The YAML reads back (as go-yaml's text, by a YAML reader) */
+            char *y = xlate_to_yaml(cfg);
+            json_t *docs = y ? manifest_yaml_to_json(y, strlen(y), NULL, 0) : NULL;
+            if (y && json_array_size(docs) != 1)
+                abort();
+            json_decref(docs);
+            free(y);
             json_decref(cfg);
             json_decref(failures);
         }
