@@ -230,6 +230,7 @@ typedef struct RelReq {
     const char *ref;
     json_t *route; /* a route's Kong fields, where the name (ref) comes from */
     const char *ann;
+    json_t *ann_of; /* where the annotation is read when not on @obj (a Service's facade) */
 } RelReq;
 
 static void read_rel_anns(void *ud, int half, size_t from, size_t to)
@@ -238,7 +239,7 @@ static void read_rel_anns(void *ud, int half, size_t from, size_t to)
     (void)half;
     for (size_t i = from; i < to; i++) {
         obj_prefetch_in(&q[0].obj, sizeof(*q), to, i);
-        q[i].ann = obj_annotation(q[i].obj, ANN "plugins");
+        q[i].ann = obj_annotation(q[i].ann_of ? q[i].ann_of : q[i].obj, ANN "plugins");
         if (q[i].ann && q[i].route)
             q[i].ref = json_string_value(json_object_get(q[i].route, "name"));
     }
@@ -268,15 +269,13 @@ static void relate_services(Xlate *x, Rels *rels)
         const char *key;
         json_t *svc;
         /* A KongServiceFacade's konghq.com/plugins replaces its Service's, as KIC merges them
-         * (into the Service: without one, nothing) */
-        if (s->facade && obj_annotation(s->facade, ANN "plugins") && json_object_size(s->k8s))
-            rel_req(x, rels, q, &k, (RelReq){s->facade, REL_SERVICES, s->name, NULL, NULL});
-        else
-            json_object_foreach(s->k8s, key, svc)
-                rel_req(x, rels, q, &k, (RelReq){svc, REL_SERVICES, s->name, NULL, NULL});
+         * into the Service (which names the plugin, in failures and grants; none, no plugin) */
+        json_t *fa = s->facade && obj_annotation(s->facade, ANN "plugins") ? s->facade : NULL;
+        json_object_foreach(s->k8s, key, svc)
+            rel_req(x, rels, q, &k, (RelReq){svc, REL_SERVICES, s->name, NULL, NULL, fa});
         for (size_t r = 0; r < s->nroutes; r++)
             rel_req(x, rels, q, &k,
-                    (RelReq){s->routes[r].parent, REL_ROUTES, NULL, s->routes[r].r, NULL});
+                    (RelReq){s->routes[r].parent, REL_ROUTES, NULL, s->routes[r].r, NULL, NULL});
     }
     xsplit_run(k, read_rel_anns, q);
     for (size_t i = 0; i < k; i++)
