@@ -868,8 +868,10 @@ json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc)
     /* What KIC finds twice (an address ready in one slice and draining in another, found by
      * two protocols, or by two backends) is merged here into one target whose weights add up. */
     bool merge = nsrc > 1 || x->o->enable_drain_support;
-    for (size_t b = 0; b < nsrc && !merge; b++)
-        merge = (proto_bits(src[b].svc, NULL) & (proto_bits(src[b].svc, NULL) - 1)) != 0;
+    for (size_t b = 0; b < nsrc && !merge; b++) {
+        uint32_t bits = proto_bits(src[b].svc, NULL);
+        merge = (bits & (bits - 1)) != 0; /* more than one protocol */
+    }
     json_t *targets = json_array();
     json_t *index = merge ? json_object() : NULL;
     for (size_t b = 0; b < nsrc; b++) {
