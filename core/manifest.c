@@ -36,6 +36,7 @@ typedef struct Parser {
     int err_line;
     bool syntax;    /* libyaml failed: it cannot go on with the buffer */
     bool last_wins; /* a repeated key replaces the value, as go-yaml v2 does (else an error) */
+    bool alias;     /* the node just parsed was an alias */
 } Parser;
 
 static int fail(Parser *p, int line, const char *fmt, const char *arg)
@@ -168,6 +169,10 @@ static int mapping_key(Parser *p, int depth, int line, char **ret, int *is_merge
     } else {
         if ((r = parse_node(p, depth + 1, &key)) < 0)
             return r;
+        /* go-yaml merges on a plain "<<" key even with an anchor on it */
+        *is_merge = e->type == YAML_SCALAR_EVENT &&
+                    e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && json_is_string(key) &&
+                    !strcmp(json_string_value(key), "<<");
         if (json_is_string(key)) {
             ks = json_string_value(key);
         } else if (json_is_integer(key)) {
@@ -188,10 +193,30 @@ static int mapping_key(Parser *p, int depth, int line, char **ret, int *is_merge
     return *ret ? 0 : -ENOMEM;
 }
 
+/*
+ * @m merged into @obj as go-yaml v2 merges: a mapping's keys replace those set before it; of a
+ * sequence of mappings the earlier ones win. An alias must stand for a mapping itself.
+ */
+static int merge_into(Parser *p, json_t *obj, json_t *m, bool alias, int line)
+{
+    if (json_is_object(m))
+        return json_object_update(obj, m) < 0 ? -ENOMEM : 0;
+    bool ok = json_is_array(m) && !alias;
+    size_t n = ok ? json_array_size(m) : 0;
+    for (size_t j = 0; j < n; j++)
+        ok = ok && json_is_object(json_array_get(m, j));
+    if (!ok)
+        return fail(p, line, "map merge requires map or sequence of maps%s", NULL);
+    for (size_t j = n; j-- > 0;)
+        if (json_object_update(obj, json_array_get(m, j)) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
 static int parse_mapping(Parser *p, int depth, json_t **ret)
 {
     json_t *obj = json_object();
-    json_t *merges = NULL;
+    json_t *explicit = NULL; /* keys written out, for repeats (merged ones may be replaced) */
     int r;
 
     if (!obj)
@@ -215,46 +240,38 @@ static int parse_mapping(Parser *p, int depth, json_t **ret)
             free(kcopy);
             goto out;
         }
-        if (is_merge) {
-            if (!merges)
-                merges = json_array();
-            json_array_append_new(merges, val);
-        } else if (!p->last_wins && json_object_get(obj, kcopy)) {
+        if (is_merge) { /* in order, as go-yaml: a later key replaces a merged one, and back */
+            r = merge_into(p, obj, val, p->alias, line);
+            json_decref(val);
+            free(kcopy);
+            if (r < 0)
+                goto out;
+            continue;
+        }
+        if (!explicit && !(explicit = json_object())) {
+            json_decref(val);
+            free(kcopy);
+            r = -ENOMEM;
+            goto out;
+        }
+        if (!p->last_wins && json_object_get(explicit, kcopy)) {
             json_decref(val);
             r = fail(p, line, "mapping key \"%s\" already defined", kcopy);
             free(kcopy);
             goto out;
-        } else if (json_object_set_new(obj, kcopy, val) < 0) {
+        } else if (json_object_set_new(obj, kcopy, val) < 0 ||
+                   json_object_set_new(explicit, kcopy, json_true()) < 0) {
             r = fail(p, line, "mapping key is not valid UTF-8%s", NULL);
             free(kcopy);
             goto out;
         }
         free(kcopy);
     }
-    /* Merge keys: explicit keys win over merged ones. */
-    if (merges) {
-        size_t i;
-        json_t *m;
-        json_array_foreach(merges, i, m)
-        {
-            json_t *list = json_is_array(m) ? m : NULL;
-            size_t n = list ? json_array_size(list) : 1;
-            for (size_t j = 0; j < n; j++) {
-                json_t *src = list ? json_array_get(list, j) : m;
-                if (!json_is_object(src)) {
-                    r = fail(p, (int)p->ev.start_mark.line + 1, "merge value is not a mapping%s",
-                             NULL);
-                    goto out;
-                }
-                json_object_update_missing(obj, src);
-            }
-        }
-    }
     *ret = obj;
     obj = NULL;
     r = 0;
 out:
-    json_decref(merges);
+    json_decref(explicit);
     json_decref(obj);
     return r;
 }
@@ -324,6 +341,7 @@ static int parse_node(Parser *p, int depth, json_t **ret)
             return r;
         }
         *ret = v;
+        p->alias = false;
         return 0;
     }
     case YAML_ALIAS_EVENT: {
@@ -334,6 +352,7 @@ static int parse_node(Parser *p, int depth, json_t **ret)
         if (!c)
             return fail(p, line, "aliases expand to too many values%s", NULL);
         *ret = c;
+        p->alias = true;
         return 0;
     }
     case YAML_MAPPING_START_EVENT: {
@@ -344,6 +363,7 @@ static int parse_node(Parser *p, int depth, json_t **ret)
         if (r == 0 && anchor)
             r = remember_anchor(p, (yaml_char_t *)anchor, *ret);
         free(anchor);
+        p->alias = false;
         return r;
     }
     case YAML_SEQUENCE_START_EVENT: {
@@ -354,6 +374,7 @@ static int parse_node(Parser *p, int depth, json_t **ret)
         if (r == 0 && anchor)
             r = remember_anchor(p, (yaml_char_t *)anchor, *ret);
         free(anchor);
+        p->alias = false;
         return r;
     }
     default:
@@ -438,6 +459,16 @@ static int collect_doc(void *ud, json_t *doc, int line, const char *err)
     return json_array_append_new(ud, doc) < 0 ? -ENOMEM : 0;
 }
 
+/* A UTF-8 byte order mark at the start (an editor's) is passed over, as go-yaml's reader does;
+ * libyaml, told the encoding, would read it as part of the first line. */
+static void skip_bom(const char **data, size_t *len)
+{
+    if (*len >= 3 && !memcmp(*data, "\xEF\xBB\xBF", 3)) {
+        *data += 3;
+        *len -= 3;
+    }
+}
+
 json_t *manifest_yaml_to_json(const char *data, size_t len, char *err, size_t errlen)
 {
     json_t *arr = json_array();
@@ -446,6 +477,7 @@ json_t *manifest_yaml_to_json(const char *data, size_t len, char *err, size_t er
 
     if (!arr)
         return NULL;
+    skip_bom(&data, &len);
     int r = each_document(data, len, collect_doc, arr, e, sizeof(e), &line, true);
     if (r < 0) {
         if (err)
@@ -728,6 +760,7 @@ int manifest_load_buffer(const char *data, size_t len, const char *name, Manifes
         report(&c, 0, "file is larger than the limit%s", NULL);
         return 0;
     }
+    skip_bom(&data, &len);
     const char *mid = split_point(data, len);
     if (mid) {
         int r = 0;

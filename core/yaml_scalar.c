@@ -150,6 +150,23 @@ static YamlType number(const char *s, size_t len, YamlValue *v)
     return t;
 }
 
+/* Go's strconv underscoreOK for a decimal number: each '_' between two digits. */
+static bool underscores_ok(const char *s, size_t n)
+{
+    char saw = '^';
+    for (size_t i = (n && (s[0] == '+' || s[0] == '-')); i < n; i++) {
+        if (is_digit(s[i]))
+            saw = '0';
+        else if (s[i] == '_' && saw != '0')
+            return false;
+        else if (s[i] != '_' && saw == '_')
+            return false;
+        else
+            saw = s[i] == '_' ? '_' : '!';
+    }
+    return saw != '_';
+}
+
 YamlType yaml_plain_type(const char *s, size_t len, YamlValue *v)
 {
     memset(v, 0, sizeof(*v));
@@ -167,8 +184,9 @@ YamlType yaml_plain_type(const char *s, size_t len, YamlValue *v)
             }
         }
     }
-    /* After a '.', go-yaml hands the text to ParseFloat as it is: an underscore makes it text */
-    if (s[0] == '.' && memchr(s, '_', len))
+    /* After a '.', go-yaml hands the text to ParseFloat as it is, which takes an underscore
+     * only between digits (.8_1 is 0.81, .0_ and ._1 are text) */
+    if (s[0] == '.' && memchr(s, '_', len) && !underscores_ok(s, len))
         return YAML_T_STR;
     if (digit || s[0] == '.' || s[0] == '+' || s[0] == '-')
         return number(s, len, v);

@@ -185,6 +185,44 @@ static void drop(Collected *c)
     json_decref(c->errs);
 }
 
+/*
+ * Merge keys, a byte order mark and underscores after a '.', as sigs.k8s.io/yaml (go-yaml v2)
+ * reads them (each checked against it): a merge replaces the keys written before it and a later
+ * key replaces merged ones; of a list of merges the earlier wins; an anchor on "<<" still
+ * merges; an alias to a list cannot be merged; ".8_1" is 0.81, ".0_" text.
+ */
+static void test_manifest_merges_bom(void **state)
+{
+    (void)state;
+    Collected c = load("\xEF\xBB\xBF---\n"
+                       "kind: ConfigMap\nmetadata: {name: m, namespace: d}\n"
+                       "base: &b {x: 1, y1: 1}\nother: &o {x: 3, z: 3}\nlist: &l [{x: 9}]\n"
+                       "data:\n  x: 2\n  <<: *b\n"
+                       "seq:\n  <<: [*b, *o]\n  z: 5\n"
+                       "anch:\n  &k <<: {w: 1}\n"
+                       "nums: [.8_1, .0_, ._1, .5e1_0]\n");
+    assert_int_equal(json_array_size(c.errs), 0);
+    assert_int_equal(json_array_size(c.objs), 1);
+    json_t *o = json_array_get(c.objs, 0);
+    assert_int_equal(json_integer_value(obj_get_path(o, "data.x")), 1);
+    assert_int_equal(json_integer_value(obj_get_path(o, "seq.x")), 1);
+    assert_int_equal(json_integer_value(obj_get_path(o, "seq.z")), 5);
+    assert_int_equal(json_integer_value(obj_get_path(o, "anch.w")), 1);
+    json_t *nums = json_object_get(o, "nums");
+    assert_true(json_real_value(json_array_get(nums, 0)) == 0.81);
+    assert_string_equal(json_string_value(json_array_get(nums, 1)), ".0_");
+    assert_string_equal(json_string_value(json_array_get(nums, 2)), "._1");
+    assert_true(json_real_value(json_array_get(nums, 3)) == 5e9);
+    drop(&c);
+    c = load("kind: ConfigMap\nmetadata: {name: m, namespace: d}\nlist: &l [{x: 9}]\n"
+             "data:\n  <<: *l\n");
+    assert_int_equal(json_array_size(c.objs), 0);
+    assert_int_equal(json_array_size(c.errs), 1);
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(c.errs, 0), "msg")),
+                           "map merge requires map or sequence of maps"));
+    drop(&c);
+}
+
 static void test_manifest_documents(void **state)
 {
     (void)state;
@@ -1653,6 +1691,7 @@ int main(void)
         cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_manifest_documents),
         cmocka_unit_test(test_manifest_scalars),
+        cmocka_unit_test(test_manifest_merges_bom),
         cmocka_unit_test(test_go_float),
         cmocka_unit_test(test_manifest_errors),
         cmocka_unit_test(test_manifest_big_buffer),
