@@ -216,7 +216,9 @@ static int merge_into(Parser *p, json_t *obj, json_t *m, bool alias, int line)
 static int parse_mapping(Parser *p, int depth, json_t **ret)
 {
     json_t *obj = json_object();
-    json_t *explicit = NULL; /* keys written out, for repeats (merged ones may be replaced) */
+    /* The keys written out, kept apart only once a merge has added others (which a written key
+     * may replace); until then every key of @obj is one, and a repeat is found there. */
+    json_t *explicit = NULL;
     int r;
 
     if (!obj)
@@ -241,26 +243,23 @@ static int parse_mapping(Parser *p, int depth, json_t **ret)
             goto out;
         }
         if (is_merge) { /* in order, as go-yaml: a later key replaces a merged one, and back */
-            r = merge_into(p, obj, val, p->alias, line);
+            if (!explicit && !(explicit = json_copy(obj)))
+                r = -ENOMEM;
+            else
+                r = merge_into(p, obj, val, p->alias, line);
             json_decref(val);
             free(kcopy);
             if (r < 0)
                 goto out;
             continue;
         }
-        if (!explicit && !(explicit = json_object())) {
-            json_decref(val);
-            free(kcopy);
-            r = -ENOMEM;
-            goto out;
-        }
-        if (!p->last_wins && json_object_get(explicit, kcopy)) {
+        if (!p->last_wins && json_object_get(explicit ? explicit : obj, kcopy)) {
             json_decref(val);
             r = fail(p, line, "mapping key \"%s\" already defined", kcopy);
             free(kcopy);
             goto out;
         } else if (json_object_set_new(obj, kcopy, val) < 0 ||
-                   json_object_set_new(explicit, kcopy, json_true()) < 0) {
+                   (explicit && json_object_set_new(explicit, kcopy, json_true()) < 0)) {
             r = fail(p, line, "mapping key is not valid UTF-8%s", NULL);
             free(kcopy);
             goto out;
