@@ -226,67 +226,53 @@ static uint32_t next_rune(const unsigned char **p)
     return r;
 }
 
-static size_t runes(const char *s, uint32_t **ret)
-{
-    size_t n = strlen(s);
-    uint32_t *v = malloc((n ? n : 1) * sizeof(*v));
-    size_t k = 0;
-    for (const unsigned char *p = (const unsigned char *)s; v && *p;)
-        v[k++] = next_rune(&p);
-    *ret = v;
-    return k;
-}
-
 static bool is_digit(uint32_t r)
 {
     return r >= '0' && r <= '9';
 }
 
-/* go-yaml v2's keyList.Less for two strings: letters after the rest, runs of digits by value. */
-static int key_less(const uint32_t *a, size_t na, const uint32_t *b, size_t nb)
+/*
+ * go-yaml v2's keyList.Less for two strings, rune by rune: letters after the rest, runs of digits
+ * by value (as Go's int64 does it, wrapping). Digits are ASCII, so runs are read on the bytes.
+ */
+static bool key_less(const char *as, const char *bs)
 {
-    for (size_t i = 0; i < na && i < nb; i++) {
-        if (a[i] == b[i])
+    const unsigned char *a0 = (const unsigned char *)as, *a = a0, *b = (const unsigned char *)bs;
+    while (*a && *b) {
+        const unsigned char *pa = a, *pb = b;
+        uint32_t ra = next_rune(&a), rb = next_rune(&b);
+        if (ra == rb)
             continue;
-        bool al = is_letter(a[i]), bl = is_letter(b[i]);
+        bool al = is_letter(ra), bl = is_letter(rb);
         if (al && bl)
-            return a[i] < b[i];
+            return ra < rb;
         if (al || bl)
             return bl;
-        size_t ai, bi;
-        int64_t an = 0, bn = 0;
-        if (a[i] == '0' || b[i] == '0') {
-            for (size_t j = i; j-- > 0 && is_digit(a[j]);)
-                if (a[j] != '0') {
+        uint64_t an = 0, bn = 0;
+        if (ra == '0' || rb == '0') /* a digit run before, not all zeros: numbers count from 1 */
+            for (size_t k = (size_t)(pa - a0); k-- > 0 && is_digit(a0[k]);)
+                if (a0[k] != '0') {
                     an = bn = 1;
                     break;
                 }
-        }
-        for (ai = i; ai < na && is_digit(a[ai]); ai++)
-            an = an * 10 + (int64_t)(a[ai] - '0');
-        for (bi = i; bi < nb && is_digit(b[bi]); bi++)
-            bn = bn * 10 + (int64_t)(b[bi] - '0');
+        const unsigned char *ea = pa, *eb = pb;
+        for (; is_digit(*ea); ea++)
+            an = an * 10 + (uint64_t)(*ea - '0');
+        for (; is_digit(*eb); eb++)
+            bn = bn * 10 + (uint64_t)(*eb - '0');
         if (an != bn)
-            return an < bn;
-        if (ai != bi)
-            return ai < bi;
-        return a[i] < b[i];
+            return (int64_t)an < (int64_t)bn;
+        if (ea - pa != eb - pb)
+            return ea - pa < eb - pb;
+        return ra < rb;
     }
-    return na < nb;
+    return !*a && *b;
 }
-
-typedef struct Key {
-    const char *s;
-    uint32_t *r;
-    size_t n;
-} Key;
 
 static int cmp_key(const void *x, const void *y)
 {
-    const Key *a = x, *b = y;
-    if (key_less(a->r, a->n, b->r, b->n))
-        return -1;
-    return key_less(b->r, b->n, a->r, a->n);
+    const char *a = *(const char *const *)x, *b = *(const char *const *)y;
+    return key_less(a, b) ? -1 : key_less(b, a);
 }
 
 static void value(Writer *w, const json_t *v);
@@ -296,28 +282,22 @@ static void mapping(Writer *w, const json_t *v)
     yaml_event_t ev;
     put(w, &ev, yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE));
     size_t n = json_object_size(v), i = 0;
-    Key *keys = calloc(n ? n : 1, sizeof(*keys));
+    const char **keys = calloc(n ? n : 1, sizeof(*keys));
     const char *k;
     json_t *c;
     if (!keys)
         w->ok = false;
     json_object_foreach((json_t *)v, k, c)
     {
-        if (!keys)
-            break;
-        keys[i].s = k;
-        keys[i].n = runes(k, &keys[i].r);
-        if (!keys[i++].r)
-            w->ok = false;
+        if (keys)
+            keys[i++] = k;
     }
-    if (w->ok)
+    if (keys)
         qsort(keys, n, sizeof(*keys), cmp_key);
     for (i = 0; keys && i < n && w->ok; i++) {
-        string(w, keys[i].s, strlen(keys[i].s));
-        value(w, json_object_get(v, keys[i].s));
+        string(w, keys[i], strlen(keys[i]));
+        value(w, json_object_get(v, keys[i]));
     }
-    for (i = 0; keys && i < n; i++)
-        free(keys[i].r);
     free(keys);
     put(w, &ev, yaml_mapping_end_event_initialize(&ev));
 }
