@@ -598,45 +598,38 @@ static char *rewrite_expr(const char *in, char *err, size_t errlen)
 static void apply_rewrite(Xlate *x, XService *s)
 {
     /* KIC rewrites a service's routes in the order of their names: the first (by name) that
-     * fails is the one reported, and the service is dropped. */
+     * fails is the one reported, and the service is dropped (with what the others got). */
     const char *fail_name = NULL;
     char fail[128] = "";
     for (size_t i = 0; i < s->nroutes; i++) {
         const char *rw = s->routes[i].rewrite;
         if (!rw)
             continue;
-        const char *name = json_string_value(json_object_get(s->routes[i].r, "name"));
-        if (fail_name && name && strcmp(name, fail_name) >= 0)
-            continue;
         char err[128];
         char *expr = x->o->rewrite_uris ? rewrite_expr(*rw ? rw : "/", err, sizeof(err)) : NULL;
         if (!expr) {
-            fail_name = name ? name : "";
-            snprintf(fail, sizeof(fail), "%s",
-                     x->o->rewrite_uris ? err
-                                        : "konghq.com/rewrite annotation not supported when "
-                                          "rewrite uris disabled");
+            const char *name = json_string_value(json_object_get(s->routes[i].r, "name"));
+            if (!name)
+                name = "";
+            if (!fail_name || strcmp(name, fail_name) < 0) {
+                fail_name = name;
+                snprintf(fail, sizeof(fail), "%s",
+                         x->o->rewrite_uris ? err
+                                            : "konghq.com/rewrite annotation not supported when "
+                                              "rewrite uris disabled");
+            }
             continue;
         }
-        free(expr);
-    }
-    if (fail_name) {
-        xfail(x, s->parent, NULL, "%s", fail);
-        s->skip = s->no_upstream = true;
-        return;
-    }
-    for (size_t i = 0; i < s->nroutes; i++) {
-        const char *rw = s->routes[i].rewrite;
-        char err[128];
-        char *expr = rw ? rewrite_expr(*rw ? rw : "/", err, sizeof(err)) : NULL;
-        if (!expr)
-            continue;
         if (!s->routes[i].plugins)
             s->routes[i].plugins = json_array();
         json_array_append_new(s->routes[i].plugins,
                               json_pack("{s:s, s:{s:{s:s}}}", "name", "request-transformer",
                                         "config", "replace", "uri", expr));
         free(expr);
+    }
+    if (fail_name) {
+        xfail(x, s->parent, NULL, "%s", fail);
+        s->skip = s->no_upstream = true;
     }
 }
 
