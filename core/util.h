@@ -81,6 +81,13 @@ int util_write_file_atomic(const char *path, const void *p, size_t n, int mode);
  * each 10 MB configuration and thread arenas keep tens of MB. No-op elsewhere.
  */
 void util_tune_malloc(void);
+/*
+ * util_advise_huge() - ask for huge pages where [@p, @p + @n) holds whole ones: for big buffers
+ * written once from end to end (a configuration's canonical JSON), whose first touch of each
+ * four-kilobyte page is otherwise a page fault. Nothing happens where the kernel does not offer
+ * them on request.
+ */
+void util_advise_huge(void *p, size_t n);
 
 /*
  * Bytes: a refcounted buffer that threads share (a configuration's canonical JSON, held by its

@@ -753,6 +753,22 @@ typedef struct MetaHalf {
     bool oom;
 } MetaHalf;
 
+/* Room for @more groups in @h; -ENOMEM (and h->oom) when there is none. */
+static int reserve_metas(MetaHalf *h, size_t more)
+{
+    if (h->cm - h->nm < more) {
+        size_t cm = h->nm + more;
+        Meta *nmv = realloc(h->mv, cm * sizeof(*nmv));
+        if (!nmv) {
+            h->oom = true;
+            return -ENOMEM;
+        }
+        h->mv = nmv;
+        h->cm = cm;
+    }
+    return 0;
+}
+
 /* Append @m to @h's groups, taking its contents; -ENOMEM (and h->oom) when it cannot. */
 static int append_meta(MetaHalf *h, Meta *m)
 {
@@ -803,6 +819,9 @@ static void read_paths(void *ud, int half, size_t from, size_t to)
 {
     MetaHalf *h = &((MetaHalf *)ud)[half];
     Xlate *x = h->x;
+    /* A group an Ingress, mostly: a growing array's big reallocs each sweep malloc's free lists */
+    if (reserve_metas(h, to - from) < 0)
+        return;
     for (size_t i = from; i < to && !h->oom; i++) {
         json_t *ing = h->ings[i];
         obj_prefetch(h->ings, to, i);
@@ -908,6 +927,8 @@ void xlate_ingresses(Xlate *x)
      * the upper half is one of the lower's only when their route names collide (a dotted Ingress
      * name can spell another's name and backend): looked up, not added to the index.
      */
+    if (!h[0].oom)
+        reserve_metas(&h[0], h[1].nm);
     for (size_t i = 0; i < h[1].nm; i++) {
         Meta *m = &h[1].mv[i];
         json_t *idx = json_object_get(h[0].metas, m->route_name);

@@ -28,15 +28,31 @@ typedef struct Out {
     bool oom;
 } Out;
 
+/* A big buffer in huge pages (util_advise_huge()); false when memory runs out. */
+static bool reserve_big(Out *o, size_t n)
+{
+    if (buf_reserve(&o->b, n) < 0) {
+        o->oom = true;
+        return false;
+    }
+    if (o->b.cap >= (size_t)4 << 20)
+        util_advise_huge(o->b.data, o->b.cap);
+    return true;
+}
+
 /* Room for @n more bytes; false (and remembered) when memory runs out. */
 static inline bool room(Out *o, size_t n)
 {
     if (o->b.len + n < o->b.cap)
         return true;
-    if (!o->oom && buf_reserve(&o->b, n) < 0)
-        o->oom = true;
-    return !o->oom;
+    return !o->oom && reserve_big(o, n);
 }
+
+/*
+ * What an entity's canonical bytes take, about (a route or a target with its tags: 200 to 400):
+ * room for a configuration is reserved at once, and what is not written is never touched.
+ */
+#define ENTITY_BYTES 384
 
 static inline void put(Out *o, const char *p, size_t n)
 {
@@ -322,6 +338,7 @@ static bool split_plan(Split *sp, const json_t *config, XlatePlan *plan)
         h->from = n / 2;
         h->to = n;
         h->o = &h->own;
+        reserve_big(h->o, (n - n / 2) * ENTITY_BYTES); /* a failure is the output's, joined */
         size_t *spans = spans_of(&sp->keys[i], plan);
         h->spans = spans ? spans + 2 * h->from : NULL;
     }
@@ -373,7 +390,13 @@ static char *canonical(const json_t *config, size_t *ret_len, XlatePlan *plan)
 {
     Out o = {BUF_INIT, false};
     Split sp;
-    if (buf_reserve(&o.b, 1 << 16) < 0)
+    size_t entities = 0;
+    const char *k;
+    json_t *v;
+    if (json_is_object(config))
+        json_object_foreach((json_t *)config, k, v)
+            entities += json_array_size(v);
+    if (!reserve_big(&o, ((size_t)1 << 16) + entities * ENTITY_BYTES))
         return NULL;
     if (split_plan(&sp, config, plan)) {
         canon_split(&o, &sp, plan);
