@@ -23,7 +23,7 @@ typedef struct Meta {
     json_t *ing;      /* the first Ingress of the group: its name, tags, host, backend */
     json_t *parent;   /* the last (KIC's parentIngress): annotations, rewrite, plugins */
     const char *host;
-    char backend[256]; /* Service or facade name */
+    const char *backend; /* Service or facade name, borrowed from the Ingress */
     bool facade;
     PortDef port;
     Buf paths;        /* each path: its type's initial (E, P or I), the path, a NUL */
@@ -443,7 +443,7 @@ static int parse_backend(Xlate *x, json_t *ing, const IngressBackend *b, Meta *m
         if (!b->name || !*b->name) {
             snprintf(why, sizeof(why), "backend service has no name");
         } else {
-            xjoin(m->backend, sizeof(m->backend), b->name, NULL);
+            m->backend = b->name;
             if (b->has_number) {
                 m->port.mode = PORT_NUMBER;
                 m->port.number = (long)b->number;
@@ -471,7 +471,7 @@ static int parse_backend(Xlate *x, json_t *ing, const IngressBackend *b, Meta *m
             snprintf(why + l, sizeof(why) - l, "KongServiceFacade %s/%s not found", obj_ns(ing),
                      n ? n : "");
         } else {
-            xjoin(m->backend, sizeof(m->backend), n, NULL);
+            m->backend = n;
             m->facade = true;
             m->port.mode = PORT_IMPLICIT;
             return 0;

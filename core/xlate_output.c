@@ -35,8 +35,7 @@ static bool reserve_big(Out *o, size_t n)
         o->oom = true;
         return false;
     }
-    if (o->b.cap >= (size_t)4 << 20)
-        util_advise_huge(o->b.data, o->b.cap);
+    util_advise_huge(o->b.data, o->b.cap);
     return true;
 }
 
@@ -49,10 +48,10 @@ static inline bool room(Out *o, size_t n)
 }
 
 /*
- * What an entity's canonical bytes take, about (a route or a target with its tags: 200 to 400):
- * room for a configuration is reserved at once, and what is not written is never touched.
+ * Room for a configuration's bytes is reserved at once, generously: what is not written is never
+ * touched (a target takes 50 bytes, a service with its routes a kilobyte and more).
  */
-#define ENTITY_BYTES 384
+#define ENTITY_BYTES 768
 
 static inline void put(Out *o, const char *p, size_t n)
 {
