@@ -53,7 +53,7 @@ static struct {
     size_t size;
     uintptr_t next, committed; /* carving point and end of the read-write part */
     Block *free_list;
-    size_t nfree, ncarved;
+    size_t nfree, ncarved, ntrimmed;
 } region = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static __thread struct {
@@ -120,6 +120,7 @@ static Block *take_block(void)
         b = region.free_list;
         region.free_list = b->next;
         region.nfree--;
+        region.ntrimmed -= b->trimmed;
     } else if (reserve_locked() && region.next + BLOCK <= region.lo + region.size) {
         if (region.next + BLOCK > region.committed) {
             size_t step = COMMIT_STEP;
@@ -217,8 +218,10 @@ void jarena_trim(void)
     pthread_mutex_lock(&region.lock);
     for (Block *b = region.free_list; b; b = b->next) {
         /* The header's page stays: the free list runs through it. */
-        if (!b->trimmed && madvise((char *)b + page, BLOCK - page, MADV_DONTNEED) == 0)
+        if (!b->trimmed && madvise((char *)b + page, BLOCK - page, MADV_DONTNEED) == 0) {
             trimmed = b->trimmed = true;
+            region.ntrimmed++;
+        }
     }
 #ifdef MADV_NOHUGEPAGE
     /*
@@ -236,6 +239,7 @@ void jarena_stats(JArenaStats *s)
     pthread_mutex_lock(&region.lock);
     s->enabled = region.enabled && !region.failed;
     s->blocks_free = region.nfree;
+    s->blocks_trimmed = region.ntrimmed;
     s->blocks_used = region.ncarved - region.nfree;
     pthread_mutex_unlock(&region.lock);
 }

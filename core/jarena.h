@@ -37,5 +37,6 @@ typedef struct JArenaStats {
     bool enabled;
     size_t blocks_used; /* carved from and not yet wholly freed, or a thread's current block */
     size_t blocks_free;
+    size_t blocks_trimmed; /* free, their pages handed back by jarena_trim() */
 } JArenaStats;
 void jarena_stats(JArenaStats *s);

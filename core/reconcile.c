@@ -3,15 +3,13 @@
 #include "reconcile.h"
 
 #include <errno.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jarena.h"
 #include "log.h"
+#include "memtrim.h"
 #include "metrics.h"
 
 struct Recon {
@@ -373,14 +371,8 @@ static void garbage_work(uv_work_t *w)
     g->store = store_free(g->store);
     json_decref(g->tree);
     g->tree = NULL;
-#ifdef __GLIBC__
-    if (big) /* the pool threads' arenas keep what was freed: hand the pages back */
-        malloc_trim(0);
-#else
-    (void)big;
-#endif
-    if (tree)
-        jarena_trim(); /* and the translation arena's */
+    if (big) /* the pool threads' malloc arenas and the translation arena keep what was freed */
+        memtrim_released();
 }
 
 static void garbage_done(uv_work_t *w, int status)

@@ -4,15 +4,12 @@
 
 #include <assert.h>
 #include <pthread.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
-#include "jarena.h"
+#include "memtrim.h"
 #include "util.h"
 #include "xlate.h"
 
@@ -69,17 +66,9 @@ static void reap_work(uv_work_t *w)
     Revision *r = w->data;
     bool tree = r->config != NULL;
     revision_free(r);
-    if (!tree)
-        return;
-#ifdef __GLIBC__
-    /*
-     * Translations allocate in the pool threads' malloc arenas, which keep what was freed: hand
-     * the pages of this tree back, or the RSS grows by a configuration at each revision. (Big
-     * buffers are mapped on their own: see util_tune_malloc(). Trimming locks every arena.)
-     */
-    malloc_trim(0);
-#endif
-    jarena_trim(); /* the tree's own values were in the translation arena */
+    /* The pages of the tree stay with malloc and the arena until trimmed, now or soon */
+    if (tree)
+        memtrim_released();
 }
 
 static void reap_done(uv_work_t *w, int status)

@@ -20,6 +20,7 @@
 #include "http.h"
 #include "httpd.h"
 #include "log.h"
+#include "memtrim.h"
 #include "metrics.h"
 #include "reconcile.h"
 #include "revision.h"
@@ -431,6 +432,7 @@ static void on_housekeeping(uv_timer_t *t)
     Ctl *c = t->data;
     if (c->stopping)
         return;
+    memtrim_tick(&c->loop);
 #if RUN_HAVE_DP
     Sink *dp = c->slots[SLOT_DP].sink;
     if (dp && !c->cfg.router_flavor) {
@@ -1003,6 +1005,7 @@ int run_main(int argc, char **argv)
     log_event(LOG_INFO, MOD, "starting", "{s:s, s:s}", "version", TETHER_VERSION, "identity",
               c->cfg.identity);
     revision_free_off_loop(&c->loop);
+    memtrim_defer(MEMTRIM_QUIET_MS); /* freed trees' pages serve a burst of changes */
     r = setup(c);
     if (r < 0) {
         c->exit_code = 1;
@@ -1014,6 +1017,7 @@ int run_main(int argc, char **argv)
         uv_run(&c->loop, UV_RUN_DEFAULT);
     }
     revision_free_off_loop(NULL); /* the loop no longer runs */
+    memtrim_defer(0);
     revision_unref(c->held);
     revision_unref(c->published);
     revision_unref(c->accepted);

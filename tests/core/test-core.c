@@ -16,6 +16,7 @@
 
 #include "jarena.h"
 #include "manifest.h"
+#include "memtrim.h"
 #include "revision.h"
 #include "store.h"
 #include "util.h"
@@ -1151,6 +1152,71 @@ static void test_arena_pause_and_big_values(void **state)
     assert_true(on ? st.blocks_free >= 1 : st.blocks_free == 0);
 }
 
+/* Free blocks whose pages are still there (not yet trimmed). */
+static size_t blocks_kept(void)
+{
+    JArenaStats st;
+    jarena_stats(&st);
+    return st.blocks_free - st.blocks_trimmed;
+}
+
+/* A tree of @n small values made in the arena and freed: its blocks go to the free list. */
+static void arena_tree_freed(size_t n)
+{
+    jarena_enter();
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:i, s:s}", "i", (int)i, "s", "a value"));
+    jarena_leave();
+    json_decref(a);
+}
+
+/*
+ * Deferred trimming (as tether run has it): releases during a burst leave the freed blocks'
+ * pages in place for the next translation; once releases pause, a tick trims in the thread pool.
+ * Without deferral, a release trims at once.
+ */
+static void test_memtrim_deferred(void **state)
+{
+    (void)state;
+    bool on = arena_on();
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    uint64_t count = memtrim_count();
+
+    memtrim_defer(50);
+    arena_tree_freed(20000);
+    memtrim_released();
+    assert_true(memtrim_pending());
+    memtrim_tick(&loop); /* not quiet yet */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(memtrim_count(), count);
+    size_t kept = blocks_kept();
+    assert_true(on ? kept > 0 : kept == 0);
+    arena_tree_freed(20000); /* the next "translation" reuses those blocks, pages and all */
+    assert_int_equal(blocks_kept(), kept);
+    memtrim_released();
+    uv_sleep(80);
+    memtrim_tick(&loop);
+    assert_true(memtrim_pending()); /* queued */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_false(memtrim_pending());
+    assert_int_equal(memtrim_count(), count + 1);
+    assert_int_equal(blocks_kept(), 0);
+    memtrim_tick(&loop); /* nothing released since: nothing to do */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(memtrim_count(), count + 1);
+
+    memtrim_defer(0);
+    arena_tree_freed(20000);
+    assert_true(on ? blocks_kept() > 0 : true);
+    memtrim_released();
+    assert_false(memtrim_pending());
+    assert_int_equal(memtrim_count(), count + 2);
+    assert_int_equal(blocks_kept(), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /*
  * What outlives a translation must not be in its arena: with the configurations freed and their
  * failures and plans kept (as revisions keep them), every block is back. Threads forced on for
@@ -1704,6 +1770,7 @@ int main(void)
         cmocka_unit_test(test_translation_leaves_store_unchanged),
         cmocka_unit_test(test_arena_blocks_come_back),
         cmocka_unit_test(test_arena_pause_and_big_values),
+        cmocka_unit_test(test_memtrim_deferred),
         cmocka_unit_test(test_translation_returns_arena_blocks),
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_annotation_view),
