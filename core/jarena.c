@@ -37,6 +37,7 @@
 #define SMALL_MAX ((size_t)4 * 1024) /* bigger values (hash tables, big arrays) go to malloc */
 #define RESERVE ((size_t)32 << 30)   /* address space only: pages are committed as used */
 #define COMMIT_STEP ((size_t)2 << 20) /* and a huge page's size: the range is aligned to it */
+#define HUGE_AFTER ((size_t)8 << 20)
 #define BIAS ((long)1 << 40)
 
 typedef struct Block {
@@ -101,10 +102,11 @@ static bool reserve_locked(void)
     /*
      * A translation writes its tree into new memory, and at 10,000 Ingresses four-kilobyte page
      * faults were a third of its time (each fault is dear in a virtual machine). Huge pages
-     * where the kernel gives them on request (THP "madvise"); nothing changes where it does not.
+     * where the kernel gives them on request (THP "madvise"), past the first HUGE_AFTER bytes:
+     * a small configuration's few blocks would each pin two megabytes.
      */
 #ifdef MADV_HUGEPAGE
-    (void)madvise((void *)lo, RESERVE, MADV_HUGEPAGE);
+    (void)madvise((void *)(lo + HUGE_AFTER), RESERVE - HUGE_AFTER, MADV_HUGEPAGE);
 #endif
     region.size = RESERVE;
     region.next = region.committed = lo;

@@ -28,14 +28,18 @@ typedef struct Out {
     bool oom;
 } Out;
 
-/* A big buffer in huge pages (util_advise_huge()); false when memory runs out. */
+/*
+ * Room for @n more bytes, in huge pages (util_advise_huge()) from 8 MB on: below, the last huge
+ * page's unwritten part would be most of it. False when memory runs out.
+ */
 static bool reserve_big(Out *o, size_t n)
 {
     if (buf_reserve(&o->b, n) < 0) {
         o->oom = true;
         return false;
     }
-    util_advise_huge(o->b.data, o->b.cap);
+    if (o->b.cap >= (size_t)8 << 20)
+        util_advise_huge(o->b.data, o->b.cap);
     return true;
 }
 
