@@ -11,9 +11,8 @@
  * benchmarks, tether translate) every release trims at once, as before.
  */
 #include <stdbool.h>
-#include <uv.h>
-
 #include <stdint.h>
+#include <uv.h>
 
 #define MEMTRIM_QUIET_MS 5000
 
@@ -33,7 +32,7 @@ void memtrim_released(void);
  */
 void memtrim_tick(uv_loop_t *loop);
 
-/* memtrim_pending() - whether a deferred trim is still to come. */
+/* memtrim_pending() - loop thread: whether a deferred trim is still to come. */
 bool memtrim_pending(void);
 
 /* memtrim_count() - trims done so far (for tests). */
