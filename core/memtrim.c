@@ -12,9 +12,11 @@
 
 static struct {
     uint64_t quiet_ms;     /* atomic: set on the loop, read by the pool's threads; 0: no defer */
+    uint64_t max_ms;
     uint64_t count;        /* atomic */
     bool pending;          /* atomic: a release came after the last trim started */
     uint64_t last_release; /* atomic: util_now_ms() of the last release */
+    uint64_t first_release; /* atomic: of the first release since the last trim started */
     bool working;          /* loop thread: the trim request is queued or running */
     uv_work_t req;
 } mt;
@@ -35,8 +37,9 @@ uint64_t memtrim_count(void)
     return __atomic_load_n(&mt.count, __ATOMIC_RELAXED);
 }
 
-void memtrim_defer(uint64_t quiet_ms)
+void memtrim_defer(uint64_t quiet_ms, uint64_t max_ms)
 {
+    mt.max_ms = max_ms; /* read on the loop only */
     __atomic_store_n(&mt.quiet_ms, quiet_ms, __ATOMIC_RELEASE);
 }
 
@@ -46,8 +49,12 @@ void memtrim_released(void)
         memtrim_now();
         return;
     }
-    __atomic_store_n(&mt.last_release, util_now_ms(), __ATOMIC_RELEASE);
-    __atomic_store_n(&mt.pending, true, __ATOMIC_RELEASE);
+    uint64_t now = util_now_ms();
+    __atomic_store_n(&mt.last_release, now, __ATOMIC_RELEASE);
+    /* The first release since the last trim started notes its time (releases come from the
+     * pool's threads, so two may race here: either time will do) */
+    if (!__atomic_exchange_n(&mt.pending, true, __ATOMIC_ACQ_REL))
+        __atomic_store_n(&mt.first_release, now, __ATOMIC_RELEASE);
 }
 
 bool memtrim_pending(void)
@@ -73,7 +80,10 @@ void memtrim_tick(uv_loop_t *loop)
     if (mt.working || !__atomic_load_n(&mt.pending, __ATOMIC_ACQUIRE))
         return;
     uint64_t last = __atomic_load_n(&mt.last_release, __ATOMIC_ACQUIRE), now = util_now_ms();
-    if (now < last || now - last < __atomic_load_n(&mt.quiet_ms, __ATOMIC_ACQUIRE))
+    uint64_t first = __atomic_load_n(&mt.first_release, __ATOMIC_ACQUIRE);
+    bool quiet = now >= last && now - last >= __atomic_load_n(&mt.quiet_ms, __ATOMIC_ACQUIRE);
+    /* Changes that never pause (endpoints churning) still get a trim now and then */
+    if (!quiet && !(now >= first && now - first >= mt.max_ms))
         return;
     /* Cleared before the trim starts: a release during it asks for another one. */
     __atomic_store_n(&mt.pending, false, __ATOMIC_RELEASE);

@@ -15,20 +15,21 @@
 #include <uv.h>
 
 #define MEMTRIM_QUIET_MS 5000
+#define MEMTRIM_MAX_MS 60000 /* and at least this often while there is something to trim */
 
 /*
  * memtrim_defer() - loop thread, before translations start: trim once releases have paused for
- * @quiet_ms (MEMTRIM_QUIET_MS in tether run), or at once (0).
+ * @quiet_ms, or @max_ms after the first release not yet trimmed (MEMTRIM_QUIET_MS and
+ * MEMTRIM_MAX_MS in tether run); @quiet_ms 0: at once.
  */
-void memtrim_defer(uint64_t quiet_ms);
+void memtrim_defer(uint64_t quiet_ms, uint64_t max_ms);
 
 /* memtrim_released() - any thread, after a big tree or store was freed: trim now or later. */
 void memtrim_released(void);
 
 /*
- * memtrim_tick() - loop thread, from a periodic timer: once the quiet time has passed since the
- * last release, trim in @loop's thread pool. The work is a request of @loop, done before
- * uv_run() returns.
+ * memtrim_tick() - loop thread, from a periodic timer: when memtrim_defer()'s time has come, trim
+ * in @loop's thread pool. The work is a request of @loop, done before uv_run() returns.
  */
 void memtrim_tick(uv_loop_t *loop);
 

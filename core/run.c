@@ -1005,7 +1005,8 @@ int run_main(int argc, char **argv)
     log_event(LOG_INFO, MOD, "starting", "{s:s, s:s}", "version", TETHER_VERSION, "identity",
               c->cfg.identity);
     revision_free_off_loop(&c->loop);
-    memtrim_defer(MEMTRIM_QUIET_MS); /* freed trees' pages serve a burst of changes */
+    /* the pages of freed trees serve a burst of changes */
+    memtrim_defer(MEMTRIM_QUIET_MS, MEMTRIM_MAX_MS);
     r = setup(c);
     if (r < 0) {
         c->exit_code = 1;
@@ -1017,7 +1018,7 @@ int run_main(int argc, char **argv)
         uv_run(&c->loop, UV_RUN_DEFAULT);
     }
     revision_free_off_loop(NULL); /* the loop no longer runs */
-    memtrim_defer(0);
+    memtrim_defer(0, 0);
     revision_unref(c->held);
     revision_unref(c->published);
     revision_unref(c->accepted);

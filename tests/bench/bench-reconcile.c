@@ -118,7 +118,7 @@ int main(int argc, char **argv)
     uv_loop_init(&b.loop);
     revision_free_off_loop(&b.loop); /* as tether run does */
     /* and this (the trim that comes once changes pause is timed below) */
-    memtrim_defer(getenv("BENCH_TRIM_AT_ONCE") ? 0 : MEMTRIM_QUIET_MS);
+    memtrim_defer(getenv("BENCH_TRIM_AT_ONCE") ? 0 : MEMTRIM_QUIET_MS, MEMTRIM_MAX_MS);
     store_new(&b.store);
     json_t *cls = json_pack("{s:s, s:s, s:{s:s}, s:{s:s}}", "apiVersion", "networking.k8s.io/v1",
                             "kind", "IngressClass", "metadata", "name", "kong", "spec",

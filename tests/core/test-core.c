@@ -1184,7 +1184,7 @@ static void test_memtrim_deferred(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     uint64_t count = memtrim_count();
 
-    memtrim_defer(60000); /* a stalled test thread cannot make it quiet before the next tick */
+    memtrim_defer(60000, 60000); /* a stalled test cannot make it quiet before the next tick */
     arena_tree_freed(20000);
     memtrim_released();
     assert_true(memtrim_pending());
@@ -1196,7 +1196,7 @@ static void test_memtrim_deferred(void **state)
     arena_tree_freed(20000); /* the next "translation" reuses those blocks, pages and all */
     assert_int_equal(blocks_kept(), kept);
     memtrim_released();
-    memtrim_defer(50);
+    memtrim_defer(50, 60000);
     uv_sleep(80);
     memtrim_tick(&loop);
     assert_true(memtrim_pending()); /* queued */
@@ -1208,12 +1208,27 @@ static void test_memtrim_deferred(void **state)
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(memtrim_count(), count + 1);
 
-    memtrim_defer(0);
+    /* Releases that never pause for the quiet time still trim when the longest wait is up */
+    memtrim_defer(60000, 400);
+    memtrim_released();
+    uv_sleep(100);
+    memtrim_released();
+    memtrim_tick(&loop); /* neither quiet nor due */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(memtrim_count(), count + 1);
+    uv_sleep(350);
+    memtrim_released();
+    memtrim_tick(&loop); /* due: the first release was 450 ms ago */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(memtrim_count(), count + 2);
+    assert_false(memtrim_pending());
+
+    memtrim_defer(0, 0);
     arena_tree_freed(20000);
     assert_true(on ? blocks_kept() > 0 : true);
     memtrim_released();
     assert_false(memtrim_pending());
-    assert_int_equal(memtrim_count(), count + 2);
+    assert_int_equal(memtrim_count(), count + 3);
     assert_int_equal(blocks_kept(), 0);
     assert_int_equal(uv_loop_close(&loop), 0);
 }
