@@ -123,6 +123,9 @@ try:
             'ENTRYPOINT must be ["/usr/local/bin/tether"], got %s' % ep)
 except ValueError:
     F.fail('ENTRYPOINT is not in exec (JSON) form: %s' % ep)
+envs = ' '.join(a for w, a in final['ins'] if w == 'ENV')
+F.check(re.search(r'\bGLIBC_TUNABLES=\S*glibc\.malloc\.hugetlb=1', envs),
+        'final stage: ENV GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (malloc in huge pages)')
 exposed = {p for w, a in final['ins'] if w == 'EXPOSE' for p in a.split()}
 F.check({'10254', '10255'} <= exposed, 'EXPOSE 10254 10255')
 

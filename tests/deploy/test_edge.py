@@ -76,6 +76,8 @@ for p in (os.path.dirname(out or ''), state or ''):
     F.check(p in state_dirs, 'tether.service: %s is not a StateDirectory (ProtectSystem=strict '
             'makes everything else read-only)' % p)
 F.check(one(t, 'Install', 'WantedBy', 'tether.service') == 'multi-user.target', 'WantedBy')
+F.check('GLIBC_TUNABLES=glibc.malloc.hugetlb=1' in svc.get('Environment', []),
+        'tether.service: Environment=GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (malloc in huge pages)')
 
 # kong.conf: DB-less on that file, no Admin API.
 conf = {}
