@@ -38,6 +38,7 @@
 #define RESERVE ((size_t)32 << 30)   /* address space only: pages are committed as used */
 #define COMMIT_STEP ((size_t)2 << 20) /* and a huge page's size: the range is aligned to it */
 #define HUGE_AFTER ((size_t)8 << 20)
+#define CHUNK_BLOCKS (COMMIT_STEP / BLOCK)
 #define BIAS ((long)1 << 40)
 
 typedef struct Block {
@@ -55,6 +56,8 @@ static struct {
     uintptr_t next, committed; /* carving point and end of the read-write part */
     Block *free_list;
     size_t nfree, ncarved, ntrimmed;
+    uintptr_t *chunks; /* 2 MB chunks handed back whole, their blocks out of the free list */
+    size_t nchunks, cchunks;
 } region = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static __thread struct {
@@ -114,10 +117,25 @@ static bool reserve_locked(void)
     return true;
 }
 
+/* A chunk handed back whole becomes free blocks again (its first write faults it in anew). */
+static void recycle_chunk_locked(void)
+{
+    uintptr_t c = region.chunks[--region.nchunks];
+    for (size_t i = CHUNK_BLOCKS; i-- > 0;) {
+        Block *b = (Block *)(c + i * BLOCK);
+        b->next = region.free_list;
+        b->trimmed = false;
+        region.free_list = b;
+        region.nfree++;
+    }
+}
+
 static Block *take_block(void)
 {
     Block *b = NULL;
     pthread_mutex_lock(&region.lock);
+    if (!region.free_list && region.nchunks)
+        recycle_chunk_locked();
     if (region.free_list) {
         b = region.free_list;
         region.free_list = b->next;
@@ -211,28 +229,78 @@ void jarena_resume(int saved)
     tls.depth = saved;
 }
 
+/*
+ * Free blocks past HUGE_AFTER may lie in a huge page. Handing back part of one splits it only
+ * later, when the kernel is short of memory: until then none of it is freed. So a chunk whose
+ * blocks are all free goes back whole (its blocks leave the free list: their headers go with it),
+ * and only the free blocks of chunks still in use are handed back one by one.
+ */
+static void trim_whole_chunks_locked(void)
+{
+    size_t nch = (region.committed - region.lo) / COMMIT_STEP;
+    if (!nch)
+        return;
+    if (region.cchunks < nch) {
+        uintptr_t *c = realloc(region.chunks, nch * sizeof(*c));
+        if (!c)
+            return; /* then block by block */
+        region.chunks = c;
+        region.cchunks = nch;
+    }
+    unsigned char *count = calloc(nch, 1);
+    if (!count)
+        return;
+    for (Block *b = region.free_list; b; b = b->next)
+        if ((uintptr_t)b - region.lo >= HUGE_AFTER)
+            count[((uintptr_t)b - region.lo) / COMMIT_STEP]++;
+    for (Block **pp = &region.free_list; *pp;) {
+        Block *b = *pp;
+        if ((uintptr_t)b - region.lo >= HUGE_AFTER &&
+            count[((uintptr_t)b - region.lo) / COMMIT_STEP] == CHUNK_BLOCKS) {
+            *pp = b->next;
+            region.nfree--;
+            region.ntrimmed -= b->trimmed;
+        } else {
+            pp = &b->next;
+        }
+    }
+    for (size_t i = 0; i < nch; i++) {
+        if (count[i] != CHUNK_BLOCKS)
+            continue;
+        void *c = (void *)(region.lo + i * COMMIT_STEP);
+        (void)madvise(c, COMMIT_STEP, MADV_DONTNEED);
+#ifdef MADV_HUGEPAGE
+        (void)madvise(c, COMMIT_STEP, MADV_HUGEPAGE); /* undo a partial trim's advice */
+#endif
+        region.chunks[region.nchunks++] = (uintptr_t)c;
+    }
+    free(count);
+}
+
 void jarena_trim(void)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     if (page >= BLOCK)
         return;
-    bool trimmed = false;
     pthread_mutex_lock(&region.lock);
+    if (region.lo)
+        trim_whole_chunks_locked();
     for (Block *b = region.free_list; b; b = b->next) {
         /* The header's page stays: the free list runs through it. */
-        if (!b->trimmed && madvise((char *)b + page, BLOCK - page, MADV_DONTNEED) == 0) {
-            trimmed = b->trimmed = true;
-            region.ntrimmed++;
-        }
-    }
+        if (b->trimmed || madvise((char *)b + page, BLOCK - page, MADV_DONTNEED) != 0)
+            continue;
+        b->trimmed = true;
+        region.ntrimmed++;
 #ifdef MADV_NOHUGEPAGE
-    /*
-     * Where blocks were handed back, khugepaged would make huge pages again of the headers left
-     * (and fill the rest with zeros): the range used so far keeps small pages from now on.
-     */
-    if (trimmed)
-        (void)madvise((void *)region.lo, region.committed - region.lo, MADV_NOHUGEPAGE);
+        /*
+         * Its chunk is still in use: khugepaged would make a huge page of it again, the
+         * handed-back pages as zeros. (Advice on a range already so advised changes nothing.)
+         */
+        if ((uintptr_t)b - region.lo >= HUGE_AFTER)
+            (void)madvise((void *)((uintptr_t)b & ~(uintptr_t)(COMMIT_STEP - 1)), COMMIT_STEP,
+                          MADV_NOHUGEPAGE);
 #endif
+    }
     pthread_mutex_unlock(&region.lock);
 }
 
@@ -240,8 +308,9 @@ void jarena_stats(JArenaStats *s)
 {
     pthread_mutex_lock(&region.lock);
     s->enabled = region.enabled && !region.failed;
-    s->blocks_free = region.nfree;
-    s->blocks_trimmed = region.ntrimmed;
-    s->blocks_used = region.ncarved - region.nfree;
+    s->blocks_free = region.nfree + region.nchunks * CHUNK_BLOCKS;
+    s->blocks_trimmed = region.ntrimmed + region.nchunks * CHUNK_BLOCKS;
+    s->chunks_trimmed = region.nchunks;
+    s->blocks_used = region.ncarved - s->blocks_free;
     pthread_mutex_unlock(&region.lock);
 }

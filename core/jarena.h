@@ -38,5 +38,6 @@ typedef struct JArenaStats {
     size_t blocks_used; /* carved from and not yet wholly freed, or a thread's current block */
     size_t blocks_free;
     size_t blocks_trimmed; /* free, their pages handed back by jarena_trim() */
+    size_t chunks_trimmed; /* 2 MB chunks of such blocks, handed back whole */
 } JArenaStats;
 void jarena_stats(JArenaStats *s);
