@@ -16,7 +16,7 @@ static struct {
     uint64_t count;        /* atomic */
     bool pending;          /* atomic: a release came after the last trim started */
     uint64_t last_release; /* atomic: util_now_ms() of the last release */
-    uint64_t first_release; /* atomic: of the first release since the last trim started */
+    uint64_t first_seen;   /* loop thread: when a tick first saw this trim pending, or 0 */
     bool working;          /* loop thread: the trim request is queued or running */
     uv_work_t req;
 } mt;
@@ -49,12 +49,8 @@ void memtrim_released(void)
         memtrim_now();
         return;
     }
-    uint64_t now = util_now_ms();
-    __atomic_store_n(&mt.last_release, now, __ATOMIC_RELEASE);
-    /* The first release since the last trim started notes its time (releases come from the
-     * pool's threads, so two may race here: either time will do) */
-    if (!__atomic_exchange_n(&mt.pending, true, __ATOMIC_ACQ_REL))
-        __atomic_store_n(&mt.first_release, now, __ATOMIC_RELEASE);
+    __atomic_store_n(&mt.last_release, util_now_ms(), __ATOMIC_RELEASE);
+    __atomic_store_n(&mt.pending, true, __ATOMIC_RELEASE);
 }
 
 bool memtrim_pending(void)
@@ -80,13 +76,15 @@ void memtrim_tick(uv_loop_t *loop)
     if (mt.working || !__atomic_load_n(&mt.pending, __ATOMIC_ACQUIRE))
         return;
     uint64_t last = __atomic_load_n(&mt.last_release, __ATOMIC_ACQUIRE), now = util_now_ms();
-    uint64_t first = __atomic_load_n(&mt.first_release, __ATOMIC_ACQUIRE);
+    if (!mt.first_seen)
+        mt.first_seen = now; /* the longest wait counts from here: at most a tick late */
     bool quiet = now >= last && now - last >= __atomic_load_n(&mt.quiet_ms, __ATOMIC_ACQUIRE);
     /* Changes that never pause (endpoints churning) still get a trim now and then */
-    if (!quiet && !(now >= first && now - first >= mt.max_ms))
+    if (!quiet && now - mt.first_seen < mt.max_ms)
         return;
     /* Cleared before the trim starts: a release during it asks for another one. */
     __atomic_store_n(&mt.pending, false, __ATOMIC_RELEASE);
+    mt.first_seen = 0;
     mt.working = true;
     if (uv_queue_work(loop, &mt.req, trim_work, trim_done) < 0) {
         mt.working = false;

@@ -19,7 +19,7 @@
 
 /*
  * memtrim_defer() - loop thread, before translations start: trim once releases have paused for
- * @quiet_ms, or @max_ms after the first release not yet trimmed (MEMTRIM_QUIET_MS and
+ * @quiet_ms, or @max_ms after a tick first saw a release not yet trimmed (MEMTRIM_QUIET_MS and
  * MEMTRIM_MAX_MS in tether run); @quiet_ms 0: at once.
  */
 void memtrim_defer(uint64_t quiet_ms, uint64_t max_ms);
