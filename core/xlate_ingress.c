@@ -772,16 +772,8 @@ static int reserve_metas(MetaHalf *h, size_t more)
 /* Append @m to @h's groups, taking its contents; -ENOMEM (and h->oom) when it cannot. */
 static int append_meta(MetaHalf *h, Meta *m)
 {
-    if (h->nm == h->cm) {
-        size_t cm = h->cm ? h->cm * 2 : 16;
-        Meta *nmv = realloc(h->mv, cm * sizeof(*nmv));
-        if (!nmv) {
-            h->oom = true;
-            return -ENOMEM;
-        }
-        h->mv = nmv;
-        h->cm = cm;
-    }
+    if (h->nm == h->cm && reserve_metas(h, h->cm ? h->cm : 16) < 0) /* doubles */
+        return -ENOMEM;
     h->mv[h->nm++] = *m;
     return 0;
 }
