@@ -286,7 +286,7 @@ void jarena_trim(void)
     if (region.lo)
         trim_whole_chunks_locked();
     for (Block *b = region.free_list; b; b = b->next) {
-        /* The header's page stays: the free list runs through it. */
+        /* The header's page stays: the free list runs through it (whole chunks left it). */
         if (b->trimmed || madvise((char *)b + page, BLOCK - page, MADV_DONTNEED) != 0)
             continue;
         b->trimmed = true;

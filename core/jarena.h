@@ -17,7 +17,9 @@
  *
  * Off under AddressSanitizer and valgrind (they would not see the values inside blocks), and with
  * TETHER_ARENA=0 in the environment. The range is address space only (32 GB, PROT_NONE until
- * used); where it cannot be reserved (a tight ulimit -v), everything goes to malloc.
+ * used); where it cannot be reserved (a tight ulimit -v), everything goes to malloc. Past its
+ * first 8 MB it asks for transparent huge pages, so jarena_trim() hands back 2 MB chunks whose
+ * blocks are all free whole (the kernel frees a huge page only whole).
  */
 #include <stdbool.h>
 #include <stddef.h>
