@@ -668,6 +668,7 @@ void util_tune_malloc(void)
     mallopt(M_ARENA_MAX, 2);
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+    mallopt(M_MXFAST, 0);
 #endif
 }
 

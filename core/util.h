@@ -78,7 +78,10 @@ int util_write_file_atomic(const char *path, const void *p, size_t n, int mode);
  * the thread pool would otherwise make one each, every one keeping what it freed), big buffers
  * mapped on their own (256 KB and up: configurations come and go in one piece), and free memory
  * at the top of a heap handed back from 1 MB on. Without them the dynamic thresholds grow with
- * each 10 MB configuration and thread arenas keep tens of MB. No-op elsewhere.
+ * each 10 MB configuration and thread arenas keep tens of MB. No fast bins either: a load frees
+ * a million small values into them, and the next big request in that arena (a translation's
+ * first array) had to consolidate them all; freed chunks now merge as they are freed, and the
+ * per-thread cache still serves the small sizes. No-op elsewhere.
  */
 void util_tune_malloc(void);
 /*

@@ -477,6 +477,7 @@ typedef struct TimedObj {
     long long ts;
     size_t idx;
     json_t *obj;
+    const char *ns, *name; /* for ties by key: read once, not at each comparison */
 } TimedObj;
 
 static int cmp_timed(const void *a, const void *b)
@@ -487,15 +488,15 @@ static int cmp_timed(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* "namespace/name" of @a against @b's, as text (a namespace holds no '/'). */
-static int cmp_key_text(const json_t *a, const json_t *b)
+/* "namespace/name" of @x against @y's, as text (a namespace holds no '/'). */
+static int cmp_key_text(const TimedObj *x, const TimedObj *y)
 {
-    const char *p = obj_ns(a), *q = obj_ns(b);
+    const char *p = x->ns, *q = y->ns;
     while (*p && *p == *q)
         p++, q++;
     if (*p || *q)
         return (*p ? (unsigned char)*p : '/') - (*q ? (unsigned char)*q : '/');
-    return strcmp(obj_name(a), obj_name(b));
+    return strcmp(x->name, y->name);
 }
 
 static int cmp_timed_key(const void *a, const void *b)
@@ -503,7 +504,7 @@ static int cmp_timed_key(const void *a, const void *b)
     const TimedObj *x = a, *y = b;
     if (x->ts != y->ts)
         return x->ts < y->ts ? -1 : 1;
-    int c = cmp_key_text(x->obj, y->obj);
+    int c = cmp_key_text(x, y);
     return c ? c : cmp_timed(a, b);
 }
 
@@ -512,8 +513,13 @@ void xsort_by_times(json_t **v, const long long *ts, size_t n, bool key_ties)
     TimedObj *t = malloc((n ? n : 1) * sizeof(*t));
     if (!t)
         return; /* keep the store's order */
-    for (size_t i = 0; i < n; i++)
-        t[i] = (TimedObj){ts[i], i, v[i]};
+    for (size_t i = 0; i < n; i++) {
+        t[i] = (TimedObj){ts[i], i, v[i], "", ""};
+        if (key_ties) {
+            const char *uid;
+            obj_ids(v[i], &t[i].name, &t[i].ns, &uid);
+        }
+    }
     qsort(t, n, sizeof(*t), key_ties ? cmp_timed_key : cmp_timed);
     for (size_t i = 0; i < n; i++)
         v[i] = t[i].obj;
