@@ -186,6 +186,7 @@ int translate_main(int argc, char **argv)
     }
     if (store_new(&ctx.store) < 0)
         goto out;
+    store_bulk(ctx.store, true);
     for (size_t i = 0; i < npaths; i++) {
         int r = manifest_load_path(paths[i], on_obj, on_err, &ctx);
         if (r < 0 && r != -ENOMEM)

@@ -62,9 +62,7 @@ static struct {
 
 static __thread struct {
     int depth;
-    char *pos, *end;
-    Block *blk;
-    long carved; /* values carved from blk */
+    JArenaCarving c; /* blk: the Block carved from; carved: values carved from it */
 } tls;
 
 static void release(Block *b)
@@ -80,12 +78,12 @@ static void release(Block *b)
 /* The thread is done carving from its block. */
 static void retire(void)
 {
-    Block *b = tls.blk;
+    Block *b = tls.c.blk;
     if (!b)
         return;
-    tls.blk = NULL;
-    tls.pos = tls.end = NULL;
-    if (__atomic_sub_fetch(&b->live, BIAS - tls.carved, __ATOMIC_ACQ_REL) == 0)
+    long carved = tls.c.carved;
+    tls.c = (JArenaCarving){NULL, NULL, NULL, 0};
+    if (__atomic_sub_fetch(&b->live, BIAS - carved, __ATOMIC_ACQ_REL) == 0)
         release(b);
 }
 
@@ -164,20 +162,17 @@ static void *jalloc(size_t n)
     if (!tls.depth || n > SMALL_MAX)
         return malloc(n);
     n = (n + 7) & ~(size_t)7;
-    if ((size_t)(tls.end - tls.pos) < n) {
+    if ((size_t)(tls.c.end - tls.c.pos) < n) {
         retire();
         Block *b = take_block();
         if (!b)
             return malloc(n);
         __atomic_store_n(&b->live, BIAS, __ATOMIC_RELAXED);
-        tls.blk = b;
-        tls.carved = 0;
-        tls.pos = (char *)b + HEAD;
-        tls.end = (char *)b + BLOCK;
+        tls.c = (JArenaCarving){(char *)b + HEAD, (char *)b + BLOCK, b, 0};
     }
-    void *p = tls.pos;
-    tls.pos += n;
-    tls.carved++;
+    void *p = tls.c.pos;
+    tls.c.pos += n;
+    tls.c.carved++;
     return p;
 }
 
@@ -215,6 +210,36 @@ void jarena_leave(void)
 {
     if (region.enabled && tls.depth > 0 && --tls.depth == 0)
         retire();
+}
+
+void jarena_lane_enter(JArenaLane *l)
+{
+    if (!region.enabled)
+        return;
+    l->saved = tls.c;
+    l->saved_depth = tls.depth;
+    tls.c = l->own;
+    tls.depth = 1;
+}
+
+void jarena_lane_leave(JArenaLane *l)
+{
+    if (!region.enabled)
+        return;
+    l->own = tls.c;
+    tls.c = l->saved;
+    tls.depth = l->saved_depth;
+}
+
+void jarena_lane_end(JArenaLane *l)
+{
+    if (!region.enabled)
+        return;
+    JArenaCarving mine = tls.c;
+    tls.c = l->own;
+    retire();
+    tls.c = mine;
+    l->own = (JArenaCarving){NULL, NULL, NULL, 0};
 }
 
 int jarena_pause(void)

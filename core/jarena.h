@@ -13,7 +13,7 @@
  *
  * What outlives a translation (failures, the shared constants) must be made with the arena
  * paused, or it pins its block. jarena_stats() makes that testable: with every configuration
- * freed, no block is in use.
+ * freed, no block is in use but the lanes' (below): a store's objects, copied in bulk.
  *
  * Off under AddressSanitizer and valgrind (they would not see the values inside blocks), and with
  * TETHER_ARENA=0 in the environment. The range is address space only (32 GB, PROT_NONE until
@@ -27,6 +27,28 @@
 /* Nestable: this thread's new jansson values come from the arena until the matching leave. */
 void jarena_enter(void);
 void jarena_leave(void);
+
+/*
+ * Lanes: values carved in a lane of their own, apart from the thread's. The store copies each
+ * object into its kind's lane (store.h), so that a kind's objects lie together in the order
+ * they came. Between jarena_lane_enter() and jarena_lane_leave() this thread's new values come
+ * from @l (arena or not); jarena_lane_end() lets go of the lane's current block (its values keep
+ * it until they are freed). A lane is one thread's at a time. A zeroed lane is ready for use.
+ */
+typedef struct JArenaCarving {
+    char *pos, *end;
+    void *blk;
+    long carved;
+} JArenaCarving;
+
+typedef struct JArenaLane {
+    JArenaCarving own, saved;
+    int saved_depth;
+} JArenaLane;
+
+void jarena_lane_enter(JArenaLane *l);
+void jarena_lane_leave(JArenaLane *l);
+void jarena_lane_end(JArenaLane *l);
 
 /* Make values that outlive the translation with malloc; returns what jarena_resume() needs. */
 int jarena_pause(void);

@@ -406,6 +406,7 @@ static void on_k8s_synced(void *ud)
     if (c->synced)
         return;
     c->synced = true;
+    store_bulk(c->store, false); /* watch events from now on: single updates */
     log_event(LOG_INFO, MOD, "Kubernetes caches synced", "{s:i}", "objects",
               (int)store_count(c->store, NULL));
     recon_mark_dirty(c->recon);
@@ -863,7 +864,9 @@ static int setup_sources(Ctl *c)
         r = msrc_new(&c->loop, c->store, f->manifests, on_manifests_changed, c, &c->msrc);
         if (r < 0)
             return r;
+        store_bulk(c->store, true); /* the first load; later edits are single updates */
         msrc_start(c->msrc);
+        store_bulk(c->store, false);
         c->synced = true;
         recon_mark_dirty(c->recon);
         return 0;
@@ -904,6 +907,7 @@ static int setup_sources(Ctl *c)
     }
     log_event(LOG_INFO, MOD, "Kubernetes source", "{s:b, s:s}", "leader_election", le, "identity",
               f->identity);
+    store_bulk(c->store, true); /* the first lists, until the caches sync */
     return k8s_start(c->k8s);
 #else
     log_event(LOG_ERROR, MOD, "this build has no Kubernetes client: use --manifests", "{}");

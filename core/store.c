@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jarena.h"
 #include "store_share.h"
 #include "util.h"
 
@@ -22,6 +23,7 @@ typedef struct KindEntry {
     size_t nsorted;
     int dirty;
     uint64_t changes; /* puts and deletes that changed this kind */
+    JArenaLane lane;  /* where its objects are copied to (see share_into_lane()) */
 } KindEntry;
 
 /* The last changes, so a caller can learn what changed since a generation (see store.h). */
@@ -42,7 +44,13 @@ struct Store {
     size_t log_head, log_len;
     StoreShare *share; /* the values its objects share (clones: none, they put little) */
     size_t live;       /* objects held */
+    bool bulk;         /* objects are copied into their kind's lane (store_bulk()) */
 };
+
+void store_bulk(Store *s, bool on)
+{
+    s->bulk = on;
+}
 
 static Store *store_alloc(void)
 {
@@ -103,6 +111,7 @@ Store *store_free(Store *s)
         free(s->kinds[i].kind);
         json_decref(s->kinds[i].map);
         free(s->kinds[i].sorted);
+        jarena_lane_end(&s->kinds[i].lane);
     }
     free(s->kinds);
     json_decref(s->kind_names);
@@ -1122,8 +1131,43 @@ static bool same_but_version(json_t *old, json_t *t)
     return same;
 }
 
-/* put_trimmed() - @t (stolen) is already trimmed. */
+/*
+ * @t (stolen) shared (share_object()) as a copy in @e's lane. A loader leaves an object's values
+ * among those of the documents it parsed and freed, all kinds mixed. Copied, a kind's objects lie
+ * together in the arena's blocks, in huge pages, as translation reads them: at 10,000 Ingress
+ * sets translating spent a quarter of its time waiting for the store's memory. The parser's
+ * memory goes back to malloc at once, for the next document. Out of memory, @t is shared as it is.
+ * Only in bulk: lanes never reuse a hole, and 200,000 single updates of 10,000 EndpointSlices
+ * grew their lane from 12 to 62 MB where malloc stayed at 24 MB in all.
+ */
+static json_t *share_into_lane(Store *s, KindEntry *e, json_t *t)
+{
+    jarena_lane_enter(&e->lane);
+    json_t *c = share_object_copy(s->share, t);
+    jarena_lane_leave(&e->lane);
+    if (!c) {
+        share_object(s->share, t);
+        return t;
+    }
+    json_decref(t);
+    return c;
+}
+
+static int put_paused(Store *s, json_t *t);
+
+/*
+ * put_trimmed() - @t (stolen) is already trimmed. The store's own maps outlive any translation:
+ * made outside the arena, whatever the caller's thread is doing.
+ */
 static int put_trimmed(Store *s, json_t *t)
+{
+    int arena = jarena_pause();
+    int r = put_paused(s, t);
+    jarena_resume(arena);
+    return r;
+}
+
+static int put_paused(Store *s, json_t *t)
 {
     char key[512];
     const char *kind = obj_kind(t);
@@ -1143,7 +1187,10 @@ static int put_trimmed(Store *s, json_t *t)
         json_decref(t);
         return 0;
     }
-    share_object(s->share, t);
+    if (s->bulk)
+        t = share_into_lane(s, e, t);
+    else
+        share_object(s->share, t);
     if (old && same_but_version(old, t)) {
         /* Keep the newer version (Events name it) without counting a change. */
         if (json_object_set_new(e->map, key, t) < 0)

@@ -29,6 +29,16 @@ int store_put(Store *s, json_t *obj);
  * loaders that hand over objects they no longer need (no other reference may be held).
  */
 int store_put_new(Store *s, json_t *obj);
+/*
+ * store_bulk() - the objects put from now on come in bulk (a load of manifests, the first list
+ * of a cluster's objects), until store_bulk(s, false). Each is copied into a lane of its kind's
+ * (jarena.h): a kind's objects then lie together, as translation reads them, in the arena's
+ * huge pages, not among a parser's freed values. Translating 10,000 Ingress sets takes a fifth
+ * less time. Single updates are not copied: a lane never reuses a hole, and under churn its
+ * blocks would fill with them.
+ */
+void store_bulk(Store *s, bool on);
+
 /* store_delete() - 1 if removed, 0 if absent. @ns may be NULL or "" for cluster-scoped kinds. */
 int store_delete(Store *s, const char *kind, const char *ns, const char *name);
 

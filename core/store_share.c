@@ -86,6 +86,26 @@ static uint64_t hash_scalar(json_t *v)
     }
 }
 
+/* One part of a container's hash: its keys and its children's addresses (shared first). */
+static uint64_t hash_step(uint64_t h, bool obj, const char *k, size_t kl, const json_t *child)
+{
+    return obj ? mix(hash_bytes(k, kl, h) + (uintptr_t)child) : mix(h + (uintptr_t)child);
+}
+
+static uint64_t container_hash(json_t *v)
+{
+    uint64_t h = json_typeof(v);
+    if (json_is_object(v)) {
+        for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it))
+            h = hash_step(h, true, json_object_iter_key(it), json_object_iter_key_len(it),
+                          json_object_iter_value(it));
+    } else {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            h = hash_step(h, false, NULL, 0, json_array_get(v, i));
+    }
+    return h;
+}
+
 static bool same(json_t *a, json_t *b)
 {
     if (a == b)
@@ -155,17 +175,77 @@ static bool grow(StoreShare *s)
     return true;
 }
 
+/* The table's value hashed @h that @eq finds equal to @want (borrowed), or NULL. */
+static json_t *probe(const StoreShare *s, uint64_t h, bool (*eq)(json_t *v, const void *want),
+                     const void *want)
+{
+    if (s->cap) {
+        for (size_t i = h & (s->cap - 1); s->slots[i].v; i = (i + 1) & (s->cap - 1))
+            if (s->slots[i].h == h && eq(s->slots[i].v, want))
+                return s->slots[i].v;
+    }
+    return NULL;
+}
+
+static bool same_value(json_t *v, const void *want)
+{
+    return same(v, (json_t *)want);
+}
+
+/* The shared value equal to @v, hashed @h (borrowed), or NULL. */
+static json_t *find(const StoreShare *s, json_t *v, uint64_t h)
+{
+    return probe(s, h, same_value, v);
+}
+
+/* A container's parts, for looking it up before it is made (share_object_copy()). */
+typedef struct Part {
+    const char *k; /* an object's key */
+    size_t kl;
+    json_t *v; /* a new reference */
+} Part;
+
+/* Whether @a is the container of @obj's type made of @p. */
+static bool same_parts(json_t *a, bool obj, const Part *p, size_t n)
+{
+    if (obj ? !json_is_object(a) || json_object_size(a) != n
+            : !json_is_array(a) || json_array_size(a) != n)
+        return false;
+    size_t i = 0;
+    if (!obj) {
+        for (; i < n; i++)
+            if (json_array_get(a, i) != p[i].v)
+                return false;
+        return true;
+    }
+    for (void *it = json_object_iter(a); it; it = json_object_iter_next(a, it), i++)
+        if (json_object_iter_value(it) != p[i].v || json_object_iter_key_len(it) != p[i].kl ||
+            memcmp(json_object_iter_key(it), p[i].k, p[i].kl))
+            return false;
+    return true;
+}
+
+typedef struct Parts {
+    bool obj;
+    const Part *p;
+    size_t n;
+} Parts;
+
+static bool same_as_parts(json_t *v, const void *want)
+{
+    const Parts *w = want;
+    return same_parts(v, w->obj, w->p, w->n);
+}
+
 /*
  * The shared value equal to @v, hashed @h (a new reference): @v itself when it is new, and
  * without looking when the caller knows it is (@look false).
  */
 static json_t *intern(StoreShare *s, json_t *v, uint64_t h, bool look)
 {
-    if (look && s->cap) {
-        for (size_t i = h & (s->cap - 1); s->slots[i].v; i = (i + 1) & (s->cap - 1))
-            if (s->slots[i].h == h && same(s->slots[i].v, v))
-                return json_incref(s->slots[i].v);
-    }
+    json_t *found = look ? find(s, v, h) : NULL;
+    if (found)
+        return json_incref(found);
     if ((s->n + 1) * 10 > s->cap * 7 && !grow(s))
         return json_incref(v);
     place(s->slots, s->cap, json_incref(v), h);
@@ -199,10 +279,8 @@ static json_t *share(StoreShare *s, json_t *v, Seen *seen)
         return v;
     bool own = r == 1;
     Seen worst = SEEN_BEFORE, c_seen;
-    uint64_t h = json_typeof(v);
     if (json_is_object(v)) {
         for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
-            const char *k = json_object_iter_key(it);
             json_t *c = json_object_iter_value(it), *d = own ? share(s, c, &c_seen) : c;
             if (d != c)
                 json_object_iter_set_new(v, it, d); /* no rehash: the pair is at hand */
@@ -210,7 +288,6 @@ static json_t *share(StoreShare *s, json_t *v, Seen *seen)
                 json_decref(d);
             if (own && c_seen > worst)
                 worst = c_seen;
-            h = mix(hash_bytes(k, json_object_iter_key_len(it), h) + (uintptr_t)d);
         }
     } else if (json_is_array(v)) {
         for (size_t i = 0; i < json_array_size(v); i++) {
@@ -221,7 +298,6 @@ static json_t *share(StoreShare *s, json_t *v, Seen *seen)
                 json_decref(d);
             if (own && c_seen > worst)
                 worst = c_seen;
-            h = mix(h + (uintptr_t)d);
         }
     } else {
         json_t *d = intern(s, v, hash_scalar(v), true);
@@ -232,7 +308,7 @@ static json_t *share(StoreShare *s, json_t *v, Seen *seen)
         *seen = SEEN_UNIQUE;
         return json_incref(v);
     }
-    json_t *d = intern(s, v, h, worst == SEEN_BEFORE);
+    json_t *d = intern(s, v, container_hash(v), worst == SEEN_BEFORE);
     *seen = d == v ? SEEN_NEW : SEEN_BEFORE;
     return d;
 }
@@ -277,6 +353,189 @@ void share_object(StoreShare *s, json_t *obj)
     if (json_is_object(md) && refs(md) == 1)
         share_fields(s, md, unique_field);
     share_fields(s, obj, is_metadata);
+}
+
+/*
+ * Copying as sharing goes (share_object_copy()): what share() would change in place is built
+ * anew in the caller's current allocation instead, and only what is not shared yet: a container
+ * is looked up by its parts before it is built, so that no copy is made only to be dropped.
+ */
+static json_t *copy_scalar(json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return json_stringn_nocheck(json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        return json_integer(json_integer_value(v));
+    case JSON_REAL:
+        return json_real(json_real_value(v));
+    default:
+        return json_incref(v); /* true, false, null */
+    }
+}
+
+/* A container of @obj's type made of @p (their references taken, whatever happens). */
+static json_t *build(bool obj, Part *p, size_t n)
+{
+    json_t *c = obj ? json_object() : json_array();
+    size_t i = 0;
+    for (; c && i < n; i++) {
+        int r = obj ? json_object_setn_new_nocheck(c, p[i].k, p[i].kl, p[i].v)
+                    : json_array_append_new(c, p[i].v);
+        if (r < 0) {
+            json_decref(c);
+            c = NULL;
+        }
+    }
+    for (; i < n; i++)
+        json_decref(p[i].v);
+    return c;
+}
+
+static json_t *copy_plain(json_t *v);
+static json_t *share_copy(StoreShare *s, json_t *v, Seen *seen);
+
+/*
+ * @v's parts, each child copied (@s NULL) or shared as a copy, into @p (room for its size);
+ * *@worst as share() counts it. False when memory runs out (nothing held then).
+ */
+static bool copy_parts(StoreShare *s, json_t *v, Part *p, Seen *worst)
+{
+    size_t n = 0;
+    bool ok = true;
+    *worst = SEEN_BEFORE;
+    if (json_is_object(v)) {
+        for (void *it = json_object_iter(v); ok && it; it = json_object_iter_next(v, it), n++) {
+            Seen cs = SEEN_BEFORE;
+            json_t *c = json_object_iter_value(it);
+            p[n] = (Part){json_object_iter_key(it), json_object_iter_key_len(it),
+                          s ? share_copy(s, c, &cs) : copy_plain(c)};
+            ok = p[n].v != NULL;
+            if (cs > *worst)
+                *worst = cs;
+        }
+    } else {
+        for (size_t i = 0; ok && i < json_array_size(v); i++, n++) {
+            Seen cs = SEEN_BEFORE;
+            json_t *c = json_array_get(v, i);
+            p[n] = (Part){NULL, 0, s ? share_copy(s, c, &cs) : copy_plain(c)};
+            ok = p[n].v != NULL;
+            if (cs > *worst)
+                *worst = cs;
+        }
+    }
+    if (!ok)
+        for (size_t i = 0; i < n; i++)
+            json_decref(p[i].v);
+    return ok;
+}
+
+/* @v's copy with its children made by copy_parts(): shared by @s when it is given. */
+static json_t *copy_container(StoreShare *s, json_t *v, Seen *seen)
+{
+    bool obj = json_is_object(v);
+    size_t n = obj ? json_object_size(v) : json_array_size(v);
+    Part small[16], *p = n <= 16 ? small : malloc(n * sizeof(*p));
+    Seen worst;
+    json_t *c = NULL;
+    *seen = SEEN_UNIQUE;
+    if (!p || !copy_parts(s, v, p, &worst))
+        goto out;
+    if (!s || worst == SEEN_UNIQUE) {
+        c = build(obj, p, n);
+        goto out;
+    }
+    uint64_t h = json_typeof(v);
+    for (size_t i = 0; i < n; i++)
+        h = hash_step(h, obj, p[i].k, p[i].kl, p[i].v);
+    json_t *found = worst == SEEN_BEFORE ? probe(s, h, same_as_parts, &(Parts){obj, p, n}) : NULL;
+    if (found) {
+        for (size_t i = 0; i < n; i++)
+            json_decref(p[i].v);
+        *seen = SEEN_BEFORE;
+        c = json_incref(found);
+    } else if ((c = build(obj, p, n))) {
+        json_t *d = intern(s, c, h, false);
+        json_decref(c);
+        *seen = SEEN_NEW;
+        c = d;
+    }
+out:
+    if (p != small)
+        free(p);
+    return c;
+}
+
+/* @v copied without sharing; what another holds too (a shared value) is not copied. */
+static json_t *copy_plain(json_t *v)
+{
+    Seen seen;
+    if (refs(v) != 1)
+        return json_incref(v);
+    if (json_is_object(v) || json_is_array(v))
+        return copy_container(NULL, v, &seen);
+    return copy_scalar(v);
+}
+
+/* share() of a copy of @v: what an equal shared value stands for is not copied at all. */
+static json_t *share_copy(StoreShare *s, json_t *v, Seen *seen)
+{
+    *seen = SEEN_BEFORE;
+    if (refs(v) != 1) /* not ours to copy: shared as it is */
+        return share(s, v, seen);
+    if (json_is_object(v) || json_is_array(v))
+        return copy_container(s, v, seen);
+    uint64_t h = hash_scalar(v);
+    json_t *found = find(s, v, h), *c;
+    if (found)
+        return json_incref(found);
+    if (!(c = copy_scalar(v)))
+        return NULL;
+    json_t *d = intern(s, c, h, false);
+    json_decref(c);
+    *seen = SEEN_UNIQUE;
+    return d;
+}
+
+/* Metadata: its fields no two objects have in common are copied, the others shared. */
+static json_t *copy_metadata(StoreShare *s, json_t *md)
+{
+    json_t *c = json_object();
+    for (void *it = json_object_iter(md); c && it; it = json_object_iter_next(md, it)) {
+        Seen seen;
+        json_t *v = json_object_iter_value(it);
+        json_t *d =
+            unique_field(json_object_iter_key(it)) ? copy_plain(v) : share_copy(s, v, &seen);
+        if (!d || json_object_setn_new_nocheck(c, json_object_iter_key(it),
+                                               json_object_iter_key_len(it), d) < 0) {
+            json_decref(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+json_t *share_object_copy(StoreShare *s, json_t *obj)
+{
+    if (!json_is_object(obj))
+        return NULL;
+    json_t *c = json_object();
+    for (void *it = json_object_iter(obj); c && it; it = json_object_iter_next(obj, it)) {
+        const char *k = json_object_iter_key(it);
+        json_t *v = json_object_iter_value(it), *d;
+        Seen seen;
+        if (!s)
+            d = copy_plain(v);
+        else if (!strcmp(k, "metadata") && json_is_object(v) && refs(v) == 1)
+            d = copy_metadata(s, v);
+        else
+            d = is_metadata(k) ? copy_plain(v) : share_copy(s, v, &seen);
+        if (!d || json_object_setn_new_nocheck(c, k, json_object_iter_key_len(it), d) < 0) {
+            json_decref(c);
+            return NULL;
+        }
+    }
+    return c;
 }
 
 void share_sweep(StoreShare *s)

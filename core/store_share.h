@@ -30,6 +30,14 @@ StoreShare *share_free(StoreShare *s); /* NULL-safe, returns NULL */
 void share_object(StoreShare *s, json_t *obj);
 
 /*
+ * share_object_copy() - share_object() of a copy of @obj (a new reference, NULL when memory runs
+ * out), made in the caller's current allocation (a store's lane, see jarena.h): what is shared
+ * already is not copied, and what is new to the table is entered as its copy. @obj is left as it
+ * is. With @s NULL, a plain copy.
+ */
+json_t *share_object_copy(StoreShare *s, json_t *obj);
+
+/*
  * share_released() - the store let go of an object and holds @live now: sweeps once half as
  * many objects as it holds were let go of since the last sweep.
  */

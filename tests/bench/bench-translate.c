@@ -99,6 +99,7 @@ static void run(int n, Figures *f)
 {
     Store *s;
     store_new(&s);
+    store_bulk(s, true); /* as tether translate loads */
     /* Manifests of 1,000 sets each, as a folder of files would be. */
     double load = 0, load_cpu = 0;
     for (int from = 0; from < n; from += 1000) {

@@ -1081,6 +1081,110 @@ static bool arena_on(void)
     return st.enabled;
 }
 
+/* Whether @a and @b were carved from one block (blocks are 64 KB, aligned to it). */
+static bool same_block(const void *a, const void *b)
+{
+    return (uintptr_t)a >> 16 == (uintptr_t)b >> 16;
+}
+
+/* A lane carves from a block of its own, in or out of the thread's arena, until it ends. */
+static void test_arena_lanes(void **state)
+{
+    (void)state;
+    bool on = arena_on();
+    size_t base = blocks_used();
+    JArenaLane lane;
+    memset(&lane, 0, sizeof(lane));
+    jarena_enter();
+    json_t *a = json_string("the thread's");
+    jarena_lane_enter(&lane);
+    json_t *b = json_string("the lane's");
+    jarena_lane_leave(&lane);
+    json_t *c = json_string("the thread's again");
+    jarena_leave();
+    jarena_lane_enter(&lane); /* outside the thread's arena too */
+    json_t *d = json_string("the lane's too");
+    jarena_lane_leave(&lane);
+    json_t *e = json_string("malloc's"); /* the thread is out of the arena again */
+    if (on) {
+        assert_true(same_block(a, c));
+        assert_true(same_block(b, d));
+        assert_false(same_block(a, b));
+        assert_int_equal(blocks_used(), base + 2);
+    }
+    json_decref(a);
+    json_decref(c);
+    json_decref(b);
+    json_decref(d);
+    json_decref(e);
+    /* The lane's block is its current one until the lane ends, even with nothing in it. */
+    assert_int_equal(blocks_used(), on ? base + 1 : 0);
+    jarena_lane_end(&lane);
+    assert_int_equal(blocks_used(), on ? base : 0);
+}
+
+/*
+ * A stored object is a copy in its kind's lane: the loader's object is left to the loader, a
+ * kind's objects lie together whatever came between them, and the lanes' blocks go with the
+ * store.
+ */
+static void test_store_copies_into_lanes(void **state)
+{
+    (void)state;
+    bool on = arena_on();
+    size_t base = blocks_used();
+    Store *s;
+    assert_int_equal(store_new(&s), 0);
+    store_bulk(s, true);
+    enum { N = 40 };
+    json_t *held[N];
+    char text[256], name[16];
+    for (int i = 0; i < N; i++) {
+        if (i % 2)
+            snprintf(text, sizeof(text),
+                     "{\"kind\":\"Secret\",\"metadata\":{\"name\":\"o%d\",\"namespace\":"
+                     "\"ns\"},\"data\":{\"k\":\"djA=\"}}",
+                     i);
+        else
+            snprintf(text, sizeof(text),
+                     "{\"kind\":\"Service\",\"metadata\":{\"name\":\"o%d\",\"namespace\":"
+                     "\"ns\"},\"spec\":{\"type\":\"ExternalName\",\"externalName\":"
+                     "\"h%d.test\"}}",
+                     i, i);
+        assert_non_null(held[i] = json_loads(text, 0, NULL));
+        /* the loader keeps its reference across the put, as the manifest loader does */
+        assert_int_equal(store_put_new(s, json_incref(held[i])), 1);
+    }
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < N; i += 2) {
+        snprintf(name, sizeof(name), "o%d", i);
+        json_t *o = store_get(s, "Service", "ns", name);
+        assert_ptr_not_equal(o, held[i]);
+        assert_true(json_equal(o, held[i])); /* trimmed in place, then copied */
+        lo = (uintptr_t)o < lo ? (uintptr_t)o : lo;
+        hi = (uintptr_t)o > hi ? (uintptr_t)o : hi;
+    }
+    for (int i = 1; on && i < N; i += 2) {
+        snprintf(name, sizeof(name), "o%d", i);
+        uintptr_t o = (uintptr_t)store_get(s, "Secret", "ns", name);
+        assert_true(o < lo || o > hi); /* no Secret among the Services */
+    }
+    if (on)
+        assert_true(hi - lo < (uintptr_t)64 * 1024);
+    /* Out of bulk, an object is stored as it came (single updates are not copied). */
+    store_bulk(s, false);
+    json_t *one = json_loads("{\"kind\":\"Secret\",\"metadata\":{\"name\":\"one\","
+                             "\"namespace\":\"ns\"}}",
+                             0, NULL);
+    assert_int_equal(store_put_new(s, json_incref(one)), 1);
+    assert_ptr_equal(store_get(s, "Secret", "ns", "one"), one);
+    json_decref(one);
+    for (int i = 0; i < N; i++)
+        json_decref(held[i]);
+    store_free(s);
+    assert_int_equal(blocks_used(), on ? base : 0);
+}
+
 typedef struct Values {
     json_t **v;
     size_t from, to;
@@ -1824,6 +1928,8 @@ int main(void)
         cmocka_unit_test(test_store_share_sweeps),
         cmocka_unit_test(test_translation_leaves_store_unchanged),
         cmocka_unit_test(test_arena_blocks_come_back),
+        cmocka_unit_test(test_arena_lanes),
+        cmocka_unit_test(test_store_copies_into_lanes),
         cmocka_unit_test(test_arena_pause_and_big_values),
         cmocka_unit_test(test_arena_trims_whole_chunks),
         cmocka_unit_test_teardown(test_memtrim_deferred, memtrim_at_once),
