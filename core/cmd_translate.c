@@ -8,10 +8,12 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jarena.h"
 #include "log.h"
 #include "manifest.h"
 #include "store.h"
@@ -107,6 +109,7 @@ int translate_main(int argc, char **argv)
     const char **paths = calloc((size_t)argc + 1, sizeof(*paths));
     size_t npaths = 0;
     int strict = 0, c, rc = 1;
+    bool oom = false;
     char err[256];
     Ctx ctx = {0};
 
@@ -186,14 +189,23 @@ int translate_main(int argc, char **argv)
     }
     if (store_new(&ctx.store) < 0)
         goto out;
+    /*
+     * The store copies each object into its kind's lane (store_bulk()), and the documents are
+     * parsed in the arena: freed once copied, their blocks are memory the translation reuses
+     * instead of new pages.
+     */
     store_bulk(ctx.store, true);
-    for (size_t i = 0; i < npaths; i++) {
+    jarena_enter();
+    for (size_t i = 0; i < npaths && !oom; i++) {
         int r = manifest_load_path(paths[i], on_obj, on_err, &ctx);
         if (r < 0 && r != -ENOMEM)
             ctx.problems++;
         else if (r < 0)
-            goto out;
+            oom = true;
     }
+    jarena_leave();
+    if (oom)
+        goto out;
     json_t *cfg = NULL, *failures = NULL;
     if (xlate_run(ctx.store, &o, &cfg, &failures) < 0) {
         fputs("tether translate: out of memory\n", stderr);

@@ -242,6 +242,17 @@ void jarena_lane_end(JArenaLane *l)
     l->own = (JArenaCarving){NULL, NULL, NULL, 0};
 }
 
+bool jarena_active(void)
+{
+    return tls.depth > 0;
+}
+
+bool jarena_owns(const void *p)
+{
+    uintptr_t lo = __atomic_load_n(&region.lo, __ATOMIC_ACQUIRE);
+    return lo && (uintptr_t)p - lo < region.size;
+}
+
 int jarena_pause(void)
 {
     int d = tls.depth;

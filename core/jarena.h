@@ -50,6 +50,12 @@ void jarena_lane_enter(JArenaLane *l);
 void jarena_lane_leave(JArenaLane *l);
 void jarena_lane_end(JArenaLane *l);
 
+/* Whether this thread's values come from the arena now: a helper thread does as its caller. */
+bool jarena_active(void);
+
+/* Whether @p was carved from the arena (for tests). */
+bool jarena_owns(const void *p);
+
 /* Make values that outlive the translation with malloc; returns what jarena_resume() needs. */
 int jarena_pause(void);
 void jarena_resume(int saved);

@@ -18,6 +18,7 @@
 #include <uv.h>
 #include <yaml.h>
 
+#include "jarena.h"
 #include "util.h"
 #include "yaml_scalar.h"
 
@@ -619,6 +620,7 @@ typedef struct Half {
     json_t *docs; /* [document, line] pairs, appended under the lock */
     size_t taken; /* how many the caller has taken */
     bool done, stop; /* the helper finished; the caller wants no more */
+    bool arena;      /* the caller parses into the arena (jarena.h): so does the helper */
     int r, line;
     char e[256];
     uv_mutex_t lock;
@@ -650,7 +652,11 @@ static void parse_half(void *arg)
     Half *h = arg;
     char e[256] = "";
     int line = 0;
+    if (h->arena)
+        jarena_enter();
     int r = each_document(h->data, h->len, collect_with_line, h, e, sizeof(e), &line, false);
+    if (h->arena)
+        jarena_leave();
     uv_mutex_lock(&h->lock);
     h->r = r;
     h->line = line;
@@ -728,7 +734,10 @@ static int split_deliver(LoadCtx *c, const char *data, const char *mid, Half *h,
 
 static bool load_split(LoadCtx *c, const char *data, size_t len, const char *mid, int *ret)
 {
-    Half h = {.data = mid, .len = len - (size_t)(mid - data), .docs = json_array()};
+    Half h = {.data = mid,
+              .len = len - (size_t)(mid - data),
+              .docs = json_array(),
+              .arena = jarena_active()};
     uv_thread_t helper;
     if (!h.docs || uv_mutex_init(&h.lock) != 0) {
         json_decref(h.docs);

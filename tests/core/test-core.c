@@ -1185,6 +1185,45 @@ static void test_store_copies_into_lanes(void **state)
     assert_int_equal(blocks_used(), on ? base : 0);
 }
 
+static int hold_doc(void *ud, json_t *obj, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return json_array_append(ud, obj);
+}
+
+/* A load in the caller's arena parses there, in the helper thread's half of a buffer too. */
+static void test_manifest_parses_in_callers_arena(void **state)
+{
+    (void)state;
+    bool on = arena_on();
+    enum { N = 64 };
+    Buf b = BUF_INIT;
+    for (int i = 0; i < N; i++)
+        buf_printf(&b, "kind: ConfigMap\nmetadata: {name: c%d, namespace: ns}\n---\n", i);
+    size_t saved = manifest_split_min;
+    manifest_split_min = 1; /* split even this small a buffer */
+    for (int in_arena = 0; in_arena < 2; in_arena++) {
+        json_t *docs = json_array();
+        if (in_arena)
+            jarena_enter();
+        assert_int_equal(manifest_load_buffer(b.data, b.len, "t", hold_doc, NULL, docs), 0);
+        if (in_arena)
+            jarena_leave();
+        assert_int_equal(json_array_size(docs), N);
+        for (int i = 0; i < N; i++) {
+            json_t *d = json_array_get(docs, (size_t)i);
+            char name[16];
+            snprintf(name, sizeof(name), "c%d", i);
+            assert_string_equal(obj_name(d), name); /* in order, both halves */
+            assert_int_equal(jarena_owns(d), on && in_arena);
+        }
+        json_decref(docs);
+    }
+    manifest_split_min = saved;
+    buf_deinit(&b);
+}
+
 typedef struct Values {
     json_t **v;
     size_t from, to;
@@ -1929,6 +1968,7 @@ int main(void)
         cmocka_unit_test(test_translation_leaves_store_unchanged),
         cmocka_unit_test(test_arena_blocks_come_back),
         cmocka_unit_test(test_arena_lanes),
+        cmocka_unit_test(test_manifest_parses_in_callers_arena),
         cmocka_unit_test(test_store_copies_into_lanes),
         cmocka_unit_test(test_arena_pause_and_big_values),
         cmocka_unit_test(test_arena_trims_whole_chunks),
