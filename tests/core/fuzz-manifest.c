@@ -74,8 +74,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *seen;
     /* Copied into lanes in bulk, or stored as they come: the same objects either way. */
     Store *single;
-    if (store_new(&single) < 0)
-        abort();
+    if (store_new(&single) < 0) {
+        json_decref(whole.objs);
+        store_free(s);
+        return 0;
+    }
     store_bulk(s, true);
     json_array_foreach(whole.objs, i, seen)
     {
