@@ -183,19 +183,15 @@ static void canon_object(Out *o, const json_t *v, XlatePlan *plan)
     size_t n = json_object_size(v), i = 0;
     Key small[16];
     Key *keys = n <= 16 ? small : malloc(n * sizeof(*keys));
-    const char *k;
-    json_t *c;
     if (!keys) {
         o->oom = true;
         return;
     }
-    json_object_foreach((json_t *)v, k, c)
-    {
-        keys[i].k = k;
-        keys[i].n = strlen(k);
-        keys[i].v = c;
-        i++;
-    }
+    /* each key with the length jansson keeps for it: no strlen */
+    for (void *it = json_object_iter((json_t *)v); it && i < n;
+         it = json_object_iter_next((json_t *)v, it), i++)
+        keys[i] = (Key){json_object_iter_key(it), json_object_iter_key_len(it),
+                        json_object_iter_value(it)};
     if (n > 16) {
         qsort(keys, n, sizeof(*keys), cmp_key);
     } else {
