@@ -497,17 +497,27 @@ static json_t *share_copy(StoreShare *s, json_t *v, Seen *seen)
     return d;
 }
 
-/* Metadata: its fields no two objects have in common are copied, the others shared. */
-static json_t *copy_metadata(StoreShare *s, json_t *md)
+/*
+ * @obj's fields copied, shared but for those share_object() leaves as they are: at the top the
+ * metadata (its fields one by one, as share_fields() does), in the metadata the fields no two
+ * objects have in common.
+ */
+static json_t *copy_fields(StoreShare *s, json_t *obj, bool top)
 {
     json_t *c = json_object();
-    for (void *it = json_object_iter(md); c && it; it = json_object_iter_next(md, it)) {
+    for (void *it = json_object_iter(obj); c && it; it = json_object_iter_next(obj, it)) {
+        const char *k = json_object_iter_key(it);
+        json_t *v = json_object_iter_value(it), *d;
         Seen seen;
-        json_t *v = json_object_iter_value(it);
-        json_t *d =
-            unique_field(json_object_iter_key(it)) ? copy_plain(v) : share_copy(s, v, &seen);
-        if (!d || json_object_setn_new_nocheck(c, json_object_iter_key(it),
-                                               json_object_iter_key_len(it), d) < 0) {
+        if (!s)
+            d = copy_plain(v);
+        else if (top && !strcmp(k, "metadata") && json_is_object(v) && refs(v) == 1)
+            d = copy_fields(s, v, false);
+        else if (top ? is_metadata(k) : unique_field(k))
+            d = copy_plain(v);
+        else
+            d = share_copy(s, v, &seen);
+        if (!d || json_object_setn_new_nocheck(c, k, json_object_iter_key_len(it), d) < 0) {
             json_decref(c);
             return NULL;
         }
@@ -517,25 +527,7 @@ static json_t *copy_metadata(StoreShare *s, json_t *md)
 
 json_t *share_object_copy(StoreShare *s, json_t *obj)
 {
-    if (!json_is_object(obj))
-        return NULL;
-    json_t *c = json_object();
-    for (void *it = json_object_iter(obj); c && it; it = json_object_iter_next(obj, it)) {
-        const char *k = json_object_iter_key(it);
-        json_t *v = json_object_iter_value(it), *d;
-        Seen seen;
-        if (!s)
-            d = copy_plain(v);
-        else if (!strcmp(k, "metadata") && json_is_object(v) && refs(v) == 1)
-            d = copy_metadata(s, v);
-        else
-            d = is_metadata(k) ? copy_plain(v) : share_copy(s, v, &seen);
-        if (!d || json_object_setn_new_nocheck(c, k, json_object_iter_key_len(it), d) < 0) {
-            json_decref(c);
-            return NULL;
-        }
-    }
-    return c;
+    return json_is_object(obj) ? copy_fields(s, obj, true) : NULL;
 }
 
 void share_sweep(StoreShare *s)
