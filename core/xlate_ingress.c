@@ -506,7 +506,8 @@ static bool names_for(Meta *m, const char *ns, const char *ingname)
     return m->svc_name && m->route_name;
 }
 
-static XService *service_for(Xlate *x, Meta *m, bool default_backend)
+/* A new service for group @m, not yet registered (xsvc_put); NULL when memory runs out. */
+static XService *make_service(Xlate *x, const Meta *m, bool default_backend)
 {
     const char *ns = obj_ns(m->ing);
     char port[80], host[800];
@@ -517,31 +518,42 @@ static XService *service_for(Xlate *x, Meta *m, bool default_backend)
         xjoin(host, sizeof(host), m->backend, ".", ns, ".", port, ".svc", NULL);
     /* KIC's parent of a facade's service is the facade: its failures name it */
     json_t *parent = m->facade ? store_get(x->st, "KongServiceFacade", ns, m->backend) : NULL;
-    if (!parent)
-        parent = m->ing;
+    XService *s = xsvc_new(m->svc_name, ns, parent ? parent : m->ing);
+    if (!s)
+        return NULL;
+    s->s = xservice_defaults(m->svc_name, host, !default_backend);
+    if (!s->s || xsvc_add_backend(s, ns, m->backend, m->facade, &m->port) < 0) {
+        xsvc_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static XService *service_for(Xlate *x, Meta *m, bool default_backend)
+{
     XService *s = xsvc_get(x, m->svc_name);
     if (s && default_backend && s->no_upstream) {
         /* A service dropped for its rewrite is not in KIC's map when the default backend comes,
          * so the default backend makes a new one of that name: its route only, no path. */
+        XService *fresh = make_service(x, m, true);
+        if (!fresh)
+            return NULL;
         for (size_t i = 0; i < s->nroutes; i++) {
             json_decref(s->routes[i].r);
             json_decref(s->routes[i].plugins);
         }
         s->nroutes = 0;
         json_decref(s->s);
-        s->s = xservice_defaults(m->svc_name, host, false);
-        s->parent = parent;
+        s->s = json_incref(fresh->s);
+        s->parent = fresh->parent;
         s->skip = s->no_upstream = false;
+        xsvc_free(fresh);
         return s;
     }
     if (s)
         return s;
-    s = xsvc_new(m->svc_name, ns, parent);
-    if (!s)
-        return NULL;
-    s->s = xservice_defaults(m->svc_name, host, !default_backend);
-    xsvc_add_backend(s, ns, m->backend, m->facade, &m->port);
-    if (xsvc_put(x, s) < 0) {
+    s = make_service(x, m, default_backend);
+    if (s && xsvc_put(x, s) < 0) {
         xsvc_free(s);
         return NULL;
     }
@@ -678,18 +690,22 @@ void xlate_add_tls(Xlate *x, const json_t *obj, const json_t *tls)
 }
 
 /*
- * Routes are built from their Meta and Ingress alone, so with many of them a helper thread
- * builds routes while the caller finds or makes their services (which must go in order), and
- * then the caller builds routes too. Both take the next few from a shared counter, so they end
- * together whatever a route costs against a service on this machine.
+ * Each group's route and service. Which group makes a service must be decided in order (the
+ * first of a name does), but making it and the routes reads only the group, its Ingress and the
+ * store: with many groups a helper thread shares that work with the caller, both taking the next
+ * few groups from a shared counter, so they end together whatever a route costs against a
+ * service on this machine. The routes then join their services in order.
  */
 #define ROUTE_CHUNK 16
 typedef struct RouteWork {
+    Xlate *x;
     Meta *mv;
     size_t nm;
-    size_t next;     /* the first route nobody has taken (atomic) */
+    size_t next;     /* the first group nobody has taken (atomic) */
     bool expressions, legacy;
-    json_t **routes; /* NULL: built on the caller's thread */
+    size_t *slot;    /* per group: its service's index in x->svcs */
+    bool *makes;     /* per group: it is the first of its service, which it makes */
+    json_t **routes;
 } RouteWork;
 
 static json_t *route_of(RouteWork *w, size_t i)
@@ -703,19 +719,93 @@ static void add_route(XService *s, json_t *r, const Meta *m, bool expressions)
         s->routes[s->nroutes - 1].rewrite = m->rewrite;
 }
 
-static void take_routes(RouteWork *w)
+static void take_work(RouteWork *w)
 {
     size_t from;
     while ((from = __atomic_fetch_add(&w->next, ROUTE_CHUNK, __ATOMIC_RELAXED)) < w->nm)
-        for (size_t i = from; i < from + ROUTE_CHUNK && i < w->nm; i++)
+        for (size_t i = from; i < from + ROUTE_CHUNK && i < w->nm; i++) {
+            if (w->makes[i]) /* slots are distinct: each written by one thread */
+                w->x->svcs[w->slot[i]] = make_service(w->x, &w->mv[i], false);
             w->routes[i] = route_of(w, i);
+        }
 }
 
-static void build_routes(void *arg)
+static void work_helper(void *arg)
 {
     jarena_enter(); /* a helper thread's values belong to the translation too */
-    take_routes(arg);
+    take_work(arg);
     jarena_leave();
+}
+
+/* Each group's service slot, in order: a name met first gets the next one, to be made. */
+static int claim_services(Xlate *x, RouteWork *w)
+{
+    if (x->capsvcs - x->nsvcs < w->nm) {
+        XService **n = realloc(x->svcs, (x->nsvcs + w->nm) * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        x->svcs = n;
+        x->capsvcs = x->nsvcs + w->nm;
+    }
+    for (size_t i = 0; i < w->nm; i++) {
+        json_t *idx = json_object_get(x->svc_index, w->mv[i].svc_name);
+        if (idx) {
+            w->slot[i] = (size_t)json_integer_value(idx);
+            continue;
+        }
+        if (json_object_set_new(x->svc_index, w->mv[i].svc_name,
+                                json_integer((json_int_t)x->nsvcs)) < 0)
+            return -ENOMEM;
+        w->slot[i] = x->nsvcs;
+        w->makes[i] = true;
+        x->svcs[x->nsvcs++] = NULL;
+    }
+    return 0;
+}
+
+/* Services that could not be made (out of memory) leave no hole: the registry is remade. */
+static void drop_unmade(Xlate *x)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < x->nsvcs; i++)
+        if (x->svcs[i])
+            x->svcs[o++] = x->svcs[i];
+    if (o == x->nsvcs)
+        return;
+    x->nsvcs = o;
+    json_object_clear(x->svc_index);
+    for (size_t i = 0; i < x->nsvcs; i++)
+        json_object_set_new(x->svc_index, x->svcs[i]->name, json_integer((json_int_t)i));
+}
+
+static void routes_and_services(Xlate *x, Meta *mv, size_t nm, bool legacy)
+{
+    RouteWork w = {x, mv, nm, 0, x->o->expressions, legacy, calloc(nm ? nm : 1, sizeof(size_t)),
+                   calloc(nm ? nm : 1, sizeof(bool)), calloc(nm ? nm : 1, sizeof(json_t *))};
+    if (!w.slot || !w.makes || !w.routes || claim_services(x, &w) < 0) {
+        free(w.slot);
+        free(w.makes);
+        free(w.routes);
+        drop_unmade(x); /* slots claimed before memory ran out */
+        return;
+    }
+    uv_thread_t helper;
+    bool threaded = xsplit_min && nm >= xsplit_min &&
+                    uv_thread_create(&helper, work_helper, &w) == 0;
+    take_work(&w);
+    if (threaded)
+        uv_thread_join(&helper);
+    for (size_t i = 0; i < nm; i++) {
+        XService *s = x->svcs[w.slot[i]];
+        if (s)
+            add_route(s, w.routes[i], &mv[i], x->o->expressions);
+        else
+            json_decref(w.routes[i]);
+    }
+    drop_unmade(x);
+    free(w.slot);
+    free(w.makes);
+    free(w.routes);
 }
 
 /*
@@ -943,32 +1033,7 @@ void xlate_ingresses(Xlate *x)
             xlate_add_tls(x, ings[i], obj_get_path(ings[i], "spec.tls"));
     free(tls);
 
-    RouteWork rw = {mv, nm, 0, x->o->expressions, legacy, NULL};
-    XService **owners = NULL;
-    uv_thread_t helper;
-    bool threaded = false;
-    if (xsplit_min && nm >= xsplit_min && (rw.routes = calloc(nm, sizeof(*rw.routes))) &&
-        (owners = calloc(nm, sizeof(*owners))))
-        threaded = uv_thread_create(&helper, build_routes, &rw) == 0;
-    for (size_t i = 0; i < nm; i++) {
-        XService *s = service_for(x, &mv[i], false);
-        if (threaded)
-            owners[i] = s;
-        else if (s)
-            add_route(s, route_of(&rw, i), &mv[i], x->o->expressions);
-    }
-    if (threaded) {
-        take_routes(&rw);
-        uv_thread_join(&helper);
-        for (size_t i = 0; i < nm; i++) {
-            if (owners[i])
-                add_route(owners[i], rw.routes[i], &mv[i], x->o->expressions);
-            else
-                json_decref(rw.routes[i]);
-        }
-    }
-    free(owners);
-    free(rw.routes);
+    routes_and_services(x, mv, nm, legacy);
     for (size_t i = 0; i < x->nsvcs; i++)
         apply_rewrite(x, x->svcs[i]);
 
