@@ -7,6 +7,8 @@
 #include "xlate_int.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,30 +33,69 @@ enum { REL_SERVICES, REL_ROUTES, REL_CONSUMERS, REL_GROUPS, REL_KINDS };
 /* What one KongPlugin ("ns:name") is attached to. Strings are borrowed from the run's entities. */
 typedef struct Rel {
     char *key;
+    uint64_t hash;
     PtrVec to[REL_KINDS];
     PtrVec refs;       /* the objects that reference it, for failures, but groups */
     PtrVec group_refs; /* the KongConsumerGroups, named only when no consumer refers */
 } Rel;
 
 typedef struct Rels {
-    json_t *index; /* key -> position in v: one hash lookup per reference */
     Rel *v;
     size_t n, cap;
+    uint32_t *slots; /* open addressing on the keys' hashes: 1 + position in v, 0 free */
+    size_t mask;
 } Rels;
 
+static uint64_t key_hash(const char *k)
+{
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 1099511628211u;
+    return h;
+}
+
+/* Room for one more key, the table at most half full. */
+static int rels_reserve(Rels *rels)
+{
+    if (rels->slots && 2 * (rels->n + 1) <= rels->mask + 1)
+        return 0;
+    size_t size = rels->slots ? 2 * (rels->mask + 1) : 64;
+    uint32_t *slots = calloc(size, sizeof(*slots));
+    if (!slots)
+        return -ENOMEM;
+    for (size_t i = 0; i < rels->n; i++) {
+        size_t at = rels->v[i].hash & (size - 1);
+        while (slots[at])
+            at = (at + 1) & (size - 1);
+        slots[at] = (uint32_t)i + 1;
+    }
+    free(rels->slots);
+    rels->slots = slots;
+    rels->mask = size - 1;
+    return 0;
+}
+
+/* The relations of KongPlugin @key ("ns:name"), made empty at first; NULL when memory runs out. */
 static Rel *rel_get(Rels *rels, const char *key)
 {
-    json_t *i = json_object_get(rels->index, key);
-    if (i)
-        return &rels->v[json_integer_value(i)];
-    if (util_grow(&rels->v, &rels->cap, rels->n, sizeof(*rels->v), 16) < 0)
+    uint64_t h = key_hash(key);
+    size_t at = rels->slots ? h & rels->mask : 0;
+    for (; rels->slots && rels->slots[at]; at = (at + 1) & rels->mask) {
+        Rel *r = &rels->v[rels->slots[at] - 1];
+        if (r->hash == h && !strcmp(r->key, key))
+            return r;
+    }
+    if (rels->n >= UINT32_MAX - 1 || rels_reserve(rels) < 0 ||
+        util_grow(&rels->v, &rels->cap, rels->n, sizeof(*rels->v), 16) < 0)
         return NULL;
+    for (at = h & rels->mask; rels->slots[at];) /* the table may have grown */
+        at = (at + 1) & rels->mask;
     Rel *r = &rels->v[rels->n];
     memset(r, 0, sizeof(*r));
     if (!(r->key = strdup(key)))
         return NULL;
-    json_object_set_new(rels->index, key, json_integer((json_int_t)rels->n));
-    rels->n++;
+    r->hash = h;
+    rels->slots[at] = (uint32_t)++rels->n;
     return r;
 }
 
@@ -68,7 +109,7 @@ static void rels_free(Rels *rels)
         free(rels->v[i].group_refs.v);
     }
     free(rels->v);
-    json_decref(rels->index);
+    free(rels->slots);
 }
 
 typedef struct Item {
@@ -156,8 +197,9 @@ bool xplugin_granted(Xlate *x, const char *ns, const json_t *from, const char *n
     return false;
 }
 
-/* Relation @what=@ref of plugin @s (a name, or "namespace:name") named by @obj. */
-static void relate_one(Xlate *x, Rels *rels, json_t *obj, int what, const char *ref, const char *s)
+/* Relation @what=@ref of plugin @s (a name, or "namespace:name") named by @obj, in @obj_ns. */
+static void relate_one(Xlate *x, Rels *rels, json_t *obj, const char *obj_ns, int what,
+                       const char *ref, const char *s)
 {
     const char *colon = strchr(s, ':');
     char key[600];
@@ -177,7 +219,7 @@ static void relate_one(Xlate *x, Rels *rels, json_t *obj, int what, const char *
             return;
         }
     } else {
-        xjoin(key, sizeof(key), obj_ns(obj), ":", s, NULL);
+        xjoin(key, sizeof(key), obj_ns, ":", s, NULL);
     }
     Rel *r = rel_get(rels, key);
     if (!r)
@@ -191,8 +233,8 @@ static void relate_one(Xlate *x, Rels *rels, json_t *obj, int what, const char *
  * comma-separated names, trimmed, as xsplit() reads them, without making a list of them (this
  * runs for every Service, route parent and consumer).
  */
-static void relate_ann(Xlate *x, Rels *rels, json_t *obj, int what, const char *ref,
-                       const char *ann)
+static void relate_ann(Xlate *x, Rels *rels, json_t *obj, const char *ns, int what,
+                       const char *ref, const char *ann)
 {
     if (!ann || !ref)
         return;
@@ -204,7 +246,7 @@ static void relate_ann(Xlate *x, Rels *rels, json_t *obj, int what, const char *
             if (s) {
                 memcpy(s, a, (size_t)(b - a));
                 s[b - a] = 0;
-                relate_one(x, rels, obj, what, ref, s);
+                relate_one(x, rels, obj, ns, what, ref, s);
                 if (s != small)
                     free(s);
             }
@@ -217,7 +259,7 @@ static void relate_ann(Xlate *x, Rels *rels, json_t *obj, int what, const char *
 
 static void relate(Xlate *x, Rels *rels, json_t *obj, int what, const char *ref)
 {
-    relate_ann(x, rels, obj, what, ref, obj_annotation(obj, ANN "plugins"));
+    relate_ann(x, rels, obj, obj_ns(obj), what, ref, obj_annotation(obj, ANN "plugins"));
 }
 
 /*
@@ -231,6 +273,7 @@ typedef struct RelReq {
     json_t *route; /* a route's Kong fields, where the name (ref) comes from */
     const char *ann;
     json_t *ann_of; /* where the annotation is read when not on @obj (a Service's facade) */
+    const char *ns; /* @obj's */
 } RelReq;
 
 static void read_rel_anns(void *ud, int half, size_t from, size_t to)
@@ -242,6 +285,8 @@ static void read_rel_anns(void *ud, int half, size_t from, size_t to)
         q[i].ann = obj_annotation(q[i].ann_of ? q[i].ann_of : q[i].obj, ANN "plugins");
         if (q[i].ann && q[i].route)
             q[i].ref = json_string_value(json_object_get(q[i].route, "name"));
+        if (q[i].ann)
+            q[i].ns = obj_ns(q[i].obj);
     }
 }
 
@@ -253,7 +298,7 @@ static void rel_req(Xlate *x, Rels *rels, RelReq *q, size_t *k, RelReq r)
         return;
     }
     read_rel_anns(&r, 0, 0, 1);
-    relate_ann(x, rels, r.obj, r.what, r.ref, r.ann);
+    relate_ann(x, rels, r.obj, r.ns, r.what, r.ref, r.ann);
 }
 
 static void relate_services(Xlate *x, Rels *rels)
@@ -279,7 +324,7 @@ static void relate_services(Xlate *x, Rels *rels)
     }
     xsplit_run(k, read_rel_anns, q);
     for (size_t i = 0; i < k; i++)
-        relate_ann(x, rels, q[i].obj, q[i].what, q[i].ref, q[i].ann);
+        relate_ann(x, rels, q[i].obj, q[i].ns, q[i].what, q[i].ref, q[i].ann);
     free(q);
 }
 
@@ -691,7 +736,7 @@ static void rel_range(void *ud, int half, size_t from, size_t to)
 
 void xlate_plugins(Xlate *x)
 {
-    Rels rels = {json_object(), NULL, 0, 0};
+    Rels rels = {NULL, 0, 0, NULL, 0};
     relate_services(x, &rels);
     size_t i;
     json_t *c;
