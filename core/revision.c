@@ -95,6 +95,7 @@ static Revision *make(json_t *config, json_t *failures, int fallback, XlatePlan 
                       Bytes *bytes)
 {
     Revision *r = calloc(1, sizeof(*r));
+    bool hashed = false;
     if (!r || (!config && !bytes))
         goto fail;
     r->refs = 1;
@@ -105,8 +106,9 @@ static Revision *make(json_t *config, json_t *failures, int fallback, XlatePlan 
     plan = NULL;
     if (!bytes) {
         size_t len = 0;
-        char *json = xlate_canonical_json_plan(config, &len, r->plan);
+        char *json = xlate_canonical_hashed(config, &len, r->plan, r->hash);
         bytes = json ? bytes_new(json, len) : NULL;
+        hashed = true;
     }
     r->bytes = bytes;
     bytes = NULL;
@@ -124,7 +126,8 @@ static Revision *make(json_t *config, json_t *failures, int fallback, XlatePlan 
         r->empty = c && config_empty(c);
         json_decref(c);
     }
-    util_sha256_hex(r->json, r->json_len, r->hash);
+    if (!hashed)
+        util_sha256_hex(r->json, r->json_len, r->hash);
     r->seq = __atomic_fetch_add(&next_seq, 1, __ATOMIC_RELAXED); /* also from the thread pool */
     return r;
 fail:

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -135,17 +136,59 @@ void util_sha256(const void *p, size_t n, unsigned char out[32])
     SHA256(p, n, out);
 }
 
-void util_sha256_hex(const void *p, size_t n, char out[65])
+static void hex32(const unsigned char d[32], char out[65])
 {
-    unsigned char d[32];
     static const char hex[] = "0123456789abcdef";
-
-    SHA256(p, n, d);
     for (int i = 0; i < 32; i++) {
         out[2 * i] = hex[d[i] >> 4];
         out[2 * i + 1] = hex[d[i] & 15];
     }
     out[64] = 0;
+}
+
+void util_sha256_hex(const void *p, size_t n, char out[65])
+{
+    unsigned char d[32];
+    SHA256(p, n, d);
+    hex32(d, out);
+}
+
+struct UtilSha256 {
+    EVP_MD_CTX *ctx;
+};
+
+UtilSha256 *util_sha256_begin(void)
+{
+    UtilSha256 *h = malloc(sizeof(*h));
+    if (!h)
+        return NULL;
+    h->ctx = EVP_MD_CTX_new();
+    if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h->ctx);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void util_sha256_add(UtilSha256 *h, const void *p, size_t n)
+{
+    if (h && n)
+        (void)EVP_DigestUpdate(h->ctx, p, n);
+}
+
+void util_sha256_end(UtilSha256 *h, char out[65])
+{
+    unsigned char d[32];
+    unsigned int len = 0;
+    if (!h)
+        return;
+    if (out && EVP_DigestFinal_ex(h->ctx, d, &len) == 1 && len == 32)
+        hex32(d, out);
+    else if (out)
+        out[0] = 0;
+    EVP_MD_CTX_free(h->ctx);
+    free(h);
 }
 
 /* 1 + the value of each hex digit, so that 0 (the default) marks every other byte. */

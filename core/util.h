@@ -36,6 +36,12 @@ char *buf_take(Buf *b);
 /* util_sha256_hex() - lower-case hex SHA-256 of @p into @out (65 bytes). */
 void util_sha256_hex(const void *p, size_t n, char out[65]);
 void util_sha256(const void *p, size_t n, unsigned char out[32]);
+/* The same over bytes given piece by piece: begin (NULL when memory runs out), add, end (frees
+ * the state; @out NULL only frees it). */
+typedef struct UtilSha256 UtilSha256;
+UtilSha256 *util_sha256_begin(void);
+void util_sha256_add(UtilSha256 *h, const void *p, size_t n);
+void util_sha256_end(UtilSha256 *h, char out[65]);
 
 /* util_uuid5() - RFC 4122 name-based UUID (SHA-1) of @name in namespace @ns (36-char text form). */
 int util_uuid5(const char *ns, const char *name, char out[37]);

@@ -99,6 +99,9 @@ int xlate_refresh_targets(Store *store, const XlatePlan *plan, const char *json,
 char *xlate_canonical_json(const json_t *config, size_t *ret_len);
 /* The same, also noting in @plan (may be NULL) where each upstream's bytes are. */
 char *xlate_canonical_json_plan(const json_t *config, size_t *ret_len, XlatePlan *plan);
+/* The same, with the bytes' SHA-256 (lower-case hex) in @hash, taken while they are written. */
+char *xlate_canonical_hashed(const json_t *config, size_t *ret_len, XlatePlan *plan,
+                             char hash[65]);
 
 /* xlate_to_json() - the canonical JSON indented by two spaces, for people. malloc'd. */
 char *xlate_to_json(const json_t *config);

@@ -30,9 +30,8 @@ typedef struct Out {
 
 /*
  * Room for @n more bytes, in huge pages (util_advise_huge(): the 2 MB pages wholly inside) from
- * 2 MB on. The second halves' buffers are 1.5-4 MB at 10,000 sets: in small pages they took a
- * thousand page faults (bench-translate 290 ms against 323, alternating; 1.4 MB more RSS). False
- * when memory runs out.
+ * 2 MB on: the output is 12 MB at 10,000 sets, and on this VM a fault per 4 KB page costs half as
+ * much again as one per 2 MB of zeroing. False when memory runs out.
  */
 static bool reserve_big(Out *o, size_t n)
 {
@@ -160,25 +159,20 @@ static size_t real_text(double d, char num[UTIL_FLOAT_MAX])
 
 static void canon(Out *o, const json_t *v);
 
-/* An array, noting where each element's bytes are when @spans is given. */
-static void canon_array(Out *o, const json_t *v, size_t *spans)
+static void canon_array(Out *o, const json_t *v)
 {
     size_t n = json_array_size(v);
     putc1(o, '[');
     for (size_t i = 0; i < n; i++) {
         if (i)
             putc1(o, ',');
-        if (spans)
-            spans[2 * i] = o->b.len;
         canon(o, json_array_get(v, i));
-        if (spans)
-            spans[2 * i + 1] = o->b.len;
     }
     putc1(o, ']');
 }
 
-/* An object with its keys sorted; with @plan, the top level notes where the upstreams are. */
-static void canon_object(Out *o, const json_t *v, XlatePlan *plan)
+/* An object with its keys sorted. */
+static void canon_object(Out *o, const json_t *v)
 {
     size_t n = json_object_size(v), i = 0;
     Key small[16];
@@ -208,11 +202,7 @@ static void canon_object(Out *o, const json_t *v, XlatePlan *plan)
             putc1(o, ',');
         json_str(o, keys[i].k, keys[i].n);
         putc1(o, ':');
-        if (plan && json_is_array(keys[i].v) && !strcmp(keys[i].k, "upstreams") &&
-            json_array_size(keys[i].v) == plan->nups)
-            canon_array(o, keys[i].v, plan->spans);
-        else
-            canon(o, keys[i].v);
+        canon(o, keys[i].v);
     }
     putc1(o, '}');
     if (keys != small)
@@ -223,10 +213,10 @@ static void canon(Out *o, const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_OBJECT:
-        canon_object(o, v, NULL);
+        canon_object(o, v);
         break;
     case JSON_ARRAY:
-        canon_array(o, v, NULL);
+        canon_array(o, v);
         break;
     case JSON_STRING:
         json_str(o, json_string_value(v), json_string_length(v));
@@ -251,162 +241,271 @@ static void canon(Out *o, const json_t *v)
 }
 
 /*
- * A configuration's big arrays are written by two threads: the second half of each array on a
- * helper thread into a buffer of its own, the rest on the caller's thread straight into the
- * output, which takes each second half as soon as it is done. The canonical writer is a fifth
- * of a translation's time at 10,000 Ingress sets, and tether has the second core to itself
- * while it translates. Below xsplit_min elements a thread is not worth starting.
+ * A configuration is written in chunks of its top-level arrays' elements, in order. With
+ * enough of them a helper thread takes chunks too, from a shared counter, and writes each into
+ * a slot of a small ring; the caller writes the chunks it takes straight into the output and
+ * copies the helper's into place as it reaches them. So the two threads end together however
+ * big each array's entities are; the helper's bytes are copied once, from slots that are
+ * reused (on this VM a new page costs as much as writing a megabyte into warm ones); and the
+ * caller takes the SHA-256 of the bytes as they are placed, while the helper goes on.
  */
+#define CHUNK_ELEMS 32
+#define RING 8
 
-typedef struct Half {
-    const json_t *arr;
-    size_t from, to;
-    size_t *spans; /* where elements start and end; made absolute when joined */
-    Out *o;        /* the output (first half) or own (second half) */
-    Out own;
-    uv_sem_t done;
-} Half;
+typedef struct Chunk {
+    size_t key, from, to; /* elements [from, to) of the array keys[key] */
+} Chunk;
 
-typedef struct Split {
-    Key keys[16]; /* a configuration's top-level keys, sorted */
+typedef struct Slot {
+    Out out;      /* reused from chunk to chunk */
+    size_t chunk; /* the chunk it holds, when full */
+    bool full;
+} Slot;
+
+typedef struct Writer {
+    Key *keys; /* the configuration's, sorted */
     size_t nkeys;
-    bool split[16];
-    Half second[16];
-} Split;
+    Chunk *chunks;
+    size_t nchunks;
+    size_t next;      /* the first chunk nobody has taken (atomic) */
+    size_t spans_key; /* the key whose element spans the plan wants (nkeys: none) */
+    size_t *spans;
+    Slot ring[RING];
+    uv_mutex_t lock;
+    uv_cond_t cond;
+} Writer;
 
-static void write_half(Half *h)
+/* Chunk @c's elements, comma-separated, into @o (spans relative to @o's start). */
+static void write_chunk(Out *o, Writer *w, const Chunk *c)
 {
-    Out *o = h->o;
-    for (size_t i = h->from; i < h->to; i++) {
-        if (i + 3 < h->to) { /* an entity's values sit together in the arena: its first 1 KB */
-            const char *e = (const char *)json_array_get(h->arr, i + 3);
+    const json_t *arr = w->keys[c->key].v;
+    size_t *spans = c->key == w->spans_key ? w->spans : NULL;
+    for (size_t i = c->from; i < c->to; i++) {
+        if (i + 3 < c->to) { /* an entity's values sit together in the arena: its first 1 KB */
+            const char *e = (const char *)json_array_get(arr, i + 3);
             for (int l = 0; l < 16; l++)
                 __builtin_prefetch(e + 64 * l);
         }
-        if (i > h->from)
+        if (i > c->from)
             putc1(o, ',');
-        if (h->spans)
-            h->spans[2 * (i - h->from)] = o->b.len;
-        canon(o, json_array_get(h->arr, i));
-        if (h->spans)
-            h->spans[2 * (i - h->from) + 1] = o->b.len;
+        if (spans)
+            spans[2 * i] = o->b.len;
+        canon(o, json_array_get(arr, i));
+        if (spans)
+            spans[2 * i + 1] = o->b.len;
     }
 }
 
-static void write_second_halves(void *arg)
+static void helper_chunks(void *arg)
 {
-    Split *sp = arg;
-    for (size_t k = 0; k < sp->nkeys; k++) {
-        if (sp->split[k]) {
-            write_half(&sp->second[k]);
-            uv_sem_post(&sp->second[k].done);
-        }
+    Writer *w = arg;
+    size_t c;
+    while ((c = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->nchunks) {
+        Slot *s = &w->ring[c % RING];
+        uv_mutex_lock(&w->lock);
+        while (s->full) /* until the caller has placed the chunk before it in this slot */
+            uv_cond_wait(&w->cond, &w->lock);
+        uv_mutex_unlock(&w->lock);
+        s->out.b.len = 0;
+        write_chunk(&s->out, w, &w->chunks[c]);
+        uv_mutex_lock(&w->lock);
+        s->chunk = c;
+        s->full = true;
+        uv_cond_broadcast(&w->cond);
+        uv_mutex_unlock(&w->lock);
     }
 }
 
-/* An array's spans, when it is the plan's upstreams. */
-static size_t *spans_of(const Key *k, XlatePlan *plan)
+/* The keys from *@at up to (not including) @upto that have no chunk, whole, after a comma. */
+static void write_plain_keys(Out *o, Writer *w, size_t *at, size_t upto)
 {
-    if (plan && !strcmp(k->k, "upstreams") && json_array_size(k->v) == plan->nups)
-        return plan->spans;
-    return NULL;
+    for (; *at < upto; (*at)++) {
+        Key *k = &w->keys[*at];
+        if (*at)
+            putc1(o, ',');
+        json_str(o, k->k, k->n);
+        putc1(o, ':');
+        canon(o, k->v);
+    }
 }
 
-/* Plan @sp for @config; false when it is not worth a thread (or not a configuration). */
-static bool split_plan(Split *sp, const json_t *config, XlatePlan *plan)
+/* What goes before chunk @c: the keys before its array, the array's opening, or a comma. */
+static void chunk_opening(Out *o, Writer *w, size_t c, size_t *key_at)
 {
-    size_t total = 0;
-    const char *k;
-    json_t *v;
-    if (!json_is_object(config) || json_object_size(config) > 16)
+    const Chunk *ch = &w->chunks[c];
+    if (ch->from) {
+        putc1(o, ',');
+        return;
+    }
+    write_plain_keys(o, w, key_at, ch->key);
+    if (ch->key)
+        putc1(o, ',');
+    json_str(o, w->keys[ch->key].k, w->keys[ch->key].n);
+    put(o, ":[", 2);
+    *key_at = ch->key + 1;
+}
+
+static void chunk_closing(Out *o, Writer *w, size_t c)
+{
+    const Chunk *ch = &w->chunks[c];
+    if (ch->to == json_array_size(w->keys[ch->key].v))
+        putc1(o, ']');
+}
+
+/* The helper's chunk @c, waited for and copied into place. */
+static void place_slot(Out *o, Writer *w, size_t c)
+{
+    Slot *s = &w->ring[c % RING];
+    uv_mutex_lock(&w->lock);
+    while (!s->full || s->chunk != c)
+        uv_cond_wait(&w->cond, &w->lock);
+    uv_mutex_unlock(&w->lock);
+    const Chunk *ch = &w->chunks[c];
+    size_t base = o->b.len;
+    put(o, s->out.b.data, s->out.b.len);
+    o->oom |= s->out.oom;
+    for (size_t i = ch->from; ch->key == w->spans_key && i < ch->to; i++) {
+        w->spans[2 * i] += base;
+        w->spans[2 * i + 1] += base;
+    }
+    uv_mutex_lock(&w->lock);
+    s->full = false;
+    uv_cond_broadcast(&w->cond);
+    uv_mutex_unlock(&w->lock);
+}
+
+/* The chunks of @w's arrays; false when memory runs out. */
+static bool plan_chunks(Writer *w)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < w->nkeys; k++)
+        if (json_is_array(w->keys[k].v))
+            n += (json_array_size(w->keys[k].v) + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
+    w->chunks = malloc((n ? n : 1) * sizeof(*w->chunks));
+    if (!w->chunks)
         return false;
-    memset(sp, 0, sizeof(*sp));
-    json_object_foreach((json_t *)config, k, v)
-    {
-        sp->keys[sp->nkeys++] = (Key){k, strlen(k), v};
-        total += json_array_size(v);
-    }
-    if (!xsplit_min || total < xsplit_min)
-        return false;
-    qsort(sp->keys, sp->nkeys, sizeof(*sp->keys), cmp_key);
-    for (size_t i = 0; i < sp->nkeys; i++) {
-        size_t n = json_array_size(sp->keys[i].v);
-        if (n < 2 || uv_sem_init(&sp->second[i].done, 0) < 0)
-            continue;
-        sp->split[i] = true;
-        Half *h = &sp->second[i];
-        h->arr = sp->keys[i].v;
-        h->from = n / 2;
-        h->to = n;
-        h->o = &h->own;
-        reserve_big(h->o, (n - n / 2) * ENTITY_BYTES); /* a failure is the output's, joined */
-        size_t *spans = spans_of(&sp->keys[i], plan);
-        h->spans = spans ? spans + 2 * h->from : NULL;
+    for (size_t k = 0; k < w->nkeys; k++) {
+        size_t len = json_is_array(w->keys[k].v) ? json_array_size(w->keys[k].v) : 0;
+        for (size_t from = 0; from < len; from += CHUNK_ELEMS)
+            w->chunks[w->nchunks++] =
+                (Chunk){k, from, from + CHUNK_ELEMS < len ? from + CHUNK_ELEMS : len};
     }
     return true;
 }
 
-static void canon_split(Out *o, Split *sp, XlatePlan *plan)
+/* Bytes [*@hashed, now) of @o into @h. */
+static void hash_new(Out *o, UtilSha256 *h, size_t *hashed)
 {
-    uv_thread_t helper;
-    bool threaded = uv_thread_create(&helper, write_second_halves, sp) == 0;
-    if (!threaded)
-        write_second_halves(sp);
-    putc1(o, '{');
-    for (size_t i = 0; i < sp->nkeys; i++) {
-        Key *k = &sp->keys[i];
-        size_t *spans = spans_of(k, plan);
-        if (i)
-            putc1(o, ',');
-        json_str(o, k->k, k->n);
-        putc1(o, ':');
-        if (!sp->split[i]) {
-            if (spans && json_is_array(k->v))
-                canon_array(o, k->v, spans);
-            else
-                canon(o, k->v);
-            continue;
-        }
-        Half *second = &sp->second[i];
-        Half first = {.arr = k->v, .from = 0, .to = second->from, .spans = spans, .o = o};
-        putc1(o, '[');
-        write_half(&first);
-        uv_sem_wait(&second->done);
-        uv_sem_destroy(&second->done);
-        putc1(o, ',');
-        size_t base = o->b.len;
-        put(o, second->own.b.data, second->own.b.len);
-        o->oom |= second->own.oom;
-        buf_deinit(&second->own.b);
-        for (size_t e = 0; second->spans && e < 2 * (second->to - second->from); e++)
-            second->spans[e] += base;
-        putc1(o, ']');
+    if (h && !o->oom) {
+        util_sha256_add(h, o->b.data + *hashed, o->b.len - *hashed);
+        *hashed = o->b.len;
     }
-    putc1(o, '}');
-    if (threaded)
-        uv_thread_join(&helper);
 }
 
-static char *canonical(const json_t *config, size_t *ret_len, XlatePlan *plan)
+/* A configuration object: its keys sorted, its arrays in chunks (see above). */
+static void write_config(Out *o, const json_t *config, XlatePlan *plan, UtilSha256 *h)
+{
+    Writer w;
+    memset(&w, 0, sizeof(w));
+    size_t n = json_object_size(config), total = 0, hashed = o->b.len;
+    w.keys = malloc((n ? n : 1) * sizeof(*w.keys));
+    if (!w.keys) {
+        o->oom = true;
+        return;
+    }
+    for (void *it = json_object_iter((json_t *)config); it && w.nkeys < n;
+         it = json_object_iter_next((json_t *)config, it)) {
+        Key *k = &w.keys[w.nkeys++];
+        *k = (Key){json_object_iter_key(it), json_object_iter_key_len(it),
+                   json_object_iter_value(it)};
+        total += json_is_array(k->v) ? json_array_size(k->v) : 0;
+    }
+    qsort(w.keys, w.nkeys, sizeof(*w.keys), cmp_key);
+    w.spans_key = w.nkeys;
+    for (size_t k = 0; plan && k < w.nkeys; k++)
+        if (!strcmp(w.keys[k].k, "upstreams") && json_is_array(w.keys[k].v) &&
+            json_array_size(w.keys[k].v) == plan->nups) {
+            w.spans_key = k;
+            w.spans = plan->spans;
+        }
+    if (!plan_chunks(&w)) {
+        free(w.keys);
+        o->oom = true;
+        return;
+    }
+    uv_thread_t helper;
+    bool threaded = xsplit_min && total >= xsplit_min && w.nchunks > 1;
+    if (threaded && uv_mutex_init(&w.lock) < 0)
+        threaded = false;
+    if (threaded && uv_cond_init(&w.cond) < 0) {
+        uv_mutex_destroy(&w.lock);
+        threaded = false;
+    }
+    if (threaded && uv_thread_create(&helper, helper_chunks, &w) != 0) {
+        uv_cond_destroy(&w.cond);
+        uv_mutex_destroy(&w.lock);
+        threaded = false;
+    }
+
+    size_t placed = 0, key_at = 0;
+    putc1(o, '{');
+    for (;;) {
+        /* Take a chunk; those before it that the helper took are placed first, in order. */
+        size_t c = threaded ? __atomic_fetch_add(&w.next, 1, __ATOMIC_RELAXED) : placed;
+        for (; placed < c && placed < w.nchunks; placed++) {
+            chunk_opening(o, &w, placed, &key_at);
+            place_slot(o, &w, placed);
+            chunk_closing(o, &w, placed);
+            hash_new(o, h, &hashed);
+        }
+        if (c >= w.nchunks)
+            break;
+        chunk_opening(o, &w, c, &key_at);
+        write_chunk(o, &w, &w.chunks[c]); /* its spans are relative to the output's start */
+        chunk_closing(o, &w, c);
+        hash_new(o, h, &hashed);
+        placed = c + 1;
+    }
+    write_plain_keys(o, &w, &key_at, w.nkeys);
+    putc1(o, '}');
+    hash_new(o, h, &hashed);
+    if (threaded) {
+        uv_thread_join(&helper);
+        uv_cond_destroy(&w.cond);
+        uv_mutex_destroy(&w.lock);
+    }
+    for (size_t i = 0; i < RING; i++)
+        buf_deinit(&w.ring[i].out.b);
+    free(w.chunks);
+    free(w.keys);
+}
+
+static char *canonical(const json_t *config, size_t *ret_len, XlatePlan *plan, char hash[65])
 {
     Out o = {BUF_INIT, false};
-    Split sp;
     size_t entities = 0;
     const char *k;
     json_t *v;
+    UtilSha256 *h = hash ? util_sha256_begin() : NULL;
+    if (hash && !h)
+        return NULL;
     if (json_is_object(config))
         json_object_foreach((json_t *)config, k, v)
             entities += json_array_size(v);
-    if (!reserve_big(&o, ((size_t)1 << 16) + entities * ENTITY_BYTES))
+    if (!reserve_big(&o, ((size_t)1 << 16) + entities * ENTITY_BYTES)) {
+        util_sha256_end(h, NULL);
         return NULL;
-    if (split_plan(&sp, config, plan)) {
-        canon_split(&o, &sp, plan);
-    } else if (plan && json_is_object(config)) {
-        canon_object(&o, config, plan);
+    }
+    if (json_is_object(config)) {
+        write_config(&o, config, plan, h);
     } else {
         canon(&o, config);
+        if (h && !o.oom)
+            util_sha256_add(h, o.b.data, o.b.len);
     }
-    if (o.oom || buf_reserve(&o.b, 0) < 0) {
+    if (h)
+        util_sha256_end(h, o.oom ? NULL : hash);
+    if (o.oom || (hash && !hash[0]) || buf_reserve(&o.b, 0) < 0) {
         buf_deinit(&o.b);
         return NULL;
     }
@@ -418,12 +517,18 @@ static char *canonical(const json_t *config, size_t *ret_len, XlatePlan *plan)
 
 char *xlate_canonical_json(const json_t *config, size_t *ret_len)
 {
-    return canonical(config, ret_len, NULL);
+    return canonical(config, ret_len, NULL, NULL);
 }
 
 char *xlate_canonical_json_plan(const json_t *config, size_t *ret_len, XlatePlan *plan)
 {
-    return canonical(config, ret_len, plan);
+    return canonical(config, ret_len, plan, NULL);
+}
+
+char *xlate_canonical_hashed(const json_t *config, size_t *ret_len, XlatePlan *plan,
+                             char hash[65])
+{
+    return canonical(config, ret_len, plan, hash);
 }
 
 /* For xlate_refresh_targets(): append @v's canonical bytes to @b. */

@@ -16,6 +16,7 @@
 
 #include "manifest.h"
 #include "store.h"
+#include "util.h"
 #include "xlate.h"
 #include "xlate_int.h"
 
@@ -260,6 +261,74 @@ static void test_no_plan_without_upstreams(void **state)
     store_free(st);
 }
 
+
+/*
+ * The canonical writer's chunks: a configuration of big arrays whose entities differ in size
+ * (so that chunks cost unevenly), keys out of order, an empty array and plain values. Written by
+ * one thread and by two, the bytes must be jansson's own compact sorted dump, the hash theirs,
+ * and each upstream's span in the plan must hold that upstream's bytes.
+ */
+static void test_canonical_chunks(void **state)
+{
+    (void)state;
+    json_t *cfg = json_object();
+    json_t *ups = json_array(), *svcs = json_array(), *plugins = json_array();
+    for (int i = 0; i < 1500; i++) {
+        json_t *targets = json_array();
+        for (int t = 0; t < i % 40; t++) {
+            char addr[32];
+            snprintf(addr, sizeof(addr), "10.0.%d.%d:80", i % 250, t);
+            json_array_append_new(targets, json_pack("{s:s,s:i}", "target", addr, "weight", t));
+        }
+        json_array_append_new(ups, json_pack("{s:s,s:o,s:b}", "name", "up", "targets", targets,
+                                             "x\"y", i & 1));
+    }
+    for (int i = 0; i < 700; i++)
+        json_array_append_new(svcs, json_pack("{s:i,s:s,s:[s]}", "port", i, "name", "svc\n",
+                                              "tags", "t"));
+    for (int i = 0; i < 33; i++)
+        json_array_append_new(plugins, json_pack("{s:s}", "name", "p"));
+    json_object_set_new(cfg, "upstreams", ups);
+    json_object_set_new(cfg, "_format_version", json_string("3.0"));
+    json_object_set_new(cfg, "services", svcs);
+    json_object_set_new(cfg, "certificates", json_array());
+    json_object_set_new(cfg, "plugins", plugins);
+    json_object_set_new(cfg, "zz", json_pack("{s:n}", "b"));
+    char *want = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_non_null(want);
+    char want_hash[65];
+    util_sha256_hex(want, strlen(want), want_hash);
+
+    size_t saved = xsplit_min;
+    for (int threads = 1; threads <= 2; threads++) {
+        XlatePlan plan;
+        memset(&plan, 0, sizeof(plan));
+        plan.nups = json_array_size(ups);
+        plan.spans = calloc(2 * plan.nups, sizeof(size_t));
+        xsplit_min = threads == 2 ? 1 : 0;
+        size_t len;
+        char hash[65];
+        char *j = xlate_canonical_hashed(cfg, &len, &plan, hash);
+        assert_non_null(j);
+        assert_int_equal(len, strlen(want));
+        assert_string_equal(j, want);
+        assert_string_equal(hash, want_hash);
+        for (size_t i = 0; i < plan.nups; i++) {
+            char *one = json_dumps(json_array_get(ups, i), JSON_COMPACT | JSON_SORT_KEYS);
+            size_t a = plan.spans[2 * i], b = plan.spans[2 * i + 1];
+            assert_true(a < b && b <= len);
+            assert_int_equal(b - a, strlen(one));
+            assert_memory_equal(j + a, one, b - a);
+            free(one);
+        }
+        free(plan.spans);
+        free(j);
+    }
+    xsplit_min = saved;
+    free(want);
+    json_decref(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_refresh_matches_full_drain),
         cmocka_unit_test(test_no_plan_without_upstreams),
         cmocka_unit_test(test_store_changes),
+        cmocka_unit_test(test_canonical_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
