@@ -26,7 +26,7 @@ void memtrim_now(void)
 #ifdef __GLIBC__
     /* The pool threads' malloc arenas keep what was freed (big buffers are mapped on their own:
      * see util_tune_malloc()). Trimming locks every arena. */
-    malloc_trim(0);
+    util_heap_trim();
 #endif
     jarena_trim();
     __atomic_add_fetch(&mt.count, 1, __ATOMIC_RELAXED);

@@ -705,6 +705,12 @@ int util_write_file_atomic(const char *path, const void *p, size_t n, int mode)
     return 0;
 }
 
+/*
+ * The main heap grows by at least this much at a time (untouched pages cost nothing), so that
+ * what a translation adds to it lies in memory already advised to use huge pages.
+ */
+#define HEAP_PAD ((size_t)32 << 20)
+
 void util_tune_malloc(void)
 {
 #ifdef __GLIBC__
@@ -712,6 +718,65 @@ void util_tune_malloc(void)
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
     mallopt(M_MXFAST, 0);
+    mallopt(M_TOP_PAD, HEAP_PAD);
+    free(malloc(1)); /* the heap exists, and its pad */
+    util_heap_huge();
+#endif
+}
+
+#ifdef __GLIBC__
+/* The main heap's first byte, from /proc/self/maps; 0 when it cannot be found. */
+static uintptr_t heap_start(void)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    char line[512];
+    uintptr_t lo = 0;
+    while (f && !lo && fgets(line, sizeof(line), f))
+        if (strstr(line, "[heap]"))
+            lo = (uintptr_t)strtoull(line, NULL, 16); /* "start-end perms ..." */
+    if (f)
+        fclose(f);
+    return lo;
+}
+#endif
+
+static struct {
+    pthread_mutex_t lock;
+    uintptr_t lo;   /* the main heap's first byte, 0 until found */
+    uintptr_t kept; /* its end at the last trim: what is below is no longer advised */
+} heap = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+
+void util_heap_huge(void)
+{
+#if defined(__GLIBC__) && defined(MADV_HUGEPAGE)
+    pthread_mutex_lock(&heap.lock);
+    if (!heap.lo)
+        heap.lo = heap_start();
+    uintptr_t top = (uintptr_t)sbrk(0), from = heap.kept > heap.lo ? heap.kept : heap.lo;
+    /* Each call from there to the end: what brk adds after a trim is a mapping of its own. */
+    if (heap.lo && top != (uintptr_t)-1 && top > from)
+        (void)madvise((void *)from, top - from, MADV_HUGEPAGE);
+    pthread_mutex_unlock(&heap.lock);
+#endif
+}
+
+void util_heap_trim(void)
+{
+#ifdef __GLIBC__
+    pthread_mutex_lock(&heap.lock);
+    malloc_trim(0);
+#ifdef MADV_NOHUGEPAGE
+    /*
+     * The trim handed back the pages of free chunks, holes in huge pages among others. khugepaged
+     * would fill such a range again (a huge page wholly resident) as long as one of its pages is
+     * in use: no huge pages below the heap's end any more.
+     */
+    uintptr_t top = (uintptr_t)sbrk(0);
+    if (heap.lo && top != (uintptr_t)-1 && top > heap.lo &&
+        madvise((void *)heap.lo, top - heap.lo, MADV_NOHUGEPAGE) == 0)
+        heap.kept = top;
+#endif
+    pthread_mutex_unlock(&heap.lock);
 #endif
 }
 

@@ -87,9 +87,21 @@ int util_write_file_atomic(const char *path, const void *p, size_t n, int mode);
  * each 10 MB configuration and thread arenas keep tens of MB. No fast bins either: a load frees
  * a million small values into them, and the next big request in that arena (a translation's
  * first array) had to consolidate them all; freed chunks now merge as they are freed, and the
- * per-thread cache still serves the small sizes. No-op elsewhere.
+ * per-thread cache still serves the small sizes. The main heap grows 32 MB at a time and asks
+ * for huge pages (util_heap_huge()). No-op elsewhere.
  */
 void util_tune_malloc(void);
+/*
+ * util_heap_huge() - advise huge pages on the whole of glibc's main heap (brk), as it is now.
+ * A translation's working memory is a few hundred thousand small allocations, new memory in a
+ * fresh process; on a virtual machine each 4 KB page's first touch is a fault of about 15 µs
+ * (the hypervisor shadows page tables), one per 2 MB much less. Called at each translation's
+ * start: what brk adds is a mapping of its own, without the advice. What was below the heap's end
+ * at the last util_heap_trim() is left as it is.
+ */
+void util_heap_huge(void);
+/* util_heap_trim() - malloc_trim(0), and no huge pages where it left holes (see there). */
+void util_heap_trim(void);
 /*
  * util_advise_huge() - ask for huge pages where [@p, @p + @n) holds whole ones: for big buffers
  * written once from end to end (a configuration's canonical JSON), whose first touch of each

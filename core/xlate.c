@@ -1257,6 +1257,7 @@ static int run(Store *store, const XlateOptions *o, json_t **ret_config, json_t 
         o = &def;
     }
     memset(&x, 0, sizeof(x));
+    util_heap_huge(); /* the working memory below: see there */
     jarena_enter();
     x.st = store;
     x.o = o;

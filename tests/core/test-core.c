@@ -1359,6 +1359,66 @@ static int memtrim_at_once(void **state)
  * pages in place for the next translation; once releases pause, a tick trims in the thread pool.
  * Without deferral, a release trims at once.
  */
+
+/* Whether the mapping that holds @p has @flag among its VmFlags in /proc/self/smaps. */
+static bool mapping_flag(const void *p, const char *flag)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    bool in = false, has = false;
+    while (f && fgets(line, sizeof(line), f)) {
+        char *end;
+        unsigned long long a = strtoull(line, &end, 16); /* a mapping's line: "start-end ..." */
+        if (end != line && *end == '-') {
+            unsigned long long b = strtoull(end + 1, NULL, 16);
+            in = (uintptr_t)p >= a && (uintptr_t)p < b;
+        } else if (in && !strncmp(line, "VmFlags:", 8)) {
+            char want[8];
+            snprintf(want, sizeof(want), " %s", flag);
+            has = strstr(line, want) != NULL;
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    return has;
+}
+
+/*
+ * glibc's main heap: no huge pages where a trim left holes (khugepaged would fill them), and
+ * huge pages for what it grew by since, once a translation starts.
+ */
+static void test_heap_huge_pages(void **state)
+{
+    (void)state;
+    util_tune_malloc();
+    void *small = malloc(100);
+    /* Not with another malloc (sanitizers and valgrind have their own: the gcc build runs it),
+     * nor without huge pages in the kernel. (cmocka's skip() reads as a failure to meson.) */
+    if (sbrk(0) <= small || access("/sys/kernel/mm/transparent_hugepage/enabled", R_OK) != 0) {
+        free(small);
+        return;
+    }
+    util_heap_trim();
+    assert_true(mapping_flag(small, "nh"));
+    assert_false(mapping_flag(small, "hg"));
+    /* Pieces below the mapping threshold until one is past the trimmed end: the heap grew by
+     * brk (untouched: only their headers are written). */
+    char *end = sbrk(0);
+    void *v[2000];
+    int n = 0;
+    while (n < 2000 && (n == 0 || (char *)v[n - 1] < end))
+        assert_non_null(v[n++] = malloc(200 * 1024));
+    assert_true((char *)v[n - 1] >= end);
+    util_heap_huge();
+    assert_true(mapping_flag(v[n - 1], "hg"));
+    assert_true(mapping_flag(small, "nh")); /* below the trimmed end: left alone */
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(small);
+    util_heap_trim();
+}
+
 static void test_memtrim_deferred(void **state)
 {
     (void)state;
@@ -1973,6 +2033,7 @@ int main(void)
         cmocka_unit_test(test_arena_pause_and_big_values),
         cmocka_unit_test(test_arena_trims_whole_chunks),
         cmocka_unit_test_teardown(test_memtrim_deferred, memtrim_at_once),
+        cmocka_unit_test(test_heap_huge_pages),
         cmocka_unit_test(test_translation_returns_arena_blocks),
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_annotation_view),
