@@ -605,11 +605,16 @@ static json_t *plugin_entity(Xlate *x, json_t *kp)
     return p;
 }
 
-static void add_plugin(Xlate *x, json_t *base, const char *svc, const char *route,
+/* @left: the instances of @base still to add, this one included. */
+static void add_plugin(Xlate *x, json_t *base, size_t *left, const char *svc, const char *route,
                        const char *consumer, const char *group)
 {
-    /* Each instance gets its own top-level object (ids, attachments); the rest is shared. */
-    json_t *p = json_copy(base);
+    /*
+     * Each instance gets its own top-level object (ids, attachments); the rest is shared. The
+     * last takes @base itself: most KongPlugins have one instance, and a copy was 5 MB of new
+     * memory at 10,000 of them.
+     */
+    json_t *p = --*left ? json_copy(base) : json_incref(base);
     if (svc)
         json_object_set_new(p, "service", json_string(svc));
     if (route)
@@ -713,22 +718,24 @@ static void rel_range(void *ud, int half, size_t from, size_t to)
         /* KIC's combinations: consumers (or else groups) times services and routes. */
         bool is_group = !cons->n && groups->n;
         const PtrVec *who = cons->n ? cons : groups->n ? groups : NULL;
+        size_t left = who ? (svcs->n + routes->n ? svcs->n + routes->n : 1) * who->n
+                          : svcs->n + routes->n;
         if (who) {
 #define WHO(b) is_group ? NULL : who->v[b], is_group ? who->v[b] : NULL
             for (size_t b = 0; b < who->n && !svcs->n && !routes->n; b++)
-                add_plugin(x, base, NULL, NULL, WHO(b));
+                add_plugin(x, base, &left, NULL, NULL, WHO(b));
             for (size_t a = 0; a < svcs->n; a++)
                 for (size_t b = 0; b < who->n; b++)
-                    add_plugin(x, base, svcs->v[a], NULL, WHO(b));
+                    add_plugin(x, base, &left, svcs->v[a], NULL, WHO(b));
             for (size_t a = 0; a < routes->n; a++)
                 for (size_t b = 0; b < who->n; b++)
-                    add_plugin(x, base, NULL, routes->v[a], WHO(b));
+                    add_plugin(x, base, &left, NULL, routes->v[a], WHO(b));
 #undef WHO
         } else {
             for (size_t a = 0; a < svcs->n; a++)
-                add_plugin(x, base, svcs->v[a], NULL, NULL, NULL);
+                add_plugin(x, base, &left, svcs->v[a], NULL, NULL, NULL);
             for (size_t a = 0; a < routes->n; a++)
-                add_plugin(x, base, NULL, routes->v[a], NULL, NULL);
+                add_plugin(x, base, &left, NULL, routes->v[a], NULL, NULL);
         }
         json_decref(base);
     }
