@@ -1312,7 +1312,7 @@ static int run(Store *store, const XlateOptions *o, json_t **ret_config, json_t 
     json_decref(x.plugins);
     json_decref(x.vaults);
     json_decref(x.custom);
-    json_decref(x.slices_by_svc);
+    xslice_index_free(x.slices);
     /* Failures outlive the configuration (they are kept for Events): copy them out of the arena. */
     int arena = jarena_pause();
     json_t *failures = json_deep_copy(x.failures);

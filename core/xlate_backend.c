@@ -359,12 +359,101 @@ static void add_target(json_t *targets, json_t *index, const char *t, bool has_w
 
 #define OWNER "kubernetes.io/service-name"
 
-static void index_slice(json_t *index, json_t *slice, const char *key)
+/*
+ * The index: each slice once, in the store's order, chained to the next of its Service; an open
+ * addressing table on the Services' hashes holds each chain's first and last. C, not jansson: a
+ * json object of arrays was 4.6 MB of a translation's new memory at 10,000 Services.
+ */
+typedef struct SliceEnt {
+    uint64_t hash;
+    const char *ns, *svc; /* borrowed from the slice */
+    json_t *slice;
+    size_t next; /* 1 + the next of this Service's, 0 at the last */
+} SliceEnt;
+
+struct SliceIndex {
+    SliceEnt *v;
+    size_t n;
+    size_t (*slots)[2]; /* 1 + first, 1 + last; {0, 0}: free */
+    size_t mask;
+};
+
+static uint64_t svc_hash(const char *ns, const char *svc)
 {
-    json_t *l = json_object_get(index, key);
-    if (!l)
-        json_object_set_new(index, key, l = json_array());
-    json_array_append(l, slice);
+    uint64_t h = 1469598103934665603u; /* FNV-1a of "ns/svc" */
+    for (const char *p = ns; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211u;
+    h = (h ^ '/') * 1099511628211u;
+    for (const char *p = svc; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211u;
+    return h;
+}
+
+/* The slot of Service @ns/@svc: its own, or the free one where it would go. */
+static size_t slice_slot(const SliceIndex *ix, uint64_t h, const char *ns, const char *svc)
+{
+    size_t at = h & ix->mask;
+    for (; ix->slots[at][0]; at = (at + 1) & ix->mask) {
+        const SliceEnt *e = &ix->v[ix->slots[at][0] - 1];
+        if (e->hash == h && !strcmp(e->svc, svc) && !strcmp(e->ns, ns))
+            break;
+    }
+    return at;
+}
+
+/* For at most @max slices; NULL when memory runs out. */
+static SliceIndex *slice_index_new(size_t max)
+{
+    SliceIndex *ix = calloc(1, sizeof(*ix));
+    size_t size = 16;
+    while (size < 2 * max)
+        size *= 2;
+    if (ix) {
+        ix->v = malloc((max ? max : 1) * sizeof(*ix->v));
+        ix->slots = calloc(size, sizeof(*ix->slots));
+        ix->mask = size - 1;
+    }
+    if (!ix || !ix->v || !ix->slots) {
+        xslice_index_free(ix);
+        return NULL;
+    }
+    return ix;
+}
+
+static void index_slice(SliceIndex *ix, json_t *slice, const char *ns, const char *svc)
+{
+    uint64_t h = svc_hash(ns, svc);
+    size_t at = slice_slot(ix, h, ns, svc), i = ix->n++;
+    ix->v[i] = (SliceEnt){h, ns, svc, slice, 0};
+    if (ix->slots[at][0])
+        ix->v[ix->slots[at][1] - 1].next = i + 1;
+    else
+        ix->slots[at][0] = i + 1;
+    ix->slots[at][1] = i + 1;
+}
+
+json_t *xslice_next(const SliceIndex *ix, const char *ns, const char *svc, size_t *it)
+{
+    if (!ix || *it == SIZE_MAX)
+        return NULL;
+    if (!*it)
+        *it = ix->slots[slice_slot(ix, svc_hash(ns, svc), ns, svc)][0];
+    else
+        *it = ix->v[*it - 1].next;
+    if (!*it) {
+        *it = SIZE_MAX;
+        return NULL;
+    }
+    return ix->v[*it - 1].slice;
+}
+
+void xslice_index_free(SliceIndex *ix)
+{
+    if (!ix)
+        return;
+    free(ix->v);
+    free(ix->slots);
+    free(ix);
 }
 
 /* The first of the sorted @all in namespace @ns (n when none). */
@@ -381,11 +470,7 @@ static size_t first_in_ns(json_t *const *all, size_t n, const char *ns)
     return lo;
 }
 
-/*
- * EndpointSlices by the Service that owns them ("ns/name" -> [slices]): of every Service, or
- * only of the @only ones (keys of an object; each gets an entry, empty when it has no slices).
- * The store lists slices by namespace, so a few Services cost a short scan each.
- */
+/* The owners of cold slices are read on two threads; the index is made in order. */
 typedef struct SliceOwners {
     json_t *const *all;
     const char **owner, **ns;
@@ -402,14 +487,15 @@ static void read_owners(void *ud, int half, size_t from, size_t to)
     }
 }
 
-json_t *xslice_index(Store *st, const json_t *only)
+/* The store lists slices by namespace, so a few @only Services cost a short scan each. */
+SliceIndex *xslice_index(Store *st, const json_t *only)
 {
-    json_t *index = json_object();
-    char key[600];
     size_t n;
     json_t *const *all = store_list(st, "EndpointSlice", &n);
+    SliceIndex *ix = slice_index_new(n);
+    if (!ix)
+        return NULL;
     if (!only) {
-        /* The labels of cold slices are read on two threads, the index is made in order. */
         SliceOwners so = {all, calloc(n ? n : 1, sizeof(char *)),
                           calloc(n ? n : 1, sizeof(char *))};
         bool read = so.owner && so.ns;
@@ -417,32 +503,29 @@ json_t *xslice_index(Store *st, const json_t *only)
             xsplit_run(n, read_owners, &so);
         for (size_t i = 0; i < n; i++) {
             const char *owner = read ? so.owner[i] : obj_label(all[i], OWNER);
-            if (!owner)
-                continue;
-            xjoin(key, sizeof(key), read ? so.ns[i] : obj_ns(all[i]), "/", owner, NULL);
-            index_slice(index, all[i], key);
+            if (owner)
+                index_slice(ix, all[i], read ? so.ns[i] : obj_ns(all[i]), owner);
         }
         free(so.owner);
         free(so.ns);
-        return index;
+        return ix;
     }
-    const char *svc;
+    const char *key;
     json_t *v;
-    json_object_foreach((json_t *)only, svc, v)
+    json_object_foreach((json_t *)only, key, v)
     {
-        json_object_set_new(index, svc, json_array());
-        const char *slash = strchr(svc, '/');
+        const char *slash = strchr(key, '/');
         char ns[256];
         if (!slash)
             continue;
-        snprintf(ns, sizeof(ns), "%.*s", (int)(slash - svc), svc);
+        snprintf(ns, sizeof(ns), "%.*s", (int)(slash - key), key);
         for (size_t i = first_in_ns(all, n, ns); i < n && !strcmp(ns, obj_ns(all[i])); i++) {
             const char *owner = obj_label(all[i], OWNER);
             if (owner && !strcmp(owner, slash + 1))
-                index_slice(index, all[i], svc);
+                index_slice(ix, all[i], obj_ns(all[i]), owner);
         }
     }
-    return index;
+    return ix;
 }
 
 /*
@@ -620,12 +703,11 @@ static void endpoints(Xlate *x, const TargetSrc *src, Eps *out)
         return;
     }
     const char *pname = str_or(port, "name", "");
-    if (!x->slices_by_svc) /* once: a scan per Service is quadratic */
-        x->slices_by_svc = xslice_index(x->st, NULL);
-    xjoin(buf, sizeof(buf), obj_ns(svc), "/", obj_name(svc), NULL);
-    json_t *mine = json_object_get(x->slices_by_svc, buf);
-    for (size_t s = 0; s < json_array_size(mine); s++) {
-        json_t *es = json_array_get(mine, s);
+    if (!x->slices) /* once: a scan per Service is quadratic */
+        x->slices = xslice_index(x->st, NULL);
+    size_t it = 0;
+    json_t *es;
+    while ((es = xslice_next(x->slices, obj_ns(svc), obj_name(svc), &it))) {
         size_t pi;
         json_t *ep_port;
         json_array_foreach(json_object_get(es, "ports"), pi, ep_port)
@@ -1016,8 +1098,8 @@ void xlate_upstreams(Xlate *x)
         count++;
     }
     json_decref(seen);
-    if (!x->slices_by_svc) /* built before any thread reads it */
-        x->slices_by_svc = xslice_index(x->st, NULL);
+    if (!x->slices) /* built before any thread reads it */
+        x->slices = xslice_index(x->st, NULL);
 
     Xlate hx = *x; /* the helper's: private lists, everything else shared read-only */
     UpRange first = {x, x->svcs, make, 0, x->nsvcs}, second = {&hx, x->svcs, make, 0, x->nsvcs};

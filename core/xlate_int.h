@@ -137,7 +137,7 @@ typedef struct Xlate {
     json_t *plugins;          /* top-level plugins */
     json_t *vaults;
     json_t *custom;           /* type -> array */
-    json_t *slices_by_svc;    /* "ns/service" -> [EndpointSlice], built once per run */
+    struct SliceIndex *slices; /* EndpointSlices by Service, built once per run */
     XlatePlan *plan;          /* filled when the caller asked for one */
 } Xlate;
 
@@ -267,7 +267,15 @@ void xlate_l4(Xlate *x);
 void xlate_populate_services(Xlate *x);
 void xlate_upstreams(Xlate *x);
 json_t *xtargets(Xlate *x, const TargetSrc *src, size_t nsrc);
-json_t *xslice_index(Store *st, const json_t *only);
+/*
+ * EndpointSlices by the Service that owns them: of every Service, or only of the @only ones
+ * (the keys, "ns/name", of an object). xslice_next() gives those of Service @ns/@svc in the
+ * store's order: *@it 0 at first; NULL after the last.
+ */
+typedef struct SliceIndex SliceIndex;
+SliceIndex *xslice_index(Store *st, const json_t *only);
+json_t *xslice_next(const SliceIndex *ix, const char *ns, const char *svc, size_t *it);
+void xslice_index_free(SliceIndex *ix);
 void xtarget_srcs_free(TargetSrc *src, size_t n);
 /* xopts_own() - @o copied into @dst with its strings in @strs (malloc'd, freed by the owner). */
 int xopts_own(XlateOptions *dst, char *strs[3], const XlateOptions *o);

@@ -322,7 +322,7 @@ int xlate_refresh_targets(Store *st, const XlatePlan *p, const char *json, size_
         for (size_t i = 0; i < p->nups; i++)
             for (size_t k = 0; redo[i] && k < p->ups[i].nsrc; k++)
                 note_service(need, p->ups[i].src[k].svc);
-        x.slices_by_svc = xslice_index(st, need);
+        x.slices = xslice_index(st, need);
         json_decref(need);
     } else if (redo) { /* the store's log does not reach back: redo them all */
         memset(redo, 1, p->nups * sizeof(*redo));
@@ -360,7 +360,7 @@ int xlate_refresh_targets(Store *st, const XlatePlan *p, const char *json, size_
     if (r == 0)
         r = buf_append(&b, json + tail, len - tail); /* also terminates the string */
     json_decref(x.failures);
-    json_decref(x.slices_by_svc);
+    xslice_index_free(x.slices);
     json_decref(affected);
     free(redo);
     if (r < 0) {
