@@ -794,6 +794,63 @@ void xload_class(Xlate *x)
         x->icp_spec = json_object_get(icp, "spec");
 }
 
+/* ---- name maps ---- */
+
+uint64_t xhash(const char *s)
+{
+    uint64_t h = 1469598103934665603u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+static size_t xindex_slot(const XIndex *ix, uint64_t h, const char *key)
+{
+    size_t at = h & ix->mask;
+    while (ix->slots[at].key && (ix->slots[at].hash != h || strcmp(ix->slots[at].key, key)))
+        at = (at + 1) & ix->mask;
+    return at;
+}
+
+size_t xindex_get(const XIndex *ix, const char *key)
+{
+    if (!ix->slots)
+        return SIZE_MAX;
+    size_t at = xindex_slot(ix, xhash(key), key);
+    return ix->slots[at].key ? ix->slots[at].val : SIZE_MAX;
+}
+
+int xindex_put(XIndex *ix, const char *key, size_t val)
+{
+    if (!ix->slots || 2 * (ix->n + 1) > ix->mask + 1) { /* at most half full */
+        size_t size = ix->slots ? 2 * (ix->mask + 1) : 64;
+        struct XIndexSlot *slots = calloc(size, sizeof(*slots));
+        if (!slots)
+            return -ENOMEM;
+        for (size_t i = 0; ix->slots && i <= ix->mask; i++) {
+            size_t at = ix->slots[i].hash & (size - 1);
+            while (ix->slots[i].key && slots[at].key)
+                at = (at + 1) & (size - 1);
+            if (ix->slots[i].key)
+                slots[at] = ix->slots[i];
+        }
+        free(ix->slots);
+        ix->slots = slots;
+        ix->mask = size - 1;
+    }
+    uint64_t h = xhash(key);
+    size_t at = xindex_slot(ix, h, key);
+    ix->n += !ix->slots[at].key;
+    ix->slots[at] = (struct XIndexSlot){h, key, val};
+    return 0;
+}
+
+void xindex_clear(XIndex *ix)
+{
+    free(ix->slots);
+    *ix = (XIndex){NULL, 0, 0};
+}
+
 /* ---- services registry ---- */
 
 XService *xsvc_new(const char *name, const char *ns, json_t *parent)
@@ -834,17 +891,18 @@ void xsvc_free(XService *s)
 
 XService *xsvc_get(Xlate *x, const char *name)
 {
-    json_t *i = json_object_get(x->svc_index, name);
-    return i ? x->svcs[json_integer_value(i)] : NULL;
+    size_t i = xindex_get(&x->svc_index, name);
+    return i != SIZE_MAX ? x->svcs[i] : NULL;
 }
 
 int xsvc_put(Xlate *x, XService *s)
 {
-    json_t *i = json_object_get(x->svc_index, s->name);
-    if (i) {
-        size_t idx = (size_t)json_integer_value(i);
-        if (x->svcs[idx] != s)
+    size_t idx = xindex_get(&x->svc_index, s->name);
+    if (idx != SIZE_MAX) {
+        if (x->svcs[idx] != s) {
+            (void)xindex_put(&x->svc_index, s->name, idx); /* the key was the replaced one's */
             xsvc_free(x->svcs[idx]);
+        }
         x->svcs[idx] = s;
         return 0;
     }
@@ -856,9 +914,9 @@ int xsvc_put(Xlate *x, XService *s)
         x->svcs = n;
         x->capsvcs = cap;
     }
-    x->svcs[x->nsvcs] = s;
-    json_object_set_new(x->svc_index, s->name, json_integer((json_int_t)x->nsvcs));
-    x->nsvcs++;
+    if (xindex_put(&x->svc_index, s->name, x->nsvcs) < 0)
+        return -ENOMEM;
+    x->svcs[x->nsvcs++] = s;
     return 0;
 }
 
@@ -1262,7 +1320,6 @@ static int run(Store *store, const XlateOptions *o, json_t **ret_config, json_t 
     x.st = store;
     x.o = o;
     x.failures = json_array();
-    x.svc_index = json_object();
     x.sni_secrets = json_object();
     x.sni_order = json_array();
     x.sni_claimed = json_object();
@@ -1297,7 +1354,7 @@ static int run(Store *store, const XlateOptions *o, json_t **ret_config, json_t 
     for (size_t i = 0; i < x.nsvcs; i++)
         xsvc_free(x.svcs[i]);
     free(x.svcs);
-    json_decref(x.svc_index);
+    xindex_clear(&x.svc_index);
     json_decref(x.sni_secrets);
     json_decref(x.sni_order);
     json_decref(x.sni_claimed);

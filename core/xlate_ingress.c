@@ -748,13 +748,13 @@ static int claim_services(Xlate *x, RouteWork *w)
         x->capsvcs = x->nsvcs + w->nm;
     }
     for (size_t i = 0; i < w->nm; i++) {
-        json_t *idx = json_object_get(x->svc_index, w->mv[i].svc_name);
-        if (idx) {
-            w->slot[i] = (size_t)json_integer_value(idx);
+        size_t idx = xindex_get(&x->svc_index, w->mv[i].svc_name);
+        if (idx != SIZE_MAX) {
+            w->slot[i] = idx;
             continue;
         }
-        if (json_object_set_new(x->svc_index, w->mv[i].svc_name,
-                                json_integer((json_int_t)x->nsvcs)) < 0)
+        /* keyed by the group's name until the service is made (routes_and_services()) */
+        if (xindex_put(&x->svc_index, w->mv[i].svc_name, x->nsvcs) < 0)
             return -ENOMEM;
         w->slot[i] = x->nsvcs;
         w->makes[i] = true;
@@ -763,19 +763,20 @@ static int claim_services(Xlate *x, RouteWork *w)
     return 0;
 }
 
-/* Services that could not be made (out of memory) leave no hole: the registry is remade. */
-static void drop_unmade(Xlate *x)
+/*
+ * The registry keyed by the services' own names (the groups' go with them), and services that
+ * could not be made (out of memory) leave no hole.
+ */
+static void rekey_services(Xlate *x)
 {
     size_t o = 0;
     for (size_t i = 0; i < x->nsvcs; i++)
         if (x->svcs[i])
             x->svcs[o++] = x->svcs[i];
-    if (o == x->nsvcs)
-        return;
     x->nsvcs = o;
-    json_object_clear(x->svc_index);
+    xindex_clear(&x->svc_index);
     for (size_t i = 0; i < x->nsvcs; i++)
-        json_object_set_new(x->svc_index, x->svcs[i]->name, json_integer((json_int_t)i));
+        (void)xindex_put(&x->svc_index, x->svcs[i]->name, i);
 }
 
 static void routes_and_services(Xlate *x, Meta *mv, size_t nm, bool legacy)
@@ -786,7 +787,7 @@ static void routes_and_services(Xlate *x, Meta *mv, size_t nm, bool legacy)
         free(w.slot);
         free(w.makes);
         free(w.routes);
-        drop_unmade(x); /* slots claimed before memory ran out */
+        rekey_services(x); /* slots claimed before memory ran out */
         return;
     }
     uv_thread_t helper;
@@ -802,7 +803,7 @@ static void routes_and_services(Xlate *x, Meta *mv, size_t nm, bool legacy)
         else
             json_decref(w.routes[i]);
     }
-    drop_unmade(x);
+    rekey_services(x);
     free(w.slot);
     free(w.makes);
     free(w.routes);
@@ -838,7 +839,7 @@ typedef struct MetaHalf {
     bool *tls;         /* per Ingress: has TLS entries, claimed afterwards in order */
     Meta *mv;
     size_t nm, cm;
-    json_t *metas;     /* route name -> index into mv */
+    XIndex metas;      /* route name -> index into mv */
     json_t *default_ing;
     bool oom;
 } MetaHalf;
@@ -885,16 +886,16 @@ static void join_meta(MetaHalf *h, Meta *to, Meta *m)
 /* Add @m to @h, or its paths to the group of the same route; takes @m's contents. */
 static void add_meta(MetaHalf *h, Meta *m)
 {
-    json_t *idx = json_object_get(h->metas, m->route_name);
-    if (idx) {
-        join_meta(h, &h->mv[json_integer_value(idx)], m);
+    size_t idx = xindex_get(&h->metas, m->route_name);
+    if (idx != SIZE_MAX) {
+        join_meta(h, &h->mv[idx], m);
         return;
     }
     size_t at = h->nm;
     if (append_meta(h, m) < 0)
         meta_clear(m);
-    else
-        json_object_set_new(h->metas, h->mv[at].route_name, json_integer((json_int_t)at));
+    else if (xindex_put(&h->metas, h->mv[at].route_name, at) < 0)
+        h->oom = true;
 }
 
 static void read_paths(void *ud, int half, size_t from, size_t to)
@@ -998,12 +999,8 @@ void xlate_ingresses(Xlate *x)
     }
 
     Xlate hx; /* the upper half's: failures of its own, everything else read-only */
-    MetaHalf h[2] = {{.x = x, .ings = ings, .tls = tls, .metas = json_object()},
-                     {.x = &hx, .ings = ings, .tls = tls, .metas = json_object()}};
-    if (h[0].metas && h[1].metas)
-        xsplit_run_failing(x, &hx, ni, read_paths, h);
-    else
-        h[0].oom = true;
+    MetaHalf h[2] = {{.x = x, .ings = ings, .tls = tls}, {.x = &hx, .ings = ings, .tls = tls}};
+    xsplit_run_failing(x, &hx, ni, read_paths, h);
     /*
      * The upper half's groups after the lower's, as one thread would have met them. A group of
      * the upper half is one of the lower's only when their route names collide (a dotted Ingress
@@ -1013,17 +1010,17 @@ void xlate_ingresses(Xlate *x)
         reserve_metas(&h[0], h[1].nm);
     for (size_t i = 0; i < h[1].nm; i++) {
         Meta *m = &h[1].mv[i];
-        json_t *idx = json_object_get(h[0].metas, m->route_name);
-        if (!idx && !h[0].oom && append_meta(&h[0], m) == 0)
+        size_t idx = xindex_get(&h[0].metas, m->route_name);
+        if (idx == SIZE_MAX && !h[0].oom && append_meta(&h[0], m) == 0)
             continue; /* taken as it is */
-        if (idx && !h[0].oom)
-            join_meta(&h[0], &h[0].mv[json_integer_value(idx)], m);
+        if (idx != SIZE_MAX && !h[0].oom)
+            join_meta(&h[0], &h[0].mv[idx], m);
         else
             meta_clear(m);
     }
     free(h[1].mv);
-    json_decref(h[1].metas);
-    json_decref(h[0].metas);
+    xindex_clear(&h[1].metas);
+    xindex_clear(&h[0].metas);
     Meta *mv = h[0].mv;
     size_t nm = h[0].nm;
     json_t *default_ing = h[0].default_ing ? h[0].default_ing : h[1].default_ing;

@@ -111,6 +111,27 @@ struct XlatePlan {
     size_t *spans;          /* upstream i is bytes [spans[2i], spans[2i+1]) of the JSON */
 };
 
+/*
+ * A map of C strings (borrowed: they outlive the map) to positions, by open addressing on their
+ * FNV-1a hashes: the translation's registries of thousands of names. A jansson object spent
+ * a pair and an integer value (100 bytes of new memory) on each, and hashed every lookup anew.
+ */
+typedef struct XIndex {
+    struct XIndexSlot {
+        uint64_t hash;
+        const char *key; /* NULL: free */
+        size_t val;
+    } *slots;
+    size_t n, mask;
+} XIndex;
+
+uint64_t xhash(const char *s);
+/* The position of @key, or SIZE_MAX. */
+size_t xindex_get(const XIndex *ix, const char *key);
+/* Map @key to @val (replacing); -ENOMEM. */
+int xindex_put(XIndex *ix, const char *key, size_t val);
+void xindex_clear(XIndex *ix);
+
 typedef struct Xlate {
     Store *st;
     const XlateOptions *o;
@@ -120,7 +141,7 @@ typedef struct Xlate {
 
     XService **svcs;
     size_t nsvcs, capsvcs;
-    json_t *svc_index;   /* Kong service name -> index in svcs */
+    XIndex svc_index;    /* Kong service name -> index in svcs */
 
     json_t *sni_secrets; /* "ns/secret" -> {"hosts": [...], "parents": [objects]} in claim order */
     json_t *sni_order;   /* array of "ns/secret" keys in first-claim order */

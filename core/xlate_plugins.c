@@ -33,7 +33,6 @@ enum { REL_SERVICES, REL_ROUTES, REL_CONSUMERS, REL_GROUPS, REL_KINDS };
 /* What one KongPlugin ("ns:name") is attached to. Strings are borrowed from the run's entities. */
 typedef struct Rel {
     char *key;
-    uint64_t hash;
     PtrVec to[REL_KINDS];
     PtrVec refs;       /* the objects that reference it, for failures, but groups */
     PtrVec group_refs; /* the KongConsumerGroups, named only when no consumer refers */
@@ -42,60 +41,24 @@ typedef struct Rel {
 typedef struct Rels {
     Rel *v;
     size_t n, cap;
-    uint32_t *slots; /* open addressing on the keys' hashes: 1 + position in v, 0 free */
-    size_t mask;
+    XIndex index; /* key -> position in v */
 } Rels;
-
-static uint64_t key_hash(const char *k)
-{
-    uint64_t h = 1469598103934665603u; /* FNV-1a */
-    for (; *k; k++)
-        h = (h ^ (unsigned char)*k) * 1099511628211u;
-    return h;
-}
-
-/* Room for one more key, the table at most half full. */
-static int rels_reserve(Rels *rels)
-{
-    if (rels->slots && 2 * (rels->n + 1) <= rels->mask + 1)
-        return 0;
-    size_t size = rels->slots ? 2 * (rels->mask + 1) : 64;
-    uint32_t *slots = calloc(size, sizeof(*slots));
-    if (!slots)
-        return -ENOMEM;
-    for (size_t i = 0; i < rels->n; i++) {
-        size_t at = rels->v[i].hash & (size - 1);
-        while (slots[at])
-            at = (at + 1) & (size - 1);
-        slots[at] = (uint32_t)i + 1;
-    }
-    free(rels->slots);
-    rels->slots = slots;
-    rels->mask = size - 1;
-    return 0;
-}
 
 /* The relations of KongPlugin @key ("ns:name"), made empty at first; NULL when memory runs out. */
 static Rel *rel_get(Rels *rels, const char *key)
 {
-    uint64_t h = key_hash(key);
-    size_t at = rels->slots ? h & rels->mask : 0;
-    for (; rels->slots && rels->slots[at]; at = (at + 1) & rels->mask) {
-        Rel *r = &rels->v[rels->slots[at] - 1];
-        if (r->hash == h && !strcmp(r->key, key))
-            return r;
-    }
-    if (rels->n >= UINT32_MAX - 1 || rels_reserve(rels) < 0 ||
-        util_grow(&rels->v, &rels->cap, rels->n, sizeof(*rels->v), 16) < 0)
+    size_t i = xindex_get(&rels->index, key);
+    if (i != SIZE_MAX)
+        return &rels->v[i];
+    if (util_grow(&rels->v, &rels->cap, rels->n, sizeof(*rels->v), 16) < 0)
         return NULL;
-    for (at = h & rels->mask; rels->slots[at];) /* the table may have grown */
-        at = (at + 1) & rels->mask;
     Rel *r = &rels->v[rels->n];
     memset(r, 0, sizeof(*r));
-    if (!(r->key = strdup(key)))
+    if (!(r->key = strdup(key)) || xindex_put(&rels->index, r->key, rels->n) < 0) {
+        free(r->key);
         return NULL;
-    r->hash = h;
-    rels->slots[at] = (uint32_t)++rels->n;
+    }
+    rels->n++;
     return r;
 }
 
@@ -109,7 +72,7 @@ static void rels_free(Rels *rels)
         free(rels->v[i].group_refs.v);
     }
     free(rels->v);
-    free(rels->slots);
+    xindex_clear(&rels->index);
 }
 
 typedef struct Item {
@@ -743,7 +706,7 @@ static void rel_range(void *ud, int half, size_t from, size_t to)
 
 void xlate_plugins(Xlate *x)
 {
-    Rels rels = {NULL, 0, 0, NULL, 0};
+    Rels rels = {NULL, 0, 0, {NULL, 0, 0}};
     relate_services(x, &rels);
     size_t i;
     json_t *c;
