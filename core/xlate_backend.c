@@ -1078,26 +1078,40 @@ static void upstream_range(void *arg)
     jarena_leave();
 }
 
+/* Each service's host, read on two threads: the services' objects are cold by now. */
+static void read_hosts(void *ud, int half, size_t from, size_t to)
+{
+    Xlate *x = ((void **)ud)[0];
+    const char **host = ((void **)ud)[1];
+    (void)half;
+    for (size_t i = from; i < to; i++)
+        host[i] = x->svcs[i]->no_upstream
+                      ? NULL
+                      : json_string_value(json_object_get(x->svcs[i]->s, "host"));
+}
+
 void xlate_upstreams(Xlate *x)
 {
-    json_t *seen = json_object();
     bool *make = calloc(x->nsvcs ? x->nsvcs : 1, sizeof(*make));
+    const char **host = calloc(x->nsvcs ? x->nsvcs : 1, sizeof(*host));
+    XIndex seen = {NULL, 0, 0};
     size_t count = 0;
-    if (!seen || !make) {
-        json_decref(seen);
+    if (!make || !host) {
         free(make);
+        free(host);
         return;
     }
+    void *ud[2] = {x, host};
+    xsplit_run(x->nsvcs, read_hosts, ud);
     for (size_t i = 0; i < x->nsvcs; i++) { /* one upstream per host: the first group wins */
-        XService *s = x->svcs[i];
-        const char *host = json_string_value(json_object_get(s->s, "host"));
-        if (s->no_upstream || !host || json_object_get(seen, host))
+        if (!host[i] || xindex_get(&seen, host[i]) != SIZE_MAX)
             continue;
-        json_object_set_new(seen, host, json_true());
+        (void)xindex_put(&seen, host[i], i); /* out of memory: a host may get two */
         make[i] = true;
         count++;
     }
-    json_decref(seen);
+    xindex_clear(&seen);
+    free(host);
     if (!x->slices) /* built before any thread reads it */
         x->slices = xslice_index(x->st, NULL);
 
