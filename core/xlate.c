@@ -508,14 +508,18 @@ static int cmp_timed_key(const void *a, const void *b)
     return c ? c : cmp_timed(a, b);
 }
 
-void xsort_by_times(json_t **v, const long long *ts, size_t n, bool key_ties)
+void xsort_by_times(json_t **v, const long long *ts, size_t n, bool key_ties,
+                    const char *const *ns, const char *const *name)
 {
     TimedObj *t = malloc((n ? n : 1) * sizeof(*t));
     if (!t)
         return; /* keep the store's order */
     for (size_t i = 0; i < n; i++) {
         t[i] = (TimedObj){ts[i], i, v[i], "", ""};
-        if (key_ties) {
+        if (key_ties && ns && name) {
+            t[i].ns = ns[i];
+            t[i].name = name[i];
+        } else if (key_ties) {
             const char *uid;
             obj_ids(v[i], &t[i].name, &t[i].ns, &uid);
         }
@@ -533,7 +537,7 @@ void xsort_by_creation(json_t **v, size_t n, bool key_ties)
         return;
     for (size_t i = 0; i < n; i++)
         ts[i] = xcreation(v[i]);
-    xsort_by_times(v, ts, n, key_ties);
+    xsort_by_times(v, ts, n, key_ties, NULL, NULL);
     free(ts);
 }
 

@@ -820,6 +820,7 @@ typedef struct IngRead {
     json_t *const *all;
     bool *keep;
     long long *ts;
+    const char **ns, **name; /* for ties, as the timestamps */
 } IngRead;
 
 static void read_class(void *ud, int half, size_t from, size_t to)
@@ -828,8 +829,11 @@ static void read_class(void *ud, int half, size_t from, size_t to)
     (void)half;
     for (size_t i = from; i < to; i++) {
         obj_prefetch(r->all, to, i);
-        if ((r->keep[i] = xclass_ingress(r->x, r->all[i])))
+        if ((r->keep[i] = xclass_ingress(r->x, r->all[i]))) {
+            const char *uid;
             r->ts[i] = xcreation(r->all[i]);
+            obj_ids(r->all[i], &r->name[i], &r->ns[i], &uid);
+        }
     }
 }
 
@@ -959,24 +963,30 @@ static void read_paths(void *ud, int half, size_t from, size_t to)
 /* The Ingresses of our class, oldest first. */
 static json_t **ingresses_of_class(Xlate *x, size_t *ret_n)
 {
-    size_t n, ni = 0;
+    size_t n, ni = 0, m;
     json_t *const *all = store_list(x->st, "Ingress", &n);
-    json_t **ings = calloc(n ? n : 1, sizeof(*ings));
-    IngRead r = {x, all, calloc(n ? n : 1, sizeof(bool)), calloc(n ? n : 1, sizeof(long long))};
-    if (ings && r.keep && r.ts) {
+    m = n ? n : 1;
+    json_t **ings = calloc(m, sizeof(*ings));
+    IngRead r = {x, all, calloc(m, sizeof(bool)), calloc(m, sizeof(long long)),
+                 calloc(m, sizeof(char *)), calloc(m, sizeof(char *))};
+    if (ings && r.keep && r.ts && r.ns && r.name) {
         xsplit_run(n, read_class, &r);
         for (size_t i = 0; i < n; i++)
             if (r.keep[i]) {
                 ings[ni] = all[i];
-                r.ts[ni++] = r.ts[i];
+                r.ts[ni] = r.ts[i];
+                r.ns[ni] = r.ns[i];
+                r.name[ni++] = r.name[i];
             }
-        xsort_by_times(ings, r.ts, ni, true);
+        xsort_by_times(ings, r.ts, ni, true, r.ns, r.name);
     } else {
         free(ings);
         ings = NULL;
     }
     free(r.keep);
     free(r.ts);
+    free(r.ns);
+    free(r.name);
     *ret_n = ni;
     return ings;
 }

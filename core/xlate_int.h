@@ -261,8 +261,10 @@ long long xcreation(const json_t *obj);
  * TCPIngresses and UDPIngresses in ("a-b/x" before "a/x"; the store's is namespace, then name).
  */
 void xsort_by_creation(json_t **v, size_t n, bool key_ties);
-/* xsort_by_times() - the same with the timestamps (@ts[i] of @v[i]) already read. */
-void xsort_by_times(json_t **v, const long long *ts, size_t n, bool key_ties);
+/* xsort_by_times() - the same with the timestamps (@ts[i] of @v[i]) already read, and for ties
+ * by key the namespaces and names too when @ns and @name are given. */
+void xsort_by_times(json_t **v, const long long *ts, size_t n, bool key_ties,
+                    const char *const *ns, const char *const *name);
 
 /* Services. */
 XService *xsvc_get(Xlate *x, const char *name);
