@@ -1078,11 +1078,15 @@ void xsort_by_field(json_t *arr, const char *field)
     size_t n = json_array_size(arr);
     if (n < 2)
         return;
-    SortKey *v = malloc(n * sizeof(*v));
-    SortKey *tmp = malloc(n * sizeof(*tmp));
+    SortKey small[2][8]; /* most arrays sorted are an upstream's few targets */
+    SortKey *v = n <= 8 ? small[0] : malloc(n * sizeof(*v));
+    SortKey *tmp = n <= 8 ? small[1] : malloc(n * sizeof(*tmp));
+    SortKey *const given[2] = {v, tmp};
     if (!v || !tmp) {
-        free(v);
-        free(tmp);
+        if (n > 8) {
+            free(v);
+            free(tmp);
+        }
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1108,14 +1112,16 @@ void xsort_by_field(json_t *arr, const char *field)
     json_array_clear(arr);
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, v[i].v);
-    free(v);
-    free(tmp);
+    if (n > 8) {
+        free(given[0]);
+        free(given[1]);
+    }
 }
 
 typedef struct PluginKey {
     char *key;
     json_t *p;
-    size_t idx;
+    size_t idx, off;
 } PluginKey;
 
 static int cmp_pkey_desc(const void *a, const void *b)
@@ -1125,32 +1131,54 @@ static int cmp_pkey_desc(const void *a, const void *b)
     return c ? c : (x->idx < y->idx ? -1 : x->idx > y->idx); /* stable, as Go's sort */
 }
 
-char *xplugin_sort_key(const json_t *p)
+/* decK's PluginString: name + consumer + consumer_group + route + service, and a NUL. */
+static int plugin_key_append(Buf *b, const json_t *p)
 {
-    return util_strdup_printf("%s%s%s%s%s", sget(p, "name"), sget(p, "consumer"),
-                              sget(p, "consumer_group"), sget(p, "route"), sget(p, "service"));
+    static const char *const fields[] = {"name", "consumer", "consumer_group", "route", "service"};
+    int r = 0;
+    for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
+        r |= buf_puts(b, sget(p, fields[f]));
+    return r | buf_append(b, "", 1);
 }
 
-/* decK's PluginString order, descending: name + consumer + consumer_group + route + service. */
+char *xplugin_sort_key(const json_t *p)
+{
+    Buf b = BUF_INIT;
+    if (plugin_key_append(&b, p) < 0) {
+        buf_deinit(&b);
+        return NULL;
+    }
+    return buf_take(&b);
+}
+
+/* decK's PluginString order, descending. The keys share one buffer: a malloc'd string each was
+ * a third of the sort. */
 static void sort_plugins(json_t *arr)
 {
     size_t n = json_array_size(arr);
     PluginKey *k = calloc(n ? n : 1, sizeof(*k));
-    if (!k)
-        return;
-    for (size_t i = 0; i < n; i++) {
+    Buf keys = BUF_INIT;
+    int r = k ? 0 : -ENOMEM;
+    for (size_t i = 0; r == 0 && i < n; i++) {
         json_t *p = json_array_get(arr, i);
-        k[i].p = json_incref(p);
-        k[i].idx = i;
-        k[i].key = xplugin_sort_key(p);
+        k[i] = (PluginKey){NULL, p, i, keys.len};
+        r = plugin_key_append(&keys, p);
+    }
+    if (r < 0) {
+        free(k);
+        buf_deinit(&keys);
+        return; /* as they are */
+    }
+    for (size_t i = 0; i < n; i++) {
+        k[i].key = keys.data + k[i].off;
+        json_incref(k[i].p);
     }
     qsort(k, n, sizeof(*k), cmp_pkey_desc);
     json_array_clear(arr);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, k[i].p);
-        free(k[i].key);
-    }
     free(k);
+    buf_deinit(&keys);
 }
 
 static void route_defaults(json_t *r, bool expr)
@@ -1161,7 +1189,8 @@ static void route_defaults(json_t *r, bool expr)
         jset_cs(r, "path_handling", "v0");
 }
 
-/* Upstreams in order with their targets, and the top-level plugins: a helper's share of assembly. */
+/* Upstreams in order (their targets are, from upstream_for()), and the top-level plugins: a
+ * helper's share of assembly. */
 static void order_upstreams_plugins(void *arg)
 {
     Xlate *x = arg;
@@ -1173,12 +1202,8 @@ static void order_upstreams_plugins(void *arg)
         if (!json_object_get(u, "algorithm"))
             jset_cs(u, "algorithm", "round-robin");
         json_t *t = json_object_get(u, "targets");
-        if (t) {
-            if (json_array_size(t))
-                xsort_by_field(t, "target");
-            else
-                json_object_del(u, "targets");
-        }
+        if (t && !json_array_size(t))
+            json_object_del(u, "targets");
     }
     xsort_by_field(x->upstreams, "name");
     sort_plugins(x->plugins);

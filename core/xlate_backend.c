@@ -1032,6 +1032,7 @@ static void upstream_for(Xlate *x, XService *s)
         json_object_set(s->s, "port", json_object_get(port, "port"));
     }
     json_t *targets = xtargets(x, src, nsrc);
+    xsort_by_field(targets, "target"); /* here, on two threads, not in assembly */
     json_t *tags = json_object_get(s->s, "tags");
     json_t *up = json_object();
     jset_s(up, "name", host);
