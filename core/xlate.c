@@ -80,6 +80,40 @@ void xsplit_run(size_t n, void (*fn)(void *ud, int half, size_t from, size_t to)
     uv_thread_join(&helper);
 }
 
+typedef struct SplitChunks {
+    void (*fn)(void *ud, int half, size_t from, size_t to);
+    void *ud;
+    size_t n, chunk;
+    size_t next; /* atomic: the first element nobody has taken */
+} SplitChunks;
+
+static void take_chunks(SplitChunks *c, int half)
+{
+    size_t from;
+    while ((from = __atomic_fetch_add(&c->next, c->chunk, __ATOMIC_RELAXED)) < c->n)
+        c->fn(c->ud, half, from, from + c->chunk < c->n ? from + c->chunk : c->n);
+}
+
+static void chunks_helper(void *arg)
+{
+    jarena_enter();
+    take_chunks(arg, 1);
+    jarena_leave();
+}
+
+void xsplit_run_chunked(size_t n, size_t chunk,
+                        void (*fn)(void *ud, int half, size_t from, size_t to), void *ud)
+{
+    SplitChunks c = {fn, ud, n, chunk ? chunk : 1, 0};
+    uv_thread_t helper;
+    if (!xsplit_min || n < xsplit_min || uv_thread_create(&helper, chunks_helper, &c) != 0) {
+        fn(ud, 0, 0, n);
+        return;
+    }
+    take_chunks(&c, 0);
+    uv_thread_join(&helper);
+}
+
 void xsplit_run_failing(Xlate *x, Xlate *upper, size_t n,
                         void (*fn)(void *ud, int half, size_t from, size_t to), void *ud)
 {

@@ -332,6 +332,13 @@ extern size_t xsplit_min;
  */
 void xsplit_run(size_t n, void (*fn)(void *ud, int half, size_t from, size_t to), void *ud);
 /*
+ * xsplit_run_chunked() - the same for passes whose elements write nothing in common and need
+ * no order: both threads take @chunk elements at a time from a shared counter, so they end
+ * together however uneven the elements are.
+ */
+void xsplit_run_chunked(size_t n, size_t chunk,
+                        void (*fn)(void *ud, int half, size_t from, size_t to), void *ud);
+/*
  * xsplit_run_failing() - xsplit_run() for a pass whose halves fail objects: *@upper becomes a
  * copy of @x with a failures list of its own, for @fn to use in the upper half (through @ud),
  * appended to @x's once both halves are done, as one thread would have ordered them.

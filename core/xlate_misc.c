@@ -118,8 +118,9 @@ static void fill_plugin(json_t *e)
     buf_deinit(&k);
 }
 
-/* Services (with their routes), then plugins: each entity's ID is its own, so halves of this
- * index space can be filled on two threads. */
+/* Services (with their routes), then plugins: each entity's ID is its own, so this index space
+ * is filled on two threads, in chunks (a service with its routes is two IDs and more, a plugin
+ * one: halves were uneven). */
 static void fill_range(void *ud, int half, size_t from, size_t to)
 {
     Xlate *x = ud;
@@ -138,7 +139,7 @@ static void fill_range(void *ud, int half, size_t from, size_t to)
 
 void xlate_fill_ids(Xlate *x)
 {
-    xsplit_run(x->nsvcs + json_array_size(x->plugins), fill_range, x);
+    xsplit_run_chunked(x->nsvcs + json_array_size(x->plugins), 64, fill_range, x);
     size_t i;
     json_t *e;
     json_array_foreach(x->consumers, i, e) fill(e, "consumers", s_of(e, "username"));
