@@ -836,13 +836,22 @@ static int version_at_least(const char *v, int maj, int min)
     return a > maj || (a == maj && b >= min);
 }
 
+/* The Services of group @s, for a failure that names them all. */
+static json_t *group_services(const XService *s)
+{
+    json_t *holders = json_array();
+    const char *k;
+    json_t *svc;
+    json_object_foreach(s->k8s, k, svc) json_array_append(holders, svc);
+    return holders;
+}
+
 static void apply_policy(Xlate *x, XService *s, json_t *up)
 {
     const char *name = NULL;
     bool mixed = false, first = true;
     const char *k;
     json_t *svc;
-    json_t *holders = json_array();
     json_object_foreach(s->k8s, k, svc)
     {
         const char *p = svc_ann(s, svc, ANN "upstream-policy");
@@ -851,21 +860,21 @@ static void apply_policy(Xlate *x, XService *s, json_t *up)
         else if ((p == NULL) != (name == NULL) || (p && strcmp(p, name)))
             mixed = true;
         first = false;
-        json_array_append(holders, svc);
     }
+    json_t *holders = NULL; /* made for a failure only: most groups have no policy */
     if (mixed) {
+        holders = group_services(s);
         xfail_objs(x, holders, "inconsistent KongUpstreamPolicy configuration for services: all "
                                "Services of a backend must use the same konghq.com/upstream-policy");
         json_decref(holders);
         return;
     }
-    if (!name) { /* an empty name is looked up, and not found, as KIC does */
-        json_decref(holders);
+    if (!name) /* an empty name is looked up, and not found, as KIC does */
         return;
-    }
     const char *ns = s->facade ? obj_ns(s->facade) : s->ns;
     json_t *pol = store_get(x->st, "KongUpstreamPolicy", ns, name);
     if (!pol) {
+        holders = group_services(s);
         xfail_objs(x, holders,
                    "failed fetching KongUpstreamPolicy: KongUpstreamPolicy %s/%s not found", ns,
                    name);
@@ -876,6 +885,7 @@ static void apply_policy(Xlate *x, XService *s, json_t *up)
     json_t *sticky = json_object_get(spec, "stickySessions");
     const char *algo = json_string_value(json_object_get(spec, "algorithm"));
     if (algo && !strcmp(algo, "sticky-sessions") && !version_at_least(x->o->kong_version, 3, 11)) {
+        holders = group_services(s);
         xfail_objs(x, holders,
                    "sticky sessions algorithm specified in KongUpstreamPolicy '%s' is not "
                    "supported with Kong Gateway versions < 3.11.0",
@@ -883,7 +893,6 @@ static void apply_policy(Xlate *x, XService *s, json_t *up)
         json_decref(holders);
         return;
     }
-    json_decref(holders);
     json_t *v;
     if ((v = json_object_get(spec, "algorithm")) && json_is_string(v))
         json_object_set(up, "algorithm", v);
@@ -925,10 +934,7 @@ static bool apply_kongingress(Xlate *x, XService *s, json_t *up)
             continue;
         json_t *ki = store_get(x->st, "KongIngress", obj_ns(svc), name);
         if (!ki) {
-            json_t *holders = json_array();
-            const char *hk;
-            json_t *hs;
-            json_object_foreach(s->k8s, hk, hs) json_array_append(holders, hs);
+            json_t *holders = group_services(s);
             xfail_objs(x, holders, "failed to get KongIngress: KongIngress %s not found", name);
             json_decref(holders);
             return false;
