@@ -13,7 +13,9 @@
 
 #include "manifest.h"
 #include "store.h"
+#include "util.h"
 #include "xlate.h"
+#include "xlate_int.h"
 
 typedef struct Seen {
     json_t *objs;
@@ -107,6 +109,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (text && (!again || n2 != n || memcmp(again, text, n)))
                 abort();
             free(again);
+            /* Written by two threads in chunks and hashed as placed: the same bytes, their hash */
+            size_t saved = xsplit_min, n3 = 0;
+            char hash[65], want[65];
+            xsplit_min = 1;
+            char *chunked = xlate_canonical_hashed(cfg, &n3, NULL, hash);
+            xsplit_min = saved;
+            if (text && chunked) {
+                util_sha256_hex(text, n, want);
+                if (n3 != n || memcmp(chunked, text, n) || strcmp(hash, want))
+                    abort();
+            }
+            free(chunked);
             json_decref(back);
             free(text);
             /* The YAML reads back (as go-yaml's text, by a YAML reader) */
