@@ -548,7 +548,7 @@ static void write_config(Out *o, const json_t *config, XlatePlan *plan, UtilSha2
         uv_mutex_destroy(&w.lock);
         /* Pages populated past the end would stay with the bytes (revisions keep them). */
         uintptr_t end = ((uintptr_t)o->b.data + o->b.len + 1 + 4095) & ~(uintptr_t)4095;
-        uintptr_t upto = (uintptr_t)o->b.data + (w.populated < o->b.cap ? w.populated : 0);
+        uintptr_t upto = (uintptr_t)o->b.data + (w.populated <= o->b.cap ? w.populated : 0);
         if (w.populated != SIZE_MAX && upto > end)
             (void)madvise((void *)end, upto - end, MADV_DONTNEED);
     }
