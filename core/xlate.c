@@ -836,10 +836,7 @@ void xload_class(Xlate *x)
 
 uint64_t xhash(const char *s)
 {
-    uint64_t h = 1469598103934665603u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211u;
-    return h;
+    return xhash_more(XHASH_SEED, s);
 }
 
 static size_t xindex_slot(const XIndex *ix, uint64_t h, const char *key)

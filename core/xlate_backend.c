@@ -380,13 +380,7 @@ struct SliceIndex {
 
 static uint64_t svc_hash(const char *ns, const char *svc)
 {
-    uint64_t h = 1469598103934665603u; /* FNV-1a of "ns/svc" */
-    for (const char *p = ns; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211u;
-    h = (h ^ '/') * 1099511628211u;
-    for (const char *p = svc; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211u;
-    return h;
+    return xhash_more(xhash_more(xhash_more(XHASH_SEED, ns), "/"), svc); /* of "ns/svc" */
 }
 
 /* The slot of Service @ns/@svc: its own, or the free one where it would go. */
@@ -549,10 +543,7 @@ typedef struct Eps {
 
 static size_t eps_hash(const char *t, bool drain)
 {
-    uint64_t h = 1469598103934665603u ^ drain; /* FNV-1a */
-    for (; *t; t++)
-        h = (h ^ (unsigned char)*t) * 1099511628211u;
-    return (size_t)h;
+    return (size_t)xhash_more(XHASH_SEED ^ drain, t);
 }
 
 /* Whether target @k of @e is @t with @drain: KIC's endpoint key is address, port, terminating. */

@@ -125,6 +125,14 @@ typedef struct XIndex {
     size_t n, mask;
 } XIndex;
 
+/* FNV-1a: xhash_more() goes on from @h (XHASH_SEED at first) over @s; xhash() is from the seed. */
+#define XHASH_SEED ((uint64_t)1469598103934665603u)
+static inline uint64_t xhash_more(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
 uint64_t xhash(const char *s);
 /* The position of @key, or SIZE_MAX. */
 size_t xindex_get(const XIndex *ix, const char *key);
