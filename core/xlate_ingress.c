@@ -6,8 +6,6 @@
  */
 #include "xlate_int.h"
 
-#include <uv.h>
-
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -701,7 +699,6 @@ typedef struct RouteWork {
     Xlate *x;
     Meta *mv;
     size_t nm;
-    size_t next;     /* the first group nobody has taken (atomic) */
     bool expressions, legacy;
     size_t *slot;    /* per group: its service's index in x->svcs */
     bool *makes;     /* per group: it is the first of its service, which it makes */
@@ -719,22 +716,16 @@ static void add_route(XService *s, json_t *r, const Meta *m, bool expressions)
         s->routes[s->nroutes - 1].rewrite = m->rewrite;
 }
 
-static void take_work(RouteWork *w)
+/* Groups [from, to): their services, where they are the first, and their routes. */
+static void make_range(void *ud, int half, size_t from, size_t to)
 {
-    size_t from;
-    while ((from = __atomic_fetch_add(&w->next, ROUTE_CHUNK, __ATOMIC_RELAXED)) < w->nm)
-        for (size_t i = from; i < from + ROUTE_CHUNK && i < w->nm; i++) {
-            if (w->makes[i]) /* slots are distinct: each written by one thread */
-                w->x->svcs[w->slot[i]] = make_service(w->x, &w->mv[i], false);
-            w->routes[i] = route_of(w, i);
-        }
-}
-
-static void work_helper(void *arg)
-{
-    jarena_enter(); /* a helper thread's values belong to the translation too */
-    take_work(arg);
-    jarena_leave();
+    RouteWork *w = ud;
+    (void)half;
+    for (size_t i = from; i < to; i++) {
+        if (w->makes[i]) /* slots are distinct: each written by one thread */
+            w->x->svcs[w->slot[i]] = make_service(w->x, &w->mv[i], false);
+        w->routes[i] = route_of(w, i);
+    }
 }
 
 /* Each group's service slot, in order: a name met first gets the next one, to be made. */
@@ -781,7 +772,7 @@ static void rekey_services(Xlate *x)
 
 static void routes_and_services(Xlate *x, Meta *mv, size_t nm, bool legacy)
 {
-    RouteWork w = {x, mv, nm, 0, x->o->expressions, legacy, calloc(nm ? nm : 1, sizeof(size_t)),
+    RouteWork w = {x, mv, nm, x->o->expressions, legacy, calloc(nm ? nm : 1, sizeof(size_t)),
                    calloc(nm ? nm : 1, sizeof(bool)), calloc(nm ? nm : 1, sizeof(json_t *))};
     if (!w.slot || !w.makes || !w.routes || claim_services(x, &w) < 0) {
         free(w.slot);
@@ -790,12 +781,7 @@ static void routes_and_services(Xlate *x, Meta *mv, size_t nm, bool legacy)
         rekey_services(x); /* slots claimed before memory ran out */
         return;
     }
-    uv_thread_t helper;
-    bool threaded = xsplit_min && nm >= xsplit_min &&
-                    uv_thread_create(&helper, work_helper, &w) == 0;
-    take_work(&w);
-    if (threaded)
-        uv_thread_join(&helper);
+    xsplit_run_chunked(nm, ROUTE_CHUNK, make_range, &w);
     for (size_t i = 0; i < nm; i++) {
         XService *s = x->svcs[w.slot[i]];
         if (s)
